@@ -3,8 +3,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/api/data.ipynb #6f2fcef3
-from . import corpora
+# %% ../../nbs/api/data.ipynb #84ac5335
+from . import corpora, dataset
 from .corpora import *
+from .dataset import *
 
-__all__ = [*corpora.__all__]
+__all__ = [*corpora.__all__, *dataset.__all__]
