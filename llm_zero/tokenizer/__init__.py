@@ -4,7 +4,8 @@
 __all__ = []
 
 # %% ../../nbs/api/tokenizer.ipynb #44fe79e1
-from . import simple
+from . import simple, wordpiece
 from .simple import *
+from .wordpiece import *
 
-__all__ = [*simple.__all__]
+__all__ = [*simple.__all__, *wordpiece.__all__]
