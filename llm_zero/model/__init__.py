@@ -4,8 +4,9 @@
 __all__ = []
 
 # %% ../../nbs/api/model.ipynb #665ba6d4
-from . import attention, gpt
+from . import attention, gpt, hf
 from .attention import *
 from .gpt import *
+from .hf import *
 
-__all__ = [*attention.__all__, *gpt.__all__]
+__all__ = [*attention.__all__, *gpt.__all__, *hf.__all__]
