@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by the README's two commands: a virtual environment in .venv with the
+# pinned dependencies, the package installed in editable mode, MathJax for the offline book site,
+# and llm_zero/ exported from the notebooks. Re-running it only redoes what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), "llm_zero needs Python 3.10 or newer"'
+  "$PYTHON" -m venv .venv
+fi
+
+# Reinstall only when the dependency declarations change.
+stamp=.venv/.llm_zero-deps
+want=$(cat settings.ini setup.py constraints.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing pinned dependencies into .venv (first run takes a few minutes)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  # The book's own package is a dev-only reference; its declared dependencies (TensorFlow,
+  # JupyterLab) are not needed for the parts the tests compare against.
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps llms-from-scratch
+  echo "$want" > "$stamp"
+fi
+
+# MathJax from the npm registry, served by the book site itself so equations render offline.
+mathjax=.cache/site_extra/mathjax
+if [ ! -f "$mathjax/tex-chtml.js" ]; then
+  command -v npm >/dev/null || { echo "setup: npm is needed to fetch MathJax for the book (apt-get install npm)"; exit 1; }
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz)
+  mkdir -p "$(dirname "$mathjax")"
+  rm -rf "$mathjax" && cp -r "$tmp/package/es5" "$mathjax"
+  rm -rf "$tmp"
+fi
+
+.venv/bin/nbdev_export

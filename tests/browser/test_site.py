@@ -1,0 +1,88 @@
+"""The built book, as a reader sees it: pages load cleanly, navigation, search, figures, math."""
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from .conftest import ROOT, SCREENSHOTS
+
+
+def toc_pages() -> list[str]:
+    "Every page listed in _toc.yml, as a path like 'nbs/02_text_data'."
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [ch["file"] for ch in part["chapters"]]
+        pages += [s["file"] for ch in part["chapters"] for s in ch.get("sections", [])]
+    return pages
+
+
+def load(browser, url: str):
+    "Open `url`, wait for the page to settle, and return the browser console entries it produced."
+    browser.get_log("browser")  # drop entries from earlier pages
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    time.sleep(0.5)  # scripts deferred to after load (search index, MathJax) report here
+    return browser.get_log("browser")
+
+
+def own_errors(entries, site_url: str) -> list[str]:
+    "Console errors raised by the site's own code, as opposed to failed loads of external resources."
+    errors = []
+    for e in entries:
+        if e["level"] != "SEVERE":
+            continue
+        msg = e["message"]
+        external = re.search(r"https?://", msg) and site_url not in msg
+        if external:
+            print(f"external resource failed to load (offline is expected here): {msg}")
+        else:
+            errors.append(msg)
+    return errors
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_loads_without_js_errors(browser, site_url, page):
+    entries = load(browser, f"{site_url}/{page}.html")
+    assert browser.find_element(By.CSS_SELECTOR, "article h1").text.strip(), f"{page} has no title"
+    assert not own_errors(entries, site_url), f"JavaScript errors on {page}: {own_errors(entries, site_url)}"
+
+
+def test_navigation_links_every_chapter(browser, site_url):
+    load(browser, f"{site_url}/nbs/index.html")
+    hrefs = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "nav.bd-docs-nav a")}
+    linked = {re.sub(r"\.html(#.*)?$", "", h.replace(site_url + "/", "")) for h in hrefs if h}
+    missing = [p for p in toc_pages()[1:] if p not in linked]
+    assert not missing, f"the navigation does not link {missing}"
+
+
+def test_search_finds_chapter_2(browser, site_url):
+    load(browser, f"{site_url}/search.html?q=SimpleTokenizerV2")
+    WebDriverWait(browser, 30).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "#search-results ul.search li a")))
+    results = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#search-results ul.search li a")]
+    assert any("02_text_data" in r for r in results), results
+
+
+def test_chapter_2_shows_its_plots(browser, site_url):
+    load(browser, f"{site_url}/nbs/02_text_data.html")
+    images = browser.find_elements(By.CSS_SELECTOR, "div.cell_output img")
+    loaded = [img for img in images
+              if browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 100", img)]
+    assert loaded, "chapter 2 shows no rendered figure"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.find_element(By.TAG_NAME, "body").screenshot(str(SCREENSHOTS / "02_text_data.png"))
+    assert (SCREENSHOTS / "02_text_data.png").stat().st_size > 10_000
+
+
+def test_equations_render_offline(browser, site_url):
+    load(browser, f"{site_url}/nbs/02_sliding_windows.html")
+    WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, "mjx-container")))
+    scripts = [s.get_attribute("src") for s in browser.find_elements(By.TAG_NAME, "script")]
+    mathjax = [s for s in scripts if s and "mathjax" in s.lower()]
+    assert mathjax and all(s.startswith(site_url) for s in mathjax), f"MathJax not served locally: {mathjax}"
