@@ -255,6 +255,8 @@ def test_bad_input_errors():
     for bad in (None, 3, ["a"], b"ab"):
         with pytest.raises(TypeError, match="text must be a str"):
             tok.encode(bad)
+    with pytest.raises(TypeError, match="text_or_texts must be a str or an iterable of str, not bytes"):
+        WordPieceTokenizer.train(b"bytes", vocab_size=50)
     with pytest.raises(TypeError, match="training text 1 must be a str, not bytes"):
         WordPieceTokenizer.train(["ok", b"bytes"], vocab_size=50)
     with pytest.raises(ValueError, match="token id 3 \\(position 1\\) is out of range: this vocabulary has ids 0..2"):
