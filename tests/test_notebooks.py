@@ -1,0 +1,50 @@
+"""House rules for the notebooks that are both the book and the library's source."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def cells(nb_path):
+    return json.loads(nb_path.read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "nbs")))
+def test_title_comes_first(nb):
+    first = cells(nb)[0]
+    assert first["cell_type"] == "markdown" and "".join(first["source"]).startswith("# "), \
+        f"{nb.name}: the first cell must be a markdown '# Title', before any code"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "nbs")))
+def test_committed_without_outputs(nb):
+    # The book executes every notebook anyway; stored outputs would only go stale and bloat diffs.
+    with_outputs = [i for i, c in enumerate(cells(nb)) if c["cell_type"] == "code" and c.get("outputs")]
+    assert not with_outputs, f"{nb.name}: cells {with_outputs} have stored outputs; clear them before committing"
+
+
+def test_plumbing_and_slow_cells_are_tagged():
+    res = subprocess.run([sys.executable, "scripts/nb_tags.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+
+
+def test_every_notebook_is_in_the_book():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = {toc["root"]} | {ch["file"] for part in toc["parts"] for ch in part["chapters"]}
+    missing = [str(nb.relative_to(ROOT).with_suffix("")) for nb in NOTEBOOKS
+               if str(nb.relative_to(ROOT).with_suffix("")) not in listed]
+    assert not missing, f"notebooks missing from _toc.yml: {missing}"
+
+
+def test_readers_do_not_see_export_plumbing():
+    for nb in NOTEBOOKS:
+        for c in cells(nb):
+            src = "".join(c["source"])
+            if c["cell_type"] == "code" and ("#| default_exp" in src or "nbdev_export()" in src):
+                assert "remove-cell" in c["metadata"].get("tags", []), f"{nb.name}: visible plumbing cell: {src[:60]}"
