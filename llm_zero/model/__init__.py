@@ -3,10 +3,12 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/api/model.ipynb #665ba6d4
+# %% ../../nbs/api/model.ipynb #92ebd9a7
 from . import attention, gpt, hf
+from .generate import __all__ as _generate_all
 from .attention import *
 from .gpt import *
+from .generate import *
 from .hf import *
 
-__all__ = [*attention.__all__, *gpt.__all__, *hf.__all__]
+__all__ = [*attention.__all__, *gpt.__all__, *_generate_all, *hf.__all__]
