@@ -4,8 +4,9 @@
 __all__ = []
 
 # %% ../../nbs/api/tokenizer.ipynb #44fe79e1
-from . import simple, wordpiece
+from . import simple, wordpiece, unigram
 from .simple import *
 from .wordpiece import *
+from .unigram import *
 
-__all__ = [*simple.__all__, *wordpiece.__all__]
+__all__ = [*simple.__all__, *wordpiece.__all__, *unigram.__all__]
