@@ -267,4 +267,6 @@ def test_bad_input_errors():
         tok.decode(["a"])
     with pytest.raises(ValueError, match="vocab_size=20 is too small.*pass vocab_size >= 25"):
         WordPieceTokenizer.train("abcde fghij", vocab_size=20)  # 5 specials + 10 chars in both forms
+    with pytest.raises(TypeError, match="vocab_size must be an int, not '100'"):
+        WordPieceTokenizer.train("abc", vocab_size="100")
     assert tok.decode([1, 2, 1]) == "ab a"
