@@ -205,8 +205,8 @@ def test_bad_input(trained):
         trained.encode(None)
     with pytest.raises(TypeError, match="got int"):
         UnigramTokenizer.train(42, 100)
-    with pytest.raises(ValueError, match=r"below the 6 distinct characters .* use vocab_size >= 7"):
-        UnigramTokenizer.train("abc def", 6)
+    with pytest.raises(ValueError, match=r"below the 7 distinct characters .* use vocab_size >= 8"):
+        UnigramTokenizer.train("abc def", 7)
     with pytest.raises(ValueError, match="empty"):
         UnigramTokenizer.train([], 100)
     with pytest.raises(ValueError, match="appears twice"):
