@@ -243,3 +243,12 @@ def test_cache_overflow_and_bad_mask_are_explained():
     small_cache = KVCache.for_model(model, max_len=4)
     with pytest.raises(ValueError, match="KV cache holds 4 positions"):
         model(torch.zeros(1, 5, dtype=torch.long), kv_cache=small_cache)
+
+
+def test_fast_path_switches_every_fused_module():
+    model = GPTModel({**SMALL, "attn_impl": "sdpa"})
+    fusable = [m for m in model.modules() if isinstance(m, (LayerNorm, GELU))]
+    assert len(fusable) == 3 * SMALL["n_layers"] + 1 and all(m.fused for m in fusable)
+    model.set_attn_impl("reference")
+    assert not any(m.fused for m in fusable)
+    assert all(b.att.attn_impl == "reference" for b in model.trf_blocks)
