@@ -4,9 +4,10 @@
 __all__ = []
 
 # %% ../../nbs/api/tokenizer.ipynb #44fe79e1
-from . import simple, wordpiece, unigram
+from . import simple, bpe, wordpiece, unigram
 from .simple import *
+from .bpe import *
 from .wordpiece import *
 from .unigram import *
 
-__all__ = [*simple.__all__, *wordpiece.__all__, *unigram.__all__]
+__all__ = [*simple.__all__, *bpe.__all__, *wordpiece.__all__, *unigram.__all__]
