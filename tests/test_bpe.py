@@ -264,3 +264,13 @@ def test_from_gpt2_rejects_mismatched_files(tmp_path):
 
 def test_bad_pattern():
     with pytest.raises(ValueError, match="not a valid regex"): BPETokenizer.train("abc", 300, pattern="(")
+
+
+def test_pickle_and_tensor_ids(trained):
+    import pickle
+    import torch
+    back = pickle.loads(pickle.dumps(trained))
+    text = "Pickled tokenizers travel to DataLoader workers."
+    assert back.encode(text) == trained.encode(text)
+    ids = torch.tensor([trained.encode(text)])
+    assert trained.decode(ids[0]) == text
