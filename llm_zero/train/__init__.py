@@ -4,7 +4,13 @@
 __all__ = []
 
 # %% ../../nbs/api/train.ipynb #2c9d652d
-from . import schedule
+from . import schedule, config, tokenizers, data, checkpoint, evaluate, engine
 from .schedule import *
+from .config import *
+from .tokenizers import *
+from .data import *
+from .checkpoint import *
+from .evaluate import *
+from .engine import *
 
-__all__ = [*schedule.__all__]
+__all__ = [*schedule.__all__, *config.__all__, *tokenizers.__all__, *data.__all__, *checkpoint.__all__, *evaluate.__all__, *engine.__all__]
