@@ -213,3 +213,7 @@ def test_bad_input(trained):
         UnigramTokenizer.from_pieces([("<unk>", 0.0), ("x", -1.0), ("x", -2.0)])
     with pytest.raises(ValueError, match="at least one piece"):
         UnigramTokenizer.from_pieces([])
+    with pytest.raises(ValueError, match=r"Piece 1 is \('a', -1.0, 3\): expected \(piece, score\) pairs"):
+        UnigramTokenizer.from_pieces([("<unk>", 0.0), ("a", -1.0, 3)])
+    with pytest.raises(ValueError, match="scores must be finite"):
+        UnigramTokenizer.from_pieces([("<unk>", 0.0), ("a", float("nan"))])
