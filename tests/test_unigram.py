@@ -158,6 +158,16 @@ def test_training_invariants(trained):
     assert all("\u2581" not in p[1:] for p in trained.pieces)
 
 
+def test_tiny_texts():
+    "Texts with no repeated substrings still train (to the characters) and warn that the vocabulary is short."
+    with pytest.warns(UserWarning, match=r"only supports 3 pieces \(asked for vocab_size=10\)"):
+        tok = UnigramTokenizer.train("a", 10)
+    assert sorted(tok.pieces) == sorted(["<unk>", "a", "\u2581"]) and tok.decode(tok.encode("a a")) == "a a"
+    with pytest.warns(UserWarning):
+        tok = UnigramTokenizer.train(["", "hello hello world world hello", ""], 40)
+    assert tok.tokenize("hello")[0] == "\u2581hello" and tok.decode(tok.encode("world hello")) == "world hello"
+
+
 def test_byte_fallback_layout(trained_bytes):
     assert trained_bytes.pieces[1:257] == [f"<0x{b:02X}>" for b in range(256)]
     ids = trained_bytes.encode("☃")
