@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
+from llm_zero.model.generate import generate
 from llm_zero.model.gpt import GPTModel, generate_text_simple
 from llm_zero.model.hf import gpt_from_hf, gpt_to_hf, load_gpt2_params_from_tf_ckpt, load_weights_into_gpt
 
@@ -61,6 +62,13 @@ def test_hf_to_llm_zero_sdpa(size):
     ours = gpt_from_hf(theirs, attn_impl="sdpa")
     assert ours.cfg["attn_impl"] == "sdpa"
     assert_same_model(ours, theirs, size["vocab_size"], size["n_positions"])
+    # what a user runs: the fast path with the KV cache, against Hugging Face's cached generate
+    prompt = torch.randint(0, size["vocab_size"], (2, 4))
+    n_new = size["n_positions"] - 4
+    mine = generate(ours, prompt, n_new, size["n_positions"], use_cache=True)
+    with torch.no_grad():
+        ref = theirs.generate(prompt, max_new_tokens=n_new, do_sample=False, use_cache=True, pad_token_id=0)
+    assert torch.equal(mine, ref)
 
 
 @pytest.mark.parametrize("size,qkv_bias", [(SIZES[0], False), (SIZES[1], True), (SIZES[2], False)],
