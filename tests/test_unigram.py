@@ -168,6 +168,24 @@ def test_tiny_texts():
     assert tok.tokenize("hello")[0] == "\u2581hello" and tok.decode(tok.encode("world hello")) == "world hello"
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\u2581"), max_size=30),
+                min_size=1, max_size=20), st.integers(0, 40))
+def test_train_any_unicode(texts, extra):
+    "Training on arbitrary Unicode keeps every character, respects vocab_size and round-trips the texts."
+    n_chars = len({c for t in texts for w in metaspace_split(t) for c in w})
+    if n_chars == 0:
+        return
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = UnigramTokenizer.train(texts, n_chars + 1 + extra)
+    assert n_chars + 1 <= len(tok) <= n_chars + 1 + extra
+    for t in texts:
+        assert tok.decode(tok.encode(t)) == (t[1:] if t.startswith(" ") else t)
+        assert tok.encode(t) == hf_of(tok).encode(t).ids
+
+
 def test_byte_fallback_layout(trained_bytes):
     assert trained_bytes.pieces[1:257] == [f"<0x{b:02X}>" for b in range(256)]
     ids = trained_bytes.encode("☃")
