@@ -69,6 +69,7 @@ def test_classify_run_folder_and_lora(runs, capsys):
 
 def test_instruct_run_scores_and_chat(runs, parser, capsys, monkeypatch):
     ins = runs / "ins"
+    assert {"config.yaml", "scores.json", "test-responses.json", "loss.png", "checkpoints"} <= {p.name for p in ins.iterdir()}
     responses = json.loads((ins / "test-responses.json").read_text())
     assert len(responses) == 2 and all("model_response" in r for r in responses)
     scores = json.loads((ins / "scores.json").read_text())

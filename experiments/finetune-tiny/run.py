@@ -1,5 +1,6 @@
 """Fuller fine-tuning runs from the tiny llm_zero-pretrained GPT (no network needed), whose results chapters 6, 7 and
-appendix E show. Run from the repository root:  python experiments/finetune-tiny/run.py  (about 10-20 min on 2 cores).
+appendix E show. Run from the repository root:  python experiments/finetune-tiny/run.py [THREADS [RUN ...]]
+(all runs: about 10-20 min on 2 cores).
 
 Writes results.json and the runs' plots/responses next to this file (checkpoints go to a scratch folder, not the repo)."""
 import json
@@ -19,17 +20,21 @@ RUNS = {
     "classify-all-blocks": (finetune_classify, CLASSIFY_DEFAULTS, ["model.trainable_blocks=-1", "train.lr=1e-3", "train.epochs=5"]),
     "classify-last-block": (finetune_classify, CLASSIFY_DEFAULTS, ["model.trainable_blocks=1", "train.lr=1e-3", "train.epochs=5"]),
     "classify-lora-r8": (finetune_classify, CLASSIFY_DEFAULTS, ["lora.rank=8", "lora.alpha=16", "train.lr=5e-3", "train.epochs=5"]),
-    "instruct": (finetune_instruct, INSTRUCT_DEFAULTS, ["train.lr=1e-3", "train.epochs=2", "generate.max_new_tokens=64"]),
-    "instruct-masked": (finetune_instruct, INSTRUCT_DEFAULTS, ["train.lr=1e-3", "train.epochs=2", "generate.max_new_tokens=64",
-                                                               "data.mask_instruction=true"]),
+    "instruct": (finetune_instruct, INSTRUCT_DEFAULTS, ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25",
+                                                        "generate.max_new_tokens=64"]),
+    "instruct-masked": (finetune_instruct, INSTRUCT_DEFAULTS, ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25",
+                                                               "generate.max_new_tokens=64", "data.mask_instruction=true"]),
 }
 KEEP = {"metrics.json", "scores.json", "accuracy.png", "test-responses.json", "config.yaml"}
 
 if __name__ == "__main__":
     torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-    results = {}
+    wanted = sys.argv[2:] or list(RUNS)
+    results_file = HERE / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
     with tempfile.TemporaryDirectory() as scratch:
-        for name, (runner, defaults, overrides) in RUNS.items():
+        for name in wanted:
+            runner, defaults, overrides = RUNS[name]
             t = time.time()
             out = Path(scratch) / name
             r = runner(load_finetune_config(None, overrides, defaults), out, progress=False)
@@ -40,4 +45,4 @@ if __name__ == "__main__":
             for f in out.iterdir():
                 if f.name in KEEP: shutil.copy2(f, HERE / name / f.name)
             print(name, json.dumps(results[name]), flush=True)
-            (HERE / "results.json").write_text(json.dumps(results, indent=1))
+            results_file.write_text(json.dumps(results, indent=1))
