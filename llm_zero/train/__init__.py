@@ -4,7 +4,8 @@
 __all__ = []
 
 # %% ../../nbs/api/train.ipynb #2c9d652d
-from . import schedule, config, tokenizers, data, checkpoint, evaluate, engine
+from . import pretrain, schedule, config, tokenizers, data, checkpoint, evaluate, engine
+from .pretrain import *
 from .schedule import *
 from .config import *
 from .tokenizers import *
@@ -13,4 +14,4 @@ from .checkpoint import *
 from .evaluate import *
 from .engine import *
 
-__all__ = [*schedule.__all__, *config.__all__, *tokenizers.__all__, *data.__all__, *checkpoint.__all__, *evaluate.__all__, *engine.__all__]
+__all__ = [*pretrain.__all__, *schedule.__all__, *config.__all__, *tokenizers.__all__, *data.__all__, *checkpoint.__all__, *evaluate.__all__, *engine.__all__]
