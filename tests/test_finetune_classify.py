@@ -165,3 +165,18 @@ def test_plot_values_draws_the_baseline():
     fig = plot_values([1, 2], [8, 16], [0.5, 0.9], [0.4, 0.8], label="accuracy", baseline=0.95)
     ax = fig.axes[0]
     assert ax.get_ylabel() == "Accuracy" and any(list(l.get_ydata()) == [0.95, 0.95] for l in ax.get_lines())
+
+
+def test_tiny_base_model_is_pretrained_and_cached(tok):
+    from llm_zero.data.corpora import load_text
+    from llm_zero.finetune.classify import TINY_GPT_CONFIG, load_base_model
+    from llm_zero.train.pretrain import calc_loss_batch as lm_loss
+    a, b = load_base_model(), load_base_model()
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    ids = torch.tensor(tok.encode(load_text()[200_000:210_000])[:8 * 33]).view(8, 33)
+    torch.manual_seed(0)
+    untrained = GPTModel(TINY_GPT_CONFIG).eval()
+    with torch.no_grad():
+        trained_loss = lm_loss(ids[:, :-1], ids[:, 1:], a, "cpu").item()
+        untrained_loss = lm_loss(ids[:, :-1], ids[:, 1:], untrained, "cpu").item()
+    assert trained_loss < untrained_loss - 2, (trained_loss, untrained_loss)  # ln(50257) = 10.8 for a uniform guess
