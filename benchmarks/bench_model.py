@@ -4,6 +4,7 @@ Not a test: run it by hand and copy the printed table into benchmarks/RESULTS.md
 
     .venv/bin/python benchmarks/bench_model.py              # everything (about 15 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_model.py --only train # or: generate, memory, bf16
+    .venv/bin/python benchmarks/bench_model.py --threads 1  # on a machine other jobs load (see RESULTS.md)
 
 All models get the same weights (copied from one llm_zero GPTModel), the same batches of real text
 (Python's pydoc topics, GPT-2 BPE), the same thread count, and are timed in interleaved rounds in one
