@@ -39,7 +39,7 @@ def main():
     cfg = load_config(ROOT / "configs" / "shakespeare_char.yaml", ["run.sample_tokens=0", *args.overrides])
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_nanogpt_char_"))
     cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
-    print(f"{time.strftime('%Y-%m-%d')}, {cpu or platform.processor()}, {torch.get_num_threads()} threads, "
+    print(f"{time.strftime('%Y-%m-%d')}, {cpu or platform.processor()}, {cfg.train.threads or torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; run folder {out}")
 
     t0 = time.perf_counter()
