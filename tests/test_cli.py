@@ -11,6 +11,7 @@ import pytest
 
 LLM_ZERO = str(Path(sys.executable).with_name("llm-zero"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 TINY = """
 model: {context_length: 32, emb_dim: 32, n_heads: 2, n_layers: 1}
@@ -128,8 +129,8 @@ def test_prepare_and_train_on_the_token_files(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--config", "configs/nope.yaml"], "does not exist"),
-    (["train", "--config", "configs/default.yaml", "optimizer.lerning_rate=1"], "valid keys of 'optimizer': lr,"),
+    (["train", "--config", CONFIGS / "nope.yaml"], "does not exist"),
+    (["train", "--config", CONFIGS / "default.yaml", "optimizer.lerning_rate=1"], "valid keys of 'optimizer': lr,"),
     (["generate", "--checkpoint", "/nonexistent/run", "--prompt", "x"], "does not exist"),
     (["eval", "--checkpoint", "/nonexistent/run"], "does not exist"),
     (["prepare", "--corpus", "no-such-corpus", "--out", "/tmp/never"], "Unknown corpus 'no-such-corpus'"),
