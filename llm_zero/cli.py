@@ -143,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--vocab-size", type=int, default=1024, help="vocabulary size for bpe (default 1024)")
     tt.set_defaults(func=cmd_tokenizer_train)
 
-    # ---- Fine-tuning subcommands (chapters 6 and 7) are registered here: ----
-    # llm_zero.finetune.cli.add_finetune_commands(sub)
+    # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the
+    # top so that `llm_zero.finetune` may itself build on the training engine.
+    from llm_zero.finetune.cli import add_finetune_commands
+    add_finetune_commands(sub)
     return p
 
 # %% ../nbs/05h_cli.ipynb #6f1c76f5

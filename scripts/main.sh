@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job: set up, then build the book into _build/html (until the training engine lands).
+# The main job: set up, then train a small GPT on the default offline corpus (Python's own
+# documentation) and show what it learned. Extra arguments are passed to `llm-zero train`,
+# e.g. `bash scripts/main.sh train.max_steps=200`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export PATH="$PWD/.venv/bin:$PATH"
-jupyter-book build . -W -n --keep-going
-echo "Open $PWD/_build/html/index.html in a browser."
+llm-zero train --config configs/default.yaml --out experiments/default "$@"
