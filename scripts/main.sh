@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export PATH="$PWD/.venv/bin:$PATH"
-llm-zero train --config configs/default.yaml --out experiments/default "$@"
+# A new run folder each time, so the command can be repeated; resume one with
+# `llm-zero train --config configs/default.yaml --out experiments/<run> --resume`.
+llm-zero train --config configs/default.yaml --out "experiments/default-$(date +%Y%m%d-%H%M%S)" "$@"
