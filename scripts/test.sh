@@ -10,7 +10,7 @@ bash scripts/setup_env.sh
 export PATH="$PWD/.venv/bin:$PATH"
 export LLM_ZERO_CACHE="${LLM_ZERO_CACHE:-$PWD/.cache/llm_zero}"
 export TIKTOKEN_CACHE_DIR="${TIKTOKEN_CACHE_DIR:-$PWD/.cache/tiktoken}"
-export MPLBACKEND=Agg PYTHONHASHSEED=0
+export PYTHONHASHSEED=0  # no MPLBACKEND: the book kernels need their inline backend
 if [ -d ../shared/data ]; then
   python -c "from llm_zero.data import seed_cache; print('seeded:', *seed_cache('../shared/data'))"
 fi

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .classify import (LABELS, BagOfWordsBaseline, SpamDataset, calc_accuracy_loader, classify_review,
                                         create_balanced_dataset, load_base_model, load_sms_spam, plot_values,

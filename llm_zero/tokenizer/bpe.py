@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import regex
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['PATTERNS', 'resolve_pattern', 'compile_pattern', 'count_pairs', 'merge_pair', 'Merges', 'learn_merges_naive',

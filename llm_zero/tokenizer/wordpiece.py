@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 import regex
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['BERT_SPECIAL_TOKENS', 'clean_text', 'space_cjk', 'remove_accents', 'lowercase_chars', 'bert_normalize',

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .tokenizers import _write_json_atomic, load_tokenizer, save_tokenizer
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..data.corpora import load_text
 from ..model.generate import generate
