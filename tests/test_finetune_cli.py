@@ -101,3 +101,10 @@ def test_config_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"): load_finetune_config(tmp_path / "bad.yaml")
     assert load_finetune_config("configs/finetune_instruct.yaml", ["train.lr=2e-4"], INSTRUCT_DEFAULTS)["train"]["lr"] == 2e-4
+
+
+def test_generator_refuses_a_classifier_checkpoint(runs):
+    from llm_zero.train.config import ConfigError
+    from llm_zero.train.engine import load_model_from_checkpoint
+    with pytest.raises(ConfigError, match="is a spam classifier"):
+        load_model_from_checkpoint(runs / "cls")

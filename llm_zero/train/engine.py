@@ -326,6 +326,10 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
     meta = read_meta(ck)
     if "model" not in meta:
         raise ConfigError(f"{ck}/meta.json has no model config; it was not written by llm_zero's training engine.")
+    if meta.get("task") == "classify":
+        raise ConfigError(f"{ck} is a spam classifier (chapter 6), not a language model: it predicts a label, not the "
+                          f"next token. Use `llm-zero finetune classify` to evaluate it, or give a pretrained or "
+                          f"instruction-tuned checkpoint.")
     model = build_model(meta["model"])
     load_weights(model, ck)
     tok = load_tokenizer(ck if (ck / "tokenizer.json").is_file() else ck.parent.parent)
