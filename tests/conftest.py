@@ -1,5 +1,7 @@
 """Shared test set-up: a data cache seeded from ../shared/data, so no test needs the network."""
 import os
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,3 +14,13 @@ def pytest_configure(config):
     if SHARED_DATA.is_dir():
         from llm_zero.data.corpora import seed_cache
         seed_cache(SHARED_DATA)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    "The tests' models are tiny: on 2 cores a second thread only adds synchronisation cost."
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

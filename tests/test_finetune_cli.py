@@ -12,14 +12,6 @@ from llm_zero.finetune.lora import LinearWithLoRA
 from llm_zero.train.checkpoint import CheckpointError
 from llm_zero.train.config import ConfigError
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    "The models here are tiny; one thread avoids the synchronisation cost that dominates at this size on 2 cores."
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

@@ -17,14 +17,6 @@ from llm_zero.model.gpt import GPTModel
 
 TINY = {"vocab_size": 50257, "context_length": 64, "emb_dim": 16, "n_heads": 2, "n_layers": 1, "drop_rate": 0.0, "qkv_bias": True}
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    "The models here are tiny; one thread avoids the synchronisation cost that dominates at this size on 2 cores."
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

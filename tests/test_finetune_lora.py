@@ -12,14 +12,6 @@ from llm_zero.finetune.lora import (LinearWithLoRA, LoRALayer, count_trainable, 
                                     to_lora_classifier)
 from llm_zero.model.gpt import GPT_CONFIG_124M, GPTModel
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    "The models here are tiny; one thread avoids the synchronisation cost that dominates at this size on 2 cores."
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

@@ -14,13 +14,6 @@ CFG = {**GPT_CONFIG_124M, "vocab_size": 211, "context_length": 20, "emb_dim": 32
        "drop_rate": 0.1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models are dominated by per-op overhead, which extra threads only add to.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make_model(attn_impl="reference", seed=0):

@@ -15,13 +15,6 @@ from llms_from_scratch import ch04 as book4
 SMALL = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 24, "emb_dim": 32, "n_heads": 4, "n_layers": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models are dominated by per-op overhead, which extra threads only add to.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def seeded(factory, seed=123):
