@@ -132,11 +132,16 @@ def load_language_model(path, device="cpu"):
 def _write_json(path: Path, obj):
     path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
 
-def finetune_classify(cfg: dict, out=None, progress: bool = True) -> dict:
-    "Run chapter 6's fine-tuning as configured; returns the metrics (also written to the run folder)."
+def _start_run(cfg: dict, out=None) -> Path:
+    "Create the run folder (`out`, else `run.out` of the config) and record the resolved config in it."
     run_dir = Path(out or cfg["run"]["out"])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return run_dir
+
+def finetune_classify(cfg: dict, out=None, progress: bool = True) -> dict:
+    "Run chapter 6's fine-tuning as configured; returns the metrics (also written to the run folder)."
+    run_dir = _start_run(cfg, out)
     d, t, lora = cfg["data"], cfg["train"], cfg["lora"]
     model, tok = load_base(cfg["model"]["base"])
     pad = getattr(tok, "eos_id", None) or 50256
@@ -205,9 +210,7 @@ def _train_language_model(model, train_loader, val_loader, optimizer, epochs: in
 def finetune_instruct(cfg: dict, out=None, progress: bool = True) -> dict:
     "Run chapter 7's instruction fine-tuning as configured; returns the offline scores."
     from llm_zero.train.pretrain import calc_loss_loader
-    run_dir = Path(out or cfg["run"]["out"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    run_dir = _start_run(cfg, out)
     d, t, g = cfg["data"], cfg["train"], cfg["generate"]
     model, tok = load_base(cfg["model"]["base"])
     check_language_model(model)

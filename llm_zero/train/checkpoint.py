@@ -35,6 +35,14 @@ def set_rng_state(state: dict):
 # %% ../../nbs/05e_checkpoint.ipynb #064e6e34
 MODEL_FILE, STATE_FILE, META_FILE = "model.safetensors", "state.pt", "meta.json"
 
+def _replace_folder(tmp: Path, folder: Path):
+    "Move the finished folder `tmp` to `folder`, setting any previous `folder` aside until the rename is done."
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists(): folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
 def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     meta: dict | None = None, tokenizer=None) -> Path:
     "Write weights, optimiser and RNG state, `meta` and `tokenizer` atomically to the folder `folder`."
@@ -47,10 +55,7 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch
                    tmp / STATE_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta or {}, indent=1))
         if tokenizer is not None: save_tokenizer(tokenizer, tmp)
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists(): folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
+        _replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -158,11 +163,7 @@ class CheckpointManager:
             for f in src.iterdir():
                 try: os.link(f, tmp / f.name)
                 except OSError: shutil.copy2(f, tmp / f.name)
-            best, old = self.folder / "best", self.folder / ".best.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if best.exists(): best.rename(old)
-            tmp.rename(best)
-            shutil.rmtree(old, ignore_errors=True)
+            _replace_folder(tmp, self.folder / "best")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
