@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import ATTN_IMPLS, MultiHeadAttention
+from .loss import LogitsWorkspace, check_targets, linear_cross_entropy
 
 # %% auto #0
 __all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'validate_config',
@@ -148,8 +149,9 @@ class GPTModel(nn.Module):
         self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
         self.final_norm = LayerNorm(cfg["emb_dim"], fused=cfg["attn_impl"] == "sdpa")
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+        self._logits_workspace = LogitsWorkspace()  # scratch memory of the fused loss, not a parameter
 
-    def forward(self, in_idx, kv_cache=None, attention_mask=None):
+    def forward(self, in_idx, kv_cache=None, attention_mask=None, targets=None):
         past = 0 if kv_cache is None else kv_cache.length
         self._check_input(in_idx, past, attention_mask)
         num_tokens = in_idx.shape[1]
@@ -162,7 +164,22 @@ class GPTModel(nn.Module):
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(pos))
         for i, block in enumerate(self.trf_blocks):
             x = block(x, kv_cache=None if kv_cache is None else kv_cache[i], attn_mask=attn_mask)
-        return self.out_head(self.final_norm(x))
+        x = self.final_norm(x)
+        if targets is None:
+            return self.out_head(x)
+        return self._loss(x, targets)
+
+    def _loss(self, x, targets):
+        "Mean next-token cross-entropy: chapter 5's two steps, or the fused head of the fast path."
+        if not isinstance(targets, torch.Tensor) or targets.shape != x.shape[:-1]:
+            got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+            raise ValueError(f"targets must have the shape of the input ids, {tuple(x.shape[:-1])}; got {got}.")
+        compiling = torch.compiler.is_compiling()  # the compiler fuses the two-step loss itself
+        if self.cfg["attn_impl"] == "sdpa" and not compiling:
+            return linear_cross_entropy(x, self.out_head.weight, targets, workspace=self._logits_workspace)
+        if not compiling:  # a data-dependent branch would break the graph
+            check_targets(targets, self.cfg["vocab_size"])
+        return F.cross_entropy(self.out_head(x).float().flatten(0, 1), targets.flatten())
 
     def _check_input(self, in_idx, past, attention_mask):
         # Only O(1) work and one min/max reduction: cheap next to the forward pass (see the tests).

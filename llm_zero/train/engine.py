@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
@@ -59,7 +58,11 @@ def configure_optimizer(model: torch.nn.Module, opt_cfg) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt_cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=opt_cfg.lr, betas=(opt_cfg.beta1, opt_cfg.beta2), eps=opt_cfg.eps)
+    # fused=True: one kernel per step instead of a dozen passes over every parameter (about 9% of a
+    # CPU training step at the benchmark size); PyTorch implements it for CPU and CUDA tensors.
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(groups, lr=opt_cfg.lr, betas=(opt_cfg.beta1, opt_cfg.beta2), eps=opt_cfg.eps,
+                             fused=fused)
 
 # %% ../../nbs/05g_engine.ipynb #53d5039e
 @dataclasses.dataclass
@@ -256,8 +259,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
                 ctx = step_model.no_sync() if not sync and hasattr(step_model, "no_sync") else contextlib.nullcontext()
                 with ctx:
                     with autocast_for(device, t.bf16):
-                        logits = step_model(x)
-                    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+                        loss = step_model(x, targets=y)  # on the sdpa path: the fused head of 05a_fused_loss
                     (loss / t.grad_accum).backward()
                 loss_sum += loss.detach()
             flags = torch.stack([loss_sum / t.grad_accum, torch.tensor(float(stop["signal"] is not None), device=device)])
