@@ -189,14 +189,14 @@ def finetune_classify(cfg: dict, out=None, progress: bool = True) -> dict:
 def _train_language_model(model, train_loader, val_loader, optimizer, epochs: int, eval_freq: int, eval_iter: int,
                           progress: bool = True):
     "Chapter 5's next-token loop with a progress bar instead of printed samples; returns losses and tokens seen."
-    from llm_zero.train.pretrain import calc_loss_batch, evaluate_model
+    from llm_zero.train.pretrain import evaluate_model
     train_losses, val_losses, seen, step = [], [], 0, -1
     for epoch in range(epochs):
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
         for inputs, targets in bar:
             model.train()
             optimizer.zero_grad()
-            calc_loss_batch(inputs, targets, model, "cpu").backward()
+            model(inputs, targets=targets).backward()  # on the fast path: the fused head of 05a_fused_loss
             optimizer.step()
             seen += inputs.numel()
             step += 1
