@@ -95,7 +95,9 @@ def train_step(model, opt, x, y, autocast=False, fused_head=False):
     return loss.item()
 
 
-FAST = "llm_zero sdpa, fused head"
+# The contenders' names, used as keys throughout.
+FAST, TWO_STEP = "llm_zero sdpa, fused head", "llm_zero sdpa, logits + F.cross_entropy"
+BOOK, HF = "book (llms_from_scratch)", "HF GPT2LMHeadModel"
 
 
 # Which AdamW implementation each model trains with. "default" and "fused": the same for every model
@@ -110,14 +112,14 @@ def bench_train(rounds, steps, optimizer):
     base = GPTModel(BENCH_CFG)
     contenders = {
         FAST: GPTModel({**BENCH_CFG, "attn_impl": "sdpa"}),
-        "llm_zero sdpa, logits + F.cross_entropy": GPTModel({**BENCH_CFG, "attn_impl": "sdpa"}),
+        TWO_STEP: GPTModel({**BENCH_CFG, "attn_impl": "sdpa"}),
         "llm_zero reference": GPTModel(BENCH_CFG),
-        "book (llms_from_scratch)": book_twin(base),
-        "HF GPT2LMHeadModel": hf_twin(base),
+        BOOK: book_twin(base),
+        HF: hf_twin(base),
     }
     for k in list(contenders)[:3]:
         contenders[k].load_state_dict(base.state_dict())
-    fused = {k: optimizer == "fused" or (optimizer == "own" and not k.startswith("book")) for k in contenders}
+    fused = {k: optimizer == "fused" or (optimizer == "own" and k != BOOK) for k in contenders}
     opts = {k: torch.optim.AdamW(m.parameters(), lr=3e-4, weight_decay=0.1, fused=fused[k]) for k, m in contenders.items()}
     print("AdamW:", ", ".join(f"{k} {'fused' if f else 'default'}" for k, f in fused.items()))
     step = {k: functools.partial(train_step, fused_head=k == FAST) for k in contenders}
@@ -145,7 +147,6 @@ def bench_train(rounds, steps, optimizer):
             tok_cpu_s[k].append(tokens / (time.process_time() - c0))
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f} ({tok_cpu_s[k][-1]:.0f}/CPU-s)"
                                                        for k, v in tok_s.items()), flush=True)
-    book, hf = "book (llms_from_scratch)", "HF GPT2LMHeadModel"
 
     def ratio(series, k, other):  # paired by round, so a slow spell of the machine cancels out
         return statistics.median(a / b for a, b in zip(series[k], series[other]))
@@ -153,8 +154,8 @@ def bench_train(rounds, steps, optimizer):
     print("\n| model | tokens/s (median) | vs book | vs HF | tokens per CPU-second (median) | vs book | vs HF |"
           "\n|---|---:|---:|---:|---:|---:|---:|")
     for k in contenders:
-        print(f"| {k} | {statistics.median(tok_s[k]):,.0f} | {ratio(tok_s, k, book):.2f}x | {ratio(tok_s, k, hf):.2f}x "
-              f"| {statistics.median(tok_cpu_s[k]):,.0f} | {ratio(tok_cpu_s, k, book):.2f}x | {ratio(tok_cpu_s, k, hf):.2f}x |")
+        print(f"| {k} | {statistics.median(tok_s[k]):,.0f} | {ratio(tok_s, k, BOOK):.2f}x | {ratio(tok_s, k, HF):.2f}x "
+              f"| {statistics.median(tok_cpu_s[k]):,.0f} | {ratio(tok_cpu_s, k, BOOK):.2f}x | {ratio(tok_cpu_s, k, HF):.2f}x |")
     print("(ratios: median over rounds of the per-round ratio)")
 
 
@@ -227,17 +228,17 @@ def memory_child(kind, folder):
                           load_peak_mb=(load_peak - base) / 1024, infer_peak_mb=(infer_peak - base) / 1024)))
 
 
-TRAIN_MEMORY_KINDS = (FAST, "llm_zero sdpa, logits + F.cross_entropy", "book (llms_from_scratch)", "HF GPT2LMHeadModel")
+TRAIN_MEMORY_KINDS = (FAST, TWO_STEP, BOOK, HF)
 
 
 def train_memory_child(kind):
     "Run in a fresh process: peak RSS of one training step at BENCH_CFG, after a warm-up step (AdamW state exists)."
     torch.set_num_threads(2)
     torch.manual_seed(123)
-    if kind.startswith("book"):
+    if kind == BOOK:
         from llms_from_scratch.ch04 import GPTModel as BookGPTModel
         model = BookGPTModel(BENCH_CFG)
-    elif kind.startswith("HF"):
+    elif kind == HF:
         model = GPT2LMHeadModel(hf_config(BENCH_CFG))
     else:
         model = GPTModel({**BENCH_CFG, "attn_impl": "sdpa"})
