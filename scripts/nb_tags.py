@@ -4,7 +4,8 @@ Jupyter Book ignores nbdev's `#|` flags, so the flags are mirrored as tags:
 - plumbing cells (`#| default_exp`, `#| hide`, the closing `nbdev_export()` call) get `remove-cell`,
   so readers of the book never see them;
 - cells nbdev_test skips by default (`#| slow`, `#| eval: false`) and the export call get
-  `skip-execution`, so the book build runs exactly what nbdev_test runs.
+  `skip-execution`, so the book build runs exactly what nbdev_test runs;
+- exercise solutions (`#| code-fold: true`) get `hide-input`, a toggle that keeps them collapsed.
 
 Usage: python scripts/nb_tags.py [--check] [NOTEBOOK ...]   (default: every notebook under nbs/)
 With --check nothing is written and the exit status is 1 when a notebook needs tags.
@@ -24,6 +25,8 @@ def wanted_tags(source: str) -> set[str]:
         name = name.rstrip(":")
         if name in ("default_exp", "hide"):
             tags.add("remove-cell")
+        if name == "code-fold" and rest.strip().lower() == "true":
+            tags.add("hide-input")
         if name == "slow" or (name == "eval" and rest.strip().lower() == "false"):
             tags.add("skip-execution")
     if re.search(r"\bnbdev_export\(\)", source):
