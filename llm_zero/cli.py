@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     # top so that `llm_zero.finetune` may itself build on the training engine.
     from llm_zero.finetune.cli import add_finetune_commands
     add_finetune_commands(sub)
+    from llm_zero.finetune.report import add_report_command
+    add_report_command(sub)
     return p
 
 # %% ../nbs/05h_cli.ipynb #6f1c76f5

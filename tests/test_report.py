@@ -1,0 +1,83 @@
+"The offline evaluation report (chapter 7d): ROUGE-L against `rouge-score`, the same report for the same checkpoint,
+classifier numbers equal to fine-tuning's own, corpora a tokenizer cannot encode skipped, and `llm-zero report`."""
+import contextlib
+import io
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from rouge_score import rouge_scorer
+
+from llm_zero.finetune.cli import (CLASSIFY_DEFAULTS, INSTRUCT_DEFAULTS, finetune_classify, finetune_instruct,
+                                   load_finetune_config)
+from llm_zero.finetune.instruct import rouge_l
+from llm_zero.finetune.report import evaluate_run, write_report
+
+TINY_LM = """
+model: {context_length: 32, emb_dim: 32, n_heads: 2, n_layers: 1}
+data: {corpus: the-verdict, tokenizer: char}
+schedule: {warmup_steps: 2}
+train: {max_steps: 10, batch_size: 8, eval_interval: 0, eval_batches: 2}
+run: {log_interval: 5, checkpoint_interval: 10, sample_tokens: 5, sample_prompt: "I had "}
+"""
+
+SCORER = rouge_scorer.RougeScorer(["rougeL"])
+text = st.lists(st.sampled_from(["the", "The", "cat", "sat", "on", "a", "mat", "42", "dog,", "é", "--", "!"]),
+                max_size=12).map(" ".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text, text)
+def test_rouge_l_equals_rouge_score(prediction, reference):
+    expected = SCORER.score(reference, prediction)["rougeL"].fmeasure
+    assert rouge_l(prediction, reference) == pytest.approx(expected, abs=1e-12)
+
+
+def cli(*args):
+    from llm_zero.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([str(a) for a in args]) == 0
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def instruct_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("instruct")
+    cfg = load_finetune_config(None, ["data.limit=60", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
+                                      "generate.max_new_tokens=4"], INSTRUCT_DEFAULTS)
+    finetune_instruct(cfg, out, progress=False)
+    return out
+
+
+def test_same_checkpoint_same_report(instruct_run):
+    r = write_report(instruct_run, max_tokens=500, test_limit=3, n_tasks=3)
+    first = {n: (instruct_run / n).read_bytes() for n in ("report.md", "report.png")}
+    write_report(instruct_run, max_tokens=500, test_limit=3, n_tasks=3)
+    assert {n: (instruct_run / n).read_bytes() for n in first} == first
+    s = r["instruction"]
+    assert s["n"] == 3 and set(s["tasks"]) == {"copy", "count", "add"}
+    assert 0 <= s["format_adherence"] <= 1 and s["format_adherence"] == 1 - s["failure_rate"]["any"]
+    assert all(0 < b["bits_per_byte"] < 20 for b in r["bits_per_byte"].values())
+    assert "## Generated tasks" in first["report.md"].decode()
+
+
+def test_classifier_numbers_match_finetuning(tmp_path):
+    cfg = load_finetune_config(None, ["data.limit=60", "train.epochs=1", "train.eval_freq=100"], CLASSIFY_DEFAULTS)
+    metrics = finetune_classify(cfg, tmp_path, progress=False)
+    c = evaluate_run(tmp_path)["classifier"]
+    assert sum(map(sum, c["confusion"])) == c["n"] == 60 - int(60 * 0.7) - int(60 * 0.1)
+    assert c["accuracy"] == pytest.approx(metrics["accuracy"]["test"], abs=1e-12)
+
+
+def test_language_model_corpora_and_cli(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_LM)
+    cli("train", "--config", tmp_path / "tiny.yaml", "--out", tmp_path / "run", "--quiet")
+    printed = cli("report", tmp_path / "run", "--max-tokens", 300)
+    r = evaluate_run(tmp_path / "run", max_tokens=300)
+    assert r["task"] == "pretrain" and "instruction" not in r
+    assert "bits_per_byte" in r["bits_per_byte"]["the-verdict"]  # the corpus its characters come from
+    skipped = [n for n, b in r["bits_per_byte"].items() if "skipped" in b]
+    assert skipped and all("cannot encode" in r["bits_per_byte"][n]["skipped"] for n in skipped)
+    assert "bits/byte the-verdict" in printed and (tmp_path / "run" / "report.md").is_file()
