@@ -1,5 +1,5 @@
-"The offline evaluation report (chapter 7d): ROUGE-L against `rouge-score`, the same report for the same checkpoint,
-classifier numbers equal to fine-tuning's own, corpora a tokenizer cannot encode skipped, and `llm-zero report`."""
+"""The offline evaluation report (chapter 7d): ROUGE-L against `rouge-score`, the same report for the same
+checkpoint, classifier numbers equal to fine-tuning's own, corpora a tokenizer cannot encode skipped, `llm-zero report`."""
 import contextlib
 import io
 import json
