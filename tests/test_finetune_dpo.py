@@ -83,3 +83,21 @@ def test_refusals(dpo_run, tmp_path):
         finetune_dpo(changed, out, progress=False, resume=True)
     with pytest.raises(PreferenceError, match="model.sft is not set"):
         finetune_dpo(load_finetune_config(None, [], DPO_DEFAULTS), tmp_path, progress=False)
+
+
+def test_command_line_resumes_a_finished_run(dpo_run, tmp_path):
+    "`llm-zero finetune dpo --resume` on a finished run (configs/finetune_dpo.yaml + the same overrides) re-measures it."
+    import contextlib, io
+    from pathlib import Path
+    from llm_zero.cli import main
+    out, cfg, scores = dpo_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    printed = io.StringIO()
+    config = Path(__file__).resolve().parents[1] / "configs" / "finetune_dpo.yaml"
+    with contextlib.redirect_stdout(printed):
+        assert main(["finetune", "dpo", "--config", str(config), "--out", str(run), "--quiet", "--resume",
+                     f"model.sft={cfg['model']['sft']}", *DPO_SMALL]) == 0
+    p = scores["preference_dpo_vs_sft"]
+    assert f"judge, DPO vs SFT: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses" in printed.getvalue()
+    assert "checkpoint" in printed.getvalue()

@@ -22,6 +22,7 @@ from .classify import (LABELS, BagOfWordsBaseline, SpamDataset, calc_accuracy_lo
 from .instruct import (RESPONSE_HEADING, InstructionDataset, check_language_model, custom_collate_fn,
                                         extract_response, format_input, generate_responses, load_instruction_data,
                                         save_responses, score_responses, split_instruction_data)
+from .dpo import DPO_DEFAULTS, cmd_finetune_dpo
 from .lora import count_trainable, merge_lora, to_lora_classifier
 from ..train.checkpoint import CheckpointError, CheckpointManager, find_checkpoint, load_weights, read_meta
 from ..train.config import ConfigError, apply_overrides
@@ -286,7 +287,8 @@ def add_finetune_commands(subparsers) -> None:
     fsub = ft.add_subparsers(dest="finetune_command", required=True, metavar="TASK")
     for name, func, defaults, what in [
             ("classify", cmd_finetune_classify, CLASSIFY_DEFAULTS, "a spam classifier (chapter 6; LoRA with lora.rank=N)"),
-            ("instruct", cmd_finetune_instruct, INSTRUCT_DEFAULTS, "an instruction follower (chapter 7)")]:
+            ("instruct", cmd_finetune_instruct, INSTRUCT_DEFAULTS, "an instruction follower (chapter 7)"),
+            ("dpo", cmd_finetune_dpo, DPO_DEFAULTS, "an instruction follower with DPO (chapter 7c)")]:
         c = fsub.add_parser(name, help=f"fine-tune {what}", description=
                             f"Fine-tune {what}. Override config keys with SECTION.KEY=VALUE; sections and keys: "
                             + "; ".join(f"{s}: {', '.join(v)}" for s, v in defaults.items()) + ".")
@@ -294,6 +296,7 @@ def add_finetune_commands(subparsers) -> None:
         c.add_argument("--out", help="run folder (default: run.out in the config)")
         c.add_argument("--quiet", action="store_true", help="no progress bar")
         c.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=1")
+        if name == "dpo": c.add_argument("--resume", action="store_true", help="continue the run in --out")
         c.set_defaults(func=func)
     ch = subparsers.add_parser("chat", help="talk to an instruction-tuned checkpoint (chapter 7 prompt format)")
     ch.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder of `llm-zero finetune instruct`")
