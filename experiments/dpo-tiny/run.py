@@ -1,8 +1,9 @@
 """The full DPO run that chapter 7c shows: chapter 7's instruction fine-tuning of the tiny llm_zero GPT (all 935
 training records, 2 epochs, as in experiments/finetune-tiny), then `finetune_dpo` from it with the pairs of the
 chapter's rule. Run from the repository root:
-    python experiments/dpo-tiny/run.py [THREADS [SFT_RUN_FOLDER]]
-(about 15-30 min on 2 cores; with SFT_RUN_FOLDER, an existing `finetune instruct` run is reused instead of trained).
+    python experiments/dpo-tiny/run.py [THREADS [SFT_RUN_FOLDER [PAIRS_JSON]]]
+(about 15-30 min on a quiet 2-core machine; with SFT_RUN_FOLDER, an existing `finetune instruct` run is reused
+instead of trained; with PAIRS_JSON, the pairs.json an earlier run made from that same model is reused).
 
 Writes results.json, dpo.png, pairs.json and test-answers.json next to this file (checkpoints stay in a scratch folder)."""
 import json
@@ -19,7 +20,8 @@ from llm_zero.finetune.dpo import DPO_DEFAULTS, finetune_dpo
 
 HERE = Path(__file__).resolve().parent
 SFT = ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25", "generate.max_new_tokens=64"]
-DPO = ["train.lr=1e-4", "train.epochs=2", "train.beta=0.1", "train.eval_freq=10", "train.eval_iter=3"]
+DPO = ["data.max_pairs=320", "train.lr=2e-4", "train.epochs=1", "train.beta=0.1", "train.eval_freq=8",
+       "train.eval_iter=2"]
 KEEP = {"dpo.png", "pairs.json", "test-answers.json", "scores.json", "metrics.json", "config.yaml"}
 
 if __name__ == "__main__":
@@ -31,6 +33,9 @@ if __name__ == "__main__":
             sft = Path(scratch) / "sft"
             finetune_instruct(load_finetune_config(None, SFT, INSTRUCT_DEFAULTS), sft, progress=False)
         out = Path(scratch) / "dpo"
+        if len(sys.argv) > 3:
+            out.mkdir()
+            shutil.copy2(sys.argv[3], out / "pairs.json")
         scores = finetune_dpo(load_finetune_config(None, [f"model.sft={sft}", *DPO], DPO_DEFAULTS), out, progress=False)
         scores.pop("checkpoint")
         results = {"sft_overrides": SFT, "dpo_overrides": DPO, "wall_s": round(time.time() - t, 1), **scores}
