@@ -73,7 +73,7 @@ class KVCache:
     @classmethod
     def for_model(cls, model, max_len: int | None = None) -> "KVCache":
         "An empty cache for `model`, for up to `max_len` positions (default: its context length)."
-        return cls(len(model.trf_blocks), max_len or model.pos_emb.num_embeddings)
+        return cls(len(model.trf_blocks), max_len or model.cfg["context_length"])
 
     def __getitem__(self, i): return self.layers[i]
     def __len__(self): return len(self.layers)
@@ -105,7 +105,7 @@ def _check_generate_args(model, idx, max_new_tokens, context_size, eos_id, atten
                          "one token; for one prompt use torch.tensor([ids]), for several use left_pad(prompts).")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
-    ctx = model.pos_emb.num_embeddings
+    ctx = model.cfg["context_length"]
     if isinstance(context_size, bool) or not isinstance(context_size, int) or not 1 <= context_size <= ctx:
         raise ValueError(f"context_size must be an integer in [1, {ctx}] (the model's context_length), "
                          f"got {context_size!r}.")

@@ -16,8 +16,9 @@ from .loss import LogitsWorkspace, check_targets, linear_cross_entropy
 
 # %% auto #0
 __all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'IMPLS',
-           'upgrade_impl_key', 'validate_config', 'LayerNorm', 'GELU', 'FeedForward', 'TransformerBlock',
-           'check_token_ids', 'next_token_loss', 'GPTModel', 'generate_text_simple']
+           'upgrade_impl_key', 'check_config_keys', 'check_positive_ints', 'validate_config', 'LayerNorm', 'GELU',
+           'FeedForward', 'TransformerBlock', 'check_token_ids', 'next_token_loss', 'GPTModel', 'positions_and_mask',
+           'generate_text_simple']
 
 # %% ../../nbs/04_gpt_model.ipynb #7a89d8ef
 GPT_CONFIG_124M = {
@@ -58,26 +59,35 @@ def upgrade_impl_key(cfg: Mapping, category=DeprecationWarning) -> dict:
     return {**cfg, "impl": new}
 
 
-def validate_config(cfg: Mapping) -> dict:
-    "A checked copy of the GPT config `cfg`, with optional keys filled in; `ValueError` naming the bad key otherwise."
+def check_config_keys(cfg: Mapping, required, optional: Mapping, model: str, example: str) -> dict:
+    "A copy of `cfg` with the `optional` defaults filled in; `ValueError` on a missing or unknown key."
     if not isinstance(cfg, Mapping):
-        raise TypeError(f"A GPT config must be a dict, got {type(cfg).__name__}.")
-    cfg = upgrade_impl_key(cfg)
-    known = (*_CONFIG_KEYS, *_OPTIONAL_KEYS)
+        raise TypeError(f"A {model} config must be a dict, got {type(cfg).__name__}.")
+    known = (*required, *optional)
     for key in cfg:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"Unknown GPT config key {key!r}.{hint} Valid keys: {', '.join(known)}.")
-    missing = [k for k in _CONFIG_KEYS if k not in cfg]
+            raise ValueError(f"Unknown {model} config key {key!r}.{hint} Valid keys: {', '.join(known)}.")
+    missing = [k for k in required if k not in cfg]
     if missing:
-        raise ValueError(f"GPT config is missing key {missing[0]!r} (missing: {', '.join(missing)}); "
-                         f"start from GPT_CONFIG_124M, e.g. {{**GPT_CONFIG_124M, ...}}.")
-    cfg = {**_OPTIONAL_KEYS, **cfg}
-    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        raise ValueError(f"{model} config is missing key {missing[0]!r} (missing: {', '.join(missing)}); "
+                         f"start from {example}, e.g. {{**{example}, ...}}.")
+    return {**optional, **cfg}
+
+def check_positive_ints(cfg: Mapping, keys, model: str):
+    "`ValueError` unless every one of `keys` of `cfg` is a positive integer."
+    for key in keys:
         v = cfg[key]
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"GPT config key {key!r} must be a positive integer, got {v!r}.")
+            raise ValueError(f"{model} config key {key!r} must be a positive integer, got {v!r}.")
+
+def validate_config(cfg: Mapping) -> dict:
+    "A checked copy of the GPT config `cfg`, with optional keys filled in; `ValueError` naming the bad key otherwise."
+    if isinstance(cfg, Mapping):
+        cfg = upgrade_impl_key(cfg)
+    cfg = check_config_keys(cfg, _CONFIG_KEYS, _OPTIONAL_KEYS, "GPT", "GPT_CONFIG_124M")
+    check_positive_ints(cfg, ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"), "GPT")
     if cfg["emb_dim"] % cfg["n_heads"]:
         raise ValueError(f"GPT config key 'emb_dim' ({cfg['emb_dim']}) must be divisible by "
                          f"'n_heads' ({cfg['n_heads']}).")
@@ -213,13 +223,7 @@ class GPTModel(nn.Module):
     def forward(self, in_idx, kv_cache=None, attention_mask=None, targets=None):
         past = 0 if kv_cache is None else kv_cache.length
         check_token_ids(in_idx, self.cfg["context_length"], self.cfg["vocab_size"], past, attention_mask)
-        num_tokens = in_idx.shape[1]
-        if attention_mask is None:
-            pos = torch.arange(past, past + num_tokens, device=in_idx.device)
-            attn_mask = None
-        else:
-            pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
-            attn_mask = _padded_causal_mask(attention_mask.bool(), num_tokens)
+        pos, attn_mask = positions_and_mask(in_idx.shape[1], past, attention_mask, in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(pos))
         for i, block in enumerate(self.trf_blocks):
             x = block(x, kv_cache=None if kv_cache is None else kv_cache[i], attn_mask=attn_mask)
@@ -239,6 +243,13 @@ class GPTModel(nn.Module):
         return self
 
 # %% ../../nbs/04_gpt_model.ipynb #e2bbaef0
+def positions_and_mask(num_tokens: int, past: int, attention_mask=None, device=None):
+    "Positions of the new tokens, `(num_tokens,)` or per row `(batch, num_tokens)`, and the padded mask or None."
+    if attention_mask is None:
+        return torch.arange(past, past + num_tokens, device=device), None
+    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
+    return pos, _padded_causal_mask(attention_mask.bool(), num_tokens)
+
 def _padded_causal_mask(key_mask, num_queries):
     "Boolean `(b, 1, num_queries, num_keys)` mask: causal, no padded keys, and each query always sees itself."
     num_keys = key_mask.shape[1]
