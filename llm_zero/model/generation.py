@@ -71,7 +71,7 @@ class KVCache:
         self.layers = [LayerKVCache(max_len) for _ in range(n_layers)]
 
     @classmethod
-    def for_model(cls, model, max_len: int | None = None) -> "KVCache":
+    def for_model(cls, model, max_len: int | None = None) -> KVCache:
         "An empty cache for `model`, for up to `max_len` positions (default: its context length)."
         return cls(len(model.trf_blocks), max_len or model.cfg["context_length"])
 
