@@ -47,10 +47,11 @@ def hf_model(name, seed=0):
 
 # ---- against Hugging Face -------------------------------------------------------------------------
 
+@pytest.mark.parametrize("impl", ["reference", "fast"])
 @pytest.mark.parametrize("name", HF_CONFIGS)
-def test_logits_match_transformers(name):
+def test_logits_match_transformers(name, impl):
     theirs = hf_model(name)
-    ours = llama_from_hf(theirs)
+    ours = llama_from_hf(theirs, impl=impl)
     assert isinstance(ours, Qwen3Model) == name.startswith("qwen3")
     assert (ours.out_head.weight is ours.tok_emb.weight) == ("-tied" in name)
     ids = torch.randint(0, 97, (3, 40))
@@ -184,6 +185,8 @@ MODELS = {
     "llama-gqa": lambda: randomized(Llama3Model(TINY_LLAMA), 5),
     "llama-mqa-tied": lambda: randomized(Llama3Model({**TINY_LLAMA, "n_kv_groups": 1, "tie_embeddings": True}), 6),
     "qwen3-gqa": lambda: randomized(Qwen3Model(TINY_QWEN), 7),
+    "llama-gqa-fast": lambda: randomized(Llama3Model({**TINY_LLAMA, "impl": "fast"}), 5),
+    "qwen3-gqa-fast": lambda: randomized(Qwen3Model({**TINY_QWEN, "impl": "fast"}), 7),
 }
 BUILT = {}
 
@@ -209,7 +212,7 @@ def test_cached_generation_equals_uncached(name, lengths, new, context, sample, 
     assert torch.equal(runs[0], runs[1])
 
 
-@pytest.mark.parametrize("name", ["llama-gqa", "qwen3-gqa", "llama-mqa-tied"])
+@pytest.mark.parametrize("name", ["llama-gqa", "qwen3-gqa", "llama-mqa-tied", "llama-gqa-fast", "qwen3-gqa-fast"])
 def test_left_padded_rows_generate_as_if_alone(name):
     m = model(name)
     prompts = [[1, 2, 3, 4, 5, 6, 7], [9, 8], [40, 41, 42]]
@@ -218,6 +221,24 @@ def test_left_padded_rows_generate_as_if_alone(name):
     for row, p in zip(batch, prompts):
         alone = generate(m, torch.tensor([p]), 10, context_size=40)
         assert torch.equal(row[-10:], alone[0, -10:])
+
+
+@pytest.mark.parametrize("name", ["llama-gqa", "qwen3-gqa"])
+def test_fast_path_equals_reference_path_forward_loss_and_gradients(name):
+    ref = MODELS[name]().train()
+    fast = MODELS[name]().train()
+    fast.set_impl("fast")
+    assert fast.cfg["impl"] == "fast" and all(b.att.attn_impl == "sdpa" for b in fast.trf_blocks)
+    ids = torch.randint(0, 97, (3, 33))
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0
+    torch.testing.assert_close(fast(ids, attention_mask=mask), ref(ids, attention_mask=mask), rtol=1e-5, atol=1e-5)
+    losses = [m(ids[:, :-1], targets=ids[:, 1:]) for m in (ref, fast)]
+    torch.testing.assert_close(losses[1], losses[0], rtol=0, atol=1e-5)
+    for loss in losses:
+        loss.backward()
+    for (n, p), q in zip(ref.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=n)
 
 
 # ---- training and bad input -----------------------------------------------------------------------
@@ -245,6 +266,7 @@ def test_loss_is_cross_entropy_and_tied_weights_get_both_gradients(name):
     (Llama3Model, TINY_LLAMA, {"tie_embeddings": "yes"}, "'tie_embeddings' must be True or False"),
     (Qwen3Model, TINY_QWEN, {"head_dim": 15}, "RoPE needs an even number"),
     (Qwen3Model, TINY_QWEN, {"rope_freq": None}, "Unknown Qwen3Model config key 'rope_freq'"),
+    (Qwen3Model, TINY_QWEN, {"impl": "sdpa"}, "'impl' must be one of"),
 ])
 def test_bad_configs_are_named(cls, cfg, change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
