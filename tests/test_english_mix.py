@@ -234,3 +234,9 @@ def test_a_stale_cache_is_rebuilt(mix, monkeypatch):
     finally:
         stats_file.write_text(original)
     assert cache_dir() in english.english_mix_dir().parents
+
+
+def test_base_cpu_draft_config_loads_and_uses_the_mix():
+    from llm_zero.train.config import load_config
+    c = load_config(Path(__file__).resolve().parents[1] / "configs" / "base-cpu.yaml")
+    assert (c.data.corpus, c.data.tokenizer, c.data.bpe_vocab_size) == ("english-mix", "bpe", 4096)
