@@ -18,6 +18,8 @@ from typing import NamedTuple
 import regex
 from tqdm import tqdm
 
+from ..core import LLMZeroError, atomic_write
+
 # %% auto #0
 __all__ = ['PATTERNS', 'resolve_pattern', 'compile_pattern', 'count_pairs', 'merge_pair', 'Merges', 'learn_merges_naive',
            'merge_in_word', 'learn_merges', 'bpe_encode_chunk', 'byte_alphabet', 'BPETokenizer', 'BPEFileError']
@@ -399,7 +401,7 @@ def _merge_of(token: bytes, rank: int, ranks: dict[bytes, int], decoder: dict[in
     raise ValueError(f"token {token!r} (id {rank}) is not two lower-ranked tokens joined, so it cannot be written as a merge")
 
 # %% ../../nbs/02a_bpe.ipynb #33226465
-class BPEFileError(ValueError):
+class BPEFileError(LLMZeroError, ValueError):
     "A tokenizer file that is not in the expected format, or is damaged."
 
 def _save(self, path: str | os.PathLike) -> Path:
@@ -413,7 +415,7 @@ def _save(self, path: str | os.PathLike) -> Path:
         token = self.decoder[i]
         lines.append(_spell(token) if len(token) == 1 else
                      " ".join(map(_spell, _merge_of(token, i, self.ranks, self.decoder))))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_write(path) as tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 def _load(cls, path: str | os.PathLike) -> BPETokenizer:
@@ -459,8 +461,15 @@ BPETokenizer.load = classmethod(_load)
 # %% ../../nbs/02a_bpe.ipynb #9fe6ae83
 def _from_gpt2(cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> BPETokenizer:
     "GPT-2's tokenizer from OpenAI's `encoder.json` and `vocab.bpe` files."
-    encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
-    merges = [l for l in Path(vocab_bpe).read_text(encoding="utf-8").split("\n") if l and not l.startswith("#version")]
+    enc_text, bpe_text = (Path(p).read_text(encoding="utf-8") for p in (encoder_json, vocab_bpe))
+    if enc_text.startswith("#version") or bpe_text.lstrip().startswith("{"):
+        raise BPEFileError(f"{encoder_json} and {vocab_bpe} are passed in the wrong order: encoder.json (the "
+                           f"token -> id JSON object) comes first, vocab.bpe (the merge list) second")
+    try: encoder = json.loads(enc_text)
+    except json.JSONDecodeError as e: raise BPEFileError(f"{encoder_json} is not valid JSON ({e})") from None
+    if not isinstance(encoder, dict) or not all(isinstance(i, int) for i in encoder.values()):
+        raise BPEFileError(f"{encoder_json} must hold one JSON object mapping each token to its integer id")
+    merges = [l for l in bpe_text.split("\n") if l and not l.startswith("#version")]
     try:
         ranks = {_unspell(ch): encoder[ch] for ch in _BYTE_CHARS}
         for k, line in enumerate(merges):
