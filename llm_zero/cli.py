@@ -15,7 +15,7 @@ import torch
 
 from .core import InputError, LLMZeroError, is_environment_fault, write_error
 from .data.corpora import DEFAULT_CORPUS, load_text
-from .model.generate import generate_stream
+from .model.generation import generate_stream
 from .train.config import load_config
 from .train.data import prepare_corpus
 from .train.engine import TrainingDiverged, load_model_from_checkpoint, pick_device, train
