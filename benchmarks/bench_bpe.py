@@ -97,17 +97,7 @@ def bench_long_word(name, ours, ref, n_chars, rounds):
     "Encode one word of `n_chars` random letters, which the GPT-2 pattern keeps as a single chunk."
     rng = random.Random(0)
     word = "".join(rng.choice(string.ascii_letters) for _ in range(n_chars))
-    mine, theirs = [], []
-    for _ in range(rounds):
-        ours._cache.clear()
-        t, ids = timed(lambda: ours.encode(word))
-        mine.append(t)
-        t, ref_ids = timed(lambda: ref.encode(word))
-        theirs.append(t)
-        assert ids == ref_ids, f"{name}: ids differ from tiktoken on the long word"
-    o, r = statistics.median(mine), statistics.median(theirs)
-    print(f"encode one {n_chars:,}-letter word with {name} ({len(ids):,} tokens), median of {rounds}:")
-    print(f"  llm_zero {o:.3f} s   tiktoken {r:.3f} s   ratio {o / r:.1f}x the time")
+    bench_encode(f"{name}, one {n_chars:,}-letter word", ours, ref, word, rounds)
 
 
 def main():
