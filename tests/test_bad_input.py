@@ -358,6 +358,19 @@ def test_float_token_ids_in_evaluation(trained):
         evaluate_batches(model, [(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8))])
 
 
+@pytest.mark.parametrize("content, message", [
+    ('[{"instruction": "x", "input": ""}]', "Record 0 is missing key(s) ['output']"),
+    ('{"instruction": "x"}', "must be a list of records, got dict"),
+    ('[{"instruction": "x", "input": "", "output": 3}]', "Record 0: ['output'] must be strings"),
+    ('[{"instruction": "x",', "is not valid JSON"),
+])
+def test_edited_instruction_json(tmp_path, content, message):
+    from llm_zero.finetune.instruct import InstructionDataError, load_instruction_data
+    (tmp_path / "data.json").write_text(content)
+    with pytest.raises(InstructionDataError) as e: load_instruction_data(tmp_path / "data.json")
+    assert str(e.value).startswith(str(tmp_path / "data.json")) and message in str(e.value), e.value
+
+
 def test_every_error_named_here_is_a_project_error():
     "The command line catches exactly this family, so each user-facing error type must be in it."
     from llm_zero.core import InputError, InputTypeError, WriteError
@@ -366,8 +379,10 @@ def test_every_error_named_here_is_a_project_error():
     from llm_zero.train.checkpoint import CheckpointError, RunExistsError
     from llm_zero.train.config import ConfigError
     from llm_zero.train.tokenizers import TokenizerError
+    from llm_zero.finetune.instruct import InstructionDataError
     for cls, standard in [(InputError, ValueError), (InputTypeError, TypeError), (WriteError, OSError),
                           (DataIntegrityError, RuntimeError), (DataUnavailableError, RuntimeError),
                           (UnknownDataError, KeyError), (BPEFileError, ValueError), (CheckpointError, RuntimeError),
-                          (RunExistsError, FileExistsError), (ConfigError, ValueError), (TokenizerError, ValueError)]:
+                          (RunExistsError, FileExistsError), (ConfigError, ValueError), (TokenizerError, ValueError),
+                          (InstructionDataError, ValueError)]:
         assert issubclass(cls, LLMZeroError) and issubclass(cls, standard), cls
