@@ -271,6 +271,12 @@ def test_out_under_a_file(tmp_path):
     assert (tmp_path / "file").read_text() == "x"
 
 
+def test_train_out_under_a_file(trained, tmp_path):
+    (tmp_path / "file").write_text("x")
+    user_error(run("train", "--config", trained / "tiny.yaml", "--out", tmp_path / "file" / "run", "--quiet"),
+               "file/run: a parent of this path is a file, not a folder; choose another path")
+
+
 def test_read_only_out(tmp_path, monkeypatch):
     "Simulated: the tests may run as root, for whom chmod does not make a folder read-only."
     import llm_zero.core
@@ -352,7 +358,7 @@ def test_float_token_ids_in_evaluation(trained):
     from llm_zero.train.engine import load_model_from_checkpoint
     from llm_zero.train.evaluate import evaluate_batches, evaluate_text
     model, tok, _ = load_model_from_checkpoint(trained / "run")
-    with pytest.raises(InputTypeError, match="integer token ids, got an array of float32"):
+    with pytest.raises(InputTypeError, match="evaluation text must be integer token ids, got an array of float32"):
         evaluate_text(model, tok, ids=np.zeros(500, dtype=np.float32))
     with pytest.raises(ValueError, match="targets must be an integer tensor of token ids, got a torch.float32"):
         evaluate_batches(model, [(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8))])

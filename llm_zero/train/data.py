@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..core import atomic_write
+from ..core import InputTypeError, atomic_write
 from ..data.corpora import DataIntegrityError, DataUnavailableError
 from .config import ConfigError
 from .tokenizers import _write_json_atomic, load_tokenizer, save_tokenizer
@@ -84,6 +84,8 @@ class TokenWindows:
 
     def __init__(self, ids: np.ndarray, context_length: int, sampling: str = "random",
                  stride: int | None = None, seed: int = 0, name: str = "training split"):
+        if not np.issubdtype(np.asarray(ids).dtype, np.integer):  # a float array would be truncated silently
+            raise InputTypeError(f"The {name} must be integer token ids, got an array of {np.asarray(ids).dtype}.")
         if len(ids) < context_length + 1:
             raise ConfigError(f"The {name} has {len(ids):,} tokens, fewer than one window needs "
                              f"(model.context_length + 1 = {context_length + 1}); use a longer corpus "

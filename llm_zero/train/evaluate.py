@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import InputError, InputTypeError
+from ..core import InputError
 from ..model.loss import check_targets
 from .data import TokenWindows, encode_corpus
 
@@ -50,10 +50,6 @@ def evaluate_text(model: torch.nn.Module, tok, text: str | None = None, ids: np.
     if ids is None:
         if not text: raise InputError("evaluate_text needs a non-empty text (or token ids).")
         ids = encode_corpus(tok, text)
-    ids = np.asarray(ids)
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise InputTypeError(f"evaluate_text needs integer token ids, got an array of {ids.dtype}; "
-                             f"a float array would be truncated to ids silently.")
     if max_tokens: ids = ids[:max_tokens + 1]
     T = context_length or model.cfg["context_length"]
     windows = TokenWindows(ids, T, name="evaluation text")
