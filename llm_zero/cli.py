@@ -116,7 +116,8 @@ def device_name(text: str) -> str:
     try: d = torch.device(text)
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}") from None
-    if d.type == "cuda" and not torch.cuda.is_available() or d.type == "mps" and not torch.backends.mps.is_available():
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if not available.get(d.type, lambda: True)():
         raise argparse.ArgumentTypeError(f"{text!r} is not available on this machine; use --device cpu or auto")
     if d.type not in ("cpu", "cuda", "mps"):
         raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
@@ -144,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-tokens", type=ranged(int, 1), default=200, help="tokens to generate (default 200)")
     g.add_argument("--temperature", type=ranged(float, 0), default=0.8, help="0 for greedy (default 0.8)")
     g.add_argument("--top-k", type=ranged(int, 1), default=None, help="sample among the k most likely tokens")
-    g.add_argument("--top-p", type=ranged(float, 0, 1, low_open=True), default=None, help="nucleus sampling threshold in (0, 1]")
+    g.add_argument("--top-p", type=ranged(float, 0, 1, low_open=True), default=None,
+                   help="nucleus sampling threshold in (0, 1]")
     g.add_argument("--seed", type=ranged(int, 0, 2**63, high_open=True), default=0, help="random seed (default 0)")
     g.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")
     g.set_defaults(func=cmd_generate)
@@ -164,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--tokenizer", default="char", choices=["char", "bpe", "gpt2"], help="tokenizer kind (default char)")
     pr.add_argument("--vocab-size", type=ranged(int, 257), default=1024, help="vocabulary size for --tokenizer bpe")
     pr.add_argument("--tokenizer-from", help="use the tokenizer saved in this folder instead")
-    pr.add_argument("--val-fraction", type=ranged(float, 0, 1, low_open=True, high_open=True), default=0.1, help="held-out fraction at the end (default 0.1)")
+    pr.add_argument("--val-fraction", type=ranged(float, 0, 1, low_open=True, high_open=True), default=0.1,
+                    help="held-out fraction at the end (default 0.1)")
     pr.set_defaults(func=cmd_prepare)
 
     tk = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command", required=True, metavar="COMMAND")

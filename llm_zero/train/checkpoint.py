@@ -134,11 +134,11 @@ def model_config_of(folder: str | Path, meta: dict | None = None) -> dict:
 
 def check_tokenizer_fits(tok, vocab_size: int, folder: str | Path):
     "Refuse a tokenizer whose ids do not match the model's `vocab_size` (an edited or foreign tokenizer.json)."
-    if tok.vocab_size != vocab_size:
-        raise CheckpointError(
-            f"The tokenizer of {folder} has {tok.vocab_size:,} ids but its model has {vocab_size:,}: "
-            f"{'the model would produce ids it cannot decode' if tok.vocab_size < vocab_size else 'it would encode ids the model has no embedding for'}; "
-            f"its tokenizer.json was edited or belongs to another run.")
+    if tok.vocab_size == vocab_size: return
+    why = ("the model would produce ids it cannot decode" if tok.vocab_size < vocab_size
+           else "it would encode ids the model has no embedding for")
+    raise CheckpointError(f"The tokenizer of {folder} has {tok.vocab_size:,} ids but its model has "
+                          f"{vocab_size:,}: {why}; its tokenizer.json was edited or belongs to another run.")
 
 # %% ../../nbs/05e_checkpoint.ipynb #39db28d4
 def load_weights(model: torch.nn.Module, folder: str | Path):

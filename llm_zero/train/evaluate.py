@@ -56,5 +56,6 @@ def evaluate_text(model: torch.nn.Module, tok, text: str | None = None, ids: np.
     total, n = evaluate_batches(model, windows.eval_batches(batch_size), device, bf16)
     n_bytes = len(tok.decode(ids[1:1 + n]).encode("utf-8"))
     loss = total / n
-    return {"loss": loss, "perplexity": math.exp(loss) if loss < 700 else math.inf, "bits_per_byte": total / (n_bytes * math.log(2)),
+    perplexity = math.exp(loss) if loss < 700 else math.inf  # e**710 overflows a float
+    return {"loss": loss, "perplexity": perplexity, "bits_per_byte": total / (n_bytes * math.log(2)),
             "tokens": n, "bytes": n_bytes}
