@@ -20,7 +20,7 @@ from llm_zero.finetune.dpo import DPO_DEFAULTS, finetune_dpo
 
 HERE = Path(__file__).resolve().parent
 SFT = ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25", "generate.max_new_tokens=64"]
-DPO = ["data.max_pairs=320", "train.lr=2e-4", "train.epochs=1", "train.beta=0.1", "train.eval_freq=8",
+DPO = ["data.max_pairs=320", "train.lr=5e-5", "train.epochs=1", "train.beta=0.1", "train.eval_freq=8",
        "train.eval_iter=2"]
 KEEP = {"dpo.png", "pairs.json", "test-answers.json", "scores.json", "metrics.json", "config.yaml"}
 
