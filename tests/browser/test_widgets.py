@@ -135,10 +135,11 @@ def test_greedy_generation_equals_pytorch_and_is_fast(page, generator_widget, ch
     assert got == expected
     text = generator_widget.find_element(By.CLASS_NAME, "llmz-output").text
     assert text == prompt + tok.decode(expected)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    generator_widget.screenshot(str(SCREENSHOTS / "09_generation.png"))
     speed = float(generator_widget.get_attribute("data-tokens-per-second"))
     print(f"generation in headless Chromium: {speed:.1f} tokens/s ({n} tokens, greedy, full recomputation)")
     assert speed >= 50, f"{speed} tokens/s"
-    generator_widget.screenshot(str(SCREENSHOTS / "09_generation.png"))
 
 
 def mulberry32(seed: int):
