@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from llm_zero.cli import main
 from llm_zero.data.corpora import load_text, sha256_file
-from llm_zero.model.generate import generate
+from llm_zero.model.generation import generate
 from llm_zero.tokenizer.bpe import BPETokenizer
 from llm_zero.train.checkpoint import save_checkpoint
 from llm_zero.train.engine import build_model, load_model_from_checkpoint

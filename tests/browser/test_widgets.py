@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from llm_zero.data import load_text
-from llm_zero.model.generate import generate
+from llm_zero.model.generation import generate
 from llm_zero.tokenizer.bpe import BPETokenizer
 from llm_zero.train.engine import load_model_from_checkpoint
 
