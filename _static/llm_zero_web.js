@@ -94,11 +94,116 @@
     }
   }
 
+  // BERT's WordPiece (chapter 2b): normalise, split into words and punctuation, longest match first.
+  const CONTROL = /(?![\t\n\r])[\x00\ufffd\p{Cc}\p{Cf}\p{Co}\p{Cs}]/gu;
+  const CJK = /[\u4e00-\u9fff\u3400-\u4dbf\u{20000}-\u{2a6df}\u{2a700}-\u{2b73f}\u{2b740}-\u{2b81f}\u{2b820}-\u{2ceaf}\uf900-\ufaff\u{2f800}-\u{2fa1f}]/gu;
+  class WordPieceTokenizer {
+    constructor(spec) {
+      this.spec = spec;
+      this.tokens = spec.vocab;
+      this.vocab = new Map(spec.vocab.map((t, i) => [t, i]));
+      this.maxChars = Math.max(...spec.vocab.map((t) => [...t].length));
+      this.words = new RegExp(`[^\\p{White_Space}${spec.punctuation}]+|[${spec.punctuation}]`, "gu");
+    }
+    normalize(text) {
+      const s = this.spec;
+      text = text.replace(CONTROL, "").replace(/\p{White_Space}/gu, " ");
+      if (s.handle_chinese_chars) text = text.replace(CJK, " $& ");
+      if (s.strip_accents) text = text.normalize("NFD").replace(/\p{Mn}/gu, "");
+      return s.lowercase ? text.replaceAll("Σ", "σ").toLowerCase() : text;  // no final-sigma rule
+    }
+    split(word) {  // code points, as Python counts them
+      const s = this.spec, chars = [...word], pieces = [];
+      if (chars.length > s.max_input_chars_per_word) return [this.vocab.get(s.unk_token)];
+      for (let start = 0; start < chars.length;) {
+        let end = Math.min(chars.length, start + this.maxChars), id;
+        for (; end > start; end--) {
+          id = this.vocab.get((start ? s.prefix : "") + chars.slice(start, end).join(""));
+          if (id !== undefined) break;
+        }
+        if (end === start) return [this.vocab.get(s.unk_token)];
+        pieces.push(id);
+        start = end;
+      }
+      return pieces;
+    }
+    encode(text) {
+      return [...this.normalize(text).matchAll(this.words)].flatMap((m) => this.split(m[0]));
+    }
+    tokenText(id) { return this.tokens[id]; }
+  }
+
+  // SentencePiece-style Unigram (chapter 2c): "▁" for spaces, the best-scoring segmentation by Viterbi.
+  const METASPACE = "\u2581";
+  class UnigramTokenizer {
+    constructor(spec) {
+      this.pieces = spec.pieces.map((p) => p[0]);
+      this.scores = spec.pieces.map((p) => p[1]);
+      this.unk = spec.unk_id;
+      this.vocab = new Map(this.pieces.map((p, i) => [p, i]));
+      this.prefixes = new Set();
+      this.maxLen = 0;
+      for (const p of this.pieces) {
+        const cps = [...p];
+        this.maxLen = Math.max(this.maxLen, cps.length);
+        for (let k = 1; k < cps.length; k++) this.prefixes.add(cps.slice(0, k).join(""));
+      }
+      this.unkScore = Math.min(...this.scores) - 10;  // as chapter 2c, Hugging Face and SentencePiece
+      this.byteIds = new Map();
+      if (spec.byte_fallback) {
+        this.pieces.forEach((p, i) => { const m = /^<0x([0-9A-F]{2})>$/.exec(p); if (m) this.byteIds.set(parseInt(m[1], 16), i); });
+      }
+    }
+    segment(word) {
+      const n = word.length, best = [0, ...Array(n).fill(-Infinity)], start = Array(n + 1).fill(0);
+      const ids = Array(n + 1).fill(this.unk);
+      const relax = (i, j, id, score) => {
+        if (best[i] + score > best[j]) { best[j] = best[i] + score; start[j] = i; ids[j] = id; }
+      };
+      for (let i = 0; i < n; i++) {
+        let s = "", single = false;
+        for (let j = i + 1; j <= Math.min(n, i + this.maxLen); j++) {
+          s += word[j - 1];
+          const id = this.vocab.get(s);
+          if (id === undefined && !this.prefixes.has(s)) break;  // no longer piece starts with s
+          if (id !== undefined) { single ||= j === i + 1; relax(i, j, id, this.scores[id]); }
+        }
+        if (!single) relax(i, i + 1, this.unk, this.unkScore);
+      }
+      const tokens = [];  // back from the end; a run of unknown characters becomes one token
+      let unknown = [];
+      for (let j = n; j > 0; j = start[j]) {
+        const t = word.slice(start[j], j).join("");
+        if (ids[j] === this.unk) { unknown.push(t); continue; }
+        if (unknown.length) { tokens.push(unknown.reverse().join("")); unknown = []; }
+        tokens.push(t);
+      }
+      if (unknown.length) tokens.push(unknown.reverse().join(""));
+      return tokens.reverse();
+    }
+    encode(text) {
+      if (!text) return [];
+      let s = text.replaceAll(" ", METASPACE);
+      if (!s.startsWith(METASPACE)) s = METASPACE + s;
+      const out = [];
+      for (const w of s.split(METASPACE).slice(1)) {
+        for (const t of this.segment([...(METASPACE + w)])) {
+          const id = this.vocab.get(t);
+          if (id !== undefined) { out.push(id); continue; }
+          const bytes = [...utf8.encode(t)].map((b) => this.byteIds.get(b));
+          if (this.byteIds.size && !bytes.includes(undefined)) out.push(...bytes); else out.push(this.unk);
+        }
+      }
+      return out;
+    }
+    tokenText(id) { return this.pieces[id]; }
+  }
+
+  const KINDS = { char: CharTokenizer, bpe: BPETokenizer, wordpiece: WordPieceTokenizer, unigram: UnigramTokenizer };
   const tokenizerCache = new Map();
   function loadTokenizer(url) {
     if (!tokenizerCache.has(url)) {
-      tokenizerCache.set(url, fetchJSON(url).then((spec) =>
-        spec.kind === "char" ? new CharTokenizer(spec) : new BPETokenizer(spec)));
+      tokenizerCache.set(url, fetchJSON(url).then((spec) => new KINDS[spec.kind](spec)));
     }
     return tokenizerCache.get(url);
   }

@@ -15,9 +15,12 @@ from selenium.webdriver.support.ui import WebDriverWait
 from llm_zero.data import load_text
 from llm_zero.model.generation import generate
 from llm_zero.tokenizer.bpe import BPETokenizer
+from llm_zero.tokenizer.unigram import UnigramTokenizer
+from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
 from llm_zero.train.engine import load_model_from_checkpoint
+from llm_zero.train.web_export import tokenizer_for_web
 
-from .conftest import ROOT, SCREENSHOTS, start_chromium
+from .conftest import ROOT, SCREENSHOTS, SITE, start_chromium
 from .test_site import load, own_errors
 
 PAGE = "nbs/09_in_the_browser.html"
@@ -33,6 +36,7 @@ INPUTS = [
     "e\u0301 combining; family 👩\u200d👩\u200d👧",
     "",
     "def f(x):\n    return {'a': [1, 2]}  # done",
+    "Crème BRÛLÉE, ΣΊΣΥΦΟΣ; 北京欢迎你!! unknown\u00ad\x07 ##hash [UNK] ▁meta ",
 ]
 
 
@@ -77,10 +81,18 @@ def page_ids(browser, widget, tokenizer: str, text: str) -> tuple[str, list[int]
 
 
 def python_tokenizers(char_model):
+    "The playground's tokenizers in Python, trained as chapter 9 trains them, checked against the site's files."
+    verdict = load_text("the-verdict")
+    bpe = BPETokenizer.train(verdict, 1000, special_tokens=["<|endoftext|>"])
+    wordpiece = WordPieceTokenizer.train(verdict, vocab_size=1000)
+    unigram = UnigramTokenizer.train(verdict.splitlines(), 1000)
+    for name, tok in [("verdict-bpe", bpe), ("verdict-wordpiece", wordpiece), ("verdict-unigram", unigram)]:
+        assert json.loads((SITE / "web" / "tokenizers" / f"{name}.json").read_text()) == tokenizer_for_web(tok), name
     gpt2 = tiktoken.get_encoding("gpt2")
-    verdict = BPETokenizer.train(load_text("the-verdict"), 1000, special_tokens=["<|endoftext|>"])
     return {"gpt2": lambda s: gpt2.encode(s, allowed_special="all"),
-            "verdict-bpe": lambda s: verdict.encode(s, allowed_special="all"),
+            "verdict-bpe": lambda s: bpe.encode(s, allowed_special="all"),
+            "verdict-wordpiece": wordpiece.encode,
+            "verdict-unigram": unigram.encode,
             "python-docs-char": char_model[1].encode}
 
 
@@ -99,7 +111,7 @@ def test_playground_ids_equal_python(page, char_model):
         if name == "gpt2":
             stats = widget.find_element(By.CSS_SELECTOR, ".llmz-stats").text
             assert stats == f"{len(expected)} tokens, {len(INPUTS[-1])} characters", stats
-    assert checked >= 2 * len(INPUTS) + 3, "too few inputs reached the character tokenizer"
+    assert checked >= 4 * len(INPUTS) + 3, "too few inputs reached the character tokenizer"
     page_ids(page, widget, "gpt2", "The quick brown fox can't jump 1,234 times. Ça marche 🙂 <|endoftext|>")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.execute_script("arguments[0].scrollIntoView()", widget)
