@@ -41,9 +41,11 @@ ort_version=1.30.0
 if [ "$(cat "$ort/VERSION" 2>/dev/null)" != "$ort_version" ]; then
   command -v npm >/dev/null || { echo "setup: npm is needed to fetch onnxruntime-web for the book (apt-get install npm)"; exit 1; }
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "onnxruntime-web@$ort_version" >/dev/null && tar xzf "onnxruntime-web-$ort_version.tgz")
+  files=(package/dist/ort.wasm.min.js package/dist/ort-wasm-simd-threaded.mjs package/dist/ort-wasm-simd-threaded.wasm)
+  (cd "$tmp" && npm pack --silent "onnxruntime-web@$ort_version" >/dev/null \
+     && tar xzf "onnxruntime-web-$ort_version.tgz" "${files[@]}")
   rm -rf "$ort" && mkdir -p "$ort"
-  cp "$tmp"/package/dist/{ort.wasm.min.js,ort-wasm-simd-threaded.mjs,ort-wasm-simd-threaded.wasm} "$ort/"
+  cp "${files[@]/#/$tmp/}" "$ort/"
   echo "$ort_version" > "$ort/VERSION"
   rm -rf "$tmp"
 fi
