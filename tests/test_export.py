@@ -12,6 +12,8 @@ from llm_zero.cli import main
 from llm_zero.data.corpora import load_text, sha256_file
 from llm_zero.model.generation import generate
 from llm_zero.tokenizer.bpe import BPETokenizer
+from llm_zero.tokenizer.unigram import UnigramTokenizer
+from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
 from llm_zero.train.checkpoint import save_checkpoint
 from llm_zero.train.engine import build_model, load_model_from_checkpoint
 from llm_zero.train.tokenizers import CorpusBPETokenizer
@@ -122,3 +124,18 @@ def test_bad_input_is_named(tmp_path, capsys):
         bpe_for_web(cl100k_like)
     with pytest.raises(WebExportError, match="kind 'wordpiece'"):
         tokenizer_for_web(type("T", (), {"kind": "wordpiece"})())
+
+
+def test_wordpiece_and_unigram_exports_rebuild_the_same_tokenizers():
+    text = load_text("the-verdict")
+    wp = WordPieceTokenizer.train(text, vocab_size=500, lowercase=False)
+    spec = json.loads(json.dumps(tokenizer_for_web(wp)))
+    again = WordPieceTokenizer(spec["vocab"], lowercase=spec["lowercase"], strip_accents=spec["strip_accents"],
+                               handle_chinese_chars=spec["handle_chinese_chars"], unk_token=spec["unk_token"],
+                               prefix=spec["prefix"], max_input_chars_per_word=spec["max_input_chars_per_word"])
+    sample = text[:3000] + " Crème brûlée 東京"
+    assert again.encode(sample) == wp.encode(sample)
+    uni = UnigramTokenizer.train(text.splitlines(), 400, byte_fallback=True)
+    spec = json.loads(json.dumps(tokenizer_for_web(uni)))
+    again = UnigramTokenizer([tuple(p) for p in spec["pieces"]], spec["unk_id"], spec["byte_fallback"])
+    assert again.encode(sample) == uni.encode(sample)
