@@ -29,7 +29,9 @@
       const ids = [];
       for (const ch of text) {  // code points, as Python iterates a str
         const id = this.stoi.get(ch);
-        if (id === undefined) throw new Error(`the character ${JSON.stringify(ch)} is not in this model's vocabulary`);
+        if (id === undefined) {
+          throw new Error(`the character ${JSON.stringify(ch)} is not in this model's vocabulary`);
+        }
         ids.push(id);
       }
       return ids;
@@ -96,7 +98,8 @@
 
   // BERT's WordPiece (chapter 2b): normalise, split into words and punctuation, longest match first.
   const CONTROL = /(?![\t\n\r])[\x00\ufffd\p{Cc}\p{Cf}\p{Co}\p{Cs}]/gu;
-  const CJK = /[\u4e00-\u9fff\u3400-\u4dbf\u{20000}-\u{2a6df}\u{2a700}-\u{2b73f}\u{2b740}-\u{2b81f}\u{2b820}-\u{2ceaf}\uf900-\ufaff\u{2f800}-\u{2fa1f}]/gu;
+  const CJK = new RegExp("[\\u4e00-\\u9fff\\u3400-\\u4dbf\\u{20000}-\\u{2a6df}\\u{2a700}-\\u{2b73f}"
+                         + "\\u{2b740}-\\u{2b81f}\\u{2b820}-\\u{2ceaf}\\uf900-\\ufaff\\u{2f800}-\\u{2fa1f}]", "gu");
   class WordPieceTokenizer {
     constructor(spec) {
       this.spec = spec;
@@ -133,7 +136,7 @@
     tokenText(id) { return this.tokens[id]; }
   }
 
-  // SentencePiece-style Unigram (chapter 2c): "▁" for spaces, the best-scoring segmentation by Viterbi.
+  // SentencePiece-style Unigram (chapter 2c): "▁" for spaces, the best segmentation by Viterbi.
   const METASPACE = "\u2581";
   class UnigramTokenizer {
     constructor(spec) {
@@ -151,7 +154,10 @@
       this.unkScore = Math.min(...this.scores) - 10;  // as chapter 2c, Hugging Face and SentencePiece
       this.byteIds = new Map();
       if (spec.byte_fallback) {
-        this.pieces.forEach((p, i) => { const m = /^<0x([0-9A-F]{2})>$/.exec(p); if (m) this.byteIds.set(parseInt(m[1], 16), i); });
+        this.pieces.forEach((p, i) => {
+          const m = /^<0x([0-9A-F]{2})>$/.exec(p);
+          if (m) this.byteIds.set(parseInt(m[1], 16), i);
+        });
       }
     }
     segment(word) {
@@ -191,7 +197,8 @@
           const id = this.vocab.get(t);
           if (id !== undefined) { out.push(id); continue; }
           const bytes = [...utf8.encode(t)].map((b) => this.byteIds.get(b));
-          if (this.byteIds.size && !bytes.includes(undefined)) out.push(...bytes); else out.push(this.unk);
+          if (this.byteIds.size && !bytes.includes(undefined)) out.push(...bytes);
+          else out.push(this.unk);
         }
       }
       return out;
@@ -199,7 +206,9 @@
     tokenText(id) { return this.pieces[id]; }
   }
 
-  const KINDS = { char: CharTokenizer, bpe: BPETokenizer, wordpiece: WordPieceTokenizer, unigram: UnigramTokenizer };
+  const KINDS = {
+    char: CharTokenizer, bpe: BPETokenizer, wordpiece: WordPieceTokenizer, unigram: UnigramTokenizer,
+  };
   const tokenizerCache = new Map();
   function loadTokenizer(url) {
     if (!tokenizerCache.has(url)) {
@@ -223,12 +232,14 @@
   // ---- The tokenizer playground ------------------------------------------------------------
   function playground(root) {
     const names = (root.dataset.tokenizers || "gpt2").split(/\s+/).filter(Boolean);
-    const select = el("select", { class: "llmz-tokenizer" }, ...names.map((n) => el("option", { value: n }, n)));
+    const options = names.map((n) => el("option", { value: n }, n));
+    const select = el("select", { class: "llmz-tokenizer" }, ...options);
     const input = el("textarea", { class: "llmz-text", rows: "3", spellcheck: "false" });
     input.value = root.dataset.text || "";
     const stats = el("div", { class: "llmz-stats", "aria-live": "polite" }, "Loading the tokenizer…");
     const tokens = el("div", { class: "llmz-tokens" });
-    root.replaceChildren(el("div", { class: "llmz-row" }, labelled("Tokenizer", select)), input, stats, tokens);
+    const row = el("div", { class: "llmz-row" }, labelled("Tokenizer", select));
+    root.replaceChildren(row, input, stats, tokens);
     let serial = 0;
     async function update() {
       const mine = ++serial;
@@ -308,7 +319,8 @@
       const base = new URL(`${name}/`, WEB);
       models.set(name, (async () => {
         const [ort, config, tok] = await Promise.all([
-          loadRuntime(), fetchJSON(new URL("config.json", base)), loadTokenizer(new URL("tokenizer.json", base))]);
+          loadRuntime(), fetchJSON(new URL("config.json", base)),
+          loadTokenizer(new URL("tokenizer.json", base))]);
         const session = await ort.InferenceSession.create(new URL("model.onnx", base).href,
                                                           { executionProviders: ["wasm"] });
         return { ort, config, tok, session };
@@ -351,14 +363,14 @@
     const status = el("div", { class: "llmz-status", "aria-live": "polite" });
     const output = el("pre", { class: "llmz-output" });
     root.replaceChildren(prompt,
-      el("div", { class: "llmz-row" }, labelled("temperature", temperature), labelled("top-k (0: all)", topK),
-         labelled("seed", seed), labelled("tokens", maxTokens), button),
+      el("div", { class: "llmz-row" }, labelled("temperature", temperature),
+         labelled("top-k (0: all)", topK), labelled("seed", seed), labelled("tokens", maxTokens), button),
       status, output);
     const say = (state, text) => { root.dataset.state = state; status.textContent = text; };
 
     if (typeof WebAssembly !== "object") {
-      say("unsupported", "This widget runs the model with WebAssembly, which this browser does not offer. "
-                         + "The chapter reads the same without it.");
+      say("unsupported", "This widget runs the model with WebAssembly, which this browser does "
+                         + "not offer. The chapter reads the same without it.");
       return;
     }
     say("loading", "Loading the model and the WebAssembly runtime (about 18 MB, once)…");
@@ -379,10 +391,15 @@
     button.addEventListener("click", async () => {
       if (running) { running = false; return; }  // the button is "Stop" while running
       let ids;
-      try { ids = model.tok.encode(prompt.value); } catch (e) { say("error", `Cannot encode the prompt: ${e.message}`); return; }
+      try {
+        ids = model.tok.encode(prompt.value);
+      } catch (e) {
+        say("error", `Cannot encode the prompt: ${e.message}`);
+        return;
+      }
       if (!ids.length) { say("error", "Type a prompt first."); return; }
-      const t = Number(temperature.value), k = Math.floor(Number(topK.value)), s = Math.floor(Number(seed.value));
-      const n = Math.floor(Number(maxTokens.value));
+      const t = Number(temperature.value), k = Math.floor(Number(topK.value));
+      const s = Math.floor(Number(seed.value)), n = Math.floor(Number(maxTokens.value));
       if (!(t >= 0) || !(k >= 0) || !(s >= 0) || !(n >= 1)) {
         say("error", "Temperature, top-k and seed must be 0 or more, and tokens at least 1.");
         return;
@@ -403,7 +420,8 @@
         const seconds = (performance.now() - start) / 1000;
         root.dataset.ids = JSON.stringify(out);
         root.dataset.tokensPerSecond = (out.length / seconds).toFixed(1);
-        say("done", `${out.length} tokens in ${seconds.toFixed(2)} s (${(out.length / seconds).toFixed(0)} tokens/s).`);
+        const rate = (out.length / seconds).toFixed(0);
+        say("done", `${out.length} tokens in ${seconds.toFixed(2)} s (${rate} tokens/s).`);
       } catch (e) {
         say("error", `Generation failed: ${e.message}`);
       } finally {
