@@ -11,13 +11,15 @@ from hypothesis import strategies as st
 from llm_zero.cli import main
 from llm_zero.data.corpora import load_text, sha256_file
 from llm_zero.model.generation import generate
+from llm_zero.model.llama import Llama3Model, Qwen3Model
 from llm_zero.tokenizer.bpe import BPETokenizer
 from llm_zero.tokenizer.unigram import UnigramTokenizer
 from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
 from llm_zero.train.checkpoint import save_checkpoint
 from llm_zero.train.engine import build_model, load_model_from_checkpoint
 from llm_zero.train.tokenizers import CorpusBPETokenizer
-from llm_zero.train.web_export import OnnxLM, WebExportError, bpe_for_web, gpt2_bpe, tokenizer_for_web
+from llm_zero.train.web_export import (OnnxLM, WebExportError, bpe_for_web, export_onnx, gpt2_bpe,
+                                      tokenizer_for_web)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "python-docs-char"
@@ -139,3 +141,17 @@ def test_wordpiece_and_unigram_exports_rebuild_the_same_tokenizers():
     spec = json.loads(json.dumps(tokenizer_for_web(uni)))
     again = UnigramTokenizer([tuple(p) for p in spec["pieces"]], spec["unk_id"], spec["byte_fallback"])
     assert again.encode(sample) == uni.encode(sample)
+
+
+@pytest.mark.parametrize("family", [Llama3Model, Qwen3Model])
+def test_llama_and_qwen_graphs_match_pytorch(tmp_path, family):
+    torch.manual_seed(0)
+    model = family({"vocab_size": 97, "context_length": 32, "emb_dim": 64, "n_heads": 4, "n_layers": 2,
+                    "hidden_dim": 128, "n_kv_groups": 2, "rope_base": 10000.0, "impl": "fast"}).eval()
+    lm = OnnxLM(export_onnx(model, tmp_path / "model.onnx"), 32)
+    for length in (1, 9, 32):
+        ids = torch.randint(0, 97, (1, length))
+        with torch.no_grad(): expected = model(ids)
+        assert (lm(ids) - expected).abs().max() < 1e-4
+    prompt = [5, 17, 3]
+    assert lm.generate_greedy(prompt, 40) == generate(model, torch.tensor([prompt]), 40, 32)[0].tolist()
