@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=200)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, tok, _ = load_model_from_checkpoint(ROOT / "models" / "python-docs-char")
+    model, tok, _ = load_model_from_checkpoint(ROOT / "experiments" / "python-docs-char")
     ids = tok.encode(PROMPT)
     lm = OnnxLM(SITE / "web" / "python-docs-char" / "model.onnx", 64)
     expected = generate(model, torch.tensor([ids]), args.tokens, 64)[0, len(ids):].tolist()

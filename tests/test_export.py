@@ -22,7 +22,7 @@ from llm_zero.train.web_export import (OnnxLM, WebExportError, bpe_for_web, expo
                                       tokenizer_for_web)
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "python-docs-char"
+MODEL = ROOT / "experiments" / "python-docs-char"
 
 
 @pytest.fixture(autouse=True)

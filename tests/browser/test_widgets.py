@@ -24,7 +24,7 @@ from .conftest import ROOT, SCREENSHOTS, SITE, start_chromium
 from .test_site import load, own_errors
 
 PAGE = "nbs/09_in_the_browser.html"
-MODEL = ROOT / "models" / "python-docs-char"
+MODEL = ROOT / "experiments" / "python-docs-char"
 INPUTS = [
     "Hello, world!",
     "naïve café ☕ — 東京 🚀🚀 Ελληνικά",
