@@ -60,8 +60,8 @@ def test_matches_torch_muon(rows, cols, steps, lr, momentum, weight_decay, neste
 
 
 @pytest.mark.parametrize("shape", [(96, 24), (24, 96), (40, 40)], ids=["tall", "wide", "square"])
-@pytest.mark.parametrize("kw", [{}, {"nesterov": False}, {"weight_decay": 0.0}, {"nesterov": False, "weight_decay": 0.0},
-                                {"lr": 0.02, "weight_decay": 0.01}])
+@pytest.mark.parametrize("kw", [{}, {"nesterov": False}, {"weight_decay": 0.0},
+                                {"nesterov": False, "weight_decay": 0.0}, {"lr": 0.02, "weight_decay": 0.01}])
 def test_matches_torch_muon_defaults(shape, kw):
     "PyTorch's defaults (lr 1e-3, weight decay 0.1, momentum 0.95, Nesterov) and variations, 25 steps."
     assert_same(run(Muon, [shape], 25, 0, **kw), run(torch.optim.Muon, [shape], 25, 0, **kw))
@@ -106,7 +106,8 @@ def test_newton_schulz_is_the_polynomial_on_singular_values(rows, cols, steps, s
     for _ in range(steps):
         S = ns_polynomial(S)
     expected = U @ torch.diag(S) @ Vh
-    torch.testing.assert_close(newton_schulz(g, steps, dtype=torch.float64), expected, rtol=0, atol=1e-10)
+    ours = newton_schulz(g, steps, dtype=torch.float64)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-10)
 
 
 def band(steps=5, smallest=3e-3):
@@ -172,8 +173,8 @@ def test_split_on_gpt_model(impl):
     names = {id(p): n for n, p in model.named_parameters()}
     muon_names = {names[id(p)] for p in muon}
     blocks = [f"trf_blocks.{i}." for i in range(TINY["n_layers"])]
-    expected = {b + m + ".weight" for b in blocks
-                for m in ("att.W_query", "att.W_key", "att.W_value", "att.out_proj", "ff.layers.0", "ff.layers.2")}
+    layers = ("att.W_query", "att.W_key", "att.W_value", "att.out_proj", "ff.layers.0", "ff.layers.2")
+    expected = {b + m + ".weight" for b in blocks for m in layers}
     assert muon_names == expected
     assert {names[id(p)] for p in adamw} == set(names.values()) - expected
     assert len(muon) + len(adamw) == len(list(model.parameters()))
@@ -193,7 +194,8 @@ def test_split_tied_and_frozen():
 
 def batches(n, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, TINY["vocab_size"], (4, TINY["context_length"] + 1), generator=g) for _ in range(n)]
+    shape = (4, TINY["context_length"] + 1)
+    return [torch.randint(0, TINY["vocab_size"], shape, generator=g) for _ in range(n)]
 
 
 def train(model, opt, data):

@@ -15,7 +15,7 @@ __all__ = ['NS_COEFFICIENTS', 'LR_RULES', 'ns_polynomial', 'MuonError', 'newton_
            'split_muon_params', 'MuonWithAdamW', 'muon_with_adamw']
 
 # %% ../../nbs/05j_muon.ipynb #ad79eae4
-NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # (a, b, c): steepest slope at 0 that stays bounded
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # (a, b, c): steep at 0, yet bounded
 
 
 def ns_polynomial(s, coefficients=NS_COEFFICIENTS):
@@ -28,14 +28,15 @@ class MuonError(LLMZeroError, ValueError):
     "A Muon setting or parameter that Muon cannot work with."
 
 # %% ../../nbs/05j_muon.ipynb #aca5ac03
-def newton_schulz(g: torch.Tensor, steps: int = 5, coefficients=NS_COEFFICIENTS, eps: float = 1e-7,
-                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    "Approximately orthogonalise the matrix `g` (towards U V^T for g = U S V^T) in `steps` quintic steps."
+def newton_schulz(g: torch.Tensor, steps: int = 5, coefficients=NS_COEFFICIENTS,
+                  eps: float = 1e-7, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    "Orthogonalise the matrix `g` = U S V^T approximately (towards U V^T) in `steps` steps."
     if g.ndim != 2:
-        raise MuonError(f"Newton-Schulz orthogonalises matrices; got a tensor of shape {tuple(g.shape)}.")
+        raise MuonError("Newton-Schulz orthogonalises matrices; got a tensor of shape "
+                        f"{tuple(g.shape)}.")
     a, b, c = coefficients
     tall = g.size(0) > g.size(1)
-    x = (g.T if tall else g).to(dtype)  # the Gram matrix x @ x.T is then the smaller square
+    x = (g.T if tall else g).to(dtype)  # so that the Gram matrix x @ x.T is the smaller
     x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm = 1
     for _ in range(steps):
         gram = x @ x.T
@@ -47,42 +48,45 @@ LR_RULES = ("original", "match_rms_adamw")
 
 
 def muon_lr_scale(shape, rule: str | None = None) -> float:
-    "Factor on Muon's learning rate for a matrix of `shape` (rows, cols); `rule` None means 'original'."
+    "Factor on Muon's learning rate for a `shape` (rows, cols) matrix; None means 'original'."
     rows, cols = shape[:2]
     if rule is None or rule == "original":
         return math.sqrt(max(1.0, rows / cols))
     if rule == "match_rms_adamw":
         return 0.2 * math.sqrt(max(rows, cols))
-    raise MuonError(f"Unknown Muon learning-rate rule {rule!r}; use one of {LR_RULES} (or None).")
+    raise MuonError(f"Unknown Muon learning-rate rule {rule!r}; use one of {LR_RULES} "
+                    "(or None).")
 
 # %% ../../nbs/05j_muon.ipynb #001c30f1
 class Muon(torch.optim.Optimizer):
     "Muon: momentum, orthogonalised by Newton-Schulz, for 2-D (matrix) parameters only."
 
-    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
-                 nesterov: bool = True, ns_coefficients=NS_COEFFICIENTS, eps: float = 1e-7,
-                 ns_steps: int = 5, adjust_lr_fn: str | None = None):
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1,
+                 momentum: float = 0.95, nesterov: bool = True, ns_coefficients=NS_COEFFICIENTS,
+                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None):
         for name, value in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)):
             if not value >= 0:
                 raise MuonError(f"Muon's {name} must be non-negative, got {value}.")
         if not 0 < ns_steps < 100:
             raise MuonError(f"Muon's ns_steps must be between 1 and 99, got {ns_steps}.")
         if len(ns_coefficients) != 3:
-            raise MuonError(f"Muon's ns_coefficients are three numbers (a, b, c), got {ns_coefficients}.")
-        muon_lr_scale((1, 1), adjust_lr_fn)  # rejects an unknown rule now rather than at the first step
+            raise MuonError("Muon's ns_coefficients are three numbers (a, b, c), got "
+                            f"{ns_coefficients}.")
+        muon_lr_scale((1, 1), adjust_lr_fn)  # an unknown rule fails here, not at the first step
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       nesterov=nesterov, ns_coefficients=tuple(ns_coefficients),
                                       eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim != 2:
-                    raise MuonError(f"Muon only optimises matrices, got a parameter of shape {tuple(p.shape)}; "
-                                    "give vectors, embeddings and the output head to AdamW (see "
-                                    "split_muon_params).")
+                    raise MuonError(
+                        f"Muon only optimises matrices, got a parameter of shape {tuple(p.shape)};"
+                        " give vectors, embeddings and the output head to AdamW (see "
+                        "split_muon_params).")
 
     @torch.no_grad()
     def step(self, closure=None):
-        "One Muon step on every parameter that has a gradient; returns `closure()`'s loss if given."
+        "One Muon step on every parameter with a gradient; returns `closure()`'s loss if given."
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -95,17 +99,19 @@ class Muon(torch.optim.Optimizer):
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
                 buf.lerp_(p.grad, 1 - mu)
                 direction = p.grad.lerp(buf, mu) if group["nesterov"] else buf
-                update = newton_schulz(direction, group["ns_steps"], group["ns_coefficients"], group["eps"])
+                update = newton_schulz(direction, group["ns_steps"], group["ns_coefficients"],
+                                       group["eps"])
                 p.mul_(1 - lr * group["weight_decay"])
                 p.add_(update, alpha=-lr * muon_lr_scale(p.shape, group["adjust_lr_fn"]))
         return loss
 
 # %% ../../nbs/05j_muon.ipynb #01e43818
 def split_muon_params(model: nn.Module, head: str = "out_head") -> tuple[list, list]:
-    "(Muon's parameters, AdamW's): hidden `nn.Linear` weights, and everything else that is trained."
+    "(Muon's parameters, AdamW's): hidden `nn.Linear` weights, and all else that is trained."
     hidden = {id(m.weight) for name, m in model.named_modules()
               if isinstance(m, nn.Linear) and name.split(".")[-1] != head}
-    hidden -= {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    hidden -= {id(p) for m in model.modules() if isinstance(m, nn.Embedding)
+               for p in m.parameters()}
     muon, adamw = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -114,13 +120,14 @@ def split_muon_params(model: nn.Module, head: str = "out_head") -> tuple[list, l
 
 # %% ../../nbs/05j_muon.ipynb #a4ba3478
 class MuonWithAdamW:
-    "Muon for the hidden matrices and AdamW for everything else, stepped as one optimiser."
+    "Muon for the hidden matrices, AdamW for everything else, stepped as one optimiser."
 
     def __init__(self, muon: Muon, adamw: torch.optim.Optimizer):
         self.muon, self.adamw = muon, adamw
 
     @property
-    def param_groups(self) -> list[dict]: return self.muon.param_groups + self.adamw.param_groups
+    def param_groups(self) -> list[dict]:
+        return self.muon.param_groups + self.adamw.param_groups
 
     def step(self, closure=None):
         "Step both optimisers (after calling `closure` once, if given); returns its loss."
@@ -136,26 +143,31 @@ class MuonWithAdamW:
         self.muon.zero_grad(set_to_none)
         self.adamw.zero_grad(set_to_none)
 
-    def state_dict(self) -> dict: return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
 
     def load_state_dict(self, state: dict):
         if set(state) != {"muon", "adamw"}:
             raise MuonError("This optimiser state is not from Muon with AdamW (it has keys "
-                            f"{sorted(state)}); resume with the optimiser the run was started with.")
+                            f"{sorted(state)}); resume with the optimiser the run started "
+                            "with.")
         self.muon.load_state_dict(state["muon"])
         self.adamw.load_state_dict(state["adamw"])
 
 # %% ../../nbs/05j_muon.ipynb #7ccecc59
-def muon_with_adamw(model: nn.Module, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                    weight_decay: float = 0.0, adamw_lr: float = 1e-3, betas=(0.9, 0.95),
-                    eps: float = 1e-8, adamw_weight_decay: float = 0.1, head: str = "out_head",
-                    **muon_kw) -> MuonWithAdamW:
-    "Muon (`lr`, ...) on `model`'s hidden matrices, AdamW (`adamw_*`, decay on matrices only) on the rest."
+def muon_with_adamw(model: nn.Module, lr: float = 0.02, momentum: float = 0.95,
+                    nesterov: bool = True, weight_decay: float = 0.0, adamw_lr: float = 1e-3,
+                    betas=(0.9, 0.95), eps: float = 1e-8, adamw_weight_decay: float = 0.1,
+                    head: str = "out_head", **muon_kw) -> MuonWithAdamW:
+    "Muon (`lr`, ...) on the hidden matrices; AdamW (`adamw_*`, decay on matrices) on the rest."
     muon_params, adamw_params = split_muon_params(model, head)
     if not muon_params:
-        raise MuonError(f"{type(model).__name__} has no hidden nn.Linear matrices for Muon; use AdamW alone.")
-    muon = Muon(muon_params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, **muon_kw)
-    groups = [{"params": [p for p in adamw_params if p.ndim >= 2], "weight_decay": adamw_weight_decay},
+        raise MuonError(f"{type(model).__name__} has no hidden nn.Linear matrices for Muon; "
+                        "use AdamW alone.")
+    muon = Muon(muon_params, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                nesterov=nesterov, **muon_kw)
+    groups = [{"params": [p for p in adamw_params if p.ndim >= 2],
+               "weight_decay": adamw_weight_decay},
               {"params": [p for p in adamw_params if p.ndim < 2], "weight_decay": 0.0}]
     adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=adamw_lr, betas=betas, eps=eps)
     return MuonWithAdamW(muon, adamw)
