@@ -131,11 +131,7 @@ class MuonWithAdamW:
 
     def step(self, closure=None):
         "Step both optimisers (after calling `closure` once, if given); returns its loss."
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.muon.step()
+        loss = self.muon.step(closure)  # the closure's gradients serve both
         self.adamw.step()
         return loss
 
