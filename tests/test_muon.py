@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from llm_zero.core import LLMZeroError
-from llm_zero.model.gpt import GPTModel
+from llm_zero.model import GPTModel, Llama3Model, Qwen3Model
 from llm_zero.train.checkpoint import load_training_state, save_checkpoint
 from llm_zero.train.muon import (NS_COEFFICIENTS, Muon, MuonError, MuonWithAdamW, muon_lr_scale,
                                  muon_with_adamw, newton_schulz, ns_polynomial, split_muon_params)
@@ -179,6 +179,26 @@ def test_split_on_gpt_model(impl):
     assert {names[id(p)] for p in adamw} == set(names.values()) - expected
     assert len(muon) + len(adamw) == len(list(model.parameters()))
     assert all(p.ndim == 2 for p in muon)
+
+
+LLAMA = {"vocab_size": 64, "context_length": 32, "emb_dim": 32, "n_heads": 4, "n_layers": 2, "hidden_dim": 48,
+         "n_kv_groups": 2, "rope_base": 500_000.0, "dtype": torch.float32}
+QWEN = {**LLAMA, "head_dim": 16, "qk_norm": True, "rope_base": 1_000_000.0}
+
+
+@pytest.mark.parametrize("make", [lambda tie: Llama3Model({**LLAMA, "tie_embeddings": tie}),
+                                  lambda tie: Qwen3Model({**QWEN, "tie_embeddings": tie})], ids=["llama3", "qwen3"])
+@pytest.mark.parametrize("tie", [False, True])
+def test_split_on_llama_and_qwen(make, tie):
+    "Attention and SwiGLU matrices to Muon; embeddings, head, RMSNorm and QK-norm gains to AdamW."
+    model = make(tie)
+    muon, adamw = split_muon_params(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    layers = ("att.W_query", "att.W_key", "att.W_value", "att.out_proj", "ff.fc1", "ff.fc2", "ff.fc3")
+    expected = {f"trf_blocks.{i}.{m}.weight" for i in range(LLAMA["n_layers"]) for m in layers}
+    assert {names[id(p)] for p in muon} == expected
+    assert {names[id(p)] for p in adamw} == set(names.values()) - expected
+    assert ("out_head.weight" in names.values()) == (not tie)
 
 
 def test_split_tied_and_frozen():
