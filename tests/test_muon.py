@@ -250,6 +250,22 @@ def test_muon_with_adamw_equals_the_two_torch_optimizers():
     assert_same(list(ours.parameters()), list(ref.parameters()))
 
 
+def test_fused_adamw_part():
+    "The engine's AdamW is fused; with fused=True the AdamW half is PyTorch's fused AdamW."
+    data = batches(3)
+    a, b = fresh(), fresh()
+    opt_a = muon_with_adamw(a, fused=True)
+    assert opt_a.adamw.defaults["fused"] is True
+    train(a, opt_a, data)
+    mp, ap = split_muon_params(b)
+    ref = MuonWithAdamW(torch.optim.Muon(mp, lr=0.02, weight_decay=0.0),
+                        torch.optim.AdamW([{"params": [p for p in ap if p.ndim == 2], "weight_decay": 0.1},
+                                           {"params": [p for p in ap if p.ndim < 2], "weight_decay": 0.0}],
+                                          lr=1e-3, betas=(0.9, 0.95), fused=True))
+    train(b, ref, data)
+    assert_same(list(a.parameters()), list(b.parameters()))
+
+
 def test_param_groups_are_the_live_groups():
     model = fresh()
     opt = muon_with_adamw(model, lr=0.02, adamw_lr=1e-3)

@@ -154,7 +154,8 @@ class MuonWithAdamW:
 def muon_with_adamw(model: nn.Module, lr: float = 0.02, momentum: float = 0.95,
                     nesterov: bool = True, weight_decay: float = 0.0, adamw_lr: float = 1e-3,
                     betas=(0.9, 0.95), eps: float = 1e-8, adamw_weight_decay: float = 0.1,
-                    head: str = "out_head", **muon_kw) -> MuonWithAdamW:
+                    head: str = "out_head", fused: bool | None = None,
+                    **muon_kw) -> MuonWithAdamW:
     "Muon (`lr`, ...) on the hidden matrices; AdamW (`adamw_*`, decay on matrices) on the rest."
     muon_params, adamw_params = split_muon_params(model, head)
     if not muon_params:
@@ -165,5 +166,6 @@ def muon_with_adamw(model: nn.Module, lr: float = 0.02, momentum: float = 0.95,
     groups = [{"params": [p for p in adamw_params if p.ndim >= 2],
                "weight_decay": adamw_weight_decay},
               {"params": [p for p in adamw_params if p.ndim < 2], "weight_decay": 0.0}]
-    adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=adamw_lr, betas=betas, eps=eps)
+    adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=adamw_lr, betas=betas, eps=eps,
+                              fused=fused)
     return MuonWithAdamW(muon, adamw)
