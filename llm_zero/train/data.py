@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .tokenizers import _write_json_atomic, load_tokenizer, save_tokenizer
+from ..core import atomic_write
+from .tokenizers import load_tokenizer, save_tokenizer, write_json
 
 # %% auto #0
 __all__ = ['token_dtype', 'encode_corpus', 'split_tokens', 'prepare_corpus', 'load_prepared', 'TokenWindows']
@@ -45,27 +44,21 @@ def split_tokens(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.n
     return ids[:cut], ids[cut:]
 
 # %% ../../nbs/05d_token_data.ipynb #f8ba480a
-def _save_array_atomic(path: Path, arr: np.ndarray):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f: arr.tofile(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_array(path: Path, arr: np.ndarray):
+    with atomic_write(path) as tmp: arr.tofile(tmp)
 
 def prepare_corpus(text: str, tok, out_dir: str | Path, val_fraction: float = 0.1, source: str = "") -> dict:
     "Tokenize `text` once into `out_dir/{train,val}.bin` plus tokenizer and meta.json; returns the meta."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     ids = encode_corpus(tok, text)
     train, val = split_tokens(ids, val_fraction)
-    _save_array_atomic(out / "train.bin", train)
-    _save_array_atomic(out / "val.bin", val)
+    _save_array(out / "train.bin", train)
+    _save_array(out / "val.bin", val)
     save_tokenizer(tok, out)
     meta = {"dtype": str(ids.dtype), "vocab_size": tok.vocab_size, "tokenizer": tok.kind,
             "train_tokens": len(train), "val_tokens": len(val), "val_fraction": val_fraction,
             "bytes": len(text.encode("utf-8")), "source": source}
-    _write_json_atomic(out / "meta.json", meta)
+    write_json(out / "meta.json", meta)
     return meta
 
 # %% ../../nbs/05d_token_data.ipynb #ca60cffc
