@@ -13,7 +13,7 @@ import yaml
 from fastcore.basics import patch
 
 from ..core import LLMZeroError, atomic_write
-from ..model.gpt import validate_config
+from ..model.gpt import upgrade_impl_key, validate_config
 
 # %% auto #0
 __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'Config', 'ConfigError',
@@ -23,7 +23,7 @@ __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'Tr
 # %% ../../nbs/05b_config.ipynb #b828bacd
 @dataclass
 class ModelConfig:
-    "The GPT architecture: the book's config keys plus the attention implementation."
+    "The GPT architecture: the book's config keys plus the implementation."
     vocab_size: int | None = None  # None: taken from the tokenizer
     context_length: int = 128
     emb_dim: int = 128
@@ -31,7 +31,7 @@ class ModelConfig:
     n_layers: int = 4
     drop_rate: float = 0.0
     qkv_bias: bool = False
-    attn_impl: str = "sdpa"  # "reference" (chapter 3's code) or "sdpa" (fused, same weights)
+    impl: str = "fast"  # "reference" (chapters 3-4's code) or "fast" (fused kernels, same weights)
 
 # %% ../../nbs/05b_config.ipynb #df316c04
 @dataclass
@@ -199,6 +199,11 @@ def config_from_dict(d: dict | None, cls: type = Config):
         values = d.get(name) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"Config section {name!r} must be a mapping of keys, got {values!r}.")
+        if name == "model":  # configs and checkpoints written before the rename
+            try:
+                values = upgrade_impl_key(values, FutureWarning)
+            except ValueError as e:
+                raise ConfigError(f"model: {e}") from None
         fields = {g.name: g for g in dataclasses.fields(section)}
         bad = sorted(set(values) - set(fields))
         if bad:
