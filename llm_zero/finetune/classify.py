@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..core import atomic_write
 from ..data.corpora import cache_dir, fetch, load_text
 
 # %% auto #0
@@ -129,11 +130,9 @@ def load_base_model(source: str | os.PathLike | None = None, steps: int = 60, se
         model.load_state_dict(load_file(path))
         return model.eval()
     model = _pretrain_tiny(TINY_GPT_CONFIG, steps, 8, 32, 3e-3, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # write then rename: concurrent runs never see half a file
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp,
-              metadata={"llm_zero": "tiny-gpt", "settings": json.dumps(settings)})
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:  # concurrent runs never see half a file
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp,
+                  metadata={"llm_zero": "tiny-gpt", "settings": json.dumps(settings)})
     return model
 
 # %% ../../nbs/06_classification.ipynb #54f0b9bd
@@ -273,7 +272,8 @@ def plot_values(epochs_seen, examples_seen, train_values, val_values, label: str
     ax2.plot(examples_seen, train_values, alpha=0)  # invisible: only aligns the top axis' ticks
     ax2.set_xlabel("Examples seen")
     fig.tight_layout()
-    if path is not None: fig.savefig(path)
+    if path is not None:
+        with atomic_write(path) as tmp: fig.savefig(tmp, format=Path(path).suffix[1:] or "png")
     return fig
 
 # %% ../../nbs/06_classification.ipynb #95f67d06

@@ -16,6 +16,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..core import atomic_write
 from ..data.corpora import fetch
 
 # %% auto #0
@@ -137,8 +138,7 @@ def generate_responses(model: nn.Module, data: list[dict], tokenizer, max_new_to
 def save_responses(data: list[dict], path: str | os.PathLike) -> Path:
     "Write records with responses as indented JSON; returns the path."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")
+    with atomic_write(path) as tmp: tmp.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")
     return path
 
 # %% ../../nbs/07_instruction.ipynb #1f13e272
