@@ -103,6 +103,7 @@ def test_finetune_resume_of_a_folder_without_a_run(runs, tmp_path):
     ("data.batch_size=0", "data.batch_size must be at least 1"),
     ("model.trainable_blocks=0", "model.trainable_blocks must be at least 1, or -1 for all"),
     ("train.device=cuda", "CUDA is not available"),
+    ("train.device=gpu", "train.device='gpu' is not a device"),
 ])
 def test_bad_classify_settings(runs, tmp_path, override, message):
     if override == "train.device=cuda" and torch.cuda.is_available(): pytest.skip("this machine has CUDA")

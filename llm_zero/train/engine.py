@@ -45,9 +45,15 @@ def pick_device(name: str = "auto") -> torch.device:
         if torch.cuda.is_available(): return torch.device("cuda")
         if torch.backends.mps.is_available(): return torch.device("mps")
         return torch.device("cpu")
-    d = torch.device(name)
+    try: d = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps.") from None
     if d.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name!r} but CUDA is not available here; use train.device=cpu or auto.")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={name!r} but Apple's MPS is not available here; use train.device=cpu or auto.")
+    if d.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"train.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or mps.")
     return d
 
 # %% ../../nbs/05g_engine.ipynb #02f54565
