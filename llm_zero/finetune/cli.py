@@ -228,7 +228,7 @@ def _start(cfg, out, resume: bool, sections: tuple) -> tuple:
     return run_dir, ckpts, latest, device
 
 def _run(cfg, model, run_dir: Path, ckpts, latest, device, batch, per_epoch: int, evaluate, meta, tok,
-         loss=None, tokens_per_step: int = 0, progress: bool = True) -> tuple[dict, TrainingLoop]:
+         loss=None, tokens_per_step: int = 0, progress: bool = True, resume: bool = False) -> tuple[dict, TrainingLoop]:
     "Record the config, build AdamW, resume if asked, and train with the engine's loop."
     t = cfg.train
     say = print if not progress else (lambda msg: tqdm.write(str(msg)))
@@ -238,6 +238,7 @@ def _run(cfg, model, run_dir: Path, ckpts, latest, device, batch, per_epoch: int
     if latest is not None:
         start, elapsed0 = resume_from(latest, model, opt)
         say(f"Resuming {run_dir} from {latest.name} (step {start}).")
+    elif resume: say(f"{run_dir} has no checkpoint yet; starting its run from step 0.")
     loop = TrainingLoop(model, opt, lambda step, micro: batch(step), t.epochs * per_epoch, ckpts,
                         **({"loss": loss} if loss else {}), device=device, bf16=t.bf16, log_interval=1,
                         eval_interval=t.eval_freq, checkpoint_interval=cfg.run.checkpoint_interval,
@@ -288,7 +289,7 @@ def finetune_classify(cfg: ClassifyConfig, out=None, progress: bool = True, resu
     s, loop = _run(cfg, model, run_dir, ckpts, latest, device, batch, per_epoch, evaluate,
                    lambda step: {**meta, "val_accuracy": scores.get("val_acc")}, tok,
                    loss=lambda m, x, y: calc_loss_batch(x, y, m, device),
-                   tokens_per_step=d.batch_size * train_ds.max_length, progress=progress)
+                   tokens_per_step=d.batch_size * train_ds.max_length, progress=progress, resume=resume)
     result = {**s, "run_dir": str(run_dir), "trainable_parameters": n_train, "max_length": train_ds.max_length}
     if s["interrupted"]: return result
     with autocast_for(device, t.bf16):
@@ -334,7 +335,7 @@ def finetune_instruct(cfg: InstructConfig, out=None, progress: bool = True, resu
         return {"val_loss": vl, "train_eval_loss": tl}
     s, loop = _run(cfg, model, run_dir, ckpts, latest, device, lambda step: collate([train_ds[int(i)] for i in order(step)]),
                    per_epoch, evaluate, lambda step: {"task": "instruct", "model": dict(model.cfg), "prompt_format": "alpaca"},
-                   tok, progress=progress)
+                   tok, progress=progress, resume=resume)
     result = {**s, "run_dir": str(run_dir)}
     if s["interrupted"]: return result
     answered = generate_responses(model.eval(), test_d, tok, max_new_tokens=g.max_new_tokens, eos_id=tok.eos_id,

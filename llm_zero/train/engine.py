@@ -184,7 +184,7 @@ class RunExistsError(LLMZeroError, FileExistsError):
     "The run folder already holds a run; the message says how to continue it or start elsewhere."
 
 class NoRunToResume(LLMZeroError, FileNotFoundError):
-    "`--resume` was given for a folder that holds no checkpoint."
+    "`--resume` was given for a folder that holds no run."
 
 def open_run(run_dir: str | Path, resume: bool, keep_last: int = 2) -> tuple[CheckpointManager, Path | None]:
     "The checkpoints of `run_dir` and the one to resume from; never overwrites a run or resumes nothing."
@@ -196,7 +196,8 @@ def open_run(run_dir: str | Path, resume: bool, keep_last: int = 2) -> tuple[Che
     if latest is not None and not resume:
         raise RunExistsError(f"{run_dir} already has checkpoints (newest {latest.name}); pass --resume to continue "
                              "that run, or choose another --out.")
-    if resume and latest is None:
+    # A run killed before its first checkpoint has its config.yaml: resuming it is starting it again.
+    if resume and latest is None and not (run_dir / "config.yaml").is_file():
         raise NoRunToResume(f"--resume was given but {run_dir} holds no checkpoint to resume from; drop --resume "
                             "to start a new run there, or give the folder of an existing run.")
     return ckpts, latest
@@ -413,6 +414,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     if latest is not None:
         start, elapsed0 = resume_from(latest, model, optimizer)
         say(f"Resuming {run_dir} from {latest.name} (step {start}).")
+    elif resume: say(f"{run_dir} has no checkpoint yet; starting its run from step 0.")
     step_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
