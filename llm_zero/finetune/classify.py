@@ -127,6 +127,7 @@ def load_base_model(source: str | os.PathLike | None = None, steps: int = 60, se
         from llm_zero.model.hf import gpt_from_hf
         return gpt_from_hf(str(source)).eval()
     from safetensors.torch import load_file, save_file
+    from llm_zero.core import atomic_write
     from llm_zero.model.gpt import GPTModel
     settings = dict(TINY_GPT_CONFIG, steps=steps, seed=seed, batch_size=8, seq_len=32, lr=3e-3)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]

@@ -43,16 +43,18 @@ def validate_instruction_records(data, keys=INSTRUCTION_KEYS) -> list[dict]:
         if bad: raise InstructionDataError(f"Record {i}: {bad} must be strings, got {[type(entry[k]).__name__ for k in bad]}.")
     return data
 
+class InstructionDataError(LLMZeroError, ValueError):
+    "An instruction JSON file that is not valid JSON or whose records lack a field; names the file."
+
 def load_instruction_data(path: str | os.PathLike | None = None) -> list[dict]:
     "Validated records of an instruction JSON file (default: the book's 1,100 records, verified and cached)."
     path = Path(path) if path is not None else fetch("instruction-data")
     if not Path(path).is_file():
         raise InstructionDataError(f"Instruction data file {path} does not exist; give a JSON list of records.")
     try: data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InstructionDataError(f"{path} is not valid JSON: {e}.") from None
+    except ValueError as e: raise InstructionDataError(f"{path} is not valid JSON: {e}.") from None
     try: return validate_instruction_records(data)
-    except InstructionDataError as e: raise InstructionDataError(f"{path}: {e}") from None
+    except ValueError as e: raise InstructionDataError(f"{path}: {e}") from None
 
 # %% ../../nbs/07_instruction.ipynb #e87d3f73
 PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."

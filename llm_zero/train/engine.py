@@ -25,7 +25,7 @@ from ..data.corpora import load_text
 from ..model.generation import generate
 from ..model.gpt import GPTModel
 from .checkpoint import (CheckpointManager, find_checkpoint, load_training_state, load_weights,
-                                       read_meta)
+                                       read_meta, RunExistsError, check_tokenizer_fits, model_config_of)
 from .config import Config, ConfigError, config_to_dict, save_config
 from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
 from .evaluate import autocast_for, evaluate_batches
@@ -464,7 +464,8 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
         raise ConfigError(f"{ck} is a spam classifier (chapter 6), not a language model: it predicts a label, not the "
                           f"next token. Use `llm-zero finetune classify` to evaluate it, or give a pretrained or "
                           f"instruction-tuned checkpoint.")
-    model = build_model(meta["model"])
+    model = build_model(model_config_of(ck, meta))
     load_weights(model, ck)
     tok = load_tokenizer(ck if (ck / "tokenizer.json").is_file() else ck.parent.parent)
+    check_tokenizer_fits(tok, model.cfg["vocab_size"], ck)
     return model.to(device).eval(), tok, meta

@@ -8,6 +8,7 @@ import typing
 from pathlib import Path
 
 from ..core import LLMZeroError, atomic_write
+from ..data.corpora import DataUnavailableError
 from ..tokenizer.bpe import BPETokenizer
 
 # %% auto #0
@@ -27,7 +28,7 @@ class Tokenizer(typing.Protocol):
     def decode(self, ids) -> str: ...
 
 class TokenizerError(LLMZeroError, ValueError):
-    "Text or a tokenizer file that a tokenizer cannot handle; the message names it and the fix."
+    "Text a tokenizer cannot encode, or a tokenizer file that is missing, damaged or edited wrongly."
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #7513c3b1
 class CharTokenizer:
@@ -75,9 +76,9 @@ class GPT2Tokenizer:
         import tiktoken
         try: self._enc = tiktoken.get_encoding("gpt2")
         except Exception as e:
-            raise TokenizerError(f"GPT-2's vocabulary files are not available ({e}). Run once with network access, "
-                               "or seed the cache: `from llm_zero.data.corpora import seed_cache; seed_cache(FOLDER)` "
-                               "with a folder holding gpt2/encoder.json and gpt2/vocab.bpe.") from None
+            raise DataUnavailableError(f"GPT-2's vocabulary files are not available ({e}). Run once with network access, "
+                                       "or seed the cache: `from llm_zero.data.corpora import seed_cache; seed_cache(FOLDER)` "
+                                       "with a folder holding gpt2/encoder.json and gpt2/vocab.bpe.") from None
         self.eos_id = self.pad_id = self._enc.eot_token
         self.unk_id = None  # byte-level: every text encodes
 
@@ -123,34 +124,54 @@ def save_tokenizer(tok, folder: str | Path) -> Path:
     if tok.kind == "char": write_json(path, {"kind": "char", "chars": tok.chars, "specials": tok.specials})
     elif tok.kind == "gpt2": write_json(path, {"kind": "gpt2"})
     elif tok.kind == "bpe":
-        # The merges go first, so tokenizer.json never names a file that is not there yet.
-        with atomic_write(path.with_name(BPE_FILE)) as tmp: tok.bpe.save(tmp)
+        tok.bpe.save(path.with_name(BPE_FILE))  # first, so tokenizer.json never names a missing file
         write_json(path, {"kind": "bpe", "file": BPE_FILE})
-    else: raise ValueError(f"Cannot save a tokenizer of kind {tok.kind!r}.")
+    else: raise TokenizerError(f"Cannot save a tokenizer of kind {tok.kind!r}.")
     return path
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #2dc56c26
+def _char_vocab(path: Path, chars) -> str:
+    "The `chars` field of a char tokenizer file, checked."
+    if not isinstance(chars, str) or not chars:
+        raise TokenizerError(f"{path}: field 'chars' must be a non-empty string (the vocabulary in id order), "
+                             f"got {chars!r}.")
+    seen = set()
+    for i, ch in enumerate(chars):
+        if ch in seen:
+            raise TokenizerError(f"{path}: field 'chars' repeats {ch!r} (at id {i}); each character may "
+                                 f"appear once. Restore the file from the run that wrote it.")
+        seen.add(ch)
+    return chars
+
 def load_tokenizer(folder: str | Path):
-    "The tokenizer stored in `folder` (a run folder or a prepared-data folder)."
+    "The tokenizer stored in `folder` (a run folder or a prepared-data folder), each field checked."
     path = Path(folder) / TOKENIZER_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"No {TOKENIZER_FILE} in {folder}: is it a run folder written by `llm-zero train` "
-                                "or a data folder written by `llm-zero prepare`?")
+        raise TokenizerError(f"No {TOKENIZER_FILE} in {folder}: is it a run folder written by `llm-zero train` "
+                             "or a data folder written by `llm-zero prepare`?")
     try: d = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e: raise ValueError(f"{path} is corrupt ({e}).") from None
-    if d.get("kind") == "char": return CharTokenizer(d["chars"], d.get("specials", False))
-    if d.get("kind") == "gpt2": return GPT2Tokenizer()
-    if d.get("kind") == "bpe": return CorpusBPETokenizer(BPETokenizer.load(path.with_name(d["file"])))
-    raise ValueError(f"{path} names an unknown tokenizer kind {d.get('kind')!r}.")
+    except ValueError as e: raise TokenizerError(f"{path} is corrupt ({e}).") from None
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind == "char": return CharTokenizer(_char_vocab(path, d.get("chars")), d.get("specials") is True)
+    if kind == "gpt2": return GPT2Tokenizer()
+    if kind == "bpe":
+        name = d.get("file")
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            raise TokenizerError(f"{path}: field 'file' must name a merges file in the same folder "
+                                 f"(e.g. {BPE_FILE!r}), got {name!r}.")
+        if not path.with_name(name).is_file():
+            raise TokenizerError(f"{path}: field 'file' names {path.with_name(name)}, which does not exist.")
+        return CorpusBPETokenizer(BPETokenizer.load(path.with_name(name)))
+    raise TokenizerError(f"{path}: field 'kind' must be 'char', 'bpe' or 'gpt2', got {kind!r}.")
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #fe23f584
 def build_tokenizer(kind: str, text: str | None = None, vocab_size: int | None = None):
     "A tokenizer of `kind` ('char', 'bpe' or 'gpt2'), trained on `text` when the kind needs training."
     if kind == "gpt2": return GPT2Tokenizer()
     if kind == "char":
-        if not text: raise ValueError("A 'char' tokenizer is built from the corpus text, and none was given.")
+        if not text: raise TokenizerError("A 'char' tokenizer is built from the corpus text, and none was given.")
         return CharTokenizer.train(text)
     if kind == "bpe":
-        if not text or vocab_size is None: raise ValueError("A 'bpe' tokenizer is trained on the corpus text with a vocabulary size.")
+        if not text or vocab_size is None: raise TokenizerError("A 'bpe' tokenizer is trained on the corpus text with a vocabulary size.")
         return CorpusBPETokenizer.train(text, vocab_size)
-    raise ValueError(f"Unknown tokenizer kind {kind!r}; use 'char', 'bpe' or 'gpt2'.")
+    raise TokenizerError(f"Unknown tokenizer kind {kind!r}; use 'char', 'bpe' or 'gpt2'.")
