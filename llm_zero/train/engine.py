@@ -200,6 +200,8 @@ def open_run(run_dir: str | Path, resume: bool, keep_last: int = 2) -> tuple[Che
     if resume and latest is None and not (run_dir / "config.yaml").is_file():
         raise NoRunToResume(f"--resume was given but {run_dir} holds no checkpoint to resume from; drop --resume "
                             "to start a new run there, or give the folder of an existing run.")
+    try: run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise write_error(run_dir, e) from None
     return ckpts, latest
 
 def check_resume_config(run_dir: Path, cfg, sections=("model", "data")):
