@@ -6,9 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llm_zero.finetune.cli import INSTRUCT_DEFAULTS, finetune_instruct, load_finetune_config
-from llm_zero.finetune.dpo import (DPO_DEFAULTS, PreferenceError, compare_models, finetune_dpo, judge_score,
+from llm_zero.finetune.cli import InstructConfig, finetune_instruct
+from llm_zero.finetune.dpo import (PreferenceError, compare_models, finetune_dpo, judge_score, load_dpo_config,
                                    make_preference_pairs)
+from llm_zero.train.config import load_config
 from llm_zero.train.checkpoint import CheckpointManager
 
 DPO_SMALL = ["data.limit=120", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3", "train.eval_iter=1",
@@ -19,8 +20,8 @@ DPO_SMALL = ["data.limit=120", "train.epochs=2", "train.lr=1e-4", "train.eval_fr
 def sft_run(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("sft")
-    cfg = load_finetune_config(None, ["data.limit=60", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
-                                      "generate.max_new_tokens=4"], INSTRUCT_DEFAULTS)
+    cfg = load_config(None, ["data.limit=60", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
+                             "generate.max_new_tokens=4"], InstructConfig)
     finetune_instruct(cfg, out, progress=False)
     return out
 
@@ -28,7 +29,7 @@ def sft_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dpo_run(sft_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("dpo")
-    cfg = load_finetune_config(None, [f"model.sft={sft_run}", *DPO_SMALL], DPO_DEFAULTS)
+    cfg = load_dpo_config(None, [f"model.sft={sft_run}", *DPO_SMALL])
     return out, cfg, finetune_dpo(cfg, out, progress=False)
 
 
@@ -82,7 +83,7 @@ def test_refusals(dpo_run, tmp_path):
     with pytest.raises(PreferenceError, match="config differs"):
         finetune_dpo(changed, out, progress=False, resume=True)
     with pytest.raises(PreferenceError, match="model.sft is not set"):
-        finetune_dpo(load_finetune_config(None, [], DPO_DEFAULTS), tmp_path, progress=False)
+        finetune_dpo(load_dpo_config(), tmp_path, progress=False)
 
 
 def test_command_line_resumes_a_finished_run(dpo_run, tmp_path):

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from rouge_score import rouge_scorer
 
-from llm_zero.finetune.cli import (CLASSIFY_DEFAULTS, INSTRUCT_DEFAULTS, finetune_classify, finetune_instruct,
-                                   load_finetune_config)
+from llm_zero.finetune.cli import ClassifyConfig, InstructConfig, finetune_classify, finetune_instruct
+from llm_zero.train.config import load_config
 from llm_zero.finetune.instruct import rouge_l
 from llm_zero.finetune.report import evaluate_run, write_report
 
@@ -45,8 +45,8 @@ def cli(*args):
 @pytest.fixture(scope="module")
 def instruct_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("instruct")
-    cfg = load_finetune_config(None, ["data.limit=60", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
-                                      "generate.max_new_tokens=4"], INSTRUCT_DEFAULTS)
+    cfg = load_config(None, ["data.limit=60", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
+                             "generate.max_new_tokens=4"], InstructConfig)
     finetune_instruct(cfg, out, progress=False)
     return out
 
@@ -65,7 +65,7 @@ def test_same_checkpoint_same_report(instruct_run):
 
 
 def test_classifier_numbers_match_finetuning(tmp_path):
-    cfg = load_finetune_config(None, ["data.limit=60", "train.epochs=1", "train.eval_freq=100"], CLASSIFY_DEFAULTS)
+    cfg = load_config(None, ["data.limit=60", "train.epochs=1", "train.eval_freq=100"], ClassifyConfig)
     metrics = finetune_classify(cfg, tmp_path, progress=False)
     c = evaluate_run(tmp_path)["classifier"]
     assert sum(map(sum, c["confusion"])) == c["n"] == 60 - int(60 * 0.7) - int(60 * 0.1)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from llm_zero.finetune.cli import INSTRUCT_DEFAULTS, finetune_instruct, load_finetune_config
-from llm_zero.finetune.dpo import DPO_DEFAULTS, finetune_dpo
+from llm_zero.finetune.cli import InstructConfig, finetune_instruct
+from llm_zero.finetune.dpo import finetune_dpo, load_dpo_config
+from llm_zero.train.config import load_config
 
 HERE = Path(__file__).resolve().parent
 SFT = ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25", "generate.max_new_tokens=64"]
@@ -31,12 +32,12 @@ if __name__ == "__main__":
         sft = sys.argv[2] if len(sys.argv) > 2 else None
         if sft is None:
             sft = Path(scratch) / "sft"
-            finetune_instruct(load_finetune_config(None, SFT, INSTRUCT_DEFAULTS), sft, progress=False)
+            finetune_instruct(load_config(None, SFT, InstructConfig), sft, progress=False)
         out = Path(scratch) / "dpo"
         if len(sys.argv) > 3:
             out.mkdir()
             shutil.copy2(sys.argv[3], out / "pairs.json")
-        scores = finetune_dpo(load_finetune_config(None, [f"model.sft={sft}", *DPO], DPO_DEFAULTS), out, progress=False)
+        scores = finetune_dpo(load_dpo_config(None, [f"model.sft={sft}", *DPO]), out, progress=False)
         scores.pop("checkpoint")
         results = {"sft_overrides": SFT, "dpo_overrides": DPO, "wall_s": round(time.time() - t, 1), **scores}
         for f in out.iterdir():
