@@ -21,7 +21,7 @@ from .train.evaluate import evaluate_text
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'build_parser', 'main']
+__all__ = ['cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'cmd_serve', 'build_parser', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -90,6 +90,13 @@ def cmd_tokenizer_train(args) -> int:
           f"Use it with `llm-zero prepare --tokenizer-from {path.parent} ...`.")
     return 0
 
+# %% ../nbs/05h_cli.ipynb #fc8a3598
+def cmd_serve(args) -> int:
+    "llm-zero serve: an OpenAI-compatible API and a chat page for a checkpoint (chapter 08_serve)."
+    from llm_zero.serve import serve  # FastAPI takes about a second to import: only when serving
+    serve(args.checkpoint, args.host, args.port, args.name, pick_device(args.device))
+    return 0
+
 # %% ../nbs/05h_cli.ipynb #ae72162b
 def build_parser() -> argparse.ArgumentParser:
     "The `llm-zero` argument parser with all subcommands."
@@ -142,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--kind", default="bpe", choices=["bpe", "char"], help="tokenizer kind (default bpe)")
     tt.add_argument("--vocab-size", type=int, default=1024, help="vocabulary size for bpe (default 1024)")
     tt.set_defaults(func=cmd_tokenizer_train)
+
+    sv = sub.add_parser("serve", help="serve a checkpoint behind an OpenAI-compatible API", description=
+                        "Serve a checkpoint: GET /v1/models, POST /v1/completions and /v1/chat/completions "
+                        "(OpenAI's API, streaming included) and a chat page at /.")
+    sv.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--name", help="model name in the API (default: the run folder's name)")
+    sv.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    sv.set_defaults(func=cmd_serve)
 
     # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the
     # top so that `llm_zero.finetune` may itself build on the training engine.
