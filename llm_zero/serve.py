@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .core import LLMZeroError
 from .finetune.cli import load_language_model
 from .finetune.instruct import PREAMBLE, RESPONSE_HEADING
-from .model.generate import generate_stream
+from .model.generation import generate_stream
 
 # %% auto #0
-__all__ = ['ROLES', 'CHAT_PAGE', 'APIError', 'render_chat', 'Piece', 'text_pieces', 'completion_pieces', 'ModelWorker',
+__all__ = ['CHAT_PAGE', 'APIError', 'render_chat', 'Piece', 'text_pieces', 'completion_pieces', 'ModelWorker',
            'CompletionRequest', 'ChatMessage', 'ChatRequest', 'create_app', 'running_server', 'load_served', 'serve']
 
 # %% ../nbs/08_serve.ipynb #3539149a
@@ -45,8 +45,6 @@ class APIError(LLMZeroError, ValueError):
                           "code": self.code}}
 
 # %% ../nbs/08_serve.ipynb #edc2c91a
-ROLES = ("system", "user", "assistant")
-
 def render_chat(messages: list[dict], prompt_format: str | None = None) -> tuple[str, list[str]]:
     "The prompt text for chat `messages` in `prompt_format`, and the stop strings ending a reply."
     if not messages or messages[-1]["role"] != "user":

@@ -15,7 +15,7 @@ import pytest
 import torch
 from openai import BadRequestError, NotFoundError, OpenAI
 
-from llm_zero.model.generate import generate
+from llm_zero.model.generation import generate
 from llm_zero.serve import create_app, load_served, render_chat, running_server
 
 LLM_ZERO = str(Path(sys.executable).with_name("llm-zero"))
