@@ -81,7 +81,7 @@ def _held_back(text: str, stops: Iterable[str]) -> int:
 
 def text_pieces(tok, token_ids: Iterable[int], max_tokens: int,
                 stops: Iterable[str] = ()) -> Iterator[Piece]:
-    "Decode a stream of token ids into `Piece`s, ending at the first of the `stops` or the stream's end."
+    "Decode a stream of token ids into `Piece`s, ending at the first of `stops` or the stream's end."
     stops, ids, sent = [s for s in stops if s], [], 0
     for t in token_ids:
         ids.append(int(t))
@@ -199,7 +199,8 @@ header { display: flex; justify-content: space-between; align-items: baseline; }
 h1 { font-size: 1.2rem; margin: 0; } #model { color: #666; font-size: .9rem; }
 #log { flex: 1; overflow-y: auto; padding: .5rem 0; }
 .msg { white-space: pre-wrap; padding: .5rem .75rem; border-radius: .5rem; margin: .4rem 0; }
-.user { background: #e8f0fe; margin-left: 4rem; } .assistant { background: #f1f3f4; margin-right: 4rem; }
+.user { background: #e8f0fe; margin-left: 4rem; }
+.assistant { background: #f1f3f4; margin-right: 4rem; }
 .streaming::after { content: "\\25ae"; color: #999; } .error { background: #fde8e8; }
 form { display: flex; gap: .5rem; align-items: flex-end; }
 textarea { flex: 1; font: inherit; padding: .4rem; resize: vertical; }
@@ -209,8 +210,10 @@ label { font-size: .85rem; } input[type=number] { width: 4rem; }
 <header><h1>llm-zero chat</h1><span id="model"></span></header>
 <main id="log" aria-live="polite"></main>
 <form id="form">
-  <textarea id="input" rows="2" placeholder="Ask something; Enter sends, Shift+Enter breaks the line"></textarea>
-  <label>temperature <input id="temperature" type="number" min="0" max="2" step="0.1" value="0"></label>
+  <textarea id="input" rows="2"
+            placeholder="Ask something; Enter sends, Shift+Enter breaks the line"></textarea>
+  <label>temperature
+    <input id="temperature" type="number" min="0" max="2" step="0.1" value="0"></label>
   <button id="send" type="submit">Send</button>
 </form>
 <script>
@@ -218,7 +221,8 @@ label { font-size: .85rem; } input[type=number] { width: 4rem; }
 const $ = (id) => document.getElementById(id);
 const messages = [];
 let model = null;
-fetch("/v1/models").then((r) => r.json()).then((d) => { model = d.data[0].id; $("model").textContent = model; });
+fetch("/v1/models").then((r) => r.json())
+  .then((d) => { model = d.data[0].id; $("model").textContent = model; });
 
 function bubble(role, text) {
   const div = document.createElement("div");
@@ -230,8 +234,10 @@ function bubble(role, text) {
 }
 
 async function ask(out) {
-  const r = await fetch("/v1/chat/completions", {method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({model, messages, stream: true, temperature: Number($("temperature").value)})});
+  const temperature = Number($("temperature").value);
+  const r = await fetch("/v1/chat/completions", {
+    method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({model, messages, stream: true, temperature})});
   if (!r.ok) throw new Error((await r.json()).error.message);
   const reader = r.body.getReader(), decoder = new TextDecoder();
   let buffer = "", reply = "";
@@ -247,7 +253,11 @@ async function ask(out) {
       const chunk = JSON.parse(event.slice(6));
       if (chunk.error) throw new Error(chunk.error.message);
       const delta = chunk.choices.length ? chunk.choices[0].delta.content : null;
-      if (delta) { reply += delta; out.textContent = reply; $("log").scrollTop = $("log").scrollHeight; }
+      if (delta) {
+        reply += delta;
+        out.textContent = reply;
+        $("log").scrollTop = $("log").scrollHeight;
+      }
     }
   }
 }
@@ -288,8 +298,9 @@ def _validation_error(exc: RequestValidationError) -> APIError:
     "The first problem FastAPI found in a request body, as an OpenAI-style 400."
     err = exc.errors()[0]
     if err["type"] == "json_invalid":
-        return APIError(f"The request body is not valid JSON ({err.get('ctx', {}).get('error', err['msg'])}); "
-                        "send a JSON object.", code="invalid_json")
+        why = err.get("ctx", {}).get("error", err["msg"])
+        return APIError(f"The request body is not valid JSON ({why}); send a JSON object.",
+                        code="invalid_json")
     loc = [str(p) for p in err["loc"][1:]]
     param = loc[0] if loc else None
     return APIError(f"{'.'.join(loc) or 'body'}: {err['msg']}.", param=param)
@@ -298,8 +309,9 @@ def _budget(n_prompt: int, max_tokens: int | None, default: int | None, context:
             param: str = "prompt") -> int:
     "The number of tokens to generate, or an error if prompt and answer cannot fit in `context`."
     if n_prompt >= context:
-        raise APIError(f"This model's maximum context length is {context} tokens and the prompt has "
-                       f"{n_prompt}; shorten the prompt.", param=param, code="context_length_exceeded")
+        raise APIError(f"This model's maximum context length is {context} tokens and the prompt "
+                       f"has {n_prompt}; shorten the prompt.", param=param,
+                       code="context_length_exceeded")
     room = context - n_prompt
     if max_tokens is None: return min(default or room, room)
     if max_tokens > room:
@@ -412,8 +424,8 @@ def create_app(model, tok, name: str, prompt_format: str | None = None) -> FastA
         if req.model != name: _unknown(req.model)
         ids = _encode(req.prompt, "prompt") if isinstance(req.prompt, str) else req.prompt
         if not ids or not all(0 <= i < tok.vocab_size for i in ids):
-            raise APIError(f"prompt token ids must be a non-empty list of ids in [0, {tok.vocab_size}).",
-                           param="prompt")
+            raise APIError("prompt token ids must be a non-empty list of ids in "
+                           f"[0, {tok.vocab_size}).", param="prompt")
         max_tokens = _budget(len(ids), req.max_tokens, 16, context)
         return await _generate(req, ids, req.stop, max_tokens, "completion")
 

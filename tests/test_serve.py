@@ -46,27 +46,30 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(checkpoints):
-    "Each checkpoint loaded and served: name -> (model, tokenizer, prompt format, client, base URL)."
+    "Both checkpoints served: name -> (model, tokenizer, prompt format, client, base URL)."
     out = {}
     with running_server(create_app(*load_served(checkpoints / "instruct"))) as ins_url, \
             running_server(create_app(*load_served(checkpoints / "base"))) as base_url:
         for name, url in (("instruct", ins_url), ("base", base_url)):
             model, tok, _, fmt = load_served(checkpoints / name)
-            out[name] = (model, tok, fmt, OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0), url)
+            client = OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+            out[name] = (model, tok, fmt, client, url)
         yield out
 
 
 def reference(model, tok, prompt: str, max_tokens: int, stops=()) -> str:
     "The greedy answer by the library's `generate` (no KV cache), cut before the first stop string."
     ids = tok.encode(prompt)
-    out = generate(model, torch.tensor([ids]), max_tokens, model.pos_emb.num_embeddings, eos_id=tok.eos_id)
+    ctx = model.pos_emb.num_embeddings
+    out = generate(model, torch.tensor([ids]), max_tokens, ctx, eos_id=tok.eos_id)
     text = tok.decode(out[0, len(ids):].tolist())
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
     return text[:min(cuts)] if cuts else text
 
 
 def ask(client, name, content, **kw):
-    return client.chat.completions.create(model=name, messages=[{"role": "user", "content": content}], **kw)
+    messages = [{"role": "user", "content": content}]
+    return client.chat.completions.create(model=name, messages=messages, **kw)
 
 
 def test_models_endpoint(served):
@@ -98,8 +101,8 @@ def test_chat_matches_the_library(served, name):
 def test_chat_stream_equals_the_reply(served, name):
     client = served[name][3]
     whole = ask(client, name, "Say hello.", temperature=0.8, seed=11, max_tokens=15)
-    chunks = list(ask(client, name, "Say hello.", temperature=0.8, seed=11, max_tokens=15, stream=True,
-                      stream_options={"include_usage": True}))
+    chunks = list(ask(client, name, "Say hello.", temperature=0.8, seed=11, max_tokens=15,
+                      stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -117,12 +120,11 @@ def test_completions_stream_seed_and_usage(served):
     assert greedy.choices[0].text == reference(model, tok, prompt, 10)
     assert greedy.usage.prompt_tokens == len(prompt) and greedy.usage.completion_tokens == 10
     assert greedy.choices[0].finish_reason == "length"
-    sampled = {s: client.completions.create(model="base", prompt=prompt, max_tokens=10, temperature=1.0,
-                                            seed=s).choices[0].text for s in range(4)}
+    hot = dict(model="base", prompt=prompt, max_tokens=10, temperature=1.0)
+    sampled = {s: client.completions.create(**hot, seed=s).choices[0].text for s in range(4)}
     for s in (0, 3):  # same seed, same text, streamed or not
-        again = client.completions.create(model="base", prompt=prompt, max_tokens=10, temperature=1.0, seed=s)
-        streamed = client.completions.create(model="base", prompt=prompt, max_tokens=10, temperature=1.0,
-                                             seed=s, stream=True)
+        again = client.completions.create(**hot, seed=s)
+        streamed = client.completions.create(**hot, seed=s, stream=True)
         assert again.choices[0].text == sampled[s]
         assert "".join(c.choices[0].text for c in streamed) == sampled[s]
     assert len(set(sampled.values())) > 1  # the seed is used
@@ -131,7 +133,8 @@ def test_completions_stream_seed_and_usage(served):
                                         top_p=1e-6, seed=1)
     assert nucleus.choices[0].text == greedy.choices[0].text
     # token ids are a prompt too
-    by_ids = client.completions.create(model="base", prompt=tok.encode(prompt), max_tokens=10, temperature=0)
+    by_ids = client.completions.create(model="base", prompt=tok.encode(prompt), max_tokens=10,
+                                       temperature=0)
     assert by_ids.choices[0].text == greedy.choices[0].text
 
 
@@ -150,7 +153,8 @@ def test_stop_strings(served):
             assert chunks[-1].choices[0].finish_reason == "stop"
         else:
             assert r.choices[0].text == expected and r.choices[0].finish_reason == "stop"
-            assert r.usage.completion_tokens == len(expected) + len(cut)  # char tokens: one per character
+            # char tokens: one per character
+            assert r.usage.completion_tokens == len(expected) + len(cut)
 
 
 def test_raw_event_stream_format(served):
@@ -198,50 +202,55 @@ def _assert_openai_error(r, status, param=None, code=None, contains=""):
     if code: assert err["code"] == code
 
 
+X = {"model": "base", "prompt": "x"}  # a good completion request, spoiled one field at a time below
+
+
+def chat(*turns, model="base"):
+    return {"model": model, "messages": [{"role": r, "content": c} for r, c in turns]}
+
+
 BAD_REQUESTS = [
     # (path, body, status, param, code, text in the message)
     ("completions", "{not json", 400, None, "invalid_json", "not valid JSON"),
     ("completions", "[1, 2]", 400, None, None, ""),
-    ("completions", {"model": "gpt-4o", "prompt": "x"}, 404, "model", "model_not_found", "'gpt-4o' does not exist"),
-    ("chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, "model",
-     "model_not_found", "serves 'base'"),
-    ("completions", {"model": "base", "prompt": "x" * 48}, 400, "prompt", "context_length_exceeded",
+    ("completions", {**X, "model": "gpt-4o"}, 404, "model", "model_not_found", "'gpt-4o' does not exist"),
+    ("chat/completions", chat(("user", "x"), model="nope"), 404, "model", "model_not_found",
+     "serves 'base'"),
+    ("completions", {**X, "prompt": "x" * 48}, 400, "prompt", "context_length_exceeded",
      "maximum context length is 48 tokens and the prompt has 48"),
-    ("completions", {"model": "base", "prompt": "x" * 40, "max_tokens": 9}, 400, "max_tokens",
+    ("completions", {**X, "prompt": "x" * 40, "max_tokens": 9}, 400, "max_tokens",
      "context_length_exceeded", "Lower max_tokens to at most 8"),
-    ("chat/completions", {"model": "base", "messages": [{"role": "user", "content": "x" * 60}]}, 400,
-     "messages", "context_length_exceeded", "maximum context length"),
-    ("completions", {"model": "base", "prompt": "x", "max_tokens": -1}, 400, "max_tokens", None, "greater than"),
-    ("completions", {"model": "base", "prompt": "x", "max_tokens": 0}, 400, "max_tokens", None, ""),
-    ("completions", {"model": "base", "prompt": "x", "temperature": 2.5}, 400, "temperature", None, "2"),
-    ("completions", {"model": "base", "prompt": "x", "temperature": -0.1}, 400, "temperature", None, ""),
-    ("completions", {"model": "base", "prompt": "x", "temperature": "hot"}, 400, "temperature", None, ""),
-    ("completions", {"model": "base", "prompt": "x", "top_p": 0}, 400, "top_p", None, ""),
-    ("completions", {"model": "base", "prompt": "x", "n": 2}, 400, "n", None, ""),
-    ("completions", {"model": "base", "prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", None,
-     "up to 4"),
-    ("completions", {"model": "base", "prompt": "x", "seed": -5}, 400, "seed", None, ""),
+    ("chat/completions", chat(("user", "x" * 60)), 400, "messages", "context_length_exceeded",
+     "maximum context length"),
+    ("completions", {**X, "max_tokens": -1}, 400, "max_tokens", None, "greater than"),
+    ("completions", {**X, "max_tokens": 0}, 400, "max_tokens", None, ""),
+    ("completions", {**X, "temperature": 2.5}, 400, "temperature", None, "2"),
+    ("completions", {**X, "temperature": -0.1}, 400, "temperature", None, ""),
+    ("completions", {**X, "temperature": "hot"}, 400, "temperature", None, ""),
+    ("completions", {**X, "top_p": 0}, 400, "top_p", None, ""),
+    ("completions", {**X, "n": 2}, 400, "n", None, ""),
+    ("completions", {**X, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", None, "up to 4"),
+    ("completions", {**X, "seed": -5}, 400, "seed", None, ""),
     ("completions", {"model": "base"}, 400, "prompt", None, "required"),
-    ("completions", {"model": "base", "prompt": ""}, 400, "prompt", None, "empty"),
-    ("completions", {"model": "base", "prompt": [10 ** 9]}, 400, "prompt", None, "token ids"),
-    ("completions", {"model": "base", "prompt": "snowman \u2603"}, 400, "prompt", None, "not in this character"),
-    ("chat/completions", {"model": "base", "messages": []}, 400, "messages", None, ""),
-    ("chat/completions", {"model": "base", "messages": [{"role": "user", "content": "a"},
-                                                        {"role": "assistant", "content": "b"}]}, 400,
-     "messages", None, "must end with a user turn"),
-    ("chat/completions", {"model": "base", "messages": [{"role": "wizard", "content": "a"}]}, 400, "messages",
-     None, ""),
+    ("completions", {**X, "prompt": ""}, 400, "prompt", None, "empty"),
+    ("completions", {**X, "prompt": [10 ** 9]}, 400, "prompt", None, "token ids"),
+    ("completions", {**X, "prompt": "snowman \u2603"}, 400, "prompt", None, "not in this character"),
+    ("chat/completions", chat(), 400, "messages", None, ""),
+    ("chat/completions", chat(("user", "a"), ("assistant", "b")), 400, "messages", None,
+     "must end with a user turn"),
+    ("chat/completions", chat(("wizard", "a")), 400, "messages", None, ""),
 ]
 
 
 @pytest.mark.parametrize("path,body,status,param,code,contains", BAD_REQUESTS)
-def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(served, path, body, status, param, code,
-                                                                      contains):
+def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(served, path, body, status,
+                                                                      param, code, contains):
     url = served["base"][4]
-    kw = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) else {"json": body}
+    kw = ({"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str)
+          else {"json": body})
     r = httpx.post(f"{url}/v1/{path}", timeout=60, **kw)
     _assert_openai_error(r, status, param, code, contains)
-    ok = httpx.post(f"{url}/v1/completions", json={"model": "base", "prompt": "The", "max_tokens": 3}, timeout=60)
+    ok = httpx.post(f"{url}/v1/completions", json={**X, "prompt": "The", "max_tokens": 3}, timeout=60)
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
 
 
@@ -261,14 +270,15 @@ def test_a_client_that_hangs_up_does_not_stop_the_server(served):
     with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as r:
         next(r.iter_lines())
     client = served["base"][3]
-    assert client.completions.create(model="base", prompt="The", max_tokens=3).usage.completion_tokens >= 1
+    r = client.completions.create(model="base", prompt="The", max_tokens=3)
+    assert r.usage.completion_tokens >= 1
 
 
 def test_the_chat_page_is_self_contained(served):
     r = httpx.get(served["instruct"][4] + "/", timeout=60)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "/v1/chat/completions" in r.text and "stream: true" in r.text
-    assert not re.search(r"""(src|href)=["']?(https?:)?//""", r.text)  # nothing loaded from elsewhere
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", r.text)  # nothing from elsewhere
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -289,8 +299,8 @@ def test_llm_zero_serve_binds_loopback_by_default(checkpoints):
     assert build_parser().parse_args(["serve", "--checkpoint", "x"]).host == "127.0.0.1"
     if not Path("/proc/net/tcp").exists():
         pytest.skip("reading the listening sockets needs Linux's /proc/net/tcp")
-    proc = subprocess.Popen([LLM_ZERO, "serve", "--checkpoint", str(checkpoints / "base"), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    argv = [LLM_ZERO, "serve", "--checkpoint", str(checkpoints / "base"), "--port", "0"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         log, deadline, port = "", time.monotonic() + 120, None

@@ -44,11 +44,11 @@ def test_chat_page_streams_an_answer(browser, chat_server):
     shown = browser.execute_script("return document.querySelector('.assistant').textContent;")
 
     client = OpenAI(base_url=f"{chat_server}/v1", api_key="x", max_retries=0)
-    reply = client.chat.completions.create(model="instruct", temperature=0,  # the page's default
-                                           messages=[{"role": "user", "content": "Name a colour."}])
+    question = dict(model="instruct", messages=[{"role": "user", "content": "Name a colour."}],
+                    temperature=0)  # the page's default
+    reply = client.chat.completions.create(**question)
     assert shown == reply.choices[0].message.content and shown
-    chunks = list(client.chat.completions.create(model="instruct", temperature=0, stream=True,
-                                                 messages=[{"role": "user", "content": "Name a colour."}]))
+    chunks = list(client.chat.completions.create(**question, stream=True))
     pieces = sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
     # user bubble, assistant bubble, one update per streamed piece, the cursor's class changes
     assert pieces > 1 and browser.execute_script("return window.updates;") >= pieces + 2
@@ -56,5 +56,5 @@ def test_chat_page_streams_an_answer(browser, chat_server):
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, f"JavaScript errors on the chat page: {errors}"
     assert browser.execute_script(
-        "return performance.getEntriesByType('resource').filter(r => !r.name.startsWith(location.origin)"
-        " && !r.name.startsWith('data:')).map(r => r.name);") == []
+        "return performance.getEntriesByType('resource').map(r => r.name)"
+        ".filter(n => !n.startsWith(location.origin) && !n.startsWith('data:'));") == []
