@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .core import LLMZeroError
 from .finetune.cli import load_language_model
@@ -28,7 +28,7 @@ from .finetune.instruct import PREAMBLE, RESPONSE_HEADING
 from .model.generation import generate_stream
 
 # %% auto #0
-__all__ = ['CHAT_PAGE', 'APIError', 'render_chat', 'Piece', 'text_pieces', 'completion_pieces', 'ModelWorker',
+__all__ = ['UNSUPPORTED', 'CHAT_PAGE', 'APIError', 'render_chat', 'Piece', 'text_pieces', 'completion_pieces', 'ModelWorker',
            'CompletionRequest', 'ChatMessage', 'ChatRequest', 'create_app', 'running_server', 'load_served', 'serve']
 
 # %% ../nbs/08_serve.ipynb #3539149a
@@ -154,8 +154,14 @@ class ModelWorker:
         self._thread.join()
 
 # %% ../nbs/08_serve.ipynb #dd59123f
+# OpenAI request fields this server does not implement, with the values that mean "off"; clients
+# often send them switched off, which is fine, but one switched on must not be silently ignored.
+UNSUPPORTED = {"presence_penalty": (0,), "frequency_penalty": (0,), "logit_bias": ({},),
+               "logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,), "best_of": (1,),
+               "suffix": ("",), "tools": ([],), "response_format": ({"type": "text"},)}
+
 class _Sampling(BaseModel):
-    "The fields both generation endpoints share; unknown fields are ignored, as OpenAI's are not."
+    "The fields both generation endpoints share; other fields are ignored, see `UNSUPPORTED`."
     model_config = ConfigDict(extra="ignore")
     model: str
     max_tokens: int | None = Field(None, ge=1)
@@ -166,6 +172,14 @@ class _Sampling(BaseModel):
     stream: bool = False
     stream_options: dict | None = None
     n: int = Field(1, ge=1, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supported(cls, data):
+        for key, off in UNSUPPORTED.items():
+            if isinstance(data, dict) and data.get(key) is not None and data[key] not in off:
+                raise ValueError(f"{key}={data[key]!r} is not supported by this server; leave it out")
+        return data
 
     @field_validator("stop")
     @classmethod
@@ -474,7 +488,7 @@ def load_served(checkpoint, name: str | None = None, device="cpu"):
         name = path.parent.parent.name if path.parent.name == "checkpoints" else path.name
     return model, tok, name, meta.get("prompt_format")
 
-# %% ../nbs/08_serve.ipynb #f6229115
+# %% ../nbs/08_serve.ipynb #59dfe6ea
 def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
           device="cpu") -> None:
     "Serve `checkpoint` on `host`:`port` until interrupted (what `llm-zero serve` runs)."

@@ -231,6 +231,8 @@ BAD_REQUESTS = [
     ("completions", {**X, "n": 2}, 400, "n", None, ""),
     ("completions", {**X, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", None, "up to 4"),
     ("completions", {**X, "seed": -5}, 400, "seed", None, ""),
+    ("completions", {**X, "presence_penalty": 1.0}, 400, None, None, "presence_penalty=1.0 is not"),
+    ("chat/completions", {**chat(("user", "x")), "logprobs": True}, 400, None, None, "logprobs=True"),
     ("completions", {"model": "base"}, 400, "prompt", None, "required"),
     ("completions", {**X, "prompt": ""}, 400, "prompt", None, "empty"),
     ("completions", {**X, "prompt": [10 ** 9]}, 400, "prompt", None, "token ids"),
@@ -250,7 +252,8 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(served, pat
           else {"json": body})
     r = httpx.post(f"{url}/v1/{path}", timeout=60, **kw)
     _assert_openai_error(r, status, param, code, contains)
-    ok = httpx.post(f"{url}/v1/completions", json={**X, "prompt": "The", "max_tokens": 3}, timeout=60)
+    ok = httpx.post(f"{url}/v1/completions", timeout=60,  # fields switched off are fine
+                    json={**X, "prompt": "The", "max_tokens": 3, "presence_penalty": 0, "user": "u"})
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
 
 
