@@ -13,10 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai import BadRequestError, NotFoundError, OpenAI
 
 from llm_zero.model.generation import generate
-from llm_zero.serve import create_app, load_served, render_chat, running_server
+from llm_zero.serve import create_app, load_served, render_chat, running_server, text_pieces
+from llm_zero.train.tokenizers import CharTokenizer, GPT2Tokenizer
 
 LLM_ZERO = str(Path(sys.executable).with_name("llm-zero"))
 BASE_CONFIG = """
@@ -26,6 +29,47 @@ schedule: {warmup_steps: 2}
 train: {max_steps: 30, batch_size: 8, eval_interval: 0, eval_batches: 2, threads: 1}
 run: {log_interval: 10, checkpoint_interval: 30, sample_tokens: 0}
 """
+
+
+ALPHABET = "ab:\nU"  # few letters, so that stop strings overlap and recur
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(ALPHABET, max_size=30), st.lists(st.text(ALPHABET, min_size=1, max_size=4), max_size=4))
+def test_text_pieces_stop_where_a_stream_must(text, stops):
+    """Streamed one character at a time, the text ends at the first moment any stop string has
+    appeared, before the earliest stop string in it; pieces never hold part of a stop string."""
+    tok = CharTokenizer(ALPHABET)
+    pieces = list(text_pieces(tok, tok.encode(text), len(text) + 1, stops))
+    expected, ended = text, False
+    for j in range(1, len(text) + 1):  # the reference: look at every prefix the stream shows
+        found = [i for i in (text[:j].find(s) for s in stops) if i >= 0]
+        if found:
+            expected, ended = text[:min(found)], True
+            break
+    assert "".join(p.text for p in pieces) == expected
+    assert [p.finish_reason for p in pieces] == [None] * (len(pieces) - 1) + ["stop"]
+    if ended: assert pieces[-1].tokens == j
+    sent = ""
+    for p in pieces[:-1]:
+        sent += p.text
+        assert not any(s in sent for s in stops)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(blacklist_characters="\ufffd", blacklist_categories=("Cs",)),
+               min_size=1, max_size=30), st.data())
+def test_text_pieces_with_byte_level_bpe(text, data):
+    "GPT-2 tokens split characters into bytes: pieces are still whole characters, cut at a stop."
+    tok = GPT2Tokenizer()
+    ids = tok.encode(text)
+    start = data.draw(st.integers(0, len(text) - 1))
+    stop = text[start:start + data.draw(st.integers(1, 4))]
+    pieces = list(text_pieces(tok, ids, len(ids), [stop]))
+    assert all("\ufffd" not in p.text for p in pieces)
+    assert "".join(p.text for p in pieces) == text[:text.find(stop)]
+    whole = list(text_pieces(tok, ids, len(ids)))
+    assert "".join(p.text for p in whole) == text and whole[-1].finish_reason == "length"
 
 
 @pytest.fixture(scope="module")
