@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .core import LLMZeroError
+from .core import InputError, LLMZeroError
 from .finetune.cli import load_language_model
 from .finetune.instruct import PREAMBLE, RESPONSE_HEADING
 from .model.generation import generate_stream
@@ -493,7 +493,7 @@ def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, name: str | Non
           device="cpu") -> None:
     "Serve `checkpoint` on `host`:`port` until interrupted (what `llm-zero serve` runs)."
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"The port must be an integer in 0..65535, got {port!r}.")
+        raise InputError(f"The port must be an integer in 0..65535, got {port!r}.")
     model, tok, name, fmt = load_served(checkpoint, name, device)
     print(f"Serving {name} ({fmt or 'a base model: chat turns as a plain transcript'}) on "
           f"http://{host}:{port}: chat page at /, OpenAI API under /v1. Ctrl+C stops.", flush=True)

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai import BadRequestError, NotFoundError, OpenAI
 
+from llm_zero.core import InputError
 from llm_zero.model.generation import generate
 from llm_zero.serve import create_app, load_served, render_chat, running_server, text_pieces
 from llm_zero.train.tokenizers import CharTokenizer, GPT2Tokenizer
@@ -369,7 +370,9 @@ def test_llm_zero_serve_binds_loopback_by_default(checkpoints):
 
 def test_command_line_mistakes_are_one_line_errors(tmp_path):
     from llm_zero.cli import main
-    with pytest.raises(SystemExit):
-        main(["serve", "--checkpoint", str(tmp_path), "--port", "x"])
-    assert main(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
+    from llm_zero.serve import serve
+    assert main(["serve", "--checkpoint", str(tmp_path), "--port", "x"]) == 2
     assert main(["serve", "--checkpoint", str(tmp_path), "--port", "70000"]) == 2
+    assert main(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
+    with pytest.raises(InputError, match="port must be an integer in 0..65535"):
+        serve(tmp_path, port=-1)
