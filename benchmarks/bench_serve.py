@@ -3,8 +3,8 @@ a user runs it), beside direct `generate_stream` calls in this process (the base
 model, prompt, greedy decoding and KV cache, with no HTTP, JSON or text decoding).
 
 Models (each is built here unless a run folder is given):
-  main      the main job's architecture (configs/default.yaml: char tokens, 4 layers, width 128,
-            context 64), trained for a few steps; speed does not depend on how well it is trained;
+  main      the main job's model as committed in experiments/python-docs-char (configs/default.yaml:
+            char tokens, 4 layers, width 128, context 64), or trained briefly when it is absent;
   ch7       chapter 7's instruction-tuned tiny GPT (GPT-2 tokens, 2 layers, width 64, context 128);
   gpt2-124m the book's GPT-2 small architecture (124M parameters, context 1,024), random weights.
 Served requests are streamed completions read two ways: the official `openai` client, and a bare
@@ -40,6 +40,7 @@ from llm_zero.serve import load_served
 ROOT = Path(__file__).resolve().parents[1]
 LLM_ZERO = str(Path(sys.executable).with_name("llm-zero"))
 PROMPT = "The for statement"
+COMMITTED_MAIN = "experiments/python-docs-char"
 
 
 def build_models(work: Path, main_run, ch7_run) -> dict:
@@ -49,6 +50,8 @@ def build_models(work: Path, main_run, ch7_run) -> dict:
     from llm_zero.train.config import load_config
     from llm_zero.train.engine import train
     from llm_zero.train.tokenizers import GPT2Tokenizer
+    if main_run is None and (ROOT / COMMITTED_MAIN / "model.safetensors").is_file():
+        main_run = ROOT / COMMITTED_MAIN
     if main_run is None:
         main_run = work / "main"
         overrides = ["train.max_steps=20", "schedule.warmup_steps=2", "run.sample_tokens=0"]
@@ -123,7 +126,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=48, help="tokens per request (default 48)")
-    ap.add_argument("--main-run", help="run folder of the main job (default: train one briefly)")
+    ap.add_argument("--main-run", help=f"run folder of the main job (default: {COMMITTED_MAIN})")
     ap.add_argument("--ch7-run", help="run folder of a chapter-7 model (default: fine-tune one)")
     args = ap.parse_args()
     torch.set_num_threads(1)
