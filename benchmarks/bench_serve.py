@@ -45,7 +45,7 @@ COMMITTED_MAIN = "experiments/python-docs-char"
 
 def build_models(work: Path, main_run, ch7_run) -> dict:
     "Run folder of each model, made in `work` when not given."
-    from llm_zero.finetune.cli import INSTRUCT_DEFAULTS, finetune_instruct, load_finetune_config
+    from llm_zero.finetune.cli import InstructConfig, finetune_instruct
     from llm_zero.train.checkpoint import CheckpointManager
     from llm_zero.train.config import load_config
     from llm_zero.train.engine import train
@@ -61,8 +61,7 @@ def build_models(work: Path, main_run, ch7_run) -> dict:
         ch7_run = work / "ch7"
         overrides = ["data.limit=40", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
                      "generate.max_new_tokens=2"]
-        finetune_instruct(load_finetune_config(None, overrides, INSTRUCT_DEFAULTS), ch7_run,
-                          progress=False)
+        finetune_instruct(load_config(None, overrides, InstructConfig), ch7_run, progress=False)
     big = work / "gpt2-124m"
     cfg = {**GPT_CONFIG_124M, "drop_rate": 0.0}
     torch.manual_seed(0)

@@ -19,11 +19,11 @@ new MutationObserver((records) => { window.updates += records.length; })
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory):
     "A tiny instruction-tuned checkpoint (chapter 7's format), served on a free loopback port."
-    from llm_zero.finetune.cli import INSTRUCT_DEFAULTS, finetune_instruct, load_finetune_config
+    from llm_zero.finetune.cli import InstructConfig, finetune_instruct
+    from llm_zero.train.config import load_config
     run = tmp_path_factory.mktemp("chat") / "instruct"
-    cfg = load_finetune_config(None, ["data.limit=40", "train.epochs=1", "train.lr=1e-3",
-                                      "generate.test_limit=1", "generate.max_new_tokens=2"],
-                               INSTRUCT_DEFAULTS)
+    cfg = load_config(None, ["data.limit=40", "train.epochs=1", "train.lr=1e-3",
+                             "generate.test_limit=1", "generate.max_new_tokens=2"], InstructConfig)
     finetune_instruct(cfg, run, progress=False)
     with running_server(create_app(*load_served(run))) as url:
         yield url
