@@ -1,5 +1,6 @@
 """House rules for the notebooks that are both the book and the library's source."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,50 @@ def test_readers_do_not_see_export_plumbing():
             src = "".join(c["source"])
             if c["cell_type"] == "code" and ("#| default_exp" in src or "nbdev_export()" in src):
                 assert "remove-cell" in c["metadata"].get("tags", []), f"{nb.name}: visible plumbing cell: {src[:60]}"
+
+
+# Chapters are every page of the book except the API reference and the landing page.
+CHAPTERS = [nb for nb in NOTEBOOKS if nb.parent == ROOT / "nbs"]
+HEADING_IN_CODE = re.compile(r"^\s*# #{1,6} \S", re.M)
+SECTION_NUMBER = re.compile(r"^##+ (?:[0-9]+[a-z]?|[A-Z])(?:\.\d+)+ \S")
+UNNUMBERED_SECTIONS = {"Summary", "Exercises"}
+SOLUTION = re.compile(r"^#\| code-fold: true\n# Solution (\d+)\b")
+
+
+def markdown_headings(nb_path):
+    "The (level, line) of every markdown heading outside fenced code blocks."
+    found = []
+    for c in cells(nb_path):
+        if c["cell_type"] != "markdown":
+            continue
+        fenced = False
+        for line in "".join(c["source"]).splitlines():
+            fenced ^= line.startswith("```")
+            if not fenced and re.match(r"#{1,6} ", line):
+                found.append((len(line) - len(line.lstrip("#")), line))
+    return found
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "nbs")))
+def test_no_markdown_swallowed_by_code_cells(nb):
+    # A heading written as a comment ("# ## Heading") does not render: the prose after it is code.
+    bad = [i for i, c in enumerate(cells(nb))
+           if c["cell_type"] == "code" and HEADING_IN_CODE.search("".join(c["source"]))]
+    assert not bad, f"{nb.name}: cells {bad} hold markdown headings as comments; make them markdown cells"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "nbs")))
+def test_plumbing_is_hidden(nb):
+    plumbing = re.compile(r"set_num_threads|\b_t0\b|executed in")
+    visible = [i for i, c in enumerate(cells(nb)) if c["cell_type"] == "code"
+               and plumbing.search("".join(c["source"]))
+               and "remove-cell" not in c["metadata"].get("tags", [])
+               and not "".join(c["source"]).startswith("#| export")]
+    assert not visible, f"{nb.name}: cells {visible} show timers or thread settings; put them in a #| hide cell"
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.name)
+def test_sections_are_numbered(nb):
+    unnumbered = [line for level, line in markdown_headings(nb) if level in (2, 3)
+                  and line.lstrip("# ") not in UNNUMBERED_SECTIONS and not SECTION_NUMBER.match(line)]
+    assert not unnumbered, f"{nb.name}: number these sections like the book (## 4.1 ...): {unnumbered}"
