@@ -96,3 +96,25 @@ def test_sections_are_numbered(nb):
     unnumbered = [line for level, line in markdown_headings(nb) if level in (2, 3)
                   and line.lstrip("# ") not in UNNUMBERED_SECTIONS and not SECTION_NUMBER.match(line)]
     assert not unnumbered, f"{nb.name}: number these sections like the book (## 4.1 ...): {unnumbered}"
+
+
+def test_every_public_name_is_in_the_reference():
+    # Each page under nbs/api/ shows one module or subpackage with show_reference(llm_zero.X); a
+    # module whose public names reach none of those pages is missing from the site's reference.
+    import importlib
+    import pkgutil
+
+    import llm_zero
+    shown_modules = {m for nb in (ROOT / "nbs" / "api").glob("*.ipynb") for c in cells(nb)
+                     for m in re.findall(r"show_reference\((llm_zero[\w.]*)\)", "".join(c["source"]))}
+    on_pages = {id(getattr(importlib.import_module(m), n))
+                for m in shown_modules for n in importlib.import_module(m).__all__}
+    missing = []
+    for info in pkgutil.walk_packages(llm_zero.__path__, "llm_zero."):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        module = importlib.import_module(info.name)
+        missing += [f"{info.name}.{n}" for n in getattr(module, "__all__", [])
+                    if id(getattr(module, n)) not in on_pages]
+    assert not missing, (f"public names on no reference page: {missing}; re-export them from their "
+                         "subpackage's __init__ (nbs/api/*.ipynb) or add a page calling show_reference")
