@@ -30,7 +30,7 @@ from transformers.utils import logging as hf_logging
 
 from llm_zero.data.corpora import load_text
 from llm_zero.model import GPTModel, gpt_from_hf
-from llm_zero.model.generate import generate
+from llm_zero.model.generation import generate
 from llm_zero.model.hf import _ours_to_hf
 
 hf_logging.set_verbosity_error()
@@ -60,7 +60,7 @@ def hf_twin(model: GPTModel) -> GPT2LMHeadModel:
 def book_twin(model: GPTModel):
     "The book's own GPTModel (llms_from_scratch.ch04) with `model`'s weights: the names are the same."
     from llms_from_scratch.ch04 import GPTModel as BookGPTModel
-    book = BookGPTModel({k: v for k, v in model.cfg.items() if k != "attn_impl"})
+    book = BookGPTModel({k: v for k, v in model.cfg.items() if k != "impl"})
     book.load_state_dict(model.state_dict())
     return book
 
@@ -111,8 +111,8 @@ def bench_train(rounds, steps, optimizer):
     torch.manual_seed(123)
     base = GPTModel(BENCH_CFG)
     contenders = {
-        FAST: GPTModel({**BENCH_CFG, "attn_impl": "sdpa"}),
-        TWO_STEP: GPTModel({**BENCH_CFG, "attn_impl": "sdpa"}),
+        FAST: GPTModel({**BENCH_CFG, "impl": "fast"}),
+        TWO_STEP: GPTModel({**BENCH_CFG, "impl": "fast"}),
         "llm_zero reference": GPTModel(BENCH_CFG),
         BOOK: book_twin(base),
         HF: hf_twin(base),
@@ -160,7 +160,7 @@ def bench_train(rounds, steps, optimizer):
 
 
 def bench_generate(rounds, new_tokens, prompt_len=16):
-    cfg = {**BENCH_CFG, "context_length": prompt_len + new_tokens, "attn_impl": "sdpa"}
+    cfg = {**BENCH_CFG, "context_length": prompt_len + new_tokens, "impl": "fast"}
     torch.manual_seed(7)
     ours = GPTModel(cfg).eval()
     hf = hf_twin(ours).eval()
@@ -214,7 +214,7 @@ def memory_child(kind, folder):
     if kind == "HF":
         model = GPT2LMHeadModel.from_pretrained(folder).eval()
     else:
-        model = gpt_from_hf(folder, attn_impl="sdpa")
+        model = gpt_from_hf(folder, impl="fast")
         if kind == "llm_zero tied":
             model.out_head.weight = model.tok_emb.weight  # GPT-2's own tying: one matrix instead of two
     gc.collect()
@@ -241,7 +241,7 @@ def train_memory_child(kind):
     elif kind == HF:
         model = GPT2LMHeadModel(hf_config(BENCH_CFG))
     else:
-        model = GPTModel({**BENCH_CFG, "attn_impl": "sdpa"})
+        model = GPTModel({**BENCH_CFG, "impl": "fast"})
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=True)
     data = batches(2, BENCH_CFG["context_length"], BATCH)
     train_step(model.train(), opt, *data[0], fused_head=kind == FAST)
@@ -285,8 +285,8 @@ def bench_memory():
 
 def bench_bf16(steps, tolerance):
     torch.manual_seed(11)
-    fp32 = GPTModel({**BENCH_CFG, "attn_impl": "sdpa"}).train()
-    bf16 = GPTModel({**BENCH_CFG, "attn_impl": "sdpa"}).train()
+    fp32 = GPTModel({**BENCH_CFG, "impl": "fast"}).train()
+    bf16 = GPTModel({**BENCH_CFG, "impl": "fast"}).train()
     bf16.load_state_dict(fp32.state_dict())
     opts = {m: torch.optim.AdamW(m.parameters(), lr=3e-4, weight_decay=0.1, fused=True) for m in (fp32, bf16)}
     data = batches(steps, BENCH_CFG["context_length"], BATCH, seed=1)

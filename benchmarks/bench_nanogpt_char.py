@@ -12,7 +12,7 @@ with llm_zero's engine and prints its figures beside them.
 Goal: validation loss <= 1.88 after 2,000 iterations, in no more than 122 s of wall time.
 
 Usage: python benchmarks/bench_nanogpt_char.py [--out DIR] [KEY=VALUE ...]
-       (e.g. train.compile=true, model.attn_impl=reference, train.bf16=true)
+       (e.g. train.compile=true, model.impl=reference, train.bf16=true)
 """
 import argparse
 import math

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .data.corpora import DEFAULT_CORPUS, DataUnavailableError, load_text
-from .model.generate import generate_stream
+from .model.generation import generate_stream
 from .train.checkpoint import CheckpointError
 from .train.config import ConfigError, load_config
 from .train.data import prepare_corpus

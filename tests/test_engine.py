@@ -128,18 +128,18 @@ def test_weight_decay_only_on_matrices():
 
 
 def test_fast_path_trains_like_the_reference_path_with_fused_adamw(tmp_path):
-    # The sdpa path computes the loss with the fused head (nbs/05a_fused_loss); with the same seed and
+    # The fast path computes the loss with the fused head (nbs/05a_fused_loss); with the same seed and
     # batches both paths must follow the same loss curve up to float32 rounding.
     m = build_model({"vocab_size": 20, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
                      "drop_rate": 0.0, "qkv_bias": False})
     assert configure_optimizer(m, tiny().optimizer).defaults["fused"]
-    runs = {impl: train(tiny(model={"attn_impl": impl}, train={"max_steps": 12, "eval_interval": 0}),
-                        tmp_path / impl, progress=False) for impl in ("reference", "sdpa")}
+    runs = {impl: train(tiny(model={"impl": impl}, train={"max_steps": 12, "eval_interval": 0}),
+                        tmp_path / impl, progress=False) for impl in ("reference", "fast")}
     curves = {impl: [r["train_loss"] for r in map(json.loads, (tmp_path / impl / "metrics.jsonl").read_text().splitlines())
                      if "train_loss" in r] for impl in runs}
-    assert len(curves["sdpa"]) == 12 // TINY["run"]["log_interval"] + 1, curves
-    np.testing.assert_allclose(curves["sdpa"], curves["reference"], rtol=1e-4)
-    assert abs(runs["sdpa"]["val_loss"] - runs["reference"]["val_loss"]) < 1e-4
+    assert len(curves["fast"]) == 12 // TINY["run"]["log_interval"] + 1, curves
+    np.testing.assert_allclose(curves["fast"], curves["reference"], rtol=1e-4)
+    assert abs(runs["fast"]["val_loss"] - runs["reference"]["val_loss"]) < 1e-4
 
 
 def test_bf16_autocast_trains_close_to_float32(tmp_path):

@@ -45,7 +45,7 @@ def test_gpt_fast_path_loss_and_gradients_equal_reference_at_gpt2_vocabulary():
     cfg = {**GPT_CONFIG_124M, "context_length": 32, "emb_dim": 64, "n_heads": 4, "n_layers": 2, "drop_rate": 0.0}
     torch.manual_seed(3)
     ref = GPTModel(cfg)
-    fast = GPTModel({**cfg, "attn_impl": "sdpa"})
+    fast = GPTModel({**cfg, "impl": "fast"})
     fast.load_state_dict(ref.state_dict())
     x, y = torch.randint(0, 50257, (3, 32)), torch.randint(0, 50257, (3, 32))
     ref_loss = F.cross_entropy(ref(x).flatten(0, 1), y.flatten())  # chapter 5's calc_loss_batch
@@ -66,8 +66,8 @@ def test_reference_path_with_targets_is_chapter5_loss_and_checks_ids():
     model = GPTModel(cfg).eval()
     x, y = torch.randint(0, 50, (2, 8)), torch.randint(0, 50, (2, 8))
     assert torch.equal(model(x, targets=y), F.cross_entropy(model(x).flatten(0, 1), y.flatten()))
-    for impl in ("reference", "sdpa"):
-        model.set_attn_impl(impl)
+    for impl in ("reference", "fast"):
+        model.set_impl(impl)
         bad = y.clone()
         bad[1, 3] = 50
         try:
@@ -80,7 +80,7 @@ def test_reference_path_with_targets_is_chapter5_loss_and_checks_ids():
 
 def test_copies_and_pickles_leave_the_workspace_behind():
     cfg = {**GPT_CONFIG_124M, "vocab_size": 300, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
-           "attn_impl": "sdpa"}
+           "impl": "fast"}
     model = GPTModel(cfg)
     x = torch.randint(0, 300, (2, 8))
     model(x, targets=x).backward()

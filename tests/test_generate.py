@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_zero.model import GPT_CONFIG_124M, GPTModel, generate, generate_text_simple
-from llm_zero.model.generate import KVCache, _nucleus, generate_stream, left_pad, sample_next_token
+from llm_zero.model.generation import KVCache, _nucleus, generate_stream, left_pad, sample_next_token
 from llms_from_scratch import ch04 as book4
 from llms_from_scratch import ch05 as book5
 
@@ -16,17 +16,17 @@ CFG = {**GPT_CONFIG_124M, "vocab_size": 211, "context_length": 20, "emb_dim": 32
 
 
 
-def make_model(attn_impl="reference", seed=0):
+def make_model(impl="reference", seed=0):
     torch.manual_seed(seed)
-    return GPTModel({**CFG, "attn_impl": attn_impl}).eval()
+    return GPTModel({**CFG, "impl": impl}).eval()
 
 
-MODELS = {impl: make_model(impl) for impl in ("reference", "sdpa")}
+MODELS = {impl: make_model(impl) for impl in ("reference", "fast")}
 
 
 @settings(max_examples=30, deadline=None)
 @given(prompt_len=st.integers(1, 26), max_new=st.integers(0, 30), context_size=st.integers(1, 20),
-       batch=st.integers(1, 3), impl=st.sampled_from(["reference", "sdpa"]), seed=st.integers(0, 10**6))
+       batch=st.integers(1, 3), impl=st.sampled_from(["reference", "fast"]), seed=st.integers(0, 10**6))
 def test_cached_greedy_equals_uncached(prompt_len, max_new, context_size, batch, impl, seed):
     model = MODELS[impl]
     idx = torch.randint(0, CFG["vocab_size"], (batch, prompt_len), generator=torch.Generator().manual_seed(seed))
@@ -36,7 +36,7 @@ def test_cached_greedy_equals_uncached(prompt_len, max_new, context_size, batch,
 
 
 def test_sliding_window_far_beyond_context():
-    model = MODELS["sdpa"]
+    model = MODELS["fast"]
     idx = torch.randint(0, CFG["vocab_size"], (2, 3))
     expected = generate_text_simple(model, idx, 60, 20)
     assert torch.equal(generate(model, idx, 60, 20, use_cache=True), expected)
@@ -44,7 +44,7 @@ def test_sliding_window_far_beyond_context():
 
 @settings(max_examples=25, deadline=None)
 @given(lengths=st.lists(st.integers(1, 18), min_size=2, max_size=4), max_new=st.integers(1, 25),
-       context_size=st.integers(4, 20), use_cache=st.booleans(), impl=st.sampled_from(["reference", "sdpa"]),
+       context_size=st.integers(4, 20), use_cache=st.booleans(), impl=st.sampled_from(["reference", "fast"]),
        seed=st.integers(0, 10**6))
 def test_left_padded_batch_equals_prompt_by_prompt(lengths, max_new, context_size, use_cache, impl, seed):
     model = MODELS[impl]
@@ -74,7 +74,7 @@ def test_eos_stops_each_row_and_the_batch():
 
 
 def test_stream_yields_the_same_tokens_lazily():
-    model = MODELS["sdpa"]
+    model = MODELS["fast"]
     idx = torch.randint(0, CFG["vocab_size"], (2, 4))
     stream = generate_stream(model, idx, 30, 20, use_cache=True)
     first = next(stream)

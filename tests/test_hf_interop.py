@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
-from llm_zero.model.generate import generate
+from llm_zero.model.generation import generate
 from llm_zero.model.gpt import GPTModel, generate_text_simple
 from llm_zero.model.hf import gpt_from_hf, gpt_to_hf, load_gpt2_params_from_tf_ckpt, load_weights_into_gpt
 
@@ -59,8 +59,8 @@ def test_hf_to_llm_zero(size):
 @pytest.mark.parametrize("size", SIZES[:2], ids=lambda s: f"L{s['n_layer']}H{s['n_head']}")
 def test_hf_to_llm_zero_sdpa(size):
     theirs = hf_model(**size)
-    ours = gpt_from_hf(theirs, attn_impl="sdpa")
-    assert ours.cfg["attn_impl"] == "sdpa"
+    ours = gpt_from_hf(theirs, impl="fast")
+    assert ours.cfg["impl"] == "fast"
     assert_same_model(ours, theirs, size["vocab_size"], size["n_positions"])
     # what a user runs: the fast path with the KV cache, against Hugging Face's cached generate
     prompt = torch.randint(0, size["vocab_size"], (2, 4))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from llm_zero.model import (GPT_CONFIG_124M, GPT_CONFIGS, CausalAttention, FeedForward, GELU, GPTModel,
                             LayerNorm, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1,
                             SelfAttention_v2, TransformerBlock, generate_text_simple, validate_config)
-from llm_zero.model.generate import KVCache
+from llm_zero.model.generation import KVCache
 from llms_from_scratch import ch03 as book3
 from llms_from_scratch import ch04 as book4
 
@@ -127,7 +127,7 @@ def grads(model):
 def test_sdpa_equals_reference_forward_and_backward(batch, n_tokens, n_heads, head_dim, qkv_bias, seed):
     cfg = {**SMALL, "emb_dim": n_heads * head_dim, "n_heads": n_heads, "qkv_bias": qkv_bias, "drop_rate": 0.0}
     ref = seeded(lambda: GPTModel(cfg), seed)
-    fast = GPTModel({**cfg, "attn_impl": "sdpa"})
+    fast = GPTModel({**cfg, "impl": "fast"})
     fast.load_state_dict(ref.state_dict())
     idx = torch.randint(0, cfg["vocab_size"], (batch, n_tokens))
     target = torch.randn(batch, n_tokens, cfg["vocab_size"])
@@ -142,7 +142,7 @@ def test_sdpa_equals_reference_forward_and_backward(batch, n_tokens, n_heads, he
 
 def test_sdpa_equals_reference_with_padding_mask_and_cache():
     ref = seeded(lambda: GPTModel({**SMALL, "drop_rate": 0.0}).eval(), 7)
-    fast = GPTModel({**SMALL, "drop_rate": 0.0, "attn_impl": "sdpa"}).eval()
+    fast = GPTModel({**SMALL, "drop_rate": 0.0, "impl": "fast"}).eval()
     fast.load_state_dict(ref.state_dict())
     idx = torch.randint(0, 97, (3, 12))
     mask = torch.ones(3, 12, dtype=torch.long)
@@ -160,7 +160,7 @@ def test_sdpa_equals_reference_with_padding_mask_and_cache():
 
 
 def test_sdpa_uses_dropout_in_training():
-    model = seeded(lambda: GPTModel({**SMALL, "drop_rate": 0.5, "attn_impl": "sdpa"}))
+    model = seeded(lambda: GPTModel({**SMALL, "drop_rate": 0.5, "impl": "fast"}))
     idx = torch.randint(0, 97, (2, 10))
     assert not torch.equal(model(idx), model(idx))
     model.eval()
@@ -169,15 +169,23 @@ def test_sdpa_uses_dropout_in_training():
 
 def test_state_dicts_interchange_and_switch():
     book = seeded(lambda: book4.GPTModel(SMALL).eval())
-    ours = GPTModel({**SMALL, "attn_impl": "sdpa"}).eval()
+    ours = GPTModel({**SMALL, "impl": "fast"}).eval()
     ours.load_state_dict(book.state_dict())
     idx = torch.randint(0, 97, (2, 16))
     torch.testing.assert_close(ours(idx), book(idx), rtol=0, atol=1e-5)
-    ours.set_attn_impl("reference")
-    assert ours.cfg["attn_impl"] == "reference"
+    ours.set_impl("reference")
+    assert ours.cfg["impl"] == "reference"
     assert torch.equal(ours(idx), book(idx))
-    with pytest.raises(ValueError, match="attn_impl"):
-        ours.set_attn_impl("flash")
+    with pytest.raises(ValueError, match="'impl' must be one of"):
+        ours.set_impl("sdpa")
+
+
+@pytest.mark.parametrize("old, new", [("sdpa", "fast"), ("reference", "reference")])
+def test_old_attn_impl_key_still_loads_with_a_deprecation_warning(old, new):
+    with pytest.warns(DeprecationWarning, match=f"write impl: '{new}' instead"):
+        model = GPTModel({**SMALL, "attn_impl": old})
+    assert model.cfg["impl"] == new and "attn_impl" not in model.cfg
+    assert all(m.fused == (new == "fast") for m in model.modules() if isinstance(m, (LayerNorm, GELU)))
 
 
 # ---- bad input ----------------------------------------------------------------------------------
@@ -193,7 +201,7 @@ def test_state_dicts_interchange_and_switch():
     ({"drop_rate": 1.0}, "drop_rate"),
     ({"drop_rate": -0.1}, "drop_rate"),
     ({"qkv_bias": "yes"}, "qkv_bias"),
-    ({"attn_impl": "flash"}, "attn_impl"),
+    ({"impl": "flash"}, "impl"),
 ])
 def test_bad_config_names_the_key(change, key):
     with pytest.raises(ValueError, match=f"'{key}'"):
@@ -209,7 +217,7 @@ def test_missing_config_key_is_named(key):
 def test_config_is_not_mutated_and_is_kept():
     cfg = dict(SMALL)
     model = GPTModel(cfg)
-    assert cfg == SMALL and model.cfg == {**SMALL, "attn_impl": "reference"}
+    assert cfg == SMALL and model.cfg == {**SMALL, "impl": "reference"}
 
 
 @pytest.mark.parametrize("idx, message", [
@@ -239,9 +247,9 @@ def test_cache_overflow_and_bad_mask_are_explained():
 
 
 def test_fast_path_switches_every_fused_module():
-    model = GPTModel({**SMALL, "attn_impl": "sdpa"})
+    model = GPTModel({**SMALL, "impl": "fast"})
     fusable = [m for m in model.modules() if isinstance(m, (LayerNorm, GELU))]
     assert len(fusable) == 3 * SMALL["n_layers"] + 1 and all(m.fused for m in fusable)
-    model.set_attn_impl("reference")
+    model.set_impl("reference")
     assert not any(m.fused for m in fusable)
     assert all(b.att.attn_impl == "reference" for b in model.trf_blocks)

@@ -26,7 +26,7 @@ from safetensors.torch import save_model
 
 from llm_zero.data.corpora import load_text
 from llm_zero.data.dataset import create_dataloader_v1
-from llm_zero.model.generate import generate
+from llm_zero.model.generation import generate
 from llm_zero.model.gpt import GPT_CONFIG_124M, GPTModel
 from llm_zero.train.pretrain import (calc_loss_loader, plot_losses, text_to_token_ids, token_ids_to_text,
                                      train_model_simple)

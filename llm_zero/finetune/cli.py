@@ -246,7 +246,7 @@ def finetune_instruct(cfg: dict, out=None, progress: bool = True) -> dict:
 # %% ../../nbs/07b_finetune_cli.ipynb #88f8b606
 def chat_reply(model, tok, instruction: str, input_text: str = "", max_new_tokens: int = 256) -> str:
     "The model's response to one instruction in the Alpaca format."
-    from llm_zero.model.generate import generate
+    from llm_zero.model.generation import generate
     prompt = format_input({"instruction": instruction, "input": input_text}) + RESPONSE_HEADING
     context = model.pos_emb.weight.shape[0]
     ids = torch.tensor([tok.encode(prompt)[-context:]])

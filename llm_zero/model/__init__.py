@@ -4,12 +4,11 @@
 __all__ = []
 
 # %% ../../nbs/api/model.ipynb #92ebd9a7
-from . import attention, gpt, hf, loss
-from .generate import __all__ as _generate_all
+from . import attention, generation, gpt, hf, loss
 from .attention import *
 from .gpt import *
-from .generate import *
+from .generation import *
 from .hf import *
 from .loss import *
 
-__all__ = [*attention.__all__, *gpt.__all__, *_generate_all, *hf.__all__, *loss.__all__]
+__all__ = [*attention.__all__, *gpt.__all__, *generation.__all__, *hf.__all__, *loss.__all__]

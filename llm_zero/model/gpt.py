@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import ATTN_IMPLS, MultiHeadAttention
+from .attention import MultiHeadAttention
 from .loss import LogitsWorkspace, check_targets, linear_cross_entropy
 
 # %% auto #0
-__all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'validate_config',
-           'LayerNorm', 'GELU', 'FeedForward', 'TransformerBlock', 'GPTModel', 'generate_text_simple']
+__all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'IMPLS',
+           'upgrade_impl_key', 'validate_config', 'LayerNorm', 'GELU', 'FeedForward', 'TransformerBlock', 'GPTModel',
+           'generate_text_simple']
 
 # %% ../../nbs/04_gpt_model.ipynb #7a89d8ef
 GPT_CONFIG_124M = {
@@ -38,12 +40,29 @@ GPT_CONFIGS = {"gpt2": GPT_CONFIG_124M, "gpt2-medium": GPT_CONFIG_355M,
 
 # %% ../../nbs/04_gpt_model.ipynb #5dcf92a3
 _CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "qkv_bias")
-_OPTIONAL_KEYS = {"attn_impl": "reference"}
+_OPTIONAL_KEYS = {"impl": "reference"}
+IMPLS = ("reference", "fast")
+
+def upgrade_impl_key(cfg: Mapping, category=DeprecationWarning) -> dict:
+    "A copy of `cfg` with the old key `attn_impl` (`'sdpa'`: fast) rewritten as `impl`, and a warning."
+    cfg = dict(cfg)
+    if "attn_impl" not in cfg:
+        return cfg
+    old = cfg.pop("attn_impl")
+    new = {"sdpa": "fast"}.get(old, old)
+    if cfg.get("impl", new) != new:
+        raise ValueError(f"Config keys 'attn_impl' ({old!r}) and 'impl' ({cfg['impl']!r}) disagree; "
+                         "keep only 'impl'.")
+    warnings.warn(f"The config key 'attn_impl' is deprecated; write impl: {new!r} instead.",
+                  category, stacklevel=3)
+    return {**cfg, "impl": new}
+
 
 def validate_config(cfg: Mapping) -> dict:
     "A checked copy of the GPT config `cfg`, with optional keys filled in; `ValueError` naming the bad key otherwise."
     if not isinstance(cfg, Mapping):
         raise TypeError(f"A GPT config must be a dict, got {type(cfg).__name__}.")
+    cfg = upgrade_impl_key(cfg)
     known = (*_CONFIG_KEYS, *_OPTIONAL_KEYS)
     for key in cfg:
         if key not in known:
@@ -67,8 +86,8 @@ def validate_config(cfg: Mapping) -> dict:
         raise ValueError(f"GPT config key 'drop_rate' must be a number in [0, 1), got {rate!r}.")
     if not isinstance(cfg["qkv_bias"], bool):
         raise ValueError(f"GPT config key 'qkv_bias' must be True or False, got {cfg['qkv_bias']!r}.")
-    if cfg["attn_impl"] not in ATTN_IMPLS:
-        raise ValueError(f"GPT config key 'attn_impl' must be one of {ATTN_IMPLS}, got {cfg['attn_impl']!r}.")
+    if cfg["impl"] not in IMPLS:
+        raise ValueError(f"GPT config key 'impl' must be one of {IMPLS}, got {cfg['impl']!r}.")
     return cfg
 
 # %% ../../nbs/04_gpt_model.ipynb #37542609
@@ -107,7 +126,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
-            GELU(fused=cfg.get("attn_impl") == "sdpa"),
+            GELU(fused=cfg.get("impl") == "fast"),
             nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
         )
 
@@ -122,10 +141,10 @@ class TransformerBlock(nn.Module):
         self.att = MultiHeadAttention(
             d_in=cfg["emb_dim"], d_out=cfg["emb_dim"], context_length=cfg["context_length"],
             num_heads=cfg["n_heads"], dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
-            attn_impl=cfg.get("attn_impl", "reference"))
+            attn_impl="sdpa" if cfg.get("impl") == "fast" else "reference")
         self.ff = FeedForward(cfg)
-        self.norm1 = LayerNorm(cfg["emb_dim"], fused=cfg.get("attn_impl") == "sdpa")
-        self.norm2 = LayerNorm(cfg["emb_dim"], fused=cfg.get("attn_impl") == "sdpa")
+        self.norm1 = LayerNorm(cfg["emb_dim"], fused=cfg.get("impl") == "fast")
+        self.norm2 = LayerNorm(cfg["emb_dim"], fused=cfg.get("impl") == "fast")
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
     def forward(self, x, kv_cache=None, attn_mask=None):
@@ -138,7 +157,7 @@ class TransformerBlock(nn.Module):
 
 # %% ../../nbs/04_gpt_model.ipynb #bfa01f76
 class GPTModel(nn.Module):
-    "GPT-2 style decoder-only transformer; `cfg` uses the keys of `GPT_CONFIG_124M` (plus optional `attn_impl`)."
+    "GPT-2 style decoder-only transformer; `cfg` uses the keys of `GPT_CONFIG_124M` (plus optional `impl`)."
     def __init__(self, cfg):
         super().__init__()
         cfg = validate_config(cfg)
@@ -147,7 +166,7 @@ class GPTModel(nn.Module):
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
         self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
-        self.final_norm = LayerNorm(cfg["emb_dim"], fused=cfg["attn_impl"] == "sdpa")
+        self.final_norm = LayerNorm(cfg["emb_dim"], fused=cfg["impl"] == "fast")
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         self._logits_workspace = LogitsWorkspace()  # scratch memory of the fused loss, not a parameter
 
@@ -175,7 +194,7 @@ class GPTModel(nn.Module):
             got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
             raise ValueError(f"targets must have the shape of the input ids, {tuple(x.shape[:-1])}; got {got}.")
         compiling = torch.compiler.is_compiling()  # the compiler fuses the two-step loss itself
-        if self.cfg["attn_impl"] == "sdpa" and not compiling:
+        if self.cfg["impl"] == "fast" and not compiling:
             return linear_cross_entropy(x, self.out_head.weight, targets, workspace=self._logits_workspace)
         if not compiling:  # a data-dependent branch would break the graph
             check_targets(targets, self.cfg["vocab_size"])
@@ -201,14 +220,14 @@ class GPTModel(nn.Module):
             raise ValueError(f"attention_mask must have shape (batch, cached + new tokens) = "
                              f"{(in_idx.shape[0], past + in_idx.shape[1])}, got {tuple(attention_mask.shape)}.")
 
-    def set_attn_impl(self, attn_impl: str):
-        "Switch to the `'reference'` or the fused `'sdpa'` computation, keeping the weights."
-        self.cfg = validate_config({**self.cfg, "attn_impl": attn_impl})
+    def set_impl(self, impl: str):
+        "Switch to the `'reference'` or the `'fast'` computation (fused kernels and loss), keeping the weights."
+        self.cfg = validate_config({**self.cfg, "impl": impl})
         for m in self.modules():
             if isinstance(m, MultiHeadAttention):
-                m.attn_impl = attn_impl
+                m.attn_impl = "sdpa" if impl == "fast" else "reference"
             elif isinstance(m, (LayerNorm, GELU)):
-                m.fused = attn_impl == "sdpa"
+                m.fused = impl == "fast"
         return self
 
 # %% ../../nbs/04_gpt_model.ipynb #e2bbaef0

@@ -99,7 +99,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         if grad_buf is None:
             raise RuntimeError("With a workspace, linear_cross_entropy hands its gradient buffer back after the first "
                                "backward pass; a second one (retain_graph=True) is not supported. Call it without a "
-                               "workspace, or compute the loss from logits (GPTModel: attn_impl='reference').")
+                               "workspace, or compute the loss from logits (GPTModel: impl='reference').")
         if ctx.workspace:
             ctx.grad_buf = None  # the workspace may hand the buffer to the next loss
         h, w, count = ctx.saved_tensors

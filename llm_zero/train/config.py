@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from ..model.gpt import IMPLS, upgrade_impl_key
+
 # %% auto #0
 __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'Config', 'ConfigError',
            'config_from_dict', 'config_to_dict', 'apply_overrides', 'load_config', 'save_config']
@@ -17,7 +19,7 @@ __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'Tr
 # %% ../../nbs/05b_config.ipynb #b828bacd
 @dataclass
 class ModelConfig:
-    "The GPT architecture: the book's config keys plus the attention implementation."
+    "The GPT architecture: the book's config keys plus the implementation."
     vocab_size: int | None = None  # None: taken from the tokenizer
     context_length: int = 128
     emb_dim: int = 128
@@ -25,7 +27,7 @@ class ModelConfig:
     n_layers: int = 4
     drop_rate: float = 0.0
     qkv_bias: bool = False
-    attn_impl: str = "sdpa"  # "reference" (chapter 3's code) or "sdpa" (fused, same weights)
+    impl: str = "fast"  # "reference" (chapters 3-4's code) or "fast" (fused kernels, same weights)
 
 # %% ../../nbs/05b_config.ipynb #df316c04
 @dataclass
@@ -126,7 +128,7 @@ def _coerce(key: str, value, annotation: str):
     raise ConfigError(f"{key} expects {annotation}, got {value!r} ({type(value).__name__}).")
 
 # %% ../../nbs/05b_config.ipynb #eaced8f9
-_CHOICES = {"model.attn_impl": ("reference", "sdpa"), "data.tokenizer": ("char", "bpe", "gpt2"),
+_CHOICES = {"model.impl": IMPLS, "data.tokenizer": ("char", "bpe", "gpt2"),
             "data.sampling": ("random", "sliding")}
 
 def _check_ranges(c: Config):
@@ -181,6 +183,11 @@ def config_from_dict(d: dict | None) -> Config:
         values = d.get(name) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"Config section {name!r} must be a mapping of keys, got {values!r}.")
+        if name == "model":  # configs and checkpoints written before the rename
+            try:
+                values = upgrade_impl_key(values, FutureWarning)
+            except ValueError as e:
+                raise ConfigError(f"model: {e}") from None
         fields = {g.name: g for g in dataclasses.fields(cls)}
         bad = sorted(set(values) - set(fields))
         if bad:

@@ -19,7 +19,7 @@ import yaml
 from tqdm import tqdm
 
 from ..data.corpora import load_text
-from ..model.generate import generate
+from ..model.generation import generate
 from ..model.gpt import GPTModel
 from .checkpoint import (CheckpointManager, find_checkpoint, load_training_state, load_weights,
                                        read_meta)
@@ -47,7 +47,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 # %% ../../nbs/05g_engine.ipynb #02f54565
 def build_model(model_cfg: dict) -> GPTModel:
-    "A `GPTModel` from the `model` section of a config (book keys plus `attn_impl`)."
+    "A `GPTModel` from the `model` section of a config (book keys plus `impl`)."
     if model_cfg.get("vocab_size") is None:
         raise ConfigError("model.vocab_size is not set; it is filled in from the tokenizer when a run starts.")
     return GPTModel(dict(model_cfg))
