@@ -118,3 +118,22 @@ def test_every_public_name_is_in_the_reference():
                     if id(getattr(module, n)) not in on_pages]
     assert not missing, (f"public names on no reference page: {missing}; re-export them from their "
                          "subpackage's __init__ (nbs/api/*.ipynb) or add a page calling show_reference")
+
+
+def test_quoted_benchmark_numbers_match_results_md():
+    # Chapters read benchmark figures from benchmarks/results.json; each must be the number
+    # RESULTS.md reports in the section of the same name, so the two cannot drift apart.
+    quoted = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", results, re.M | re.S))
+    for section, numbers in quoted.items():
+        if section.startswith("_"):
+            continue
+        assert section in sections, f"results.json section {section!r} has no '## {section}' in RESULTS.md"
+        start = sections[section].find(numbers["paragraph"])
+        assert start >= 0, f"RESULTS.md's '## {section}' has no paragraph starting {numbers['paragraph']!r}"
+        paragraph = sections[section][start:].split("\n\n")[0]
+        for key, value in numbers.items():
+            if isinstance(value, (int, float)):
+                assert re.search(rf"(?<![\d.]){re.escape(f'{value:,}')}(?![\d])", paragraph), \
+                    f"results.json {section}.{key} = {value} is not in RESULTS.md's {numbers['paragraph']} paragraph"
