@@ -137,3 +137,35 @@ def test_quoted_benchmark_numbers_match_results_md():
             if isinstance(value, (int, float)):
                 assert re.search(rf"(?<![\d.]){re.escape(f'{value:,}')}(?![\d])", paragraph), \
                     f"results.json {section}.{key} = {value} is not in RESULTS.md's {numbers['paragraph']} paragraph"
+
+
+def exercise_numbers(nb_path):
+    "The numbers of the items listed under the chapter's '## Exercises' heading."
+    numbers, inside = [], False
+    for c in cells(nb_path):
+        if c["cell_type"] != "markdown":
+            continue
+        for line in "".join(c["source"]).splitlines():
+            if re.match(r"#{1,6} ", line):
+                inside = line == "## Exercises"
+            elif inside and (m := re.match(r"(\d+)\. ", line)):
+                numbers.append(int(m.group(1)))
+    return numbers
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.name)
+def test_every_exercise_has_a_collapsed_solution(nb):
+    numbers = exercise_numbers(nb)
+    assert numbers, f"{nb.name}: a chapter ends with '## Exercises', a numbered list"
+    solved = {}
+    for c in cells(nb):
+        src = "".join(c["source"])
+        if c["cell_type"] == "code" and (m := SOLUTION.match(src)):
+            assert "hide-input" in c["metadata"].get("tags", []), \
+                f"{nb.name}: solution {m.group(1)} is not tagged hide-input (run python scripts/nb_tags.py)"
+            assert re.search(r"\bassert\b|\btest_\w+\(", src), \
+                f"{nb.name}: solution {m.group(1)} must check its answer (assert or test_eq/test_close/...)"
+            solved[int(m.group(1))] = src
+    missing = [n for n in numbers if n not in solved]
+    assert not missing, (f"{nb.name}: exercises {missing} have no solution cell; add a code cell "
+                         "starting '#| code-fold: true' then '# Solution N: ...' after the list")
