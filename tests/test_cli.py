@@ -147,8 +147,8 @@ def test_bad_input_is_one_line(args, message):
 def test_bad_sampling_settings_and_foreign_text(run):
     d, _ = run
     r = cli("generate", "--checkpoint", d / "run", "--prompt", "I had", "--top-p", 0, ok=False)  # a real process
-    assert r.returncode == 2 and "top_p must be a number in (0, 1]" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "argument --top-p: must be in (0, 1], got 0" in r.stderr and "Traceback" not in r.stderr
     r = main("generate", "--checkpoint", d / "run", "--prompt", "I had", "--temperature", -1, ok=False)
-    assert r.returncode == 2 and "temperature must be" in r.stderr
+    assert r.returncode == 2 and "argument --temperature: must be in [0, inf], got -1" in r.stderr
     r = main("generate", "--checkpoint", d / "run", "--prompt", "日本", ok=False)
     assert r.returncode == 2 and "Character '日'" in r.stderr

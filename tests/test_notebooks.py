@@ -126,9 +126,10 @@ def test_quoted_benchmark_numbers_match_results_md():
     quoted = json.loads((ROOT / "benchmarks" / "results.json").read_text())
     results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     sections = dict(re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", results, re.M | re.S))
-    for section, numbers in quoted.items():
-        if section.startswith("_"):
+    for name, numbers in quoted.items():
+        if name.startswith("_"):
             continue
+        section = numbers["section"]
         assert section in sections, f"results.json section {section!r} has no '## {section}' in RESULTS.md"
         start = sections[section].find(numbers["paragraph"])
         assert start >= 0, f"RESULTS.md's '## {section}' has no paragraph starting {numbers['paragraph']!r}"
@@ -136,7 +137,7 @@ def test_quoted_benchmark_numbers_match_results_md():
         for key, value in numbers.items():
             if isinstance(value, (int, float)):
                 assert re.search(rf"(?<![\d.]){re.escape(f'{value:,}')}(?![\d])", paragraph), \
-                    f"results.json {section}.{key} = {value} is not in RESULTS.md's {numbers['paragraph']} paragraph"
+                    f"results.json {name}.{key} = {value} is not in RESULTS.md's {numbers['paragraph']!r} block"
 
 
 def exercise_numbers(nb_path):

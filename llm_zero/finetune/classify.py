@@ -120,6 +120,7 @@ def load_base_model(source: str | os.PathLike | None = None, steps: int = 60, se
         from llm_zero.model.hf import gpt_from_hf
         return gpt_from_hf(str(source)).eval()
     from safetensors.torch import load_file, save_file
+    from llm_zero.core import atomic_write
     from llm_zero.model.gpt import GPTModel
     settings = dict(TINY_GPT_CONFIG, steps=steps, seed=seed, batch_size=8, seq_len=32, lr=3e-3)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
@@ -129,11 +130,9 @@ def load_base_model(source: str | os.PathLike | None = None, steps: int = 60, se
         model.load_state_dict(load_file(path))
         return model.eval()
     model = _pretrain_tiny(TINY_GPT_CONFIG, steps, 8, 32, 3e-3, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # write then rename: concurrent runs never see half a file
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp,
-              metadata={"llm_zero": "tiny-gpt", "settings": json.dumps(settings)})
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:  # concurrent runs never see half a file
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp,
+                  metadata={"llm_zero": "tiny-gpt", "settings": json.dumps(settings)})
     return model
 
 # %% ../../nbs/06_classification.ipynb #54f0b9bd

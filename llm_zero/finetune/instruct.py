@@ -16,14 +16,15 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..core import LLMZeroError
 from ..data.corpora import fetch
 
 # %% auto #0
 __all__ = ['INSTRUCTION_KEYS', 'PREAMBLE', 'RESPONSE_HEADING', 'OLLAMA_URL', 'validate_instruction_records',
-           'load_instruction_data', 'format_input', 'split_instruction_data', 'InstructionDataset', 'custom_collate_fn',
-           'check_language_model', 'extract_response', 'generate_responses', 'save_responses', 'exact_match',
-           'lcs_length', 'rouge_l', 'score_responses', 'OllamaUnavailable', 'ollama_running', 'query_model',
-           'generate_model_scores']
+           'InstructionDataError', 'load_instruction_data', 'format_input', 'split_instruction_data',
+           'InstructionDataset', 'custom_collate_fn', 'check_language_model', 'extract_response', 'generate_responses',
+           'save_responses', 'exact_match', 'lcs_length', 'rouge_l', 'score_responses', 'OllamaUnavailable',
+           'ollama_running', 'query_model', 'generate_model_scores']
 
 # %% ../../nbs/07_instruction.ipynb #597a06eb
 INSTRUCTION_KEYS = ("instruction", "input", "output")
@@ -39,12 +40,16 @@ def validate_instruction_records(data, keys=INSTRUCTION_KEYS) -> list[dict]:
         if bad: raise ValueError(f"Record {i}: {bad} must be strings, got {[type(entry[k]).__name__ for k in bad]}.")
     return data
 
+class InstructionDataError(LLMZeroError, ValueError):
+    "An instruction JSON file that is not valid JSON or whose records lack a field; names the file."
+
 def load_instruction_data(path: str | os.PathLike | None = None) -> list[dict]:
     "Validated records of an instruction JSON file (default: the book's 1,100 records, verified and cached)."
     path = Path(path) if path is not None else fetch("instruction-data")
     try: data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}.") from None
-    return validate_instruction_records(data)
+    except ValueError as e: raise InstructionDataError(f"{path} is not valid JSON: {e}.") from None
+    try: return validate_instruction_records(data)
+    except ValueError as e: raise InstructionDataError(f"{path}: {e}") from None
 
 # %% ../../nbs/07_instruction.ipynb #e87d3f73
 PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."

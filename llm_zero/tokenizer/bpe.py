@@ -19,9 +19,11 @@ import regex
 from fastcore.basics import patch
 from tqdm import tqdm
 
+from ..core import LLMZeroError, atomic_write
+
 # %% auto #0
 __all__ = ['PATTERNS', 'resolve_pattern', 'compile_pattern', 'count_pairs', 'merge_pair', 'Merges', 'learn_merges_naive',
-           'learn_merges', 'bpe_encode_chunk', 'byte_alphabet', 'BPETokenizer', 'BPEFileError']
+           'merge_in_word', 'learn_merges', 'bpe_encode_chunk', 'byte_alphabet', 'BPETokenizer', 'BPEFileError']
 
 # %% ../../nbs/02a_bpe.ipynb #3a7ed79e
 PATTERNS: dict[str, str] = {
@@ -127,6 +129,36 @@ def learn_merges_naive(chunks: Iterable[str], vocab_size: int) -> Merges:
         n_tokens.append(sum(map(len, seqs)))
     return Merges(vocab, merges, n_tokens)
 
+# %% ../../nbs/02a_bpe.ipynb #50385b2b
+def merge_in_word(word: list[int], pair: tuple[int, int], c: int, f: int, counts: dict,
+                  changed: set) -> tuple[list[int], list[tuple[int, int]]] | None:
+    "Merge each `pair` in `word` into `c`, moving weight `f` from the old pairs to the new in `counts`."
+    a, b = pair
+    n, i, new, done = len(word), 0, [], -1  # done: old pairs up to this index are handled
+    while i < n:
+        if word[i] == a and i + 1 < n and word[i + 1] == b:
+            for j in range(max(i - 1, done + 1), min(i + 2, n - 1)):
+                p = (word[j], word[j + 1])
+                counts[p] -= f
+                changed.add(p)
+            done = i + 1
+            new.append(c)
+            i += 2
+        else:
+            new.append(word[i])
+            i += 1
+    if done < 0: return None  # the pair does not occur (any more)
+    added, last = [], -1  # last: new pairs up to this index are counted
+    for k, t in enumerate(new):
+        if t != c: continue
+        for j in range(max(k - 1, last + 1), min(k + 1, len(new) - 1)):
+            p = (new[j], new[j + 1])
+            counts[p] = counts.get(p, 0) + f
+            changed.add(p)
+            added.append(p)
+        last = k
+    return new, added
+
 # %% ../../nbs/02a_bpe.ipynb #d18d138e
 _ID_BITS = 21  # pair ids packed into heap keys: supports vocabularies up to 2**21 tokens
 
@@ -155,31 +187,11 @@ def learn_merges(chunk_counts: dict[str, int], vocab_size: int, progress: bool =
             c = _merged_id(vocab, index, a, b)
             changed, saved = set(), 0
             for w in where.pop(pair):
-                word, f = words[w], freqs[w]
-                n, i, new, done = len(word), 0, [], -1  # done: old pairs up to this index are handled
-                while i < n:
-                    if word[i] == a and i + 1 < n and word[i + 1] == b:
-                        for j in range(max(i - 1, done + 1), min(i + 2, n - 1)):
-                            p = (word[j], word[j + 1])
-                            counts[p] -= f
-                            changed.add(p)
-                        done = i + 1
-                        new.append(c)
-                        i += 2
-                    else:
-                        new.append(word[i])
-                        i += 1
-                if done < 0: continue  # listed in `where`, but an earlier merge used up the pair
-                saved += (n - len(new)) * f
-                added = -1
-                for k, t in enumerate(new):
-                    if t != c: continue
-                    for j in range(max(k - 1, added + 1), min(k + 1, len(new) - 1)):
-                        p = (new[j], new[j + 1])
-                        counts[p] = counts.get(p, 0) + f
-                        where.setdefault(p, set()).add(w)
-                        changed.add(p)
-                    added = k
+                merged = merge_in_word(words[w], pair, c, freqs[w], counts, changed)
+                if merged is None: continue  # listed in `where`, but an earlier merge used up the pair
+                new, added = merged
+                saved += (len(words[w]) - len(new)) * freqs[w]
+                for p in added: where.setdefault(p, set()).add(w)
                 words[w] = new
             for p in changed:
                 n = counts[p]
@@ -194,22 +206,36 @@ def learn_merges(chunk_counts: dict[str, int], vocab_size: int, progress: bool =
 def bpe_encode_chunk(piece: bytes, ranks: dict[bytes, int], max_rank: int | None = None) -> list[int]:
     "Ids of byte string `piece`: merge the lowest-ranked adjacent pair (leftmost on ties) until none is left."
     if max_rank is None and piece in ranks: return [ranks[piece]]
-    never = sys.maxsize  # the rank of a pair that is not a token (or not one we may use)
-    limit = never if max_rank is None else max_rank
-    parts = [piece[i:i + 1] for i in range(len(piece))]
-    def pair_rank(i):
-        r = ranks.get(parts[i] + parts[i + 1], never)
-        return r if r < limit else never
-    pair_ranks = [pair_rank(i) for i in range(len(parts) - 1)]  # pair_ranks[i]: rank of parts[i] + parts[i+1]
-    while pair_ranks:
-        best = min(pair_ranks)
-        if best == never: break
-        i = pair_ranks.index(best)  # the leftmost of the lowest
-        parts[i:i + 2] = [parts[i] + parts[i + 1]]
-        del pair_ranks[i]
-        if i < len(pair_ranks): pair_ranks[i] = pair_rank(i)
-        if i > 0: pair_ranks[i - 1] = pair_rank(i - 1)
-    return [ranks[p] for p in parts]
+    limit = sys.maxsize if max_rank is None else max_rank
+    get, n = ranks.get, len(piece)
+    # A part is piece[i:nxt[i]], named by its start i; prv links back. rank[i] is the rank of the
+    # pair that starts at part i (None if it is not a usable token).
+    nxt, prv, rank = list(range(1, n + 2)), list(range(-1, n)), [None] * n
+    def pair_rank(i, end):
+        r = get(piece[i:end])
+        return r if r is not None and r < limit else None
+    heap = []
+    for i in range(n - 1):
+        if (r := pair_rank(i, i + 2)) is not None:
+            rank[i] = r
+            heap.append((r, i))
+    heapq.heapify(heap)
+    while heap:
+        r, i = heapq.heappop(heap)
+        if rank[i] != r: continue  # stale: this part was merged away or grew since
+        j = nxt[i]
+        k = nxt[i] = nxt[j]
+        prv[k], rank[j] = i, None
+        for p in (i, prv[i]):  # the two pairs that now contain the merged part
+            if p < 0: continue
+            end = nxt[nxt[p]]
+            rank[p] = r = pair_rank(p, end) if end <= n else None
+            if r is not None: heapq.heappush(heap, (r, p))
+    out, i = [], 0
+    while i < n:
+        out.append(ranks[piece[i:nxt[i]]])
+        i = nxt[i]
+    return out
 
 # %% ../../nbs/02a_bpe.ipynb #c9bb2545
 def byte_alphabet() -> list[str]:
@@ -375,7 +401,7 @@ def _merge_of(token: bytes, rank: int, ranks: dict[bytes, int], decoder: dict[in
     raise ValueError(f"token {token!r} (id {rank}) is not two lower-ranked tokens joined, so it cannot be written as a merge")
 
 # %% ../../nbs/02a_bpe.ipynb #33226465
-class BPEFileError(ValueError):
+class BPEFileError(LLMZeroError, ValueError):
     "A tokenizer file that is not in the expected format, or is damaged."
 
 @patch
@@ -390,7 +416,7 @@ def save(self: BPETokenizer, path: str | os.PathLike) -> Path:
         token = self.decoder[i]
         lines.append(_spell(token) if len(token) == 1 else
                      " ".join(map(_spell, _merge_of(token, i, self.ranks, self.decoder))))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_write(path) as tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 @patch(cls_method=True)
@@ -435,8 +461,15 @@ def load(cls: BPETokenizer, path: str | os.PathLike) -> BPETokenizer:
 @patch(cls_method=True)
 def from_gpt2(cls: BPETokenizer, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> BPETokenizer:
     "GPT-2's tokenizer from OpenAI's `encoder.json` and `vocab.bpe` files."
-    encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
-    merges = [l for l in Path(vocab_bpe).read_text(encoding="utf-8").split("\n") if l and not l.startswith("#version")]
+    enc_text, bpe_text = (Path(p).read_text(encoding="utf-8") for p in (encoder_json, vocab_bpe))
+    if enc_text.startswith("#version") or bpe_text.lstrip().startswith("{"):
+        raise BPEFileError(f"{encoder_json} and {vocab_bpe} are passed in the wrong order: encoder.json (the "
+                           f"token -> id JSON object) comes first, vocab.bpe (the merge list) second")
+    try: encoder = json.loads(enc_text)
+    except json.JSONDecodeError as e: raise BPEFileError(f"{encoder_json} is not valid JSON ({e})") from None
+    if not isinstance(encoder, dict) or not all(isinstance(i, int) for i in encoder.values()):
+        raise BPEFileError(f"{encoder_json} must hold one JSON object mapping each token to its integer id")
+    merges = [l for l in bpe_text.split("\n") if l and not l.startswith("#version")]
     try:
         ranks = {_unspell(ch): encoder[ch] for ch in _BYTE_CHARS}
         for k, line in enumerate(merges):

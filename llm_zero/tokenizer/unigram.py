@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..core import atomic_write
+
 # %% auto #0
 __all__ = ['METASPACE', 'metaspace_split', 'UnigramTokenizer']
 
@@ -151,7 +153,8 @@ class UnigramTokenizer:
         path = Path(path)
         head = json.dumps(dict(format=_FORMAT, version=_VERSION, unk_id=self.unk_id, byte_fallback=self.byte_fallback))
         rows = ",\n".join(json.dumps([p, s], ensure_ascii=False) for p, s in zip(self.pieces, self.scores))
-        path.write_text(head[:-1] + ',\n"pieces": [\n' + rows + "\n]}\n", encoding="utf-8")
+        with atomic_write(path) as tmp:
+            tmp.write_text(head[:-1] + ',\n"pieces": [\n' + rows + "\n]}\n", encoding="utf-8")
         return path
 
     @classmethod

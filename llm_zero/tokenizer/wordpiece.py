@@ -16,6 +16,8 @@ from pathlib import Path
 import regex
 from tqdm import tqdm
 
+from ..core import atomic_write
+
 # %% auto #0
 __all__ = ['BERT_SPECIAL_TOKENS', 'clean_text', 'space_cjk', 'remove_accents', 'lowercase_chars', 'bert_normalize',
            'bert_pre_tokenize', 'wordpiece_split', 'train_wordpiece', 'WordPieceTokenizer']
@@ -238,8 +240,9 @@ class WordPieceTokenizer:
 
     def save(self, path: str | os.PathLike):
         "Write vocabulary and settings to a JSON file that `WordPieceTokenizer.load` reads."
-        Path(path).write_text(json.dumps({"format": _FORMAT, "version": _VERSION, **self._config(),
-                                          "vocab": self.id_to_token}, ensure_ascii=False, indent=1), encoding="utf-8")
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps({"format": _FORMAT, "version": _VERSION, **self._config(),
+                                       "vocab": self.id_to_token}, ensure_ascii=False, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WordPieceTokenizer:
@@ -260,7 +263,7 @@ class WordPieceTokenizer:
 
     def save_vocab(self, path: str | os.PathLike):
         "Write a BERT-style vocab.txt (one token per line, id = line number)."
-        Path(path).write_text("".join(t + "\n" for t in self.id_to_token), encoding="utf-8")
+        with atomic_write(path) as tmp: tmp.write_text("".join(t + "\n" for t in self.id_to_token), encoding="utf-8")
 
     @classmethod
     def from_vocab_file(cls, path: str | os.PathLike, lowercase: bool = True, **kwargs) -> WordPieceTokenizer:

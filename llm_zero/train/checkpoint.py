@@ -3,22 +3,28 @@
 # %% ../../nbs/05e_checkpoint.ipynb #7e351825
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file
 
+from ..core import LLMZeroError, atomic_write, write_error
+from ..model.gpt import validate_config
 from .tokenizers import TOKENIZER_FILE, load_tokenizer, save_tokenizer
 
 # %% auto #0
 __all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError',
-           'read_meta', 'load_weights', 'load_training_state', 'CheckpointManager', 'find_checkpoint']
+           'RunExistsError', 'read_meta', 'model_config_of', 'check_tokenizer_fits', 'load_weights',
+           'load_training_state', 'CheckpointManager', 'find_checkpoint']
 
 # %% ../../nbs/05e_checkpoint.ipynb #65fa7cec
 def rng_state() -> dict:
@@ -43,17 +49,37 @@ def _replace_folder(tmp: Path, folder: Path):
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
 
+def _temp_folder(folder: Path, prefix: str) -> Path:
+    "A new hidden folder beside `folder`'s contents, for building a replacement of `folder`."
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=folder.parent, prefix=prefix, suffix=".tmp"))
+    except OSError as e: raise write_error(folder, e) from None
+
+def _weights_bytes(model: torch.nn.Module) -> bytes:
+    "The model's tensors in safetensors format, each tied (shared) tensor once."
+    tensors, seen = {}, set()
+    for k, v in model.state_dict().items():
+        if v.numel() and v.data_ptr() in seen: continue
+        seen.add(v.data_ptr())
+        tensors[k] = v.detach().cpu().contiguous()
+    return safetensors.torch.save(tensors)
+
+def _write_bytes(path: Path, data: bytes):
+    with atomic_write(path) as tmp: tmp.write_bytes(data)
+
 def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     meta: dict | None = None, tokenizer=None) -> Path:
     "Write weights, optimiser and RNG state, `meta` and `tokenizer` atomically to the folder `folder`."
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    tmp = _temp_folder(folder, f".{folder.name}.")
     try:
-        save_model(model, str(tmp / MODEL_FILE))
+        _write_bytes(tmp / MODEL_FILE, _weights_bytes(model))
+        state = io.BytesIO()
         torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state()},
-                   tmp / STATE_FILE)
-        (tmp / META_FILE).write_text(json.dumps(meta or {}, indent=1))
+                   state)
+        _write_bytes(tmp / STATE_FILE, state.getvalue())
+        _write_bytes(tmp / META_FILE, json.dumps(meta or {}, indent=1).encode())
         if tokenizer is not None: save_tokenizer(tokenizer, tmp)
         _replace_folder(tmp, folder)
     except BaseException:
@@ -62,8 +88,11 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch
     return folder
 
 # %% ../../nbs/05e_checkpoint.ipynb #55221731
-class CheckpointError(RuntimeError):
+class CheckpointError(LLMZeroError, RuntimeError):
     "A checkpoint that is missing, corrupt, or does not fit the model."
+
+class RunExistsError(LLMZeroError, FileExistsError):
+    "A run folder that already holds checkpoints, where a new run would overwrite them."
 
 def _need(folder: Path, name: str) -> Path:
     p = folder / name
@@ -71,11 +100,45 @@ def _need(folder: Path, name: str) -> Path:
         raise CheckpointError(f"Checkpoint {folder} has no {name}; it is incomplete or not a checkpoint folder.")
     return p
 
+_META_FIELDS = {"step": "a non-negative integer", "val_loss": "a finite number or null",
+                "train_loss": "a finite number or null", "tokens": "a non-negative integer",
+                "elapsed_s": "a non-negative number", "model": "an object (the model config)"}
+
+def _meta_field_ok(key: str, v) -> bool:
+    if key in ("step", "tokens"): return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    if key == "model": return isinstance(v, dict)
+    if v is None: return key != "elapsed_s"
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): return False
+    return key != "elapsed_s" or v >= 0
+
 def read_meta(folder: str | Path) -> dict:
-    "The `meta.json` of the checkpoint in `folder`."
+    "The `meta.json` of the checkpoint in `folder`, with the type of each known field checked."
     p = _need(Path(folder), META_FILE)
-    try: return json.loads(p.read_text())
+    try: meta = json.loads(p.read_text(encoding="utf-8"))
     except ValueError as e: raise CheckpointError(f"{p} is corrupt: {e}.") from None
+    if not isinstance(meta, dict): raise CheckpointError(f"{p} is corrupt: it must hold a JSON object.")
+    for key, want in _META_FIELDS.items():
+        if key in meta and not _meta_field_ok(key, meta[key]):
+            raise CheckpointError(f"{p}: field {key!r} must be {want}, got {meta[key]!r}; "
+                                  f"the file was edited or damaged.")
+    return meta
+
+def model_config_of(folder: str | Path, meta: dict | None = None) -> dict:
+    "The checked GPT config stored in a checkpoint's meta.json."
+    p = Path(folder) / META_FILE
+    meta = read_meta(folder) if meta is None else meta
+    if "model" not in meta:
+        raise CheckpointError(f"{p} has no model config; it was not written by llm_zero's training engine.")
+    try: return validate_config(meta["model"])
+    except (TypeError, ValueError) as e: raise CheckpointError(f"{p}: field 'model': {e}") from None
+
+def check_tokenizer_fits(tok, vocab_size: int, folder: str | Path):
+    "Refuse a tokenizer whose ids do not match the model's `vocab_size` (an edited or foreign tokenizer.json)."
+    if tok.vocab_size == vocab_size: return
+    why = ("the model would produce ids it cannot decode" if tok.vocab_size < vocab_size
+           else "it would encode ids the model has no embedding for")
+    raise CheckpointError(f"The tokenizer of {folder} has {tok.vocab_size:,} ids but its model has "
+                          f"{vocab_size:,}: {why}; its tokenizer.json was edited or belongs to another run.")
 
 # %% ../../nbs/05e_checkpoint.ipynb #39db28d4
 def load_weights(model: torch.nn.Module, folder: str | Path):
@@ -158,7 +221,7 @@ class CheckpointManager:
         return path
 
     def _copy_to_best(self, src: Path):
-        tmp = Path(tempfile.mkdtemp(dir=self.folder, prefix=".best.", suffix=".tmp"))
+        tmp = _temp_folder(self.folder / "best", ".best.")
         try:
             for f in src.iterdir():
                 try: os.link(f, tmp / f.name)

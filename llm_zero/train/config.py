@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from ..core import LLMZeroError, atomic_write
 from ..model.gpt import IMPLS, upgrade_impl_key
 
 # %% auto #0
@@ -101,7 +102,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
 # %% ../../nbs/05b_config.ipynb #4f0ae111
-class ConfigError(ValueError):
+class ConfigError(LLMZeroError, ValueError):
     "An invalid run configuration; the message names the key and what is allowed."
 
 def _coerce(key: str, value, annotation: str):
@@ -235,4 +236,5 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
 # %% ../../nbs/05b_config.ipynb #a6b9b8fc
 def save_config(c: Config, path: str | Path):
     "Write the fully resolved config `c` as YAML."
-    Path(path).write_text(yaml.safe_dump(config_to_dict(c), sort_keys=False), encoding="utf-8")
+    with atomic_write(path) as tmp:
+        tmp.write_text(yaml.safe_dump(config_to_dict(c), sort_keys=False), encoding="utf-8")

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..core import InputTypeError, atomic_write
+from ..data.corpora import DataIntegrityError, DataUnavailableError
+from .config import ConfigError
 from .tokenizers import _write_json_atomic, load_tokenizer, save_tokenizer
 
 # %% auto #0
@@ -45,22 +46,13 @@ def split_tokens(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.n
     return ids[:cut], ids[cut:]
 
 # %% ../../nbs/05d_token_data.ipynb #f8ba480a
-def _save_array_atomic(path: Path, arr: np.ndarray):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f: arr.tofile(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 def prepare_corpus(text: str, tok, out_dir: str | Path, val_fraction: float = 0.1, source: str = "") -> dict:
     "Tokenize `text` once into `out_dir/{train,val}.bin` plus tokenizer and meta.json; returns the meta."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     ids = encode_corpus(tok, text)
     train, val = split_tokens(ids, val_fraction)
-    _save_array_atomic(out / "train.bin", train)
-    _save_array_atomic(out / "val.bin", val)
+    for name, arr in (("train.bin", train), ("val.bin", val)):
+        with atomic_write(out / name) as tmp: arr.tofile(tmp)
     save_tokenizer(tok, out)
     meta = {"dtype": str(ids.dtype), "vocab_size": tok.vocab_size, "tokenizer": tok.kind,
             "train_tokens": len(train), "val_tokens": len(val), "val_fraction": val_fraction,
@@ -73,14 +65,15 @@ def load_prepared(folder: str | Path) -> tuple[np.ndarray, np.ndarray, object, d
     "Memory maps of the train and validation tokens in `folder`, its tokenizer, and its meta."
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
-        raise FileNotFoundError(f"{folder} has no meta.json; create it with `llm-zero prepare --out {folder} ...`.")
-    meta = json.loads((folder / "meta.json").read_text())
+        raise DataUnavailableError(f"{folder} has no meta.json; create it with `llm-zero prepare --out {folder} ...`.")
+    try: meta = json.loads((folder / "meta.json").read_text())
+    except ValueError as e: raise DataIntegrityError(f"{folder / 'meta.json'} is corrupt ({e}); run `llm-zero prepare` again.") from None
     maps = []
     for split in ("train", "val"):
         p = folder / f"{split}.bin"
         n = meta[f"{split}_tokens"]
         if not p.is_file() or p.stat().st_size != n * np.dtype(meta["dtype"]).itemsize:
-            raise ValueError(f"{p} is missing or has the wrong size for {n:,} {meta['dtype']} tokens; "
+            raise DataIntegrityError(f"{p} is missing or has the wrong size for {n:,} {meta['dtype']} tokens; "
                              "run `llm-zero prepare` again.")
         maps.append(np.memmap(p, dtype=meta["dtype"], mode="r", shape=(n,)))
     return maps[0], maps[1], load_tokenizer(folder), meta
@@ -91,12 +84,14 @@ class TokenWindows:
 
     def __init__(self, ids: np.ndarray, context_length: int, sampling: str = "random",
                  stride: int | None = None, seed: int = 0, name: str = "training split"):
+        if not np.issubdtype(np.asarray(ids).dtype, np.integer):  # a float array would be truncated silently
+            raise InputTypeError(f"The {name} must be integer token ids, got an array of {np.asarray(ids).dtype}.")
         if len(ids) < context_length + 1:
-            raise ValueError(f"The {name} has {len(ids):,} tokens, fewer than one window needs "
+            raise ConfigError(f"The {name} has {len(ids):,} tokens, fewer than one window needs "
                              f"(model.context_length + 1 = {context_length + 1}); use a longer corpus "
                              "or a smaller model.context_length.")
         if sampling not in ("random", "sliding"):
-            raise ValueError(f"sampling must be 'random' or 'sliding', got {sampling!r}.")
+            raise ConfigError(f"sampling must be 'random' or 'sliding', got {sampling!r}.")
         self.ids, self.T, self.sampling, self.seed = ids, context_length, sampling, seed
         self.stride = stride or context_length
         self.n_starts = len(ids) - context_length   # valid starts: 0 .. len - T - 1
@@ -120,7 +115,7 @@ class TokenWindows:
     def starts(self, step: int, micro: int, batch_size: int, grad_accum: int = 1) -> np.ndarray:
         "Start positions of the full (all-process) micro-batch `micro` of optimiser step `step`."
         if batch_size > self.n_windows:
-            raise ValueError(f"train.batch_size={batch_size} is larger than the {self.n_windows:,} windows of "
+            raise ConfigError(f"train.batch_size={batch_size} is larger than the {self.n_windows:,} windows of "
                              f"the training split; lower train.batch_size or use a longer corpus.")
         if self.sampling == "random":
             return np.random.default_rng([self.seed, step, micro]).integers(0, self.n_starts, size=batch_size)
@@ -130,7 +125,7 @@ class TokenWindows:
               rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         "Inputs and targets (int64, shape [batch_size / world_size, T]) for this process."
         if batch_size % world_size:
-            raise ValueError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world_size}).")
+            raise ConfigError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world_size}).")
         s = self.starts(step, micro, batch_size, grad_accum)
         per = batch_size // world_size
         return self._window_rows(s[rank * per:(rank + 1) * per])

@@ -22,7 +22,7 @@ from ..data.corpora import load_text
 from ..model.generation import generate
 from ..model.gpt import GPTModel
 from .checkpoint import (CheckpointManager, find_checkpoint, load_training_state, load_weights,
-                                       read_meta)
+                                       read_meta, RunExistsError, check_tokenizer_fits, model_config_of)
 from .config import Config, ConfigError, config_to_dict, save_config
 from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
 from .evaluate import autocast_for, evaluate_batches
@@ -187,7 +187,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.run.keep_last)
     latest = ckpts.latest()
     if latest is not None and not resume:
-        raise FileExistsError(f"{run_dir} already has checkpoints (newest {latest.name}); pass --resume to continue "
+        raise RunExistsError(f"{run_dir} already has checkpoints (newest {latest.name}); pass --resume to continue "
                               "that run, or choose another --out.")
     if resume and latest is not None and (run_dir / "config.yaml").is_file():
         _check_resume_config(run_dir, cfg)
@@ -332,7 +332,8 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
         raise ConfigError(f"{ck} is a spam classifier (chapter 6), not a language model: it predicts a label, not the "
                           f"next token. Use `llm-zero finetune classify` to evaluate it, or give a pretrained or "
                           f"instruction-tuned checkpoint.")
-    model = build_model(meta["model"])
+    model = build_model(model_config_of(ck, meta))
     load_weights(model, ck)
     tok = load_tokenizer(ck if (ck / "tokenizer.json").is_file() else ck.parent.parent)
+    check_tokenizer_fits(tok, model.cfg["vocab_size"], ck)
     return model.to(device).eval(), tok, meta

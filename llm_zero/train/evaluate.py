@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core import InputError
+from ..model.loss import check_targets
 from .data import TokenWindows, encode_corpus
 
 # %% auto #0
@@ -33,6 +35,7 @@ def evaluate_batches(model: torch.nn.Module, batches, device: torch.device | str
             x, y = x.to(device), y.to(device)
             with autocast_for(device, bf16):
                 logits = model(x)
+            check_targets(y, logits.shape[-1])  # a float or out-of-range target is named, not a torch error
             total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
             n += y.numel()
     finally:
@@ -45,7 +48,7 @@ def evaluate_text(model: torch.nn.Module, tok, text: str | None = None, ids: np.
                   device: torch.device | str = "cpu", bf16: bool = False) -> dict:
     "Loss (nats/token), perplexity and bits per byte of `model` on `text` (or its token ids `ids`)."
     if ids is None:
-        if not text: raise ValueError("evaluate_text needs a non-empty text (or token ids).")
+        if not text: raise InputError("evaluate_text needs a non-empty text (or token ids).")
         ids = encode_corpus(tok, text)
     if max_tokens: ids = ids[:max_tokens + 1]
     T = context_length or model.cfg["context_length"]
@@ -53,5 +56,6 @@ def evaluate_text(model: torch.nn.Module, tok, text: str | None = None, ids: np.
     total, n = evaluate_batches(model, windows.eval_batches(batch_size), device, bf16)
     n_bytes = len(tok.decode(ids[1:1 + n]).encode("utf-8"))
     loss = total / n
-    return {"loss": loss, "perplexity": math.exp(loss), "bits_per_byte": total / (n_bytes * math.log(2)),
+    perplexity = math.exp(loss) if loss < 700 else math.inf  # e**710 overflows a float
+    return {"loss": loss, "perplexity": perplexity, "bits_per_byte": total / (n_bytes * math.log(2)),
             "tokens": n, "bytes": n_bytes}

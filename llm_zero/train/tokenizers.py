@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..core import LLMZeroError, atomic_write
+from ..data.corpora import DataUnavailableError
 from ..tokenizer.bpe import BPETokenizer
 
 # %% auto #0
-__all__ = ['TOKENIZER_FILE', 'BPE_FILE', 'CharTokenizer', 'GPT2Tokenizer', 'CorpusBPETokenizer', 'save_tokenizer',
-           'load_tokenizer', 'build_tokenizer']
+__all__ = ['TOKENIZER_FILE', 'BPE_FILE', 'TokenizerError', 'CharTokenizer', 'GPT2Tokenizer', 'CorpusBPETokenizer',
+           'save_tokenizer', 'load_tokenizer', 'build_tokenizer']
+
+# %% ../../nbs/05c_run_tokenizers.ipynb #e93562ce
+class TokenizerError(LLMZeroError, ValueError):
+    "Text a tokenizer cannot encode, or a tokenizer file that is missing, damaged or edited wrongly."
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #7513c3b1
 class CharTokenizer:
@@ -24,7 +28,7 @@ class CharTokenizer:
 
     def __init__(self, chars: str):
         if len(set(chars)) != len(chars):
-            raise ValueError("CharTokenizer needs distinct characters.")
+            raise TokenizerError("CharTokenizer needs distinct characters.")
         self.chars = chars
         self.stoi = {ch: i for i, ch in enumerate(chars)}
 
@@ -40,7 +44,7 @@ class CharTokenizer:
         try: return [self.stoi[ch] for ch in text]
         except KeyError as e:
             pos = text.index(e.args[0])
-            raise ValueError(f"Character {e.args[0]!r} (at position {pos}) is not in this character "
+            raise TokenizerError(f"Character {e.args[0]!r} (at position {pos}) is not in this character "
                              f"tokenizer's vocabulary of {self.vocab_size}; it never occurred in the training corpus.") from None
 
     def decode(self, ids) -> str: return "".join(self.chars[int(i)] for i in ids)
@@ -54,9 +58,9 @@ class GPT2Tokenizer:
         import tiktoken
         try: self._enc = tiktoken.get_encoding("gpt2")
         except Exception as e:
-            raise RuntimeError(f"GPT-2's vocabulary files are not available ({e}). Run once with network access, "
-                               "or seed the cache: `from llm_zero.data.corpora import seed_cache; seed_cache(FOLDER)` "
-                               "with a folder holding gpt2/encoder.json and gpt2/vocab.bpe.") from None
+            raise DataUnavailableError(f"GPT-2's vocabulary files are not available ({e}). Run once with network access, "
+                                       "or seed the cache: `from llm_zero.data.corpora import seed_cache; seed_cache(FOLDER)` "
+                                       "with a folder holding gpt2/encoder.json and gpt2/vocab.bpe.") from None
         self.eos_id = self._enc.eot_token
 
     @property
@@ -87,16 +91,9 @@ class CorpusBPETokenizer:
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #2e5a7747
 def _write_json_atomic(path: Path, obj):
-    "Write `obj` as JSON to `path` via a temporary file in the same folder and a rename."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    "Write `obj` as UTF-8 JSON to `path` with `atomic_write`."
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #ab1a0e59
 TOKENIZER_FILE, BPE_FILE = "tokenizer.json", "bpe.txt"
@@ -104,40 +101,57 @@ TOKENIZER_FILE, BPE_FILE = "tokenizer.json", "bpe.txt"
 def save_tokenizer(tok, folder: str | Path) -> Path:
     "Store `tok` in `folder/tokenizer.json`; returns the path."
     path = Path(folder) / TOKENIZER_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     if tok.kind == "char": _write_json_atomic(path, {"kind": "char", "chars": tok.chars})
     elif tok.kind == "gpt2": _write_json_atomic(path, {"kind": "gpt2"})
     elif tok.kind == "bpe":
-        # The merges go first, so tokenizer.json never names a file that is not there yet.
-        tmp = path.with_name(f".{BPE_FILE}.tmp")
-        tok.bpe.save(tmp)
-        os.replace(tmp, path.with_name(BPE_FILE))
+        tok.bpe.save(path.with_name(BPE_FILE))  # first, so tokenizer.json never names a missing file
         _write_json_atomic(path, {"kind": "bpe", "file": BPE_FILE})
-    else: raise ValueError(f"Cannot save a tokenizer of kind {tok.kind!r}.")
+    else: raise TokenizerError(f"Cannot save a tokenizer of kind {tok.kind!r}.")
     return path
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #2dc56c26
+def _char_vocab(path: Path, chars) -> str:
+    "The `chars` field of a char tokenizer file, checked."
+    if not isinstance(chars, str) or not chars:
+        raise TokenizerError(f"{path}: field 'chars' must be a non-empty string (the vocabulary in id order), "
+                             f"got {chars!r}.")
+    seen = set()
+    for i, ch in enumerate(chars):
+        if ch in seen:
+            raise TokenizerError(f"{path}: field 'chars' repeats {ch!r} (at id {i}); each character may "
+                                 f"appear once. Restore the file from the run that wrote it.")
+        seen.add(ch)
+    return chars
+
 def load_tokenizer(folder: str | Path):
-    "The tokenizer stored in `folder` (a run folder or a prepared-data folder)."
+    "The tokenizer stored in `folder` (a run folder or a prepared-data folder), each field checked."
     path = Path(folder) / TOKENIZER_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"No {TOKENIZER_FILE} in {folder}: is it a run folder written by `llm-zero train` "
-                                "or a data folder written by `llm-zero prepare`?")
+        raise TokenizerError(f"No {TOKENIZER_FILE} in {folder}: is it a run folder written by `llm-zero train` "
+                             "or a data folder written by `llm-zero prepare`?")
     try: d = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e: raise ValueError(f"{path} is corrupt ({e}).") from None
-    if d.get("kind") == "char": return CharTokenizer(d["chars"])
-    if d.get("kind") == "gpt2": return GPT2Tokenizer()
-    if d.get("kind") == "bpe": return CorpusBPETokenizer(BPETokenizer.load(path.with_name(d["file"])))
-    raise ValueError(f"{path} names an unknown tokenizer kind {d.get('kind')!r}.")
+    except ValueError as e: raise TokenizerError(f"{path} is corrupt ({e}).") from None
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind == "char": return CharTokenizer(_char_vocab(path, d.get("chars")))
+    if kind == "gpt2": return GPT2Tokenizer()
+    if kind == "bpe":
+        name = d.get("file")
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            raise TokenizerError(f"{path}: field 'file' must name a merges file in the same folder "
+                                 f"(e.g. {BPE_FILE!r}), got {name!r}.")
+        if not path.with_name(name).is_file():
+            raise TokenizerError(f"{path}: field 'file' names {path.with_name(name)}, which does not exist.")
+        return CorpusBPETokenizer(BPETokenizer.load(path.with_name(name)))
+    raise TokenizerError(f"{path}: field 'kind' must be 'char', 'bpe' or 'gpt2', got {kind!r}.")
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #fe23f584
 def build_tokenizer(kind: str, text: str | None = None, vocab_size: int | None = None):
     "A tokenizer of `kind` ('char', 'bpe' or 'gpt2'), trained on `text` when the kind needs training."
     if kind == "gpt2": return GPT2Tokenizer()
     if kind == "char":
-        if not text: raise ValueError("A 'char' tokenizer is built from the corpus text, and none was given.")
+        if not text: raise TokenizerError("A 'char' tokenizer is built from the corpus text, and none was given.")
         return CharTokenizer.train(text)
     if kind == "bpe":
-        if not text or vocab_size is None: raise ValueError("A 'bpe' tokenizer is trained on the corpus text with a vocabulary size.")
+        if not text or vocab_size is None: raise TokenizerError("A 'bpe' tokenizer is trained on the corpus text with a vocabulary size.")
         return CorpusBPETokenizer.train(text, vocab_size)
-    raise ValueError(f"Unknown tokenizer kind {kind!r}; use 'char', 'bpe' or 'gpt2'.")
+    raise TokenizerError(f"Unknown tokenizer kind {kind!r}; use 'char', 'bpe' or 'gpt2'.")

