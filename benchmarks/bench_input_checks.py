@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from llms_from_scratch.ch04 import GPTModel as BookGPTModel
 
-from llm_zero.model import GPTModel
+from llm_zero.model import GPTModel, check_token_ids
 
 CFG = dict(vocab_size=50257, context_length=256, emb_dim=384, n_heads=6, n_layers=6, drop_rate=0.0, qkv_bias=False)
 
@@ -38,7 +38,7 @@ def main():
     n = 2000
     t0 = time.perf_counter()
     for _ in range(n):
-        ours._check_input(x, 0, None)
+        check_token_ids(x, CFG["context_length"], CFG["vocab_size"])
     check = (time.perf_counter() - t0) / n
     times = {"llm_zero": [], "book": []}
     for r in range(args.rounds + 1):

@@ -227,6 +227,8 @@ def test_config_is_not_mutated_and_is_kept():
     (torch.zeros(1, 25, dtype=torch.long), "longer than context_length=24"),
     (torch.tensor([1, 2]), "shape (batch, num_tokens)"),
     (torch.zeros(1, 3), "integer token ids"),
+    (torch.tensor([[1.0, 2.0]]), "got a torch.float32 tensor; convert with idx.long()"),
+    (torch.tensor([[True]]), "got a torch.bool tensor"),
 ])
 def test_bad_input_is_explained(idx, message):
     model = seeded(lambda: GPTModel(SMALL))

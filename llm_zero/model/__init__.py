@@ -4,11 +4,16 @@
 __all__ = []
 
 # %% ../../nbs/api/model.ipynb #92ebd9a7
-from . import attention, generation, gpt, hf, loss
+from . import attention, generation, gpt, gqa, hf, llama, llama_hf, loss, rope
 from .attention import *
 from .gpt import *
+from .gqa import *
 from .generation import *
 from .hf import *
+from .llama import *
+from .llama_hf import *
 from .loss import *
+from .rope import *
 
-__all__ = [*attention.__all__, *gpt.__all__, *generation.__all__, *hf.__all__, *loss.__all__]
+__all__ = [*attention.__all__, *gpt.__all__, *generation.__all__, *hf.__all__, *loss.__all__,
+           *rope.__all__, *gqa.__all__, *llama.__all__, *llama_hf.__all__]

@@ -65,15 +65,20 @@ class LayerKVCache:
         return self.keys[:, :, :end], self.values[:, :, :end]
 
 # %% ../../nbs/04a_generate.ipynb #8e227664
+def _context_length(model) -> int:
+    "The longest input of `model`: its config's `context_length`, or its position table (the book's GPTModel)."
+    cfg = getattr(model, "cfg", None)
+    return cfg["context_length"] if cfg is not None else model.pos_emb.num_embeddings
+
 class KVCache:
     "A `LayerKVCache` per transformer block; pass it as `model(idx, kv_cache=cache)` to process only new tokens."
     def __init__(self, n_layers: int, max_len: int):
         self.layers = [LayerKVCache(max_len) for _ in range(n_layers)]
 
     @classmethod
-    def for_model(cls, model, max_len: int | None = None) -> "KVCache":
+    def for_model(cls, model, max_len: int | None = None) -> KVCache:
         "An empty cache for `model`, for up to `max_len` positions (default: its context length)."
-        return cls(len(model.trf_blocks), max_len or model.pos_emb.num_embeddings)
+        return cls(len(model.trf_blocks), max_len or _context_length(model))
 
     def __getitem__(self, i): return self.layers[i]
     def __len__(self): return len(self.layers)
@@ -105,7 +110,7 @@ def _check_generate_args(model, idx, max_new_tokens, context_size, eos_id, atten
                          "one token; for one prompt use torch.tensor([ids]), for several use left_pad(prompts).")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
-    ctx = model.pos_emb.num_embeddings
+    ctx = _context_length(model)
     if isinstance(context_size, bool) or not isinstance(context_size, int) or not 1 <= context_size <= ctx:
         raise ValueError(f"context_size must be an integer in [1, {ctx}] (the model's context_length), "
                          f"got {context_size!r}.")

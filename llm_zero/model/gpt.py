@@ -16,7 +16,8 @@ from .loss import LogitsWorkspace, check_targets, linear_cross_entropy
 
 # %% auto #0
 __all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'IMPLS',
-           'upgrade_impl_key', 'validate_config', 'LayerNorm', 'GELU', 'FeedForward', 'TransformerBlock', 'GPTModel',
+           'upgrade_impl_key', 'check_config_keys', 'check_positive_ints', 'validate_config', 'LayerNorm', 'GELU',
+           'FeedForward', 'TransformerBlock', 'check_token_ids', 'next_token_loss', 'GPTModel', 'positions_and_mask',
            'generate_text_simple']
 
 # %% ../../nbs/04_gpt_model.ipynb #7a89d8ef
@@ -58,26 +59,35 @@ def upgrade_impl_key(cfg: Mapping, category=DeprecationWarning) -> dict:
     return {**cfg, "impl": new}
 
 
-def validate_config(cfg: Mapping) -> dict:
-    "A checked copy of the GPT config `cfg`, with optional keys filled in; `ValueError` naming the bad key otherwise."
+def check_config_keys(cfg: Mapping, required, optional: Mapping, model: str, example: str) -> dict:
+    "A copy of `cfg` with the `optional` defaults filled in; `ValueError` on a missing or unknown key."
     if not isinstance(cfg, Mapping):
-        raise TypeError(f"A GPT config must be a dict, got {type(cfg).__name__}.")
-    cfg = upgrade_impl_key(cfg)
-    known = (*_CONFIG_KEYS, *_OPTIONAL_KEYS)
+        raise TypeError(f"A {model} config must be a dict, got {type(cfg).__name__}.")
+    known = (*required, *optional)
     for key in cfg:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"Unknown GPT config key {key!r}.{hint} Valid keys: {', '.join(known)}.")
-    missing = [k for k in _CONFIG_KEYS if k not in cfg]
+            raise ValueError(f"Unknown {model} config key {key!r}.{hint} Valid keys: {', '.join(known)}.")
+    missing = [k for k in required if k not in cfg]
     if missing:
-        raise ValueError(f"GPT config is missing key {missing[0]!r} (missing: {', '.join(missing)}); "
-                         f"start from GPT_CONFIG_124M, e.g. {{**GPT_CONFIG_124M, ...}}.")
-    cfg = {**_OPTIONAL_KEYS, **cfg}
-    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        raise ValueError(f"{model} config is missing key {missing[0]!r} (missing: {', '.join(missing)}); "
+                         f"start from {example}, e.g. {{**{example}, ...}}.")
+    return {**optional, **cfg}
+
+def check_positive_ints(cfg: Mapping, keys, model: str):
+    "`ValueError` unless every one of `keys` of `cfg` is a positive integer."
+    for key in keys:
         v = cfg[key]
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"GPT config key {key!r} must be a positive integer, got {v!r}.")
+            raise ValueError(f"{model} config key {key!r} must be a positive integer, got {v!r}.")
+
+def validate_config(cfg: Mapping) -> dict:
+    "A checked copy of the GPT config `cfg`, with optional keys filled in; `ValueError` naming the bad key otherwise."
+    if isinstance(cfg, Mapping):
+        cfg = upgrade_impl_key(cfg)
+    cfg = check_config_keys(cfg, _CONFIG_KEYS, _OPTIONAL_KEYS, "GPT", "GPT_CONFIG_124M")
+    check_positive_ints(cfg, ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"), "GPT")
     if cfg["emb_dim"] % cfg["n_heads"]:
         raise ValueError(f"GPT config key 'emb_dim' ({cfg['emb_dim']}) must be divisible by "
                          f"'n_heads' ({cfg['n_heads']}).")
@@ -155,6 +165,46 @@ class TransformerBlock(nn.Module):
         x = self.drop_shortcut(self.ff(self.norm2(x)))
         return x + shortcut
 
+# %% ../../nbs/04_gpt_model.ipynb #a0774721
+def check_token_ids(in_idx, context_length: int, vocab_size: int, past: int = 0, attention_mask=None):
+    "Raise `ValueError` naming what is wrong with the token ids `in_idx` or the `attention_mask`."
+    # Only O(1) work and one min/max reduction: cheap next to the forward pass (see the tests).
+    if not isinstance(in_idx, torch.Tensor):
+        raise ValueError(f"The model expects integer token ids of shape (batch, num_tokens) in a tensor, "
+                         f"got {type(in_idx).__name__}; e.g. torch.tensor([ids]).")
+    if in_idx.dtype.is_floating_point or in_idx.dtype.is_complex or in_idx.dtype == torch.bool:
+        raise ValueError(f"The model expects integer token ids, got a {in_idx.dtype} tensor; "
+                         "convert with idx.long() (it takes ids, not embeddings or probabilities).")
+    if in_idx.ndim != 2:
+        raise ValueError(f"The model expects token ids of shape (batch, num_tokens), got shape "
+                         f"{tuple(in_idx.shape)}; for a single sequence use idx.unsqueeze(0).")
+    n = past + in_idx.shape[1]
+    if n > context_length:
+        raise ValueError(f"Input of {n} tokens is longer than context_length={context_length}; "
+                         f"crop it to the last {context_length} tokens, e.g. idx[:, -{context_length}:].")
+    if in_idx.numel() and not torch.compiler.is_compiling():  # a data-dependent branch would break the graph
+        lo, hi = torch.aminmax(in_idx)
+        if lo < 0 or hi >= vocab_size:
+            bad = (lo if lo < 0 else hi).item()
+            raise ValueError(f"Token id {bad} is outside the vocabulary [0, {vocab_size}) of this model "
+                             "(vocab_size in its config).")
+    if attention_mask is not None and attention_mask.shape != (in_idx.shape[0], n):
+        raise ValueError(f"attention_mask must have shape (batch, cached + new tokens) = "
+                         f"{(in_idx.shape[0], n)}, got {tuple(attention_mask.shape)}.")
+
+# %% ../../nbs/04_gpt_model.ipynb #ca76daeb
+def next_token_loss(hidden, out_head: nn.Linear, targets, fast: bool, workspace=None):
+    "Mean cross-entropy of `out_head(hidden)` against `targets`; `fast` fuses the head with the loss."
+    if not isinstance(targets, torch.Tensor) or targets.shape != hidden.shape[:-1]:
+        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"targets must have the shape of the input ids, {tuple(hidden.shape[:-1])}; got {got}.")
+    compiling = torch.compiler.is_compiling()  # the compiler fuses the two-step loss itself
+    if fast and not compiling:
+        return linear_cross_entropy(hidden, out_head.weight, targets, workspace=workspace)
+    if not compiling:  # a data-dependent branch would break the graph
+        check_targets(targets, out_head.out_features)
+    return F.cross_entropy(out_head(hidden).float().flatten(0, 1), targets.flatten())
+
 # %% ../../nbs/04_gpt_model.ipynb #bfa01f76
 class GPTModel(nn.Module):
     "GPT-2 style decoder-only transformer; `cfg` uses the keys of `GPT_CONFIG_124M` (plus optional `impl`)."
@@ -172,53 +222,15 @@ class GPTModel(nn.Module):
 
     def forward(self, in_idx, kv_cache=None, attention_mask=None, targets=None):
         past = 0 if kv_cache is None else kv_cache.length
-        self._check_input(in_idx, past, attention_mask)
-        num_tokens = in_idx.shape[1]
-        if attention_mask is None:
-            pos = torch.arange(past, past + num_tokens, device=in_idx.device)
-            attn_mask = None
-        else:
-            pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
-            attn_mask = _padded_causal_mask(attention_mask.bool(), num_tokens)
+        check_token_ids(in_idx, self.cfg["context_length"], self.cfg["vocab_size"], past, attention_mask)
+        pos, attn_mask = positions_and_mask(in_idx.shape[1], past, attention_mask, in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(pos))
         for i, block in enumerate(self.trf_blocks):
             x = block(x, kv_cache=None if kv_cache is None else kv_cache[i], attn_mask=attn_mask)
         x = self.final_norm(x)
         if targets is None:
             return self.out_head(x)
-        return self._loss(x, targets)
-
-    def _loss(self, x, targets):
-        "Mean next-token cross-entropy: chapter 5's two steps, or the fused head of the fast path."
-        if not isinstance(targets, torch.Tensor) or targets.shape != x.shape[:-1]:
-            got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-            raise ValueError(f"targets must have the shape of the input ids, {tuple(x.shape[:-1])}; got {got}.")
-        compiling = torch.compiler.is_compiling()  # the compiler fuses the two-step loss itself
-        if self.cfg["impl"] == "fast" and not compiling:
-            return linear_cross_entropy(x, self.out_head.weight, targets, workspace=self._logits_workspace)
-        if not compiling:  # a data-dependent branch would break the graph
-            check_targets(targets, self.cfg["vocab_size"])
-        return F.cross_entropy(self.out_head(x).float().flatten(0, 1), targets.flatten())
-
-    def _check_input(self, in_idx, past, attention_mask):
-        # Only O(1) work and one min/max reduction: cheap next to the forward pass (see the tests).
-        if not isinstance(in_idx, torch.Tensor) or in_idx.ndim != 2 or in_idx.dtype.is_floating_point:
-            what = f"a {in_idx.dtype} tensor of shape {tuple(in_idx.shape)}" if isinstance(in_idx, torch.Tensor) else type(in_idx).__name__
-            raise ValueError(f"GPTModel expects integer token ids of shape (batch, num_tokens), got {what}; "
-                             "for a single sequence use idx.unsqueeze(0).")
-        ctx, vocab = self.cfg["context_length"], self.cfg["vocab_size"]
-        if past + in_idx.shape[1] > ctx:
-            raise ValueError(f"Input of {past + in_idx.shape[1]} tokens is longer than context_length={ctx}; "
-                             f"crop it to the last {ctx} tokens, e.g. idx[:, -{ctx}:].")
-        if in_idx.numel() and not torch.compiler.is_compiling():  # a data-dependent branch would break the graph
-            lo, hi = torch.aminmax(in_idx)
-            if lo < 0 or hi >= vocab:
-                bad = (lo if lo < 0 else hi).item()
-                raise ValueError(f"Token id {bad} is outside the vocabulary [0, {vocab}) of this model "
-                                 "(vocab_size in its config).")
-        if attention_mask is not None and attention_mask.shape != (in_idx.shape[0], past + in_idx.shape[1]):
-            raise ValueError(f"attention_mask must have shape (batch, cached + new tokens) = "
-                             f"{(in_idx.shape[0], past + in_idx.shape[1])}, got {tuple(attention_mask.shape)}.")
+        return next_token_loss(x, self.out_head, targets, self.cfg["impl"] == "fast", self._logits_workspace)
 
     def set_impl(self, impl: str):
         "Switch to the `'reference'` or the `'fast'` computation (fused kernels and loss), keeping the weights."
@@ -231,6 +243,13 @@ class GPTModel(nn.Module):
         return self
 
 # %% ../../nbs/04_gpt_model.ipynb #e2bbaef0
+def positions_and_mask(num_tokens: int, past: int, attention_mask=None, device=None):
+    "Positions of the new tokens, `(num_tokens,)` or per row `(batch, num_tokens)`, and the padded mask or None."
+    if attention_mask is None:
+        return torch.arange(past, past + num_tokens, device=device), None
+    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
+    return pos, _padded_causal_mask(attention_mask.bool(), num_tokens)
+
 def _padded_causal_mask(key_mask, num_queries):
     "Boolean `(b, 1, num_queries, num_keys)` mask: causal, no padded keys, and each query always sees itself."
     num_keys = key_mask.shape[1]

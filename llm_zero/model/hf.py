@@ -122,7 +122,7 @@ def _from_hub(name: str) -> Path:
     except Exception as e:  # offline, unknown name, HTTP errors: all mean the same thing to the caller
         raise OSError(f"could not fetch {name!r} from the Hugging Face hub ({type(e).__name__}: {e}). "
                       "Without network access, pass a folder with config.json and model.safetensors "
-                      "(gpt_to_hf writes one) or a .safetensors file instead.") from e
+                      "(gpt_to_hf and llama_to_hf write one) or a .safetensors file instead.") from e
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #ef2f37fa
 def _read_source(source) -> tuple[dict[str, torch.Tensor], dict | None]:
@@ -141,13 +141,14 @@ def _read_source(source) -> tuple[dict[str, torch.Tensor], dict | None]:
                 raise FileNotFoundError(f"no such file or folder: {str(path)!r}")
         weights = path / "model.safetensors" if path.is_dir() else path
         if not weights.is_file():
-            raise FileNotFoundError(f"{str(path)!r} has no model.safetensors; gpt_from_hf reads the folders "
-                                    "that save_pretrained and gpt_to_hf write")
+            raise FileNotFoundError(f"{str(path)!r} has no model.safetensors; expected a folder as "
+                                    "save_pretrained, gpt_to_hf or llama_to_hf write it")
         sd = load_file(weights)
         if (config_file := weights.parent / "config.json").is_file():
             hf_config = json.loads(config_file.read_text())
     else:
-        raise TypeError(f"gpt_from_hf takes a GPT2LMHeadModel, a state dict, or a path or hub name, not {type(source).__name__}")
+        raise TypeError(f"expected a transformers model, a state dict, or a path or hub name, "
+                        f"not {type(source).__name__}")
     sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
     return {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}, hf_config
 
