@@ -48,13 +48,17 @@ class DataConfig:
 # %% ../../nbs/05b_config.ipynb #31afd528
 @dataclass
 class OptimizerConfig:
-    "AdamW (weight decay on matrices only) and gradient clipping."
+    "AdamW (weight decay on matrices only), or Muon on the hidden matrices; gradient clipping."
     lr: float = 1e-3                # the peak learning rate
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
     grad_clip: float | None = 1.0   # max global gradient norm; None disables clipping
+    name: str = "adamw"             # or "muon": Muon for hidden matrices, AdamW (lr) for the rest
+    muon_lr: float = 0.02           # Muon's peak rate; the schedule scales it like lr
+    muon_momentum: float = 0.95
+    muon_weight_decay: float = 0.0
 
 # %% ../../nbs/05b_config.ipynb #22f2228c
 @dataclass
@@ -137,7 +141,7 @@ def _coerce(key: str, value, annotation: str):
 
 # %% ../../nbs/05b_config.ipynb #eaced8f9
 _CHOICES = {"data.tokenizer": ("char", "bpe", "gpt2"),
-            "data.sampling": ("random", "sliding")}
+            "data.sampling": ("random", "sliding"), "optimizer.name": ("adamw", "muon")}
 
 def check_choices(c, choices: dict):
     "Raise ConfigError unless each dotted key of `choices` has one of its allowed values in `c`."
@@ -173,6 +177,9 @@ def check(c: Config):
     need(o.weight_decay >= 0, "optimizer.weight_decay", f"must be non-negative, got {o.weight_decay}")
     need(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optimizer.beta1/beta2", f"must be in [0, 1), got {o.beta1}, {o.beta2}")
     need(o.grad_clip is None or o.grad_clip > 0, "optimizer.grad_clip", f"must be positive or null, got {o.grad_clip}")
+    need(o.muon_lr > 0, "optimizer.muon_lr", f"must be positive, got {o.muon_lr}")
+    need(0 <= o.muon_momentum < 1, "optimizer.muon_momentum", f"must be in [0, 1), got {o.muon_momentum}")
+    need(o.muon_weight_decay >= 0, "optimizer.muon_weight_decay", f"must be non-negative, got {o.muon_weight_decay}")
     need(0 <= s.warmup_steps <= t.max_steps, "schedule.warmup_steps",
          f"must be between 0 and train.max_steps ({t.max_steps}), got {s.warmup_steps}")
     need(0 <= s.min_lr <= o.lr, "schedule.min_lr", f"must be between 0 and optimizer.lr ({o.lr}), got {s.min_lr}")
