@@ -23,6 +23,7 @@ from .instruct import (RESPONSE_HEADING, InstructionDataset, check_language_mode
                                         extract_response, format_input, generate_responses, load_instruction_data,
                                         save_responses, score_responses, split_instruction_data)
 from .lora import count_trainable, merge_lora, to_lora_classifier
+from ..model.generation import _context_length
 from ..train.checkpoint import CheckpointError, CheckpointManager, find_checkpoint, load_weights, read_meta
 from ..train.config import ConfigError, apply_overrides
 
@@ -106,7 +107,7 @@ def load_base(base=None):
 # %% ../../nbs/07b_finetune_cli.ipynb #01ba8360
 def load_classifier(path, device="cpu"):
     "(model, tokenizer, meta) of a checkpoint written by `llm-zero finetune classify`."
-    from llm_zero.model.gpt import GPTModel
+    from llm_zero.model.llama import build_model
     from llm_zero.train.tokenizers import load_tokenizer
     ck = find_checkpoint(path)
     meta = read_meta(ck)
@@ -114,7 +115,7 @@ def load_classifier(path, device="cpu"):
         raise CheckpointError(f"{path} is a language model checkpoint (task {meta.get('task', 'pretrain')!r}), not a "
                               f"classifier; fine-tune it first: llm-zero finetune classify --config "
                               f"configs/finetune_classify.yaml model.base={path}")
-    model = to_classifier(GPTModel(meta["model"]), num_classes=len(meta["labels"]))
+    model = to_classifier(build_model(meta["model"]), num_classes=len(meta["labels"]))
     load_weights(model, ck)
     return model.to(device).eval(), load_tokenizer(ck), meta
 
@@ -150,7 +151,7 @@ def finetune_classify(cfg: dict, out=None, progress: bool = True) -> dict:
     if d["limit"]:  # the same proportions, from the front of each (already shuffled) split
         n_tr, n_va = int(d["limit"] * 0.7), int(d["limit"] * 0.1)
         train_r, val_r, test_r = train_r[:n_tr], val_r[:n_va], test_r[:d["limit"] - n_tr - n_va]
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     train_ds = SpamDataset(train_r, tok, max_length=d["max_length"], pad_token_id=pad)
     if train_ds.max_length > context:
         train_ds = SpamDataset(train_r, tok, max_length=context, pad_token_id=pad)
@@ -219,7 +220,7 @@ def finetune_instruct(cfg: dict, out=None, progress: bool = True) -> dict:
     train_d, val_d, test_d = split_instruction_data(data)
     if g["test_limit"] is not None: test_d = test_d[:g["test_limit"]]
     pad = getattr(tok, "eos_id", None) or 50256
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     collate = partial(custom_collate_fn, pad_token_id=pad, allowed_max_length=min(d["max_length"] or context, context))
     torch.manual_seed(t["seed"])
     train_loader = DataLoader(InstructionDataset(train_d, tok, d["mask_instruction"]), batch_size=d["batch_size"],
@@ -248,7 +249,7 @@ def chat_reply(model, tok, instruction: str, input_text: str = "", max_new_token
     "The model's response to one instruction in the Alpaca format."
     from llm_zero.model.generation import generate
     prompt = format_input({"instruction": instruction, "input": input_text}) + RESPONSE_HEADING
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     ids = torch.tensor([tok.encode(prompt)[-context:]])
     out = generate(model, ids, max_new_tokens, context, eos_id=getattr(tok, "eos_id", 50256), use_cache=True)
     return extract_response(prompt + tok.decode(out[0, ids.shape[1]:].tolist()), prompt)

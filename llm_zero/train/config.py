@@ -12,6 +12,7 @@ import yaml
 
 from ..core import LLMZeroError, atomic_write
 from ..model.gpt import IMPLS, upgrade_impl_key
+from ..model.llama import arch_config
 
 # %% auto #0
 __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'Config', 'ConfigError',
@@ -20,7 +21,8 @@ __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'Tr
 # %% ../../nbs/05b_config.ipynb #b828bacd
 @dataclass
 class ModelConfig:
-    "The GPT architecture: the book's config keys plus the implementation."
+    "The architecture: its name, the book's config keys and the implementation."
+    arch: str = "gpt2"             # "gpt2", "llama3" or "qwen3" (chapter 4e)
     vocab_size: int | None = None  # None: taken from the tokenizer
     context_length: int = 128
     emb_dim: int = 128
@@ -29,6 +31,14 @@ class ModelConfig:
     drop_rate: float = 0.0
     qkv_bias: bool = False
     impl: str = "fast"  # "reference" (chapters 3-4's code) or "fast" (fused kernels, same weights)
+    # Llama 3 and Qwen3 only; null (None) means "not used" for GPT-2, or the model's default:
+    hidden_dim: int | None = None        # SwiGLU width
+    n_kv_groups: int | None = None       # key/value heads of grouped-query attention
+    rope_base: float | None = None
+    head_dim: int | None = None          # Qwen3; None: emb_dim // n_heads
+    qk_norm: bool | None = None          # Qwen3's QK-norm (its default: on)
+    tie_embeddings: bool | None = None   # share tok_emb and out_head (default: no)
+    norm_eps: float | None = None        # RMSNorm epsilon
 
 # %% ../../nbs/05b_config.ipynb #df316c04
 @dataclass
@@ -141,16 +151,12 @@ def _check_ranges(c: Config):
         sec, name = key.split(".")
         v = getattr(getattr(c, sec), name)
         need(v in allowed, key, f"must be one of {', '.join(map(repr, allowed))}, got {v!r}")
-    for key, v in [("model.context_length", m.context_length), ("model.emb_dim", m.emb_dim),
-                   ("model.n_heads", m.n_heads), ("model.n_layers", m.n_layers),
-                   ("train.max_steps", t.max_steps), ("train.batch_size", t.batch_size),
+    try: arch_config({**dataclasses.asdict(m), "vocab_size": m.vocab_size or 1})  # None: the tokenizer's
+    except (TypeError, ValueError) as e: raise ConfigError(f"model section: {e}") from None
+    for key, v in [("train.max_steps", t.max_steps), ("train.batch_size", t.batch_size),
                    ("train.grad_accum", t.grad_accum), ("train.threads", t.threads or 1), ("run.log_interval", r.log_interval),
                    ("run.checkpoint_interval", r.checkpoint_interval), ("run.keep_last", r.keep_last)]:
         need(v >= 1, key, f"must be at least 1, got {v}")
-    need(m.vocab_size is None or m.vocab_size >= 1, "model.vocab_size", f"must be at least 1, got {m.vocab_size}")
-    need(m.emb_dim % m.n_heads == 0, "model.emb_dim",
-         f"({m.emb_dim}) must be divisible by model.n_heads ({m.n_heads})")
-    need(0 <= m.drop_rate < 1, "model.drop_rate", f"must be in [0, 1), got {m.drop_rate}")
     need(d.bpe_vocab_size >= 257, "data.bpe_vocab_size", f"must be at least 257 (256 bytes + 1 merge), got {d.bpe_vocab_size}")
     need(0 < d.val_fraction < 1, "data.val_fraction", f"must be in (0, 1), got {d.val_fraction}")
     need(d.stride is None or d.stride >= 1, "data.stride", f"must be at least 1, got {d.stride}")
