@@ -24,6 +24,7 @@ from .instruct import (RESPONSE_HEADING, InstructionDataset, check_language_mode
                                         save_responses, score_responses, split_instruction_data)
 from .lora import count_trainable, merge_lora, to_lora_classifier
 from ..model.generation import _context_length
+from ..model.llama import config_of
 from ..train.checkpoint import CheckpointError, CheckpointManager, find_checkpoint, load_weights, read_meta
 from ..train.config import ConfigError, apply_overrides
 
@@ -160,7 +161,7 @@ def finetune_classify(cfg: dict, out=None, progress: bool = True) -> dict:
     loaders = {"train": DataLoader(train_ds, batch_size=d["batch_size"], shuffle=True, drop_last=len(train_ds) > d["batch_size"]),
                "validation": DataLoader(val_ds, batch_size=d["batch_size"]),
                "test": DataLoader(test_ds, batch_size=d["batch_size"])}
-    lm_cfg = dict(model.cfg)
+    lm_cfg = config_of(model)
     model = (to_lora_classifier(model, lora["rank"], lora["alpha"]) if lora["rank"]
              else to_classifier(model, trainable_blocks=cfg["model"]["trainable_blocks"]))
     n_train = count_trainable(model)
@@ -240,7 +241,7 @@ def finetune_instruct(cfg: dict, out=None, progress: bool = True) -> dict:
               "val_loss": calc_loss_loader(val_loader, model, "cpu") if len(val_loader) else None,
               "elapsed_s": time.time() - start}
     _write_json(run_dir / "scores.json", scores)
-    meta = {"task": "instruct", "model": dict(model.cfg), "prompt_format": "alpaca", "val_loss": scores["val_loss"]}
+    meta = {"task": "instruct", "model": config_of(model), "prompt_format": "alpaca", "val_loss": scores["val_loss"]}
     scores["checkpoint"] = str(CheckpointManager(run_dir / "checkpoints").save(max(len(tl), 1), model, meta=meta, tokenizer=tok))
     return scores
 

@@ -16,7 +16,7 @@ from .rope import RMSNorm, compute_rope_params
 
 # %% auto #0
 __all__ = ['LLAMA32_CONFIG_1B', 'QWEN3_CONFIG_0_6B', 'MODEL_ARCHS', 'LlamaBlock', 'Llama3Model', 'Qwen3Model', 'arch_config',
-           'build_model']
+           'build_model', 'config_of']
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #a5421db1
 LLAMA32_CONFIG_1B = {
@@ -165,3 +165,13 @@ def build_model(cfg: Mapping) -> nn.Module:
     "The model `cfg['arch']` names (default `'gpt2'`), built from the rest of `cfg` (see `arch_config`)."
     cfg = arch_config(cfg)
     return MODEL_ARCHS[cfg.pop("arch")](cfg)
+
+# %% ../../nbs/04e_llama3_qwen3.ipynb #19dce7e4
+def config_of(model: nn.Module) -> dict:
+    "The JSON-ready config of `model`, with its `arch`, from which `build_model` rebuilds it."
+    arch = next((name for name, cls in MODEL_ARCHS.items() if type(model) is cls), None)
+    if arch is None:
+        raise TypeError(f"config_of needs one of {', '.join(c.__name__ for c in MODEL_ARCHS.values())}, "
+                        f"got {type(model).__name__}.")
+    return {"arch": arch, **{k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v
+                             for k, v in model.cfg.items()}}
