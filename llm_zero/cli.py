@@ -23,8 +23,8 @@ from .train.evaluate import evaluate_text
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['BUG_REPORT_URL', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'ranged',
-           'device_name', 'build_parser', 'main']
+__all__ = ['BUG_REPORT_URL', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'cmd_export',
+           'ranged', 'device_name', 'build_parser', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -91,6 +91,16 @@ def cmd_tokenizer_train(args) -> int:
     path = save_tokenizer(tok, args.out)
     print(f"Trained a {args.kind} tokenizer with {tok.vocab_size:,} ids on {args.corpus}; saved to {path.parent}. "
           f"Use it with `llm-zero prepare --tokenizer-from {path.parent} ...`.")
+    return 0
+
+# %% ../nbs/05h_cli.ipynb #04be7586
+from .train.web_export import export_checkpoint
+
+def cmd_export(args) -> int:
+    "llm-zero export: a trained run as an ONNX graph, its tokenizer and config.json, for the browser (chapter 9)."
+    cfg = export_checkpoint(args.checkpoint, args.out, args.format)
+    print(f"Exported {args.checkpoint} to {args.out}: model.onnx ({cfg['vocab_size']} tokens, context "
+          f"{cfg['context_length']}), tokenizer.json, config.json; logits within {cfg['max_logit_diff']:.1e} of PyTorch.")
     return 0
 
 # %% ../nbs/05h_cli.ipynb #e1fd5fcf
@@ -177,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--kind", default="bpe", choices=["bpe", "char"], help="tokenizer kind (default bpe)")
     tt.add_argument("--vocab-size", type=ranged(int, 257), default=1024, help="vocabulary size for bpe (default 1024)")
     tt.set_defaults(func=cmd_tokenizer_train)
+
+    x = sub.add_parser("export", help="export a trained run for the browser (ONNX graph, tokenizer, config)")
+    x.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
+    x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
+    x.add_argument("--out", required=True, help="folder for model.onnx, tokenizer.json and config.json")
+    x.set_defaults(func=cmd_export)
 
     # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the
     # top so that `llm_zero.finetune` may itself build on the training engine.

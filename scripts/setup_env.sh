@@ -34,4 +34,20 @@ if [ ! -f "$mathjax/tex-chtml.js" ]; then
   rm -rf "$tmp"
 fi
 
+# onnxruntime-web from the npm registry, for chapter 9's generation widget: only the files the page
+# loads (the wasm-only loader and one WebAssembly build), served by the site itself like MathJax.
+ort=.cache/site_extra/ort
+ort_version=1.30.0
+if [ "$(cat "$ort/VERSION" 2>/dev/null)" != "$ort_version" ]; then
+  command -v npm >/dev/null || { echo "setup: npm is needed to fetch onnxruntime-web for the book (apt-get install npm)"; exit 1; }
+  tmp=$(mktemp -d)
+  files=(package/dist/ort.wasm.min.js package/dist/ort-wasm-simd-threaded.mjs package/dist/ort-wasm-simd-threaded.wasm)
+  (cd "$tmp" && npm pack --silent "onnxruntime-web@$ort_version" >/dev/null \
+     && tar xzf "onnxruntime-web-$ort_version.tgz" "${files[@]}")
+  rm -rf "$ort" && mkdir -p "$ort"
+  cp "${files[@]/#/$tmp/}" "$ort/"
+  echo "$ort_version" > "$ort/VERSION"
+  rm -rf "$tmp"
+fi
+
 .venv/bin/nbdev_export

@@ -38,8 +38,8 @@ def site_url():
     server.shutdown()
 
 
-@pytest.fixture(scope="session")
-def browser():
+def start_chromium(*extra_flags: str):
+    "A headless Chromium driven by selenium, with `extra_flags` added to the usual ones."
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     _need(chromium is not None and driver is not None,
           "Chromium is not installed, so the browser test of the book site is skipped. Enable it "
@@ -51,10 +51,16 @@ def browser():
     opts.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1280,1600"):
+                 "--no-first-run", "--window-size=1280,1600", *extra_flags):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(service=Service(driver), options=opts)
     drv.set_page_load_timeout(60)
+    return drv
+
+
+@pytest.fixture(scope="session")
+def browser():
+    drv = start_chromium()
     yield drv
     drv.quit()

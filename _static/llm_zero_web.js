@@ -1,0 +1,443 @@
+// The book's models in the reader's browser: the tokenizer playground and the generation widget of
+// chapter 9. Written from scratch; the tokenizers must give exactly the Python tokenizers' ids.
+// Loaded on every page (Jupyter Book includes every file of _static/); it does nothing on a page
+// without a widget, and loads the runtime and a model only for a page with a generation widget.
+(() => {
+  "use strict";
+  // This file is <site>/_static/llm_zero_web.js; the exported files are under <site>/web/.
+  const ROOT = new URL("..", document.currentScript.src);
+  const WEB = new URL("web/", ROOT);
+
+  const fetchJSON = async (url) => {
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`${url} could not be loaded (HTTP ${r.status})`);
+    return r.json();
+  };
+
+  // ---- Tokenizers ----------------------------------------------------------------------------
+  const utf8 = new TextEncoder();
+  const bytesToKey = (bytes) => String.fromCharCode(...bytes);  // one char per byte: a Map key
+
+  function escapeRegex(s) { return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); }
+
+  class CharTokenizer {
+    constructor(spec) {
+      this.chars = [...spec.chars];
+      this.stoi = new Map(this.chars.map((c, i) => [c, i]));
+    }
+    encode(text) {
+      const ids = [];
+      for (const ch of text) {  // code points, as Python iterates a str
+        const id = this.stoi.get(ch);
+        if (id === undefined) {
+          throw new Error(`the character ${JSON.stringify(ch)} is not in this model's vocabulary`);
+        }
+        ids.push(id);
+      }
+      return ids;
+    }
+    tokenText(id) { return this.chars[id]; }
+    decoder() { return (id) => this.chars[id]; }
+  }
+
+  class BPETokenizer {
+    // spec.ranks is tiktoken's format: one "<base64 token bytes> <id>" line per token.
+    constructor(spec) {
+      this.ranks = new Map();
+      this.bytes = [];
+      for (const line of spec.ranks.split("\n")) {
+        const [b64, rank] = line.split(" ");
+        const key = atob(b64);  // a "binary string": one char per byte
+        this.ranks.set(key, Number(rank));
+        this.bytes[Number(rank)] = Uint8Array.from(key, (c) => c.charCodeAt(0));
+      }
+      this.special = new Map(Object.entries(spec.special_tokens));
+      for (const [s, id] of this.special) this.bytes[id] = utf8.encode(s);
+      this.pattern = new RegExp(spec.pattern, "gu");
+      const names = [...this.special.keys()].sort((a, b) => b.length - a.length);
+      this.specialRe = names.length ? new RegExp(names.map(escapeRegex).join("|"), "g") : null;
+    }
+    encodeChunk(bytes, out) {
+      const whole = this.ranks.get(bytesToKey(bytes));
+      if (whole !== undefined) { out.push(whole); return; }
+      // Chapter 2's loop: merge the adjacent pair whose merged bytes have the lowest rank.
+      const parts = Array.from(bytes, (b) => String.fromCharCode(b));
+      for (;;) {
+        let best = Infinity, at = -1;
+        for (let i = 0; i + 1 < parts.length; i++) {
+          const r = this.ranks.get(parts[i] + parts[i + 1]);
+          if (r !== undefined && r < best) { best = r; at = i; }
+        }
+        if (at < 0) break;
+        parts.splice(at, 2, parts[at] + parts[at + 1]);
+      }
+      for (const p of parts) out.push(this.ranks.get(p));
+    }
+    encodeOrdinary(text, out) {
+      for (const m of text.matchAll(this.pattern)) this.encodeChunk(utf8.encode(m[0]), out);
+    }
+    encode(text) {  // every special token is allowed, as in the playground's Python counterpart
+      const out = [];
+      let start = 0;
+      if (this.specialRe) {
+        for (const m of text.matchAll(this.specialRe)) {
+          this.encodeOrdinary(text.slice(start, m.index), out);
+          out.push(this.special.get(m[0]));
+          start = m.index + m[0].length;
+        }
+      }
+      this.encodeOrdinary(text.slice(start), out);
+      return out;
+    }
+    tokenText(id) { return new TextDecoder().decode(this.bytes[id]); }
+    decoder() {  // streaming: bytes of a character split over tokens wait for the rest
+      const d = new TextDecoder();
+      return (id) => d.decode(this.bytes[id], { stream: true });
+    }
+  }
+
+  // BERT's WordPiece (chapter 2b): normalise, split into words and punctuation, longest match first.
+  const CONTROL = /(?![\t\n\r])[\x00\ufffd\p{Cc}\p{Cf}\p{Co}\p{Cs}]/gu;
+  const CJK = new RegExp("[\\u4e00-\\u9fff\\u3400-\\u4dbf\\u{20000}-\\u{2a6df}\\u{2a700}-\\u{2b73f}"
+                         + "\\u{2b740}-\\u{2b81f}\\u{2b820}-\\u{2ceaf}\\uf900-\\ufaff\\u{2f800}-\\u{2fa1f}]", "gu");
+  class WordPieceTokenizer {
+    constructor(spec) {
+      this.spec = spec;
+      this.tokens = spec.vocab;
+      this.vocab = new Map(spec.vocab.map((t, i) => [t, i]));
+      this.maxChars = Math.max(...spec.vocab.map((t) => [...t].length));
+      this.words = new RegExp(`[^\\p{White_Space}${spec.punctuation}]+|[${spec.punctuation}]`, "gu");
+    }
+    normalize(text) {
+      const s = this.spec;
+      text = text.replace(CONTROL, "").replace(/\p{White_Space}/gu, " ");
+      if (s.handle_chinese_chars) text = text.replace(CJK, " $& ");
+      if (s.strip_accents) text = text.normalize("NFD").replace(/\p{Mn}/gu, "");
+      return s.lowercase ? text.replaceAll("Σ", "σ").toLowerCase() : text;  // no final-sigma rule
+    }
+    split(word) {  // code points, as Python counts them
+      const s = this.spec, chars = [...word], pieces = [];
+      if (chars.length > s.max_input_chars_per_word) return [this.vocab.get(s.unk_token)];
+      for (let start = 0; start < chars.length;) {
+        let end = Math.min(chars.length, start + this.maxChars), id;
+        for (; end > start; end--) {
+          id = this.vocab.get((start ? s.prefix : "") + chars.slice(start, end).join(""));
+          if (id !== undefined) break;
+        }
+        if (end === start) return [this.vocab.get(s.unk_token)];
+        pieces.push(id);
+        start = end;
+      }
+      return pieces;
+    }
+    encode(text) {
+      return [...this.normalize(text).matchAll(this.words)].flatMap((m) => this.split(m[0]));
+    }
+    tokenText(id) { return this.tokens[id]; }
+  }
+
+  // SentencePiece-style Unigram (chapter 2c): "▁" for spaces, the best segmentation by Viterbi.
+  const METASPACE = "\u2581";
+  class UnigramTokenizer {
+    constructor(spec) {
+      this.pieces = spec.pieces.map((p) => p[0]);
+      this.scores = spec.pieces.map((p) => p[1]);
+      this.unk = spec.unk_id;
+      this.vocab = new Map(this.pieces.map((p, i) => [p, i]));
+      this.prefixes = new Set();
+      this.maxLen = 0;
+      for (const p of this.pieces) {
+        const cps = [...p];
+        this.maxLen = Math.max(this.maxLen, cps.length);
+        for (let k = 1; k < cps.length; k++) this.prefixes.add(cps.slice(0, k).join(""));
+      }
+      this.unkScore = Math.min(...this.scores) - 10;  // as chapter 2c, Hugging Face and SentencePiece
+      this.byteIds = new Map();
+      if (spec.byte_fallback) {
+        this.pieces.forEach((p, i) => {
+          const m = /^<0x([0-9A-F]{2})>$/.exec(p);
+          if (m) this.byteIds.set(parseInt(m[1], 16), i);
+        });
+      }
+    }
+    segment(word) {
+      const n = word.length, best = [0, ...Array(n).fill(-Infinity)], start = Array(n + 1).fill(0);
+      const ids = Array(n + 1).fill(this.unk);
+      const relax = (i, j, id, score) => {
+        if (best[i] + score > best[j]) { best[j] = best[i] + score; start[j] = i; ids[j] = id; }
+      };
+      for (let i = 0; i < n; i++) {
+        let s = "", single = false;
+        for (let j = i + 1; j <= Math.min(n, i + this.maxLen); j++) {
+          s += word[j - 1];
+          const id = this.vocab.get(s);
+          if (id === undefined && !this.prefixes.has(s)) break;  // no longer piece starts with s
+          if (id !== undefined) { single ||= j === i + 1; relax(i, j, id, this.scores[id]); }
+        }
+        if (!single) relax(i, i + 1, this.unk, this.unkScore);
+      }
+      const tokens = [];  // back from the end; a run of unknown characters becomes one token
+      let unknown = [];
+      for (let j = n; j > 0; j = start[j]) {
+        const t = word.slice(start[j], j).join("");
+        if (ids[j] === this.unk) { unknown.push(t); continue; }
+        if (unknown.length) { tokens.push(unknown.reverse().join("")); unknown = []; }
+        tokens.push(t);
+      }
+      if (unknown.length) tokens.push(unknown.reverse().join(""));
+      return tokens.reverse();
+    }
+    encode(text) {
+      if (!text) return [];
+      let s = text.replaceAll(" ", METASPACE);
+      if (!s.startsWith(METASPACE)) s = METASPACE + s;
+      const out = [];
+      for (const w of s.split(METASPACE).slice(1)) {
+        for (const t of this.segment([...(METASPACE + w)])) {
+          const id = this.vocab.get(t);
+          if (id !== undefined) { out.push(id); continue; }
+          const bytes = [...utf8.encode(t)].map((b) => this.byteIds.get(b));
+          if (this.byteIds.size && !bytes.includes(undefined)) out.push(...bytes);
+          else out.push(this.unk);
+        }
+      }
+      return out;
+    }
+    tokenText(id) { return this.pieces[id]; }
+  }
+
+  const KINDS = {
+    char: CharTokenizer, bpe: BPETokenizer, wordpiece: WordPieceTokenizer, unigram: UnigramTokenizer,
+  };
+  const tokenizerCache = new Map();
+  function loadTokenizer(url) {
+    if (!tokenizerCache.has(url)) {
+      tokenizerCache.set(url, fetchJSON(url).then((spec) => new KINDS[spec.kind](spec)));
+    }
+    return tokenizerCache.get(url);
+  }
+  const namedTokenizer = (name) => loadTokenizer(new URL(`tokenizers/${name}.json`, WEB));
+
+  // ---- Small DOM helpers -------------------------------------------------------------------------
+  function el(tag, attrs = {}, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k === "class") e.className = v; else e.setAttribute(k, v);
+    }
+    e.append(...children);
+    return e;
+  }
+  const labelled = (text, input) => el("label", {}, text + " ", input);
+
+  // ---- The tokenizer playground ------------------------------------------------------------
+  function playground(root) {
+    const names = (root.dataset.tokenizers || "gpt2").split(/\s+/).filter(Boolean);
+    const options = names.map((n) => el("option", { value: n }, n));
+    const select = el("select", { class: "llmz-tokenizer" }, ...options);
+    const input = el("textarea", { class: "llmz-text", rows: "3", spellcheck: "false" });
+    input.value = root.dataset.text || "";
+    const stats = el("div", { class: "llmz-stats", "aria-live": "polite" }, "Loading the tokenizer…");
+    const tokens = el("div", { class: "llmz-tokens" });
+    const row = el("div", { class: "llmz-row" }, labelled("Tokenizer", select));
+    root.replaceChildren(row, input, stats, tokens);
+    let serial = 0;
+    async function update() {
+      const mine = ++serial;
+      root.dataset.state = "loading";
+      try {
+        const tok = await namedTokenizer(select.value);
+        if (mine !== serial) return;  // a newer update is under way
+        const text = input.value, ids = tok.encode(text);
+        tokens.replaceChildren(...ids.map((id, i) =>
+          el("span", { class: `llmz-tok llmz-c${i % 6}`, title: `id ${id}`, "data-id": String(id) },
+             tok.tokenText(id))));
+        stats.textContent = `${ids.length} tokens, ${[...text].length} characters`;
+        root.dataset.ids = JSON.stringify(ids);
+        root.dataset.state = "ready";
+      } catch (e) {
+        if (mine !== serial) return;
+        stats.textContent = `Cannot tokenize: ${e.message}`;
+        tokens.replaceChildren();
+        root.dataset.state = "error";
+      }
+    }
+    select.addEventListener("change", update);
+    input.addEventListener("input", update);
+    update();
+  }
+
+  // ---- Generation --------------------------------------------------------------------------------
+  // mulberry32: the page's seeded generator of uniform numbers in [0, 1).
+  function mulberry32(seed) {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  function argmax(xs) {
+    let best = 0;
+    for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;  // the first of equals
+    return best;
+  }
+
+  function sample(logits, temperature, topK, rand) {
+    if (temperature === 0) return argmax(logits);
+    let cut = -Infinity;
+    if (topK > 0 && topK < logits.length) cut = Float64Array.from(logits).sort()[logits.length - topK];
+    let max = -Infinity;
+    for (const x of logits) if (x >= cut && x > max) max = x;
+    const p = Array.from(logits, (x) => (x >= cut ? Math.exp((x - max) / temperature) : 0));
+    let u = rand() * p.reduce((a, b) => a + b, 0);
+    for (let i = 0; i < p.length; i++) { u -= p[i]; if (u < 0) return i; }
+    return p.findLastIndex((x) => x > 0);  // rounding left u at the very end
+  }
+
+  let runtime = null;
+  function loadRuntime() {
+    runtime ??= new Promise((resolve, reject) => {
+      const s = el("script", { src: new URL("ort/ort.wasm.min.js", ROOT).href });
+      s.onload = () => {
+        const ort = window.ort;
+        ort.env.wasm.wasmPaths = new URL("ort/", ROOT).href;
+        ort.env.wasm.numThreads = 1;  // no SharedArrayBuffer, so no cross-origin isolation needed
+        ort.env.wasm.proxy = false;
+        resolve(ort);
+      };
+      s.onerror = () => reject(new Error("the runtime (ort/ort.wasm.min.js) could not be loaded"));
+      document.head.append(s);
+    });
+    return runtime;
+  }
+
+  const models = new Map();
+  function loadModel(name) {
+    if (!models.has(name)) {
+      const base = new URL(`${name}/`, WEB);
+      models.set(name, (async () => {
+        const [ort, config, tok] = await Promise.all([
+          loadRuntime(), fetchJSON(new URL("config.json", base)),
+          loadTokenizer(new URL("tokenizer.json", base))]);
+        const session = await ort.InferenceSession.create(new URL("model.onnx", base).href,
+                                                          { executionProviders: ["wasm"] });
+        return { ort, config, tok, session };
+      })());
+    }
+    return models.get(name);
+  }
+
+  // Let the page paint between tokens without setTimeout's 4 ms clamp.
+  const channel = new MessageChannel();
+  const waiting = [];
+  channel.port1.onmessage = () => waiting.shift()();
+  const yieldToPage = () => new Promise((r) => { waiting.push(r); channel.port2.postMessage(0); });
+
+  async function* generate(m, ids, maxTokens, temperature, topK, seed) {
+    const { ort, config, session } = m;
+    const rand = mulberry32(seed);
+    ids = ids.slice();
+    for (let step = 0; step < maxTokens; step++) {
+      const window_ = ids.slice(-config.context_length);
+      const input = new ort.Tensor("int64", BigInt64Array.from(window_, BigInt), [1, window_.length]);
+      const { logits } = await session.run({ input_ids: input });
+      const V = config.vocab_size;
+      const next = sample(logits.data.subarray((window_.length - 1) * V), temperature, topK, rand);
+      ids.push(next);
+      yield next;
+      if (next === config.eos_id) return;
+    }
+  }
+
+  function generator(root) {
+    const num = (value, attrs) => el("input", { type: "number", value: String(value), ...attrs });
+    const prompt = el("textarea", { class: "llmz-prompt", rows: "2", spellcheck: "false" });
+    prompt.value = root.dataset.prompt || "";
+    const temperature = num(0.8, { class: "llmz-temperature", min: "0", max: "2", step: "0.1" });
+    const topK = num(40, { class: "llmz-top-k", min: "0", step: "1" });
+    const seed = num(0, { class: "llmz-seed", min: "0", step: "1" });
+    const maxTokens = num(200, { class: "llmz-max-tokens", min: "1", max: "1000", step: "1" });
+    const button = el("button", { class: "llmz-run", type: "button", disabled: "" }, "Generate");
+    const status = el("div", { class: "llmz-status", "aria-live": "polite" });
+    const output = el("pre", { class: "llmz-output" });
+    root.replaceChildren(prompt,
+      el("div", { class: "llmz-row" }, labelled("temperature", temperature),
+         labelled("top-k (0: all)", topK), labelled("seed", seed), labelled("tokens", maxTokens), button),
+      status, output);
+    const say = (state, text) => { root.dataset.state = state; status.textContent = text; };
+
+    if (typeof WebAssembly !== "object") {
+      say("unsupported", "This widget runs the model with WebAssembly, which this browser does "
+                         + "not offer. The chapter reads the same without it.");
+      return;
+    }
+    say("loading", "Loading the model and the WebAssembly runtime (about 18 MB, once)…");
+    let model = null, running = false;
+    // Load when the widget comes into view, not with every visit to the page.
+    const seen = new IntersectionObserver((entries) => {
+      if (!entries.some((e) => e.isIntersecting)) return;
+      seen.disconnect();
+      loadModel(root.dataset.model).then((m) => {
+        model = m;
+        button.disabled = false;
+        say("ready", `Ready: a ${m.config.model.n_layers}-layer GPT, ${m.config.vocab_size} tokens, `
+                     + `context ${m.config.context_length}.`);
+      }, (e) => say("error", `The model could not be loaded: ${e.message}`));
+    });
+    seen.observe(root);
+
+    button.addEventListener("click", async () => {
+      if (running) { running = false; return; }  // the button is "Stop" while running
+      let ids;
+      try {
+        ids = model.tok.encode(prompt.value);
+      } catch (e) {
+        say("error", `Cannot encode the prompt: ${e.message}`);
+        return;
+      }
+      if (!ids.length) { say("error", "Type a prompt first."); return; }
+      const t = Number(temperature.value), k = Math.floor(Number(topK.value));
+      const s = Math.floor(Number(seed.value)), n = Math.floor(Number(maxTokens.value));
+      if (!(t >= 0) || !(k >= 0) || !(s >= 0) || !(n >= 1)) {
+        say("error", "Temperature, top-k and seed must be 0 or more, and tokens at least 1.");
+        return;
+      }
+      running = true;
+      button.textContent = "Stop";
+      say("running", "Generating…");
+      output.replaceChildren(el("span", { class: "llmz-prompt-text" }, prompt.value));
+      const decode = model.tok.decoder(), out = [];
+      const start = performance.now();
+      try {
+        for await (const id of generate(model, ids, n, t, k, s)) {
+          out.push(id);
+          output.append(decode(id));
+          if (!running) break;
+          await yieldToPage();
+        }
+        const seconds = (performance.now() - start) / 1000;
+        root.dataset.ids = JSON.stringify(out);
+        root.dataset.tokensPerSecond = (out.length / seconds).toFixed(1);
+        const rate = (out.length / seconds).toFixed(0);
+        say("done", `${out.length} tokens in ${seconds.toFixed(2)} s (${rate} tokens/s).`);
+      } catch (e) {
+        say("error", `Generation failed: ${e.message}`);
+      } finally {
+        running = false;
+        button.textContent = "Generate";
+      }
+    });
+  }
+
+  // For the site test and for curious readers at the console.
+  window.llmZero = { namedTokenizer, loadModel, mulberry32, sample };
+
+  const start = () => {
+    document.querySelectorAll(".llmz-playground").forEach(playground);
+    document.querySelectorAll(".llmz-generate").forEach(generator);
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

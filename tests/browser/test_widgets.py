@@ -1,0 +1,228 @@
+"""Chapter 9's widgets in a real headless Chromium that can reach no host but the local site.
+
+The tokenizer playground must give the Python tokenizers' ids, the generation widget PyTorch's
+greedy tokens, and both must work from the site's own files alone.
+"""
+import json
+import time
+
+import pytest
+import tiktoken
+import torch
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from llm_zero.data import load_text
+from llm_zero.model.generation import generate
+from llm_zero.tokenizer.bpe import BPETokenizer
+from llm_zero.tokenizer.unigram import UnigramTokenizer
+from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
+from llm_zero.train.engine import load_model_from_checkpoint
+from llm_zero.train.web_export import tokenizer_for_web
+
+from .conftest import ROOT, SCREENSHOTS, SITE, start_chromium
+from .test_site import load, own_errors
+
+PAGE = "nbs/09_in_the_browser.html"
+MODEL = ROOT / "experiments" / "python-docs-char"
+INPUTS = [
+    "Hello, world!",
+    "naïve café ☕ — 東京 🚀🚀 Ελληνικά",
+    "  two  spaces\t\ttabs\n\n\nnewlines   ",
+    "trailing whitespace \n",
+    "it's 1,234.5 o'clock, they'll say; I'M",
+    "x<|endoftext|>y<|endoftext|>",
+    " \u00a0\u0085\ufeff\u3000\u2028 odd spaces ",
+    "e\u0301 combining; family 👩\u200d👩\u200d👧",
+    "",
+    "def f(x):\n    return {'a': [1, 2]}  # done",
+    "Crème BRÛLÉE, ΣΊΣΥΦΟΣ; 北京欢迎你!! unknown\u00ad\x07 ##hash [UNK] ▁meta ",
+]
+
+
+@pytest.fixture(scope="module")
+def offline_browser():
+    "Chromium whose every host name but the loopback address fails to resolve: the network is gone."
+    drv = start_chromium("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+    yield drv
+    drv.quit()
+
+
+@pytest.fixture(scope="module")
+def page(offline_browser, site_url):
+    entries = load(offline_browser, f"{site_url}/{PAGE}")
+    yield offline_browser
+    errors = own_errors(entries + offline_browser.get_log("browser"), site_url)
+    assert not errors, f"JavaScript errors on chapter 9: {errors}"
+
+
+@pytest.fixture(scope="module")
+def char_model():
+    return load_model_from_checkpoint(MODEL)
+
+
+def wait_state(browser, element, states, timeout=60):
+    WebDriverWait(browser, timeout).until(lambda b: element.get_attribute("data-state") in states)
+    return element.get_attribute("data-state")
+
+
+def set_value(browser, element, value, event):
+    "Set a form field as typing would, firing `event` (input or change)."
+    browser.execute_script("arguments[0].value = arguments[1];"
+                           "arguments[0].dispatchEvent(new Event(arguments[2]));", element, value, event)
+
+
+def page_ids(browser, widget, tokenizer: str, text: str) -> tuple[str, list[int] | None]:
+    "The playground's state and ids for `text` with `tokenizer`."
+    set_value(browser, widget.find_element(By.CSS_SELECTOR, "select"), tokenizer, "change")
+    set_value(browser, widget.find_element(By.CSS_SELECTOR, "textarea"), text, "input")
+    state = wait_state(browser, widget, ("ready", "error"))
+    return state, (json.loads(widget.get_attribute("data-ids")) if state == "ready" else None)
+
+
+def python_tokenizers(char_model):
+    "The playground's tokenizers in Python, trained as chapter 9 trains them, checked against the site's files."
+    verdict = load_text("the-verdict")
+    bpe = BPETokenizer.train(verdict, 1000, special_tokens=["<|endoftext|>"])
+    wordpiece = WordPieceTokenizer.train(verdict, vocab_size=1000)
+    unigram = UnigramTokenizer.train(verdict.splitlines(), 1000)
+    for name, tok in [("verdict-bpe", bpe), ("verdict-wordpiece", wordpiece), ("verdict-unigram", unigram)]:
+        assert json.loads((SITE / "web" / "tokenizers" / f"{name}.json").read_text()) == tokenizer_for_web(tok), name
+    gpt2 = tiktoken.get_encoding("gpt2")
+    return {"gpt2": lambda s: gpt2.encode(s, allowed_special="all"),
+            "verdict-bpe": lambda s: bpe.encode(s, allowed_special="all"),
+            "verdict-wordpiece": wordpiece.encode,
+            "verdict-unigram": unigram.encode,
+            "python-docs-char": char_model[1].encode}
+
+
+def test_playground_ids_equal_python(page, char_model):
+    widget = page.find_element(By.CSS_SELECTOR, ".llmz-playground")
+    wait_state(page, widget, ("ready",))
+    checked = 0
+    for name, encode in python_tokenizers(char_model).items():
+        for text in INPUTS:
+            try: expected = encode(text)
+            except ValueError:  # a character the char model never saw: the page must refuse it too
+                expected = None
+            state, ids = page_ids(page, widget, name, text)
+            assert ids == expected, (name, text, state)
+            checked += expected is not None
+        if name == "gpt2":
+            stats = widget.find_element(By.CSS_SELECTOR, ".llmz-stats").text
+            assert stats == f"{len(expected)} tokens, {len(INPUTS[-1])} characters", stats
+    assert checked >= 4 * len(INPUTS) + 3, "too few inputs reached the character tokenizer"
+    page_ids(page, widget, "gpt2", "The quick brown fox can't jump 1,234 times. Ça marche 🙂 <|endoftext|>")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.execute_script("arguments[0].scrollIntoView()", widget)
+    widget.screenshot(str(SCREENSHOTS / "09_tokenizer_playground.png"))
+
+
+def run_widget(browser, widget, prompt, temperature, top_k, seed, tokens) -> list[int]:
+    for cls, value in [("llmz-temperature", temperature), ("llmz-top-k", top_k), ("llmz-seed", seed),
+                       ("llmz-max-tokens", tokens)]:
+        set_value(browser, widget.find_element(By.CLASS_NAME, cls), str(value), "input")
+    set_value(browser, widget.find_element(By.CLASS_NAME, "llmz-prompt"), prompt, "input")
+    widget.find_element(By.CLASS_NAME, "llmz-run").click()
+    assert wait_state(browser, widget, ("done", "error"), timeout=120) == "done", \
+        widget.find_element(By.CLASS_NAME, "llmz-status").text
+    return json.loads(widget.get_attribute("data-ids"))
+
+
+@pytest.fixture(scope="module")
+def generator_widget(page):
+    widget = page.find_element(By.CSS_SELECTOR, ".llmz-generate")
+    page.execute_script("arguments[0].scrollIntoView()", widget)  # it loads the model when seen
+    assert wait_state(page, widget, ("ready", "error"), timeout=120) == "ready", \
+        widget.find_element(By.CLASS_NAME, "llmz-status").text
+    return widget
+
+
+def test_greedy_generation_equals_pytorch_and_is_fast(page, generator_widget, char_model):
+    model, tok, _ = char_model
+    prompt, n = "The for statement", 200
+    got = run_widget(page, generator_widget, prompt, 0, 40, 0, n)
+    ids = torch.tensor([tok.encode(prompt)])
+    expected = generate(model, ids, n, model.cfg["context_length"])[0, ids.shape[1]:].tolist()
+    assert got == expected
+    text = generator_widget.find_element(By.CLASS_NAME, "llmz-output").text
+    assert text == prompt + tok.decode(expected)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    generator_widget.screenshot(str(SCREENSHOTS / "09_generation.png"))
+    speed = float(generator_widget.get_attribute("data-tokens-per-second"))
+    print(f"generation in headless Chromium: {speed:.1f} tokens/s ({n} tokens, greedy, full recomputation)")
+    assert speed >= 50, f"{speed} tokens/s"
+
+
+def mulberry32(seed: int):
+    "The page's generator, in Python."
+    a = seed & 0xFFFFFFFF
+    def imul(x, y): return (x * y) & 0xFFFFFFFF
+    def rand():
+        nonlocal a
+        a = (a + 0x6D2B79F5) & 0xFFFFFFFF
+        t = imul(a ^ (a >> 15), 1 | a)
+        t = ((t + imul(t ^ (t >> 7), 61 | t)) & 0xFFFFFFFF) ^ t
+        return ((t ^ (t >> 14)) & 0xFFFFFFFF) / 4294967296
+    return rand
+
+
+def page_sampling(model, ids, n, temperature, top_k, seed) -> list[int]:
+    "The page's sampling rule (chapter 9, section 9.5) on PyTorch's logits, in float64 like JavaScript."
+    rand, ids, out = mulberry32(seed), list(ids), []
+    for _ in range(n):
+        with torch.no_grad():
+            logits = model(torch.tensor([ids[-model.cfg["context_length"]:]]))[0, -1].double()
+        cut = logits.sort().values[-top_k]
+        p = torch.where(logits >= cut, torch.exp((logits - logits.max()) / temperature), 0.0)
+        u, nxt = rand() * p.sum().item(), None
+        for i, pi in enumerate(p.tolist()):
+            u -= pi
+            if u < 0: nxt = i; break
+        ids.append(nxt); out.append(nxt)
+    return out
+
+
+def test_seeded_sampling_is_the_pages_rule(page, generator_widget, char_model):
+    model, tok, _ = char_model
+    prompt = "Built-in Functions\n"
+    first = run_widget(page, generator_widget, prompt, 0.8, 40, 7, 60)
+    assert run_widget(page, generator_widget, prompt, 0.8, 40, 7, 60) == first  # same seed, same text
+    assert run_widget(page, generator_widget, prompt, 0.8, 40, 8, 60) != first
+    assert first == page_sampling(model, tok.encode(prompt), 60, 0.8, 40, 7)
+
+
+def test_everything_comes_from_the_site(page, site_url):
+    urls = page.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert any(u.endswith("/ort/ort-wasm-simd-threaded.wasm") for u in urls), urls
+    assert any(u.endswith("/web/python-docs-char/model.onnx") for u in urls), urls
+    assert all(u.startswith(site_url) for u in urls), [u for u in urls if not u.startswith(site_url)]
+
+
+def test_without_webassembly_the_chapter_still_reads(site_url):
+    drv = start_chromium()
+    try:
+        drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.WebAssembly;"})
+        entries = load(drv, f"{site_url}/{PAGE}")
+        widget = drv.find_element(By.CSS_SELECTOR, ".llmz-generate")
+        assert wait_state(drv, widget, ("unsupported",)) == "unsupported"
+        assert "WebAssembly" in widget.find_element(By.CLASS_NAME, "llmz-status").text
+        assert "9.1 The model as an ONNX graph" in drv.find_element(By.TAG_NAME, "article").text
+        playground = drv.find_element(By.CSS_SELECTOR, ".llmz-playground")
+        assert page_ids(drv, playground, "gpt2", "Hello, world!")[1] == [15496, 11, 995, 0]
+        assert not own_errors(entries + drv.get_log("browser"), site_url)
+    finally:
+        drv.quit()
+
+
+def test_while_loading_the_widget_says_so(site_url):
+    drv = start_chromium("--window-size=1280,400")  # the widget starts off screen, so it waits
+    try:
+        load(drv, f"{site_url}/{PAGE}")
+        widget = drv.find_element(By.CSS_SELECTOR, ".llmz-generate")
+        time.sleep(1)
+        assert widget.get_attribute("data-state") == "loading"
+        assert "Loading" in widget.find_element(By.CLASS_NAME, "llmz-status").text
+        assert not widget.find_element(By.CLASS_NAME, "llmz-run").is_enabled()
+    finally:
+        drv.quit()

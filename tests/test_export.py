@@ -1,0 +1,157 @@
+"""`llm-zero export`: the ONNX graph against PyTorch in onnxruntime, and the tokenizers the page reads."""
+import json
+from pathlib import Path
+
+import pytest
+import tiktoken
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llm_zero.cli import main
+from llm_zero.data.corpora import load_text, sha256_file
+from llm_zero.model.generation import generate
+from llm_zero.model.llama import Llama3Model, Qwen3Model
+from llm_zero.tokenizer.bpe import BPETokenizer
+from llm_zero.tokenizer.unigram import UnigramTokenizer
+from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
+from llm_zero.train.checkpoint import save_checkpoint
+from llm_zero.train.engine import build_model, load_model_from_checkpoint
+from llm_zero.train.tokenizers import CorpusBPETokenizer
+from llm_zero.train.web_export import (OnnxLM, WebExportError, bpe_for_web, export_onnx, gpt2_bpe,
+                                      tokenizer_for_web)
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "experiments" / "python-docs-char"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("web") / "char"
+    assert main(["export", "--checkpoint", str(MODEL), "--format", "onnx", "--out", str(out)]) == 0
+    return out
+
+
+def test_committed_model_matches_its_hashes():
+    lines = (MODEL / "SHA256SUMS").read_text().splitlines()
+    assert {line.split()[1] for line in lines} == {"model.safetensors", "meta.json", "tokenizer.json"}
+    for line in lines:
+        digest, name = line.split()
+        assert sha256_file(MODEL / name) == digest, name
+
+
+def test_export_writes_graph_tokenizer_and_config(exported):
+    cfg = json.loads((exported / "config.json").read_text())
+    model, tok, meta = load_model_from_checkpoint(MODEL)
+    assert (cfg["context_length"], cfg["vocab_size"], cfg["step"]) == (64, tok.vocab_size, meta["step"])
+    assert cfg["max_logit_diff"] < 1e-4
+    for name, digest in cfg["sha256"].items():
+        assert sha256_file(exported / name) == digest
+    assert json.loads((exported / "tokenizer.json").read_text()) == {"kind": "char", "chars": tok.chars}
+
+
+def real_prompts(n: int, length: int) -> list[str]:
+    "Passages of the model's own corpus (Python's documentation), spread through it."
+    text = load_text()
+    return [text[i:i + length] for i in range(1000, len(text), len(text) // n)][:n]
+
+
+def test_onnx_logits_match_pytorch_on_real_prompts(exported):
+    model, tok, _ = load_model_from_checkpoint(MODEL)
+    lm = OnnxLM(exported / "model.onnx", 64)
+    for length in (1, 7, 64):
+        for prompt in real_prompts(5, length):
+            ids = torch.tensor([tok.encode(prompt)])
+            with torch.no_grad(): expected = model(ids)
+            got = lm(ids)
+            assert got.shape == expected.shape
+            assert (got - expected).abs().max() < 1e-4, prompt
+
+
+def test_onnx_greedy_generation_equals_pytorch(exported):
+    model, tok, _ = load_model_from_checkpoint(MODEL)
+    lm = OnnxLM(exported / "model.onnx", 64)
+    for prompt in real_prompts(4, 20):
+        ids = tok.encode(prompt)
+        expected = generate(model, torch.tensor([ids]), 120, 64)[0].tolist()
+        assert lm.generate_greedy(ids, 120) == expected
+
+
+def test_bpe_run_exports_ranks_that_reproduce_its_ids(tmp_path):
+    text = load_text("the-verdict")
+    tok = CorpusBPETokenizer.train(text, 300)
+    model = build_model({"vocab_size": tok.vocab_size, "context_length": 16, "emb_dim": 32, "n_heads": 2,
+                         "n_layers": 1, "drop_rate": 0.0, "qkv_bias": True})
+    save_checkpoint(tmp_path / "ck", model, meta={"model": model.cfg, "step": 0}, tokenizer=tok)
+    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "web")]) == 0
+    web = json.loads((tmp_path / "web" / "tokenizer.json").read_text())
+    (tmp_path / "ranks.tiktoken").write_text(web["ranks"])
+    back = BPETokenizer.from_tiktoken(tmp_path / "ranks.tiktoken", "gpt2", web["special_tokens"])
+    sample = text[:2000] + "<|endoftext|>" + text[-500:]
+    assert back.encode(sample, allowed_special="all") == tok.encode(sample)
+    assert json.loads((tmp_path / "web" / "config.json").read_text())["eos_id"] == tok.eos_id == 299
+
+
+@pytest.fixture(scope="module")
+def gpt2_from_page_ranks(tmp_path_factory):
+    "GPT-2 rebuilt from nothing but the ranks and special tokens written for the page."
+    web = tokenizer_for_web(gpt2_bpe())
+    path = tmp_path_factory.mktemp("gpt2") / "gpt2.tiktoken"
+    path.write_text(web["ranks"])
+    return BPETokenizer.from_tiktoken(path, "gpt2", web["special_tokens"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+def test_gpt2_ranks_for_the_page_give_tiktokens_ids(gpt2_from_page_ranks, text):
+    enc = tiktoken.get_encoding("gpt2")
+    assert gpt2_from_page_ranks.encode(text, allowed_special="all") == enc.encode(text, allowed_special="all")
+
+
+def test_bad_input_is_named(tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(MODEL), "--format", "tflite", "--out", str(tmp_path / "o")]) == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+    cl100k_like = BPETokenizer(gpt2_bpe().ranks, "cl100k")
+    with pytest.raises(WebExportError, match="GPT-2's pattern"):
+        bpe_for_web(cl100k_like)
+    with pytest.raises(WebExportError, match="kind 'wordpiece'"):
+        tokenizer_for_web(type("T", (), {"kind": "wordpiece"})())
+
+
+def test_wordpiece_and_unigram_exports_rebuild_the_same_tokenizers():
+    text = load_text("the-verdict")
+    wp = WordPieceTokenizer.train(text, vocab_size=500, lowercase=False)
+    spec = json.loads(json.dumps(tokenizer_for_web(wp)))
+    again = WordPieceTokenizer(spec["vocab"], lowercase=spec["lowercase"], strip_accents=spec["strip_accents"],
+                               handle_chinese_chars=spec["handle_chinese_chars"], unk_token=spec["unk_token"],
+                               prefix=spec["prefix"], max_input_chars_per_word=spec["max_input_chars_per_word"])
+    sample = text[:3000] + " Crème brûlée 東京"
+    assert again.encode(sample) == wp.encode(sample)
+    uni = UnigramTokenizer.train(text.splitlines(), 400, byte_fallback=True)
+    spec = json.loads(json.dumps(tokenizer_for_web(uni)))
+    again = UnigramTokenizer([tuple(p) for p in spec["pieces"]], spec["unk_id"], spec["byte_fallback"])
+    assert again.encode(sample) == uni.encode(sample)
+
+
+@pytest.mark.parametrize("family", [Llama3Model, Qwen3Model])
+def test_llama_and_qwen_graphs_match_pytorch(tmp_path, family):
+    torch.manual_seed(0)
+    model = family({"vocab_size": 97, "context_length": 32, "emb_dim": 64, "n_heads": 4, "n_layers": 2,
+                    "hidden_dim": 128, "n_kv_groups": 2, "rope_base": 10000.0, "impl": "fast"}).eval()
+    lm = OnnxLM(export_onnx(model, tmp_path / "model.onnx"), 32)
+    for length in (1, 9, 32):
+        ids = torch.randint(0, 97, (1, length))
+        with torch.no_grad(): expected = model(ids)
+        assert (lm(ids) - expected).abs().max() < 1e-4
+    prompt = [5, 17, 3]
+    assert lm.generate_greedy(prompt, 40) == generate(model, torch.tensor([prompt]), 40, 32)[0].tolist()
