@@ -241,7 +241,8 @@ def finetune_instruct(cfg: dict, out=None, progress: bool = True) -> dict:
               "val_loss": calc_loss_loader(val_loader, model, "cpu") if len(val_loader) else None,
               "elapsed_s": time.time() - start}
     _write_json(run_dir / "scores.json", scores)
-    meta = {"task": "instruct", "model": config_of(model), "prompt_format": "alpaca", "val_loss": scores["val_loss"]}
+    meta = {"task": "instruct", "model": config_of(model), "prompt_format": "alpaca",
+            "val_loss": scores["val_loss"]}
     scores["checkpoint"] = str(CheckpointManager(run_dir / "checkpoints").save(max(len(tl), 1), model, meta=meta, tokenizer=tok))
     return scores
 

@@ -142,16 +142,18 @@ class Qwen3Model(Llama3Model):
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #00d92014
 MODEL_ARCHS = {"gpt2": GPTModel, "llama3": Llama3Model, "qwen3": Qwen3Model}
-_GPT2_ONLY = {"drop_rate": 0.0, "qkv_bias": False}  # at these values they describe Llama and Qwen too
+# GPT-2's own keys; at these values they describe Llama and Qwen too.
+_GPT2_ONLY = {"drop_rate": 0.0, "qkv_bias": False}
 
 def arch_config(cfg: Mapping) -> dict:
-    "A checked copy of `cfg` for the model `cfg['arch']` names (default `'gpt2'`); `None` values are dropped."
+    "A checked copy of `cfg` for the model `cfg['arch']` names (default `'gpt2'`), `None`s dropped."
     if not isinstance(cfg, Mapping):
         raise TypeError(f"A model config must be a dict, got {type(cfg).__name__}.")
     cfg = {k: v for k, v in cfg.items() if v is not None}
     arch = cfg.pop("arch", "gpt2")
     if arch not in MODEL_ARCHS:
-        raise ValueError(f"Unknown model arch {arch!r}; choose one of {', '.join(map(repr, MODEL_ARCHS))}.")
+        raise ValueError(f"Unknown model arch {arch!r}; "
+                         f"choose one of {', '.join(map(repr, MODEL_ARCHS))}.")
     if arch == "gpt2":
         return {"arch": arch, **validate_config(cfg)}
     for key, neutral in _GPT2_ONLY.items():
@@ -162,7 +164,7 @@ def arch_config(cfg: Mapping) -> dict:
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #f18754e6
 def build_model(cfg: Mapping) -> nn.Module:
-    "The model `cfg['arch']` names (default `'gpt2'`), built from the rest of `cfg` (see `arch_config`)."
+    "The model `cfg['arch']` names (default `'gpt2'`), built from the rest of `cfg`."
     cfg = arch_config(cfg)
     return MODEL_ARCHS[cfg.pop("arch")](cfg)
 
@@ -171,7 +173,7 @@ def config_of(model: nn.Module) -> dict:
     "The JSON-ready config of `model`, with its `arch`, from which `build_model` rebuilds it."
     arch = next((name for name, cls in MODEL_ARCHS.items() if type(model) is cls), None)
     if arch is None:
-        raise TypeError(f"config_of needs one of {', '.join(c.__name__ for c in MODEL_ARCHS.values())}, "
-                        f"got {type(model).__name__}.")
+        names = ", ".join(c.__name__ for c in MODEL_ARCHS.values())
+        raise TypeError(f"config_of needs one of {names}, got {type(model).__name__}.")
     return {"arch": arch, **{k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v
                              for k, v in model.cfg.items()}}

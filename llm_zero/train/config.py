@@ -151,7 +151,8 @@ def _check_ranges(c: Config):
         sec, name = key.split(".")
         v = getattr(getattr(c, sec), name)
         need(v in allowed, key, f"must be one of {', '.join(map(repr, allowed))}, got {v!r}")
-    try: arch_config({**dataclasses.asdict(m), "vocab_size": m.vocab_size or 1})  # None: the tokenizer's
+    # vocab_size None is the tokenizer's size, known later.
+    try: arch_config({**dataclasses.asdict(m), "vocab_size": m.vocab_size or 1})
     except (TypeError, ValueError) as e: raise ConfigError(f"model section: {e}") from None
     for key, v in [("train.max_steps", t.max_steps), ("train.batch_size", t.batch_size),
                    ("train.grad_accum", t.grad_accum), ("train.threads", t.threads or 1), ("run.log_interval", r.log_interval),

@@ -48,7 +48,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 # %% ../../nbs/05g_engine.ipynb #02f54565
 def build_model(model_cfg: dict) -> torch.nn.Module:
-    "The model of a config's `model` section: `GPTModel`, `Llama3Model` or `Qwen3Model` by `arch`."
+    "The model of a config's `model` section: `GPTModel`, `Llama3Model` or `Qwen3Model`."
     if model_cfg.get("vocab_size") is None:
         raise ConfigError("model.vocab_size is not set; it is filled in from the tokenizer when a run starts.")
     return build_arch_model(model_cfg)
