@@ -35,7 +35,7 @@ def cmd_train(args) -> int:
     print(f"{'Stopped' if s['interrupted'] else 'Finished'} at step {s['step']} in {s['elapsed_s']:.0f} s; "
           f"validation loss {s['val_loss'] if s['val_loss'] is None else round(s['val_loss'], 4)}; "
           f"checkpoint {s['checkpoint']}")
-    return 0
+    return 128 + s["signal"] if s["signal"] else 0  # 130 after Ctrl-C, 143 after SIGTERM: saved, not finished
 
 # %% ../nbs/05h_cli.ipynb #0d881d8c
 def cmd_generate(args) -> int:

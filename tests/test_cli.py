@@ -81,7 +81,9 @@ def test_resume_with_the_same_out_continues(run):
 def test_generate_streams(run):
     d, _ = run
     p = subprocess.Popen([LLM_ZERO, "generate", "--checkpoint", d / "run", "--prompt", "I had ", "--max-tokens", "400",
-                          "--temperature", "1.0", "--top-p", "0.9"], env=ENV, stdout=subprocess.PIPE, text=True)
+                          "--temperature", "1.0", "--top-p", "0.9",
+                          # top-k: a char model 20 steps old may still sample <|endoftext|> and stop early
+                          "--top-k", "10"], env=ENV, stdout=subprocess.PIPE, text=True)
     first = p.stdout.read(12)   # arrives before the process is done: the text is streamed
     still_running = p.poll() is None
     rest = p.stdout.read()
@@ -147,5 +149,6 @@ def test_bad_sampling_settings_and_foreign_text(run):
     assert r.returncode == 2 and "argument --top-p: must be in (0, 1], got 0" in r.stderr and "Traceback" not in r.stderr
     r = main("generate", "--checkpoint", d / "run", "--prompt", "I had", "--temperature", -1, ok=False)
     assert r.returncode == 2 and "argument --temperature: must be in [0, inf], got -1" in r.stderr
-    r = main("generate", "--checkpoint", d / "run", "--prompt", "日本", ok=False)
-    assert r.returncode == 2 and "Character '日'" in r.stderr
+    # Characters the corpus never had are the tokenizer's <|unk|>, not an error (05c_run_tokenizers).
+    r = main("generate", "--checkpoint", d / "run", "--prompt", "日本", "--max-tokens", 5, "--temperature", 0)
+    assert r.stdout.startswith("日本") and len(r.stdout) > len("日本\n")

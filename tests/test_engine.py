@@ -66,6 +66,7 @@ def test_pretraining_configs_are_valid():
 def test_bad_values_name_the_key():
     for d, msg in [({"model": {"n_heads": 0}}, "model section: GPT config key 'n_heads' must be a positive integer"),
                    ({"model": {"drop_rate": 1.0}}, "model section: GPT config key 'drop_rate' must be a number in [0, 1)"),
+                   ({"optimizer": {"lr": "inf"}}, "optimizer.lr must be a finite number"),
                    ({"data": {"val_fraction": 0}}, "data.val_fraction"),
                    ({"schedule": {"min_lr": 1.0}}, "schedule.min_lr must be between 0 and optimizer.lr"),
                    ({"run": {"sample_top_p": 0}}, "run.sample_top_p must be in (0, 1]"),

@@ -172,3 +172,26 @@ def test_tiny_base_model_is_pretrained_and_cached(tok):
         trained_loss = lm_loss(ids[:, :-1], ids[:, 1:], a, "cpu").item()
         untrained_loss = lm_loss(ids[:, :-1], ids[:, 1:], untrained, "cpu").item()
     assert trained_loss < untrained_loss - 2, (trained_loss, untrained_loss)  # ln(50257) = 10.8 for a uniform guess
+
+
+def test_tiny_base_pretraining_on_the_engine_loop_equals_a_plain_loop():
+    "`_pretrain_tiny` runs on the shared TrainingLoop; it must give the weights of the plain loop it replaced."
+    import tiktoken
+    from llm_zero.data.corpora import load_text
+    from llm_zero.finetune.classify import TINY_GPT_CONFIG, _pretrain_tiny
+    from llm_zero.model.gpt import GPTModel
+    from llm_zero.train.pretrain import calc_loss_batch as lm_loss_batch
+    torch.set_num_threads(1)
+    cfg = {**TINY_GPT_CONFIG, "n_layers": 1}
+    ids = torch.tensor(tiktoken.get_encoding("gpt2").encode(load_text()))
+    g = torch.Generator().manual_seed(7)
+    torch.manual_seed(7)
+    ref = GPTModel(cfg)
+    opt = torch.optim.AdamW(ref.parameters(), lr=3e-3, weight_decay=0.1)
+    for _ in range(3):
+        starts = torch.randint(0, len(ids) - 17, (4,), generator=g)
+        x = torch.stack([ids[s:s + 16] for s in starts])
+        y = torch.stack([ids[s + 1:s + 17] for s in starts])
+        opt.zero_grad(); lm_loss_batch(x, y, ref, "cpu").backward(); opt.step()
+    got = _pretrain_tiny(cfg, 3, 4, 16, 3e-3, 7).state_dict()
+    assert all(torch.equal(v, got[k]) for k, v in ref.state_dict().items())

@@ -6,11 +6,11 @@ import json
 import pytest
 
 from llm_zero.finetune.classify import classify_review
-from llm_zero.finetune.cli import (CLASSIFY_DEFAULTS, INSTRUCT_DEFAULTS, add_finetune_commands, load_classifier,
-                                   load_finetune_config, load_language_model)
+from llm_zero.finetune.cli import (ClassifyConfig, InstructConfig, add_finetune_commands, load_classifier,
+                                   load_language_model)
 from llm_zero.finetune.lora import LinearWithLoRA
 from llm_zero.train.checkpoint import CheckpointError
-from llm_zero.train.config import ConfigError
+from llm_zero.train.config import ConfigError, load_config
 
 
 
@@ -84,15 +84,23 @@ def test_checkpoints_of_the_wrong_kind_are_refused(runs, parser):
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="Unknown key lora.rnak; valid keys in lora: rank, alpha"):
-        load_finetune_config(None, ["lora.rnak=4"])
+    with pytest.raises(ConfigError, match="Unknown key lora.rnak; valid keys of 'lora': rank, alpha"):
+        load_config(None, ["lora.rnak=4"], ClassifyConfig)
     with pytest.raises(ConfigError, match="Unknown config section 'generate'"):
-        load_finetune_config(None, ["generate.max_new_tokens=3"], CLASSIFY_DEFAULTS)
-    with pytest.raises(ConfigError, match="lora.rank must be a positive integer"): load_finetune_config(None, ["lora.rank=-1"])
-    with pytest.raises(ConfigError, match="does not exist"): load_finetune_config(tmp_path / "nope.yaml")
+        load_config(None, ["generate.max_new_tokens=3"], ClassifyConfig)
+    with pytest.raises(ConfigError, match="lora.rank must be a positive integer"):
+        load_config(None, ["lora.rank=-1"], ClassifyConfig)
+    with pytest.raises(ConfigError, match="does not exist"): load_config(tmp_path / "nope.yaml", (), ClassifyConfig)
     (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
-    with pytest.raises(ConfigError, match="not valid YAML"): load_finetune_config(tmp_path / "bad.yaml")
-    assert load_finetune_config("configs/finetune_instruct.yaml", ["train.lr=2e-4"], INSTRUCT_DEFAULTS)["train"]["lr"] == 2e-4
+    with pytest.raises(ConfigError, match="not valid YAML"): load_config(tmp_path / "bad.yaml", (), ClassifyConfig)
+    assert load_config("configs/finetune_instruct.yaml", ["train.lr=2e-4"], InstructConfig).train.lr == 2e-4
+
+
+def test_finetune_configs_round_trip():
+    from llm_zero.train.config import config_from_dict, config_to_dict
+    for name, cls in [("classify", ClassifyConfig), ("instruct", InstructConfig)]:
+        c = load_config(f"configs/finetune_{name}.yaml", (), cls)
+        assert config_from_dict(config_to_dict(c), cls) == c and c.train.device == "auto"
 
 
 def test_generator_refuses_a_classifier_checkpoint(runs):

@@ -12,17 +12,18 @@ from pathlib import Path
 
 import torch
 
-from llm_zero.finetune.cli import CLASSIFY_DEFAULTS, INSTRUCT_DEFAULTS, finetune_classify, finetune_instruct, load_finetune_config
+from llm_zero.finetune.cli import ClassifyConfig, InstructConfig, finetune_classify, finetune_instruct
+from llm_zero.train.config import load_config
 
 HERE = Path(__file__).resolve().parent
 RUNS = {
-    # name: (runner, defaults, overrides)
-    "classify-all-blocks": (finetune_classify, CLASSIFY_DEFAULTS, ["model.trainable_blocks=-1", "train.lr=1e-3", "train.epochs=5"]),
-    "classify-last-block": (finetune_classify, CLASSIFY_DEFAULTS, ["model.trainable_blocks=1", "train.lr=1e-3", "train.epochs=5"]),
-    "classify-lora-r8": (finetune_classify, CLASSIFY_DEFAULTS, ["lora.rank=8", "lora.alpha=16", "train.lr=5e-3", "train.epochs=5"]),
-    "instruct": (finetune_instruct, INSTRUCT_DEFAULTS, ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25",
+    # name: (runner, config class, overrides)
+    "classify-all-blocks": (finetune_classify, ClassifyConfig, ["model.trainable_blocks=-1", "train.lr=1e-3", "train.epochs=5"]),
+    "classify-last-block": (finetune_classify, ClassifyConfig, ["model.trainable_blocks=1", "train.lr=1e-3", "train.epochs=5"]),
+    "classify-lora-r8": (finetune_classify, ClassifyConfig, ["lora.rank=8", "lora.alpha=16", "train.lr=5e-3", "train.epochs=5"]),
+    "instruct": (finetune_instruct, InstructConfig, ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25",
                                                         "generate.max_new_tokens=64"]),
-    "instruct-masked": (finetune_instruct, INSTRUCT_DEFAULTS, ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25",
+    "instruct-masked": (finetune_instruct, InstructConfig, ["train.lr=1e-3", "train.epochs=2", "train.eval_freq=25",
                                                                "generate.max_new_tokens=64", "data.mask_instruction=true"]),
 }
 KEEP = {"metrics.json", "scores.json", "accuracy.png", "test-responses.json", "config.yaml"}
@@ -34,10 +35,10 @@ if __name__ == "__main__":
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     with tempfile.TemporaryDirectory() as scratch:
         for name in wanted:
-            runner, defaults, overrides = RUNS[name]
+            runner, cls, overrides = RUNS[name]
             t = time.time()
             out = Path(scratch) / name
-            r = runner(load_finetune_config(None, overrides, defaults), out, progress=False)
+            r = runner(load_config(None, overrides, cls), out, progress=False)
             r.pop("checkpoint", None)
             results[name] = {"overrides": overrides, "wall_s": round(time.time() - t, 1),
                              **{k: v for k, v in r.items() if not isinstance(v, list)}}

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..core import atomic_write
 from ..data.corpora import cache_dir, fetch, load_text
 from ..model.generation import _context_length
 
@@ -98,20 +99,26 @@ TINY_GPT_CONFIG = {"vocab_size": 50257, "context_length": 128, "emb_dim": 64, "n
                    "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}
 
 def _pretrain_tiny(cfg: dict, steps: int, batch_size: int, seq_len: int, lr: float, seed: int):
-    "Next-token pretraining of a fresh GPTModel(cfg) on the default corpus."
-    from llm_zero.model.gpt import GPTModel
-    from llm_zero.train.pretrain import calc_loss_batch as lm_loss_batch
+    "Next-token pretraining of a fresh GPTModel(cfg) on the default corpus, with the engine's loop."
+    import tempfile
     import tiktoken
+    from llm_zero.model.gpt import GPTModel
+    from llm_zero.train.checkpoint import CheckpointManager
+    from llm_zero.train.engine import MetricsLog, TrainingLoop
+    from llm_zero.train.pretrain import calc_loss_batch as lm_loss_batch
     ids = torch.tensor(tiktoken.get_encoding("gpt2").encode(load_text()))
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = GPTModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
-    for _ in tqdm(range(steps), desc="pretraining a tiny GPT", leave=False):
+    def batch(step, micro):  # random windows, drawn in step order from one generator
         starts = torch.randint(0, len(ids) - seq_len - 1, (batch_size,), generator=g)
-        x = torch.stack([ids[s:s + seq_len] for s in starts])
-        y = torch.stack([ids[s + 1:s + seq_len + 1] for s in starts])
-        opt.zero_grad(); lm_loss_batch(x, y, model, "cpu").backward(); opt.step()
+        return (torch.stack([ids[s:s + seq_len] for s in starts]),
+                torch.stack([ids[s + 1:s + seq_len + 1] for s in starts]))
+    with tempfile.TemporaryDirectory() as d:  # the loop's checkpoint and metrics; only the weights are kept
+        TrainingLoop(model, opt, batch, steps, CheckpointManager(Path(d) / "checkpoints"),
+                     loss=lambda m, x, y: lm_loss_batch(x, y, m, "cpu"), log_interval=steps,
+                     metrics=MetricsLog(Path(d)), say=lambda msg: None, progress=False).run()
     return model.eval()
 
 # %% ../../nbs/06_classification.ipynb #596cdb22
@@ -273,7 +280,8 @@ def plot_values(epochs_seen, examples_seen, train_values, val_values, label: str
     ax2.plot(examples_seen, train_values, alpha=0)  # invisible: only aligns the top axis' ticks
     ax2.set_xlabel("Examples seen")
     fig.tight_layout()
-    if path is not None: fig.savefig(path)
+    if path is not None:
+        with atomic_write(path) as tmp: fig.savefig(tmp, format=Path(path).suffix[1:] or "png")
     return fig
 
 # %% ../../nbs/06_classification.ipynb #95f67d06

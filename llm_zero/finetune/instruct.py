@@ -16,12 +16,12 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..core import LLMZeroError
+from ..core import LLMZeroError, atomic_write
 from ..data.corpora import fetch
 
 # %% auto #0
-__all__ = ['INSTRUCTION_KEYS', 'PREAMBLE', 'RESPONSE_HEADING', 'OLLAMA_URL', 'validate_instruction_records',
-           'InstructionDataError', 'load_instruction_data', 'format_input', 'split_instruction_data',
+__all__ = ['INSTRUCTION_KEYS', 'PREAMBLE', 'RESPONSE_HEADING', 'OLLAMA_URL', 'InstructionDataError',
+           'validate_instruction_records', 'load_instruction_data', 'format_input', 'split_instruction_data',
            'InstructionDataset', 'custom_collate_fn', 'check_language_model', 'extract_response', 'generate_responses',
            'save_responses', 'exact_match', 'lcs_length', 'rouge_l', 'score_responses', 'OllamaUnavailable',
            'ollama_running', 'query_model', 'generate_model_scores']
@@ -29,15 +29,18 @@ __all__ = ['INSTRUCTION_KEYS', 'PREAMBLE', 'RESPONSE_HEADING', 'OLLAMA_URL', 'va
 # %% ../../nbs/07_instruction.ipynb #597a06eb
 INSTRUCTION_KEYS = ("instruction", "input", "output")
 
+class InstructionDataError(LLMZeroError, ValueError):
+    "Instruction records that are not a list of dicts of strings; the message names the file and record."
+
 def validate_instruction_records(data, keys=INSTRUCTION_KEYS) -> list[dict]:
     "Check that `data` is a list of dicts whose `keys` hold strings; the error names the first bad record."
-    if not isinstance(data, list): raise ValueError(f"Instruction data must be a list of records, got {type(data).__name__}.")
+    if not isinstance(data, list): raise InstructionDataError(f"Instruction data must be a list of records, got {type(data).__name__}.")
     for i, entry in enumerate(data):
-        if not isinstance(entry, dict): raise ValueError(f"Record {i} must be a dict with keys {keys}, got {type(entry).__name__}.")
+        if not isinstance(entry, dict): raise InstructionDataError(f"Record {i} must be a dict with keys {keys}, got {type(entry).__name__}.")
         missing = [k for k in keys if k not in entry]
-        if missing: raise ValueError(f"Record {i} is missing key(s) {missing}; every record needs {list(keys)} (use '' for no input).")
+        if missing: raise InstructionDataError(f"Record {i} is missing key(s) {missing}; every record needs {list(keys)} (use '' for no input).")
         bad = [k for k in keys if not isinstance(entry[k], str)]
-        if bad: raise ValueError(f"Record {i}: {bad} must be strings, got {[type(entry[k]).__name__ for k in bad]}.")
+        if bad: raise InstructionDataError(f"Record {i}: {bad} must be strings, got {[type(entry[k]).__name__ for k in bad]}.")
     return data
 
 class InstructionDataError(LLMZeroError, ValueError):
@@ -46,6 +49,8 @@ class InstructionDataError(LLMZeroError, ValueError):
 def load_instruction_data(path: str | os.PathLike | None = None) -> list[dict]:
     "Validated records of an instruction JSON file (default: the book's 1,100 records, verified and cached)."
     path = Path(path) if path is not None else fetch("instruction-data")
+    if not Path(path).is_file():
+        raise InstructionDataError(f"Instruction data file {path} does not exist; give a JSON list of records.")
     try: data = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError as e: raise InstructionDataError(f"{path} is not valid JSON: {e}.") from None
     try: return validate_instruction_records(data)
@@ -142,8 +147,7 @@ def generate_responses(model: nn.Module, data: list[dict], tokenizer, max_new_to
 def save_responses(data: list[dict], path: str | os.PathLike) -> Path:
     "Write records with responses as indented JSON; returns the path."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")
+    with atomic_write(path) as tmp: tmp.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")
     return path
 
 # %% ../../nbs/07_instruction.ipynb #1f13e272

@@ -305,6 +305,7 @@ class BPETokenizer:
     def max_token_value(self) -> int: return max(self.decoder)
     @property
     def n_vocab(self) -> int: return self.max_token_value + 1
+    vocab_size = n_vocab  # the name the rest of the project uses (tiktoken's is n_vocab)
     def __repr__(self):
         return f"BPETokenizer(n_vocab={self.n_vocab:,}, {len(self.ranks):,} learned, special={sorted(self.special_tokens)})"
 

@@ -4,19 +4,22 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from fastcore.basics import patch
 
 from ..core import LLMZeroError, atomic_write
-from ..model.gpt import IMPLS, upgrade_impl_key
+from ..model.gpt import upgrade_impl_key
 from ..model.llama import arch_config
 
 # %% auto #0
 __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'Config', 'ConfigError',
-           'config_from_dict', 'config_to_dict', 'apply_overrides', 'load_config', 'save_config']
+           'check_choices', 'check_model_section', 'config_from_dict', 'config_to_dict', 'apply_overrides',
+           'load_config', 'save_config']
 
 # %% ../../nbs/05b_config.ipynb #b828bacd
 @dataclass
@@ -113,7 +116,7 @@ class Config:
 
 # %% ../../nbs/05b_config.ipynb #4f0ae111
 class ConfigError(LLMZeroError, ValueError):
-    "An invalid run configuration; the message names the key and what is allowed."
+    "An invalid configuration; the message names the key and what is allowed."
 
 def _coerce(key: str, value, annotation: str):
     "Check `value` against a field annotation such as 'int | None'; return it converted."
@@ -129,31 +132,46 @@ def _coerce(key: str, value, annotation: str):
         if isinstance(value, int) and not isinstance(value, bool): return value
         if isinstance(value, float) and value.is_integer(): return int(value)
     elif base == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
-        if isinstance(value, str):
-            try: return float(value)
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool): number = float(value)
+        elif isinstance(value, str):
+            try: number = float(value)
             except ValueError: pass
+        if number is not None:
+            if math.isfinite(number): return number
+            raise ConfigError(f"{key} must be a finite number, got {value!r}.")
     elif base == "str":
         if isinstance(value, str): return value
         if isinstance(value, (int, float)) and not isinstance(value, bool): return str(value)
     raise ConfigError(f"{key} expects {annotation}, got {value!r} ({type(value).__name__}).")
 
 # %% ../../nbs/05b_config.ipynb #eaced8f9
-_CHOICES = {"model.impl": IMPLS, "data.tokenizer": ("char", "bpe", "gpt2"),
+_CHOICES = {"data.tokenizer": ("char", "bpe", "gpt2"),
             "data.sampling": ("random", "sliding")}
 
-def _check_ranges(c: Config):
+def check_choices(c, choices: dict):
+    "Raise ConfigError unless each dotted key of `choices` has one of its allowed values in `c`."
+    for key, allowed in choices.items():
+        sec, name = key.split(".")
+        v = getattr(getattr(c, sec), name)
+        if v not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed))}, got {v!r}.")
+
+def check_model_section(model) -> dict:
+    "The model section as the book's cfg dict, checked by its model's own rules (`arch_config`)."
+    cfg = dataclasses.asdict(model)
+    try: arch_config({**cfg, "vocab_size": cfg["vocab_size"] or 1})  # None: the tokenizer's size, later
+    except (TypeError, ValueError) as e: raise ConfigError(f"model section: {e}") from None
+    return cfg
+
+@patch
+def check(c: Config):
     "Raise ConfigError for the first out-of-range value of `c`."
     def need(ok, key, rule):
         if not ok: raise ConfigError(f"{key} {rule}.")
     m, d, o, s, t, r = c.model, c.data, c.optimizer, c.schedule, c.train, c.run
-    for key, allowed in _CHOICES.items():
-        sec, name = key.split(".")
-        v = getattr(getattr(c, sec), name)
-        need(v in allowed, key, f"must be one of {', '.join(map(repr, allowed))}, got {v!r}")
-    # vocab_size None is the tokenizer's size, known later.
-    try: arch_config({**dataclasses.asdict(m), "vocab_size": m.vocab_size or 1})
-    except (TypeError, ValueError) as e: raise ConfigError(f"model section: {e}") from None
+    check_choices(c, _CHOICES)
+    check_model_section(m)
     for key, v in [("train.max_steps", t.max_steps), ("train.batch_size", t.batch_size),
                    ("train.grad_accum", t.grad_accum), ("train.threads", t.threads or 1), ("run.log_interval", r.log_interval),
                    ("run.checkpoint_interval", r.checkpoint_interval), ("run.keep_last", r.keep_last)]:
@@ -176,18 +194,18 @@ def _check_ranges(c: Config):
     need(r.sample_top_p is None or 0 < r.sample_top_p <= 1, "run.sample_top_p", f"must be in (0, 1] or null, got {r.sample_top_p}")
 
 # %% ../../nbs/05b_config.ipynb #db87c41c
-def config_from_dict(d: dict | None) -> Config:
-    "A validated `Config` from nested dicts; missing keys take their defaults."
+def config_from_dict(d: dict | None, cls: type = Config):
+    "A validated `cls` (default `Config`) from nested dicts; missing keys take their defaults."
     d = d or {}
     if not isinstance(d, dict):
         raise ConfigError(f"A config must be a mapping of sections, got {type(d).__name__}.")
-    sections = {f.name: f for f in dataclasses.fields(Config)}
+    sections = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(sections))
     if unknown:
         raise ConfigError(f"Unknown config section {unknown[0]!r}; valid sections: {', '.join(sections)}.")
     built = {}
     for name, f in sections.items():
-        cls = f.default_factory
+        section = f.default_factory
         values = d.get(name) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"Config section {name!r} must be a mapping of keys, got {values!r}.")
@@ -196,13 +214,13 @@ def config_from_dict(d: dict | None) -> Config:
                 values = upgrade_impl_key(values, FutureWarning)
             except ValueError as e:
                 raise ConfigError(f"model: {e}") from None
-        fields = {g.name: g for g in dataclasses.fields(cls)}
+        fields = {g.name: g for g in dataclasses.fields(section)}
         bad = sorted(set(values) - set(fields))
         if bad:
             raise ConfigError(f"Unknown key {name}.{bad[0]}; valid keys of {name!r}: {', '.join(fields)}.")
-        built[name] = cls(**{k: _coerce(f"{name}.{k}", v, fields[k].type) for k, v in values.items()})
-    c = Config(**built)
-    _check_ranges(c)
+        built[name] = section(**{k: _coerce(f"{name}.{k}", v, fields[k].type) for k, v in values.items()})
+    c = cls(**built)
+    c.check()
     return c
 
 # %% ../../nbs/05b_config.ipynb #8612ffd4
@@ -229,8 +247,8 @@ def apply_overrides(d: dict, overrides: typing.Iterable[str]) -> dict:
     return d
 
 # %% ../../nbs/05b_config.ipynb #c8125e64
-def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
-    "Read a YAML config file (None: the defaults), apply dotted overrides, validate."
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (), cls: type = Config):
+    "Read a YAML config file (None: the defaults), apply dotted overrides, validate as a `cls`."
     d = {}
     if path is not None:
         p = Path(path)
@@ -238,10 +256,10 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
             raise ConfigError(f"Config file {p} does not exist; see configs/ for examples.")
         try: d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e: raise ConfigError(f"Config file {p} is not valid YAML: {e}") from None
-    return config_from_dict(apply_overrides(d, overrides))
+    return config_from_dict(apply_overrides(d, overrides), cls)
 
 # %% ../../nbs/05b_config.ipynb #a6b9b8fc
-def save_config(c: Config, path: str | Path):
-    "Write the fully resolved config `c` as YAML."
+def save_config(c, path: str | Path):
+    "Write the fully resolved config `c` as YAML, all or nothing (a run is resumed from this file)."
     with atomic_write(path) as tmp:
         tmp.write_text(yaml.safe_dump(config_to_dict(c), sort_keys=False), encoding="utf-8")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..core import InputTypeError, atomic_write
 from ..data.corpora import DataIntegrityError, DataUnavailableError
 from .config import ConfigError
-from .tokenizers import _write_json_atomic, load_tokenizer, save_tokenizer
+from .tokenizers import load_tokenizer, save_tokenizer, write_json
 
 # %% auto #0
 __all__ = ['token_dtype', 'encode_corpus', 'split_tokens', 'prepare_corpus', 'load_prepared', 'TokenWindows']
@@ -57,7 +57,7 @@ def prepare_corpus(text: str, tok, out_dir: str | Path, val_fraction: float = 0.
     meta = {"dtype": str(ids.dtype), "vocab_size": tok.vocab_size, "tokenizer": tok.kind,
             "train_tokens": len(train), "val_tokens": len(val), "val_fraction": val_fraction,
             "bytes": len(text.encode("utf-8")), "source": source}
-    _write_json_atomic(out / "meta.json", meta)
+    write_json(out / "meta.json", meta)
     return meta
 
 # %% ../../nbs/05d_token_data.ipynb #ca60cffc

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -13,10 +14,12 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
+from fastcore.basics import patch
 from tqdm import tqdm
+
+from ..core import LLMZeroError, atomic_write, write_error
 
 from ..data.corpora import load_text
 from ..model.generation import generate
@@ -31,8 +34,10 @@ from .schedule import lr_schedule
 from .tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['pick_device', 'build_model', 'configure_optimizer', 'RunData', 'load_run_data', 'MetricsLog', 'sample_text',
-           'TrainingDiverged', 'train', 'load_model_from_checkpoint']
+__all__ = ['MAX_LOSS', 'MAX_WEIGHT', 'pick_device', 'build_model', 'configure_optimizer', 'RunData', 'load_run_data',
+           'append_text', 'MetricsLog', 'sample_text', 'RunExistsError', 'NoRunToResume', 'open_run',
+           'check_resume_config', 'resume_from', 'TrainingDiverged', 'perplexity', 'lm_loss', 'TrainingLoop',
+           'bad_weight', 'train', 'load_model_from_checkpoint']
 
 # %% ../../nbs/05g_engine.ipynb #b0b6a190
 def pick_device(name: str = "auto") -> torch.device:
@@ -41,9 +46,15 @@ def pick_device(name: str = "auto") -> torch.device:
         if torch.cuda.is_available(): return torch.device("cuda")
         if torch.backends.mps.is_available(): return torch.device("mps")
         return torch.device("cpu")
-    d = torch.device(name)
+    try: d = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps.") from None
     if d.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name!r} but CUDA is not available here; use train.device=cpu or auto.")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={name!r} but Apple's MPS is not available here; use train.device=cpu or auto.")
+    if d.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"train.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or mps.")
     return d
 
 # %% ../../nbs/05g_engine.ipynb #02f54565
@@ -90,6 +101,12 @@ def load_run_data(cfg: Config, run_dir: Path | None = None) -> RunData:
 _CSV_COLUMNS = ["step", "tokens", "epoch", "train_loss", "val_loss", "val_ppl", "lr", "grad_norm",
                 "tokens_per_s", "elapsed_s"]
 
+def append_text(path: Path, text: str):
+    "Append `text` (whole lines) to `path`, naming the path and the fix if the write fails."
+    try:
+        with open(path, "a", encoding="utf-8") as f: f.write(text)
+    except OSError as e: raise write_error(path, e) from None
+
 class MetricsLog:
     "Append-only metrics in `run_dir/metrics.jsonl` and `metrics.csv`, plus the loss plot `loss.png`."
 
@@ -101,15 +118,17 @@ class MetricsLog:
                 try: r = json.loads(line)
                 except ValueError: continue  # a line cut short by a kill
                 if r["step"] <= resume_step: self.records.append(r)
-        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        with open(self.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, _CSV_COLUMNS, extrasaction="ignore"); w.writeheader(); w.writerows(self.records)
+        with atomic_write(self.jsonl) as tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        with atomic_write(self.csv) as tmp:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, _CSV_COLUMNS, extrasaction="ignore"); w.writeheader(); w.writerows(self.records)
 
     def log(self, **record):
         self.records.append(record)
-        with open(self.jsonl, "a") as f: f.write(json.dumps(record) + "\n")
-        with open(self.csv, "a", newline="") as f:
-            csv.DictWriter(f, _CSV_COLUMNS, extrasaction="ignore").writerow(record)
+        append_text(self.jsonl, json.dumps(record) + "\n")
+        row = io.StringIO()
+        csv.DictWriter(row, _CSV_COLUMNS, extrasaction="ignore").writerow(record)
+        append_text(self.csv, row.getvalue())
 
     def plot(self, tokens_per_step: int):
         "Redraw the training and validation loss against steps (tokens seen on the top axis)."
@@ -123,19 +142,18 @@ class MetricsLog:
         if val: ax.plot(*zip(*val), "o-", label="validation", ms=3)
         ax.set(xlabel="step", ylabel="loss (nats per token)")
         ax.legend()
-        top = ax.secondary_xaxis("top", functions=(lambda s: s * tokens_per_step, lambda t: t / tokens_per_step))
-        top.set_xlabel("tokens seen")
+        if tokens_per_step:
+            top = ax.secondary_xaxis("top", functions=(lambda s: s * tokens_per_step, lambda t: t / tokens_per_step))
+            top.set_xlabel("tokens seen")
         fig.tight_layout()
-        tmp = self.png.with_name(".loss.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, self.png)
+        with atomic_write(self.png) as tmp: fig.savefig(tmp, dpi=100, format="png")
 
 # %% ../../nbs/05g_engine.ipynb #0f0a80ad
 def sample_text(model: torch.nn.Module, tok, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
                 top_k: int | None = 40, top_p: float | None = None, seed: int = 0, device: torch.device | str = "cpu") -> str:
     "Prompt plus a sampled continuation, reproducible for a given `seed`, leaving the global RNG untouched."
     device = torch.device(device)
-    ids = tok.encode(prompt) or [tok.eos_id or 0]
+    ids = tok.encode(prompt) or [tok.pad_id]  # an empty prompt starts at end-of-text
     was_training = model.training
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -162,22 +180,211 @@ def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
 
-# %% ../../nbs/05g_engine.ipynb #5b878815
-class TrainingDiverged(RuntimeError):
-    "The loss became nan or infinite; the message names the step and the checkpoint that was kept."
+# %% ../../nbs/05g_engine.ipynb #b3c18d81
+class RunExistsError(LLMZeroError, FileExistsError):
+    "The run folder already holds a run; the message says how to continue it or start elsewhere."
 
-def _check_resume_config(run_dir: Path, cfg: Config):
-    "Refuse to resume with a different model or data section than the run was started with."
+class NoRunToResume(LLMZeroError, FileNotFoundError):
+    "`--resume` was given for a folder that holds no run."
+
+def open_run(run_dir: str | Path, resume: bool, keep_last: int = 2) -> tuple[CheckpointManager, Path | None]:
+    "The checkpoints of `run_dir` and the one to resume from; never overwrites a run or resumes nothing."
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunExistsError(f"{run_dir} is a file, not a run folder; choose another --out.")
+    ckpts = CheckpointManager(run_dir / "checkpoints", keep_last)
+    latest = ckpts.latest()
+    if latest is not None and not resume:
+        raise RunExistsError(f"{run_dir} already has checkpoints (newest {latest.name}); pass --resume to continue "
+                             "that run, or choose another --out.")
+    # A run killed before its first checkpoint has its config.yaml: resuming it is starting it again.
+    if resume and latest is None and not (run_dir / "config.yaml").is_file():
+        raise NoRunToResume(f"--resume was given but {run_dir} holds no checkpoint to resume from; drop --resume "
+                            "to start a new run there, or give the folder of an existing run.")
+    try: run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise write_error(run_dir, e) from None
+    return ckpts, latest
+
+def check_resume_config(run_dir: Path, cfg, sections=("model", "data")):
+    "Refuse to resume with different `sections` of the config than the run was started with."
+    if not (run_dir / "config.yaml").is_file(): return
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     now = config_to_dict(cfg)
-    for section in ("model", "data"):
+    for section in sections:
         for k, v in now[section].items():
             if section == "model" and k == "vocab_size" and v is None: continue
             if saved.get(section, {}).get(k) != v:
                 raise ConfigError(f"Cannot resume {run_dir}: {section}.{k} was {saved.get(section, {}).get(k)!r} "
                                   f"when the run started and is {v!r} now; use the same setting or a new --out.")
 
-# %% ../../nbs/05g_engine.ipynb #0675e65a
+def resume_from(ckpt: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, float]:
+    "Load the weights, optimiser and RNG state of checkpoint `ckpt`; returns (step, elapsed seconds)."
+    load_weights(model, ckpt)
+    load_training_state(ckpt, optimizer)
+    meta = read_meta(ckpt)
+    return meta["step"], meta.get("elapsed_s", 0.0)
+
+# %% ../../nbs/05g_engine.ipynb #63082ad3
+class TrainingDiverged(LLMZeroError, RuntimeError):
+    "The loss or the weights blew up; the message names the step, what was kept and how to continue."
+
+MAX_LOSS = 1e3  # nats per token: an untrained model scores ln(vocab) < 11; a thousand is a blow-up
+
+def perplexity(loss: float) -> float:
+    "exp(loss), infinite rather than an OverflowError for a huge loss."
+    return math.exp(loss) if loss < 700 else math.inf
+
+def lm_loss(model, inputs, targets):
+    "The next-token loss of chapter 5 (the fused head of 05a_fused_loss on the fast path)."
+    return model(inputs, targets=targets)
+
+class TrainingLoop:
+    "The one training loop of the engine and both fine-tuning commands."
+    def __init__(self, model, optimizer, batch, max_steps: int, ckpts: CheckpointManager, *, loss=lm_loss,
+                 lr_at=None, grad_accum: int = 1, grad_clip: float | None = None, device="cpu",
+                 bf16: bool = False, log_interval: int = 10, eval_interval: int = 0,
+                 checkpoint_interval: int = 0, evaluate=None, after_eval=None, meta=None, tokenizer=None,
+                 tokens_per_step: int = 0, epoch_at=None, step_model=None, rank: int = 0, world: int = 1,
+                 start: int = 0, elapsed0: float = 0.0, metrics: MetricsLog | None = None, say=print,
+                 progress: bool = True, advice: str = "lower optimizer.lr or set optimizer.grad_clip"):
+        self.model, self.optimizer, self.batch, self.max_steps, self.ckpts = model, optimizer, batch, max_steps, ckpts
+        self.loss, self.grad_accum, self.grad_clip = loss, grad_accum, grad_clip
+        self.lr_at = lr_at or (lambda step: optimizer.param_groups[0]["lr"])  # None: a constant rate
+        self.device, self.bf16 = torch.device(device), bf16
+        self.log_interval, self.eval_interval, self.checkpoint_interval = log_interval, eval_interval, checkpoint_interval
+        self.evaluate, self.after_eval, self.meta = evaluate, after_eval, meta or (lambda step: {})
+        self.tokenizer, self.tokens_per_step, self.epoch_at = tokenizer, tokens_per_step, epoch_at
+        self.step_model, self.rank, self.world = step_model or model, rank, world
+        self.start, self.elapsed0, self.metrics, self.say, self.advice = start, elapsed0, metrics, say, advice
+        self.main, self.progress = rank == 0, progress and rank == 0
+        self.stop_signal, self.last_val = None, None
+        self.t0 = self.window_t0 = time.perf_counter()
+        self.window_step = start
+
+    def elapsed(self) -> float: return self.elapsed0 + time.perf_counter() - self.t0
+
+    def diverged(self, what: str, step: int) -> TrainingDiverged:
+        "The error for a blow-up at `step`, naming the checkpoint that is kept and how to go on."
+        kept = self.ckpts.latest()
+        how = (f"The last good checkpoint, {kept}, is kept; {self.advice}, then continue it with --resume."
+               if kept else f"No checkpoint was saved yet; {self.advice}, then start the run again.")
+        return TrainingDiverged(f"{what} at step {step}; the run stopped without saving that state. {how}")
+
+# %% ../../nbs/05g_engine.ipynb #37cb1d7a
+@patch
+def step(self: TrainingLoop, step: int) -> dict:
+    "One optimiser step (all micro-batches of step `step`); returns its loss, rate and gradient norm."
+    lr = self.lr_at(step)
+    for g in self.optimizer.param_groups: g["lr"] = lr
+    loss_sum = torch.zeros((), device=self.device)
+    for micro in range(self.grad_accum):
+        x, y = self.batch(step, micro)
+        x, y = x.to(self.device), y.to(self.device)
+        sync = self.world == 1 or micro == self.grad_accum - 1
+        # DDP would average gradients after every backward; only the last micro-batch needs it.
+        no_sync = not sync and hasattr(self.step_model, "no_sync")
+        with self.step_model.no_sync() if no_sync else contextlib.nullcontext():
+            with autocast_for(self.device, self.bf16):
+                loss = self.loss(self.step_model, x, y)
+            (loss / self.grad_accum).backward()
+        loss_sum += loss.detach()
+    stopping = torch.tensor(float(self.stop_signal is not None), device=self.device)
+    flags = torch.stack([loss_sum / self.grad_accum, stopping])
+    if self.world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(flags)
+        flags[0] /= self.world
+    loss_value, interrupted = flags[0].item(), flags[1].item() > 0
+    if not math.isfinite(loss_value) or loss_value > MAX_LOSS:
+        self.optimizer.zero_grad(set_to_none=True)
+        raise self.diverged(f"The training loss became {loss_value:.4g}", step + 1)
+    grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip).item()
+                 if self.grad_clip else None)
+    self.optimizer.step()
+    self.optimizer.zero_grad(set_to_none=True)
+    return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm, "interrupted": interrupted}
+
+# %% ../../nbs/05g_engine.ipynb #124ab4a5
+MAX_WEIGHT = 1e4  # trained GPT weights are of order 1; far beyond this, they have blown up
+
+def bad_weight(model: torch.nn.Module) -> str | None:
+    "The name of the first parameter that is non-finite or exploded, or None."
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()) or p.abs().max().item() > MAX_WEIGHT: return name
+    return None
+
+@patch
+def save(self: TrainingLoop, done: int, val_loss: float | None, train_loss: float):
+    "Checkpoint step `done`, refusing weights that have blown up."
+    bad = bad_weight(self.model)
+    if bad is not None:
+        raise self.diverged(f"The weights ({bad}) became non-finite or larger than {MAX_WEIGHT:g}", done)
+    if self.main:
+        self.ckpts.save(done, self.model, self.optimizer, tokenizer=self.tokenizer, meta={
+            **self.meta(done), "val_loss": val_loss, "train_loss": train_loss,
+            "tokens": done * self.tokens_per_step, "elapsed_s": self.elapsed()})
+
+@patch
+def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
+    "After step `done`: log, evaluate and checkpoint when their intervals (or the end, or a signal) say so."
+    last = done == self.max_steps
+    base = {"step": done, "tokens": done * self.tokens_per_step}
+    if self.main and (done % self.log_interval == 0 or last):
+        now = time.perf_counter()
+        tps = (done - self.window_step) * self.tokens_per_step / max(now - self.window_t0, 1e-9)
+        self.window_t0, self.window_step = now, done
+        epoch = {"epoch": self.epoch_at(done)} if self.epoch_at else {}
+        self.metrics.log(**base, **epoch, train_loss=res["loss"], lr=res["lr"], grad_norm=res["grad_norm"],
+                         tokens_per_s=tps, elapsed_s=self.elapsed())
+        self.bar.set_postfix(loss=f"{res['loss']:.3f}", lr=f"{res['lr']:.2e}", tok_s=f"{tps:,.0f}")
+    val = None
+    if self.evaluate is not None and ((self.eval_interval and done % self.eval_interval == 0) or last):
+        scores = self.evaluate(done)
+        val = self.last_val = scores.get("val_loss", self.last_val)
+        if self.main:
+            ppl = {"val_ppl": perplexity(val)} if "val_loss" in scores else {}
+            self.metrics.log(**base, **scores, **ppl)
+            self.metrics.plot(self.tokens_per_step)
+            shown = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
+            self.say(f"step {done}: train loss {res['loss']:.4f}, {shown}"
+                     + (f" (perplexity {ppl['val_ppl']:.2f})" if ppl else ""))
+            if self.after_eval: self.after_eval(done)
+    if res["interrupted"] or (self.checkpoint_interval and done % self.checkpoint_interval == 0) or last:
+        self.save(done, val, res["loss"])
+
+# %% ../../nbs/05g_engine.ipynb #c11392af
+@patch
+def run(self: TrainingLoop) -> dict:
+    "Train from `start` to `max_steps`; on SIGINT or SIGTERM, finish the step, save and return."
+    def on_signal(signum, frame): self.stop_signal = signum
+    handlers = {}
+    if self.main or self.world > 1:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try: handlers[s] = signal.signal(s, on_signal)
+            except ValueError: pass  # not the main thread: leave signals alone
+    self.bar = tqdm(total=self.max_steps, initial=self.start, disable=not self.progress, unit="step",
+                    dynamic_ncols=True)
+    self.t0 = self.window_t0 = time.perf_counter()
+    res = {"loss": float("nan")}
+    try:
+        for step in range(self.start, self.max_steps):
+            res = self.step(step)
+            self.bar.update(1)
+            self.log_eval_checkpoint(step + 1, res)
+            if res["interrupted"]:
+                self.say(f"Interrupted: saved a checkpoint at step {step + 1} in {self.ckpts.folder}; "
+                         "continue with --resume.")
+                break
+    finally:
+        self.bar.close()
+        for s, h in handlers.items(): signal.signal(s, h)
+    latest = self.ckpts.latest()
+    step = read_meta(latest)["step"] if latest else 0
+    return {"step": step, "train_loss": res["loss"], "val_loss": self.last_val, "tokens": step * self.tokens_per_step,
+            "elapsed_s": time.perf_counter() - self.t0, "interrupted": bool(res.get("interrupted")),
+            "signal": self.stop_signal, "checkpoint": str(latest) if latest else None}
+
+# %% ../../nbs/05g_engine.ipynb #1431091d
 def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
           echo=print) -> dict:
     "Run the training described by `cfg` in `out_dir` (default experiments/<run.name>); returns a summary."
@@ -185,16 +392,11 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     main = rank == 0
     say = (lambda msg: tqdm.write(str(msg)) if progress else echo(msg)) if main else (lambda msg: None)
     run_dir = Path(out_dir or Path("experiments") / cfg.run.name)
-    ckpts = CheckpointManager(run_dir / "checkpoints", cfg.run.keep_last)
-    latest = ckpts.latest()
-    if latest is not None and not resume:
-        raise RunExistsError(f"{run_dir} already has checkpoints (newest {latest.name}); pass --resume to continue "
-                              "that run, or choose another --out.")
-    if resume and latest is not None and (run_dir / "config.yaml").is_file():
-        _check_resume_config(run_dir, cfg)
+    ckpts, latest = open_run(run_dir, resume, cfg.run.keep_last)
+    if latest is not None: check_resume_config(run_dir, cfg)
 
     data = load_run_data(cfg, run_dir if resume else None)
-    tok, t, T = data.tokenizer, cfg.train, cfg.model.context_length
+    tok, t, r, T = data.tokenizer, cfg.train, cfg.run, cfg.model.context_length
     if cfg.model.vocab_size is None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tok.vocab_size))
     elif cfg.model.vocab_size < tok.vocab_size:
@@ -204,123 +406,55 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     if t.batch_size % world:
         raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the number of processes ({world}).")
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         save_tokenizer(tok, run_dir)
 
     if t.threads: torch.set_num_threads(t.threads)
-    torch.manual_seed(cfg.run.seed)
+    torch.manual_seed(r.seed)
     model = build_model(dataclasses.asdict(cfg.model)).to(device)
     optimizer = configure_optimizer(model, cfg.optimizer)
     start, elapsed0 = 0, 0.0
-    if resume and latest is not None:
-        load_weights(model, latest)
-        load_training_state(latest, optimizer)
-        meta = read_meta(latest)
-        start, elapsed0 = meta["step"], meta.get("elapsed_s", 0.0)
+    if latest is not None:
+        start, elapsed0 = resume_from(latest, model, optimizer)
         say(f"Resuming {run_dir} from {latest.name} (step {start}).")
+    elif resume: say(f"{run_dir} has no checkpoint yet; starting its run from step 0.")
     step_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
         step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if t.compile: step_model = torch.compile(step_model)
 
-    metrics = MetricsLog(run_dir, start) if main else None
-    tokens_per_step = t.batch_size * t.grad_accum * T
-    r = cfg.run
     def sample(step):
         text = sample_text(model, tok, r.sample_prompt, r.sample_tokens, r.sample_temperature, r.sample_top_k,
                            r.sample_top_p, seed=r.seed, device=device)
-        with open(run_dir / "samples.txt", "a", encoding="utf-8") as f: f.write(f"=== step {step} ===\n{text}\n\n")
+        append_text(run_dir / "samples.txt", f"=== step {step} ===\n{text}\n\n")
         return text
     if main and start == 0 and r.sample_tokens:
         say(f"Sample before training (step 0):\n{sample(0)}\n")
 
-    stop = {"signal": None}
-    def on_signal(signum, frame): stop["signal"] = signum
-    handlers = {}
-    if main or world > 1:
-        for s in (signal.SIGINT, signal.SIGTERM):
-            try: handlers[s] = signal.signal(s, on_signal)
-            except ValueError: pass  # not the main thread: leave signals alone
-    bar = tqdm(total=t.max_steps, initial=start, disable=not (progress and main), unit="step", dynamic_ncols=True)
-    t0, window_t0, window_step = time.perf_counter(), time.perf_counter(), start
-    last_val, loss_value = None, float("nan")
-    try:
-        for step in range(start, t.max_steps):
-            lr = lr_schedule(step, t.max_steps, cfg.schedule.warmup_steps, cfg.optimizer.lr,
-                             cfg.schedule.min_lr, cfg.schedule.initial_lr)
-            for g in optimizer.param_groups: g["lr"] = lr
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(t.grad_accum):
-                x, y = data.train.batch(step, micro, t.batch_size, t.grad_accum, rank, world)
-                x, y = x.to(device), y.to(device)
-                sync = world == 1 or micro == t.grad_accum - 1
-                # DDP would average gradients after every backward; only the last micro-batch needs it.
-                ctx = step_model.no_sync() if not sync and hasattr(step_model, "no_sync") else contextlib.nullcontext()
-                with ctx:
-                    with autocast_for(device, t.bf16):
-                        loss = step_model(x, targets=y)  # on the sdpa path: the fused head of 05a_fused_loss
-                    (loss / t.grad_accum).backward()
-                loss_sum += loss.detach()
-            flags = torch.stack([loss_sum / t.grad_accum, torch.tensor(float(stop["signal"] is not None), device=device)])
-            if world > 1:
-                import torch.distributed as dist
-                dist.all_reduce(flags)
-                flags[0] /= world
-            loss_value, interrupted = flags[0].item(), flags[1].item() > 0
-            if not math.isfinite(loss_value):
-                kept = ckpts.latest()
-                raise TrainingDiverged(
-                    f"The training loss became {loss_value} at step {step + 1}; the run stopped before applying that "
-                    f"update. The last good checkpoint, {kept if kept else '(none yet)'}, is kept. Lower optimizer.lr, "
-                    "set optimizer.grad_clip, or check the data, then resume with --resume.")
-            grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip).item()
-                         if cfg.optimizer.grad_clip else None)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            bar.update(1)
-
-            if main and (done % r.log_interval == 0 or done == t.max_steps):
-                now = time.perf_counter()
-                tps = (done - window_step) * tokens_per_step / max(now - window_t0, 1e-9)
-                window_t0, window_step = now, done
-                metrics.log(step=done, tokens=done * tokens_per_step, epoch=data.train.epoch(done, t.batch_size, t.grad_accum),
-                            train_loss=loss_value, lr=lr, grad_norm=grad_norm, tokens_per_s=tps,
-                            elapsed_s=elapsed0 + now - t0)
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
-            val_now = None
-            if (t.eval_interval and done % t.eval_interval == 0) or done == t.max_steps:
-                total, n = evaluate_batches(model, data.val.eval_batches(t.batch_size, t.eval_batches), device, t.bf16)
-                val_now = last_val = total / n
-                if main:
-                    metrics.log(step=done, tokens=done * tokens_per_step, val_loss=val_now, val_ppl=math.exp(val_now))
-                    metrics.plot(tokens_per_step)
-                    say(f"step {done}: train loss {loss_value:.4f}, val loss {val_now:.4f} (perplexity {math.exp(val_now):.2f})")
-                    if r.sample_tokens: say(f"Sample at step {done}:\n{sample(done)}\n")
-            if interrupted or done % r.checkpoint_interval == 0 or done == t.max_steps:
-                if main:
-                    ckpts.save(done, model, optimizer, tokenizer=tok, meta={
-                        "model": dataclasses.asdict(cfg.model), "config": config_to_dict(cfg),
-                        "val_loss": val_now, "train_loss": loss_value, "tokens": done * tokens_per_step,
-                        "elapsed_s": elapsed0 + time.perf_counter() - t0,
-                        "data_position": {"next_step": done, "samples_seen": done * t.grad_accum * t.batch_size,
-                                          "epoch": data.train.epoch(done, t.batch_size, t.grad_accum)}})
-            if interrupted:
-                say(f"Interrupted: saved a checkpoint at step {done} in {ckpts.folder}; continue with --resume.")
-                break
+    def evaluate(step):
+        total, n = evaluate_batches(model, data.val.eval_batches(t.batch_size, t.eval_batches), device, t.bf16)
+        return {"val_loss": total / n}
+    tokens_per_step = t.batch_size * t.grad_accum * T
+    epoch_at = lambda done: data.train.epoch(done, t.batch_size, t.grad_accum)
+    loop = TrainingLoop(
+        model, optimizer, lambda step, micro: data.train.batch(step, micro, t.batch_size, t.grad_accum, rank, world),
+        t.max_steps, ckpts, lr_at=lambda step: lr_schedule(step, t.max_steps, cfg.schedule.warmup_steps,
+                                                           cfg.optimizer.lr, cfg.schedule.min_lr, cfg.schedule.initial_lr),
+        grad_accum=t.grad_accum, grad_clip=cfg.optimizer.grad_clip, device=device, bf16=t.bf16,
+        log_interval=r.log_interval, eval_interval=t.eval_interval, checkpoint_interval=r.checkpoint_interval,
+        evaluate=evaluate, after_eval=lambda step: r.sample_tokens and say(f"Sample at step {step}:\n{sample(step)}\n"),
+        meta=lambda done: {"model": dataclasses.asdict(cfg.model), "config": config_to_dict(cfg), "data_position": {
+            "next_step": done, "samples_seen": done * t.grad_accum * t.batch_size, "epoch": epoch_at(done)}},
+        tokenizer=tok, tokens_per_step=tokens_per_step, epoch_at=epoch_at, step_model=step_model, rank=rank,
+        world=world, start=start, elapsed0=elapsed0, metrics=MetricsLog(run_dir, start) if main else None, say=say,
+        progress=progress)
+    try: summary = loop.run()
     finally:
-        bar.close()
-        for s, h in handlers.items(): signal.signal(s, h)
         if world > 1:
             import torch.distributed as dist
             dist.destroy_process_group()
-    latest = ckpts.latest()
-    return {"run_dir": str(run_dir), "step": latest and read_meta(latest)["step"], "train_loss": loss_value,
-            "val_loss": last_val, "tokens": (read_meta(latest)["step"] if latest else 0) * tokens_per_step,
-            "elapsed_s": time.perf_counter() - t0, "interrupted": stop["signal"] is not None,
-            "checkpoint": str(latest) if latest else None}
+    return {"run_dir": str(run_dir), **summary}
 
 # %% ../../nbs/05g_engine.ipynb #e8de45da
 def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[GPTModel, object, dict]:

@@ -4,33 +4,48 @@
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
-
-import numpy as np
 
 from ..core import LLMZeroError, atomic_write
 from ..data.corpora import DataUnavailableError
 from ..tokenizer.bpe import BPETokenizer
 
 # %% auto #0
-__all__ = ['TOKENIZER_FILE', 'BPE_FILE', 'TokenizerError', 'CharTokenizer', 'GPT2Tokenizer', 'CorpusBPETokenizer',
-           'save_tokenizer', 'load_tokenizer', 'build_tokenizer']
+__all__ = ['TOKENIZER_FILE', 'BPE_FILE', 'Tokenizer', 'TokenizerError', 'CharTokenizer', 'GPT2Tokenizer', 'CorpusBPETokenizer',
+           'write_json', 'save_tokenizer', 'load_tokenizer', 'build_tokenizer']
 
-# %% ../../nbs/05c_run_tokenizers.ipynb #e93562ce
+# %% ../../nbs/05c_run_tokenizers.ipynb #7c7410fc
+@typing.runtime_checkable
+class Tokenizer(typing.Protocol):
+    "The interface the engine and fine-tuning use: sizes, special ids, encode and decode."
+    kind: str
+    vocab_size: int
+    eos_id: int | None
+    pad_id: int
+    unk_id: int | None
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids) -> str: ...
+
 class TokenizerError(LLMZeroError, ValueError):
     "Text a tokenizer cannot encode, or a tokenizer file that is missing, damaged or edited wrongly."
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #7513c3b1
 class CharTokenizer:
-    "One token per character; the vocabulary is a string of distinct characters in id order."
+    "One token per character of the corpus, then `<|endoftext|>` and `<|unk|>`."
     kind = "char"
-    eos_id = None
+    EOS, UNK = "<|endoftext|>", "<|unk|>"
 
-    def __init__(self, chars: str):
+    def __init__(self, chars: str, specials: bool = True):
         if len(set(chars)) != len(chars):
             raise TokenizerError("CharTokenizer needs distinct characters.")
-        self.chars = chars
+        self.chars, self.specials = chars, specials
         self.stoi = {ch: i for i, ch in enumerate(chars)}
+        self.itos = list(chars) + ([self.EOS, self.UNK] if specials else [])
+        n = len(chars)
+        # A tokenizer saved without specials (older runs) keeps its ids; id 0 then pads.
+        self.eos_id, self.unk_id = (n, n + 1) if specials else (None, None)
+        self.pad_id = n if specials else 0
 
     @classmethod
     def train(cls, text: str) -> "CharTokenizer":
@@ -38,16 +53,19 @@ class CharTokenizer:
         return cls("".join(sorted(set(text))))
 
     @property
-    def vocab_size(self) -> int: return len(self.chars)
+    def vocab_size(self) -> int: return len(self.itos)
 
     def encode(self, text: str) -> list[int]:
-        try: return [self.stoi[ch] for ch in text]
-        except KeyError as e:
-            pos = text.index(e.args[0])
-            raise TokenizerError(f"Character {e.args[0]!r} (at position {pos}) is not in this character "
-                             f"tokenizer's vocabulary of {self.vocab_size}; it never occurred in the training corpus.") from None
+        if self.unk_id is not None: return [self.stoi.get(ch, self.unk_id) for ch in text]
+        for pos, ch in enumerate(text):
+            if ch not in self.stoi:
+                raise TokenizerError(
+                    f"Character {ch!r} (at position {pos}) is not in this character tokenizer's vocabulary "
+                    f"of {self.vocab_size}, which has no <|unk|> id (it was saved by an older llm_zero); "
+                    "remove the character, or retrain the base model with `llm-zero train`.")
+        return [self.stoi[ch] for ch in text]
 
-    def decode(self, ids) -> str: return "".join(self.chars[int(i)] for i in ids)
+    def decode(self, ids) -> str: return "".join(self.itos[int(i)] for i in ids)
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #1fa2c285
 class GPT2Tokenizer:
@@ -61,7 +79,8 @@ class GPT2Tokenizer:
             raise DataUnavailableError(f"GPT-2's vocabulary files are not available ({e}). Run once with network access, "
                                        "or seed the cache: `from llm_zero.data.corpora import seed_cache; seed_cache(FOLDER)` "
                                        "with a folder holding gpt2/encoder.json and gpt2/vocab.bpe.") from None
-        self.eos_id = self._enc.eot_token
+        self.eos_id = self.pad_id = self._enc.eot_token
+        self.unk_id = None  # byte-level: every text encodes
 
     @property
     def vocab_size(self) -> int: return self._enc.n_vocab
@@ -77,21 +96,22 @@ class CorpusBPETokenizer:
 
     def __init__(self, bpe: BPETokenizer):
         self.bpe = bpe
-        self.eos_id = bpe.special_tokens.get(self.EOS)
+        self.eos_id = self.pad_id = bpe.special_tokens.get(self.EOS)
+        self.unk_id = None  # byte-level: every text encodes
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> "CorpusBPETokenizer":
         return cls(BPETokenizer.train(text, vocab_size, special_tokens=[cls.EOS]))
 
     @property
-    def vocab_size(self) -> int: return self.bpe.n_vocab
+    def vocab_size(self) -> int: return self.bpe.vocab_size
 
     def encode(self, text: str) -> list[int]: return self.bpe.encode(text, allowed_special={self.EOS})
     def decode(self, ids) -> str: return self.bpe.decode([int(i) for i in ids])
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #2e5a7747
-def _write_json_atomic(path: Path, obj):
-    "Write `obj` as UTF-8 JSON to `path` with `atomic_write`."
+def write_json(path: Path, obj):
+    "Write `obj` as JSON to `path`, all or nothing (through `atomic_write`)."
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
 
@@ -101,11 +121,11 @@ TOKENIZER_FILE, BPE_FILE = "tokenizer.json", "bpe.txt"
 def save_tokenizer(tok, folder: str | Path) -> Path:
     "Store `tok` in `folder/tokenizer.json`; returns the path."
     path = Path(folder) / TOKENIZER_FILE
-    if tok.kind == "char": _write_json_atomic(path, {"kind": "char", "chars": tok.chars})
-    elif tok.kind == "gpt2": _write_json_atomic(path, {"kind": "gpt2"})
+    if tok.kind == "char": write_json(path, {"kind": "char", "chars": tok.chars, "specials": tok.specials})
+    elif tok.kind == "gpt2": write_json(path, {"kind": "gpt2"})
     elif tok.kind == "bpe":
         tok.bpe.save(path.with_name(BPE_FILE))  # first, so tokenizer.json never names a missing file
-        _write_json_atomic(path, {"kind": "bpe", "file": BPE_FILE})
+        write_json(path, {"kind": "bpe", "file": BPE_FILE})
     else: raise TokenizerError(f"Cannot save a tokenizer of kind {tok.kind!r}.")
     return path
 
@@ -132,7 +152,7 @@ def load_tokenizer(folder: str | Path):
     try: d = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e: raise TokenizerError(f"{path} is corrupt ({e}).") from None
     kind = d.get("kind") if isinstance(d, dict) else None
-    if kind == "char": return CharTokenizer(_char_vocab(path, d.get("chars")))
+    if kind == "char": return CharTokenizer(_char_vocab(path, d.get("chars")), d.get("specials") is True)
     if kind == "gpt2": return GPT2Tokenizer()
     if kind == "bpe":
         name = d.get("file")
