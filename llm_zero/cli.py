@@ -24,7 +24,7 @@ from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
 __all__ = ['BUG_REPORT_URL', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'cmd_export',
-           'ranged', 'device_name', 'build_parser', 'main']
+           'cmd_serve', 'ranged', 'device_name', 'build_parser', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -101,6 +101,13 @@ def cmd_export(args) -> int:
     cfg = export_checkpoint(args.checkpoint, args.out, args.format)
     print(f"Exported {args.checkpoint} to {args.out}: model.onnx ({cfg['vocab_size']} tokens, context "
           f"{cfg['context_length']}), tokenizer.json, config.json; logits within {cfg['max_logit_diff']:.1e} of PyTorch.")
+    return 0
+
+# %% ../nbs/05h_cli.ipynb #fc8a3598
+def cmd_serve(args) -> int:
+    "llm-zero serve: an OpenAI-compatible API and a chat page for a checkpoint (chapter 08_serve)."
+    from llm_zero.serve import serve  # FastAPI takes about a second to import: only when serving
+    serve(args.checkpoint, args.host, args.port, args.name, pick_device(args.device))
     return 0
 
 # %% ../nbs/05h_cli.ipynb #e1fd5fcf
@@ -193,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
     x.add_argument("--out", required=True, help="folder for model.onnx, tokenizer.json and config.json")
     x.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="serve a checkpoint behind an OpenAI-compatible API", description=
+                        "Serve a checkpoint: GET /v1/models, POST /v1/completions and /v1/chat/completions "
+                        "(OpenAI's API, streaming included) and a chat page at /.")
+    sv.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=ranged(int, 0, 65535), default=8000, help="port (default 8000; 0: any free one)")
+    sv.add_argument("--name", help="model name in the API (default: the run folder's name)")
+    sv.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    sv.set_defaults(func=cmd_serve)
 
     # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the
     # top so that `llm_zero.finetune` may itself build on the training engine.
