@@ -132,10 +132,10 @@ def extract_response(generated_text: str, prompt: str) -> str:
 def generate_responses(model: nn.Module, data: list[dict], tokenizer, max_new_tokens: int = 256,
                        key: str = "model_response", eos_id: int = 50256, device="cpu") -> list[dict]:
     "Copies of `data` with the model's greedy answer to each prompt under `key`."
-    from llm_zero.model.generation import generate
+    from llm_zero.model.generation import _context_length, generate
     check_language_model(model)
     model.eval()
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     out = []
     for entry in tqdm(validate_instruction_records(data), desc="generating", leave=False):
         prompt = format_input(entry) + RESPONSE_HEADING

@@ -13,7 +13,8 @@ import yaml
 from fastcore.basics import patch
 
 from ..core import LLMZeroError, atomic_write
-from ..model.gpt import upgrade_impl_key, validate_config
+from ..model.gpt import upgrade_impl_key
+from ..model.llama import arch_config
 
 # %% auto #0
 __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'Config', 'ConfigError',
@@ -23,7 +24,8 @@ __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'Tr
 # %% ../../nbs/05b_config.ipynb #b828bacd
 @dataclass
 class ModelConfig:
-    "The GPT architecture: the book's config keys plus the implementation."
+    "The architecture: its name, the book's config keys and the implementation."
+    arch: str = "gpt2"             # "gpt2", "llama3" or "qwen3" (chapter 4e)
     vocab_size: int | None = None  # None: taken from the tokenizer
     context_length: int = 128
     emb_dim: int = 128
@@ -32,6 +34,14 @@ class ModelConfig:
     drop_rate: float = 0.0
     qkv_bias: bool = False
     impl: str = "fast"  # "reference" (chapters 3-4's code) or "fast" (fused kernels, same weights)
+    # Llama 3 and Qwen3 only; null (None) means "not used" for GPT-2, or the model's default:
+    hidden_dim: int | None = None        # SwiGLU width
+    n_kv_groups: int | None = None       # key/value heads of grouped-query attention
+    rope_base: float | None = None
+    head_dim: int | None = None          # Qwen3; None: emb_dim // n_heads
+    qk_norm: bool | None = None          # Qwen3's QK-norm (its default: on)
+    tie_embeddings: bool | None = None   # share tok_emb and out_head (default: no)
+    norm_eps: float | None = None        # RMSNorm epsilon
 
 # %% ../../nbs/05b_config.ipynb #df316c04
 @dataclass
@@ -152,9 +162,9 @@ def check_choices(c, choices: dict):
             raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed))}, got {v!r}.")
 
 def check_model_section(model) -> dict:
-    "The model section as the book's cfg dict, checked by the model's own `validate_config`."
+    "The model section as the book's cfg dict, checked by its model's own rules (`arch_config`)."
     cfg = dataclasses.asdict(model)
-    try: validate_config({**cfg, "vocab_size": cfg["vocab_size"] or 1})  # None: the tokenizer's size, later
+    try: arch_config({**cfg, "vocab_size": cfg["vocab_size"] or 1})  # None: the tokenizer's size, later
     except (TypeError, ValueError) as e: raise ConfigError(f"model section: {e}") from None
     return cfg
 

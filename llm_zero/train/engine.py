@@ -24,6 +24,7 @@ from ..core import LLMZeroError, atomic_write, write_error
 from ..data.corpora import load_text
 from ..model.generation import generate
 from ..model.gpt import GPTModel
+from ..model.llama import build_model as build_arch_model
 from .checkpoint import (CheckpointManager, find_checkpoint, load_training_state, load_weights,
                                        read_meta, RunExistsError, check_tokenizer_fits, model_config_of)
 from .config import Config, ConfigError, config_to_dict, save_config
@@ -58,11 +59,11 @@ def pick_device(name: str = "auto") -> torch.device:
     return d
 
 # %% ../../nbs/05g_engine.ipynb #02f54565
-def build_model(model_cfg: dict) -> GPTModel:
-    "A `GPTModel` from the `model` section of a config (book keys plus `impl`)."
+def build_model(model_cfg: dict) -> torch.nn.Module:
+    "The model of a config's `model` section: `GPTModel`, `Llama3Model` or `Qwen3Model`."
     if model_cfg.get("vocab_size") is None:
         raise ConfigError("model.vocab_size is not set; it is filled in from the tokenizer when a run starts.")
-    return GPTModel(dict(model_cfg))
+    return build_arch_model(model_cfg)
 
 # %% ../../nbs/05g_engine.ipynb #43c1e875
 def configure_optimizer(model: torch.nn.Module, opt_cfg) -> torch.optim.AdamW | MuonWithAdamW:
