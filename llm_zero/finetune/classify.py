@@ -248,7 +248,7 @@ class BagOfWordsBaseline:
         z = X @ self.w + self.b
         return F.binary_cross_entropy_with_logits(z, y) + 0.5 * self.l2 * (self.w ** 2).sum()
 
-    def fit(self, texts: list[str], labels: list[int]) -> "BagOfWordsBaseline":
+    def fit(self, texts: list[str], labels: list[int]) -> BagOfWordsBaseline:
         self.vocab = {w: i for i, w in enumerate(sorted({w for t in texts for w in self.words(t)}))}
         X, y = self.features(texts), torch.tensor(labels, dtype=torch.float64)
         self.w = torch.zeros(len(self.vocab), dtype=torch.float64, requires_grad=True)

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from ..core import LLMZeroError, atomic_write, write_error
 from ..model.llama import arch_config
-from .tokenizers import TOKENIZER_FILE, load_tokenizer, save_tokenizer
+from .tokenizers import save_tokenizer
 
 # %% auto #0
 __all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError',
