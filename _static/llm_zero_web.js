@@ -21,23 +21,26 @@
   function escapeRegex(s) { return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); }
 
   class CharTokenizer {
+    // spec.itos: id -> token, the special ids after the characters; older exports have only chars.
     constructor(spec) {
-      this.chars = [...spec.chars];
-      this.stoi = new Map(this.chars.map((c, i) => [c, i]));
+      this.itos = spec.itos ?? [...spec.chars];
+      this.stoi = new Map([...spec.chars].map((c, i) => [c, i]));
+      this.unk = spec.unk_id ?? null;  // null: a legacy vocabulary without <|unk|> refuses
     }
     encode(text) {
       const ids = [];
       for (const ch of text) {  // code points, as Python iterates a str
-        const id = this.stoi.get(ch);
-        if (id === undefined) {
+        let id = this.stoi.get(ch);
+        if (id === undefined) id = this.unk;
+        if (id === null) {
           throw new Error(`the character ${JSON.stringify(ch)} is not in this model's vocabulary`);
         }
         ids.push(id);
       }
       return ids;
     }
-    tokenText(id) { return this.chars[id]; }
-    decoder() { return (id) => this.chars[id]; }
+    tokenText(id) { return this.itos[id]; }
+    decoder() { return (id) => this.itos[id]; }
   }
 
   class BPETokenizer {
@@ -209,10 +212,11 @@
   const KINDS = {
     char: CharTokenizer, bpe: BPETokenizer, wordpiece: WordPieceTokenizer, unigram: UnigramTokenizer,
   };
+  const tokenizerFromSpec = (spec) => new KINDS[spec.kind](spec);
   const tokenizerCache = new Map();
   function loadTokenizer(url) {
     if (!tokenizerCache.has(url)) {
-      tokenizerCache.set(url, fetchJSON(url).then((spec) => new KINDS[spec.kind](spec)));
+      tokenizerCache.set(url, fetchJSON(url).then(tokenizerFromSpec));
     }
     return tokenizerCache.get(url);
   }
@@ -432,7 +436,7 @@
   }
 
   // For the site test and for curious readers at the console.
-  window.llmZero = { namedTokenizer, loadModel, mulberry32, sample };
+  window.llmZero = { namedTokenizer, tokenizerFromSpec, loadModel, mulberry32, sample };
 
   const start = () => {
     document.querySelectorAll(".llmz-playground").forEach(playground);

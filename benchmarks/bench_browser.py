@@ -31,7 +31,7 @@ PAGE_RUN = """
 const [n, done] = arguments;
 (async () => {
   const m = await llmZero.loadModel("python-docs-char");
-  const ids = m.tok.encode(%s), rand = llmZero.mulberry32(0), out = [];
+  const ids = m.tok.encode(PROMPT_JSON), rand = llmZero.mulberry32(0), out = [];
   const t = performance.now();
   for (let i = 0; i < n; i++) {
     const w = ids.slice(-m.config.context_length);
@@ -42,7 +42,7 @@ const [n, done] = arguments;
   }
   done({ seconds: (performance.now() - t) / 1000, ids: out });
 })().catch((e) => done({ error: String(e) }));
-""" % json.dumps(PROMPT)
+""".replace("PROMPT_JSON", json.dumps(PROMPT))  # the JS braces rule out str.format
 
 
 def renderer_cpu_seconds() -> float:

@@ -15,7 +15,6 @@ Usage: python benchmarks/bench_nanogpt_char.py [--out DIR] [KEY=VALUE ...]
        (e.g. train.compile=true, model.impl=reference, train.bf16=true)
 """
 import argparse
-import math
 import platform
 import subprocess
 import tempfile

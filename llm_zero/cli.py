@@ -9,7 +9,6 @@ import math
 import os
 import sys
 import traceback
-from pathlib import Path
 
 import torch
 
@@ -18,6 +17,7 @@ from .data.corpora import DEFAULT_CORPUS, load_text
 from .model.generation import generate_stream
 from .train.config import load_config
 from .train.data import prepare_corpus
+from .train.web_export import export_checkpoint
 from .train.engine import TrainingDiverged, load_model_from_checkpoint, pick_device, train
 from .train.evaluate import evaluate_text
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
@@ -94,8 +94,6 @@ def cmd_tokenizer_train(args) -> int:
     return 0
 
 # %% ../nbs/05h_cli.ipynb #04be7586
-from .train.web_export import export_checkpoint
-
 def cmd_export(args) -> int:
     "llm-zero export: a trained run as an ONNX graph, its tokenizer and config.json, for the browser (chapter 9)."
     cfg = export_checkpoint(args.checkpoint, args.out, args.format)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .core import InputError, LLMZeroError
 from .finetune.cli import load_language_model
 from .finetune.instruct import PREAMBLE, RESPONSE_HEADING
-from .model.generation import generate_stream
+from .model.generation import _context_length, generate_stream
 
 # %% auto #0
 __all__ = ['UNSUPPORTED', 'CHAT_PAGE', 'APIError', 'render_chat', 'Piece', 'text_pieces', 'completion_pieces', 'ModelWorker',
@@ -106,7 +106,7 @@ def completion_pieces(model, tok, prompt_ids: list[int], max_tokens: int,
     gen = torch.Generator(device=device)
     gen.manual_seed(secrets.randbits(63) if seed is None else seed)
     steps = generate_stream(model, torch.tensor([prompt_ids], device=device), max_tokens,
-                            model.pos_emb.num_embeddings, temperature, top_p=top_p,
+                            _context_length(model), temperature, top_p=top_p,
                             eos_id=tok.eos_id, use_cache=True, generator=gen)
     return text_pieces(tok, (t.item() for t in steps), max_tokens, stop)
 
@@ -342,7 +342,7 @@ def _sse(obj) -> str:
 # %% ../nbs/08_serve.ipynb #f76fe450
 def create_app(model, tok, name: str, prompt_format: str | None = None) -> FastAPI:
     "An OpenAI-compatible FastAPI application serving `model` (with tokenizer `tok`) as `name`."
-    context = model.pos_emb.num_embeddings
+    context = _context_length(model)
     created = int(time.time())
 
     @contextlib.asynccontextmanager

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # The project's whole test suite. CI (.ci/run) runs exactly this command on a clean clone.
+# Usage: bash scripts/test.sh [--dirty]
+#   --dirty  test uncommitted work: step 1 then checks only that the notebooks are clean and tagged
+#            and that llm_zero/ is what nbdev_export makes of them, not that git has nothing to commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dirty=false
+for arg in "$@"; do
+  case "$arg" in
+    --dirty) dirty=true ;;
+    *) echo "usage: bash scripts/test.sh [--dirty]" >&2; exit 2 ;;
+  esac
+done
 start=$SECONDS
 step() { printf '\n=== [%ss] %s\n' "$((SECONDS - start))" "$*"; }
 
@@ -15,28 +25,46 @@ if [ -d ../shared/data ]; then
   python -c "from llm_zero.data import seed_cache; print('seeded:', *seed_cache('../shared/data'))"
 fi
 
-step "1/5 notebooks are clean, tagged, and llm_zero/ is what nbdev_export makes of them"
+step "1/6 notebooks are clean, tagged, and llm_zero/ is what nbdev_export makes of them"
+if $dirty; then
+  # Compare the tree before and after the tools run: anything they change was out of step.
+  snapshot=$(mktemp -d)
+  trap 'rm -rf "$snapshot"' EXIT
+  cp -r nbs llm_zero "$snapshot/"
+fi
 python scripts/nb_tags.py
 nbdev_clean
 nbdev_export
-if [ -n "$(git status --porcelain)" ]; then
+if $dirty; then
+  if ! changed=$(diff -rq --exclude=__pycache__ --exclude=.ipynb_checkpoints "$snapshot/nbs" nbs &&
+                 diff -rq --exclude=__pycache__ "$snapshot/llm_zero" llm_zero); then
+    echo "FAIL: nb_tags.py, nbdev_clean or nbdev_export changed these files (now fixed in your tree;"
+    echo "      look at them, then run the tests again):"
+    echo "$changed"
+    exit 1
+  fi
+elif [ -n "$(git status --porcelain)" ]; then
   echo "FAIL: the working tree changed (or was not clean). Edit notebooks, not llm_zero/; run"
-  echo "      nbdev_export, nbdev_clean and python scripts/nb_tags.py, and commit the result:"
+  echo "      nbdev_export, nbdev_clean and python scripts/nb_tags.py, and commit the result"
+  echo "      (or run bash scripts/test.sh --dirty to test uncommitted work):"
   git status --porcelain
   exit 1
 fi
 
-step "2/5 nbdev_test (cells flagged #| slow are skipped; --flags slow runs them)"
+step "2/6 ruff check (pyproject.toml has the rules; fix llm_zero/ findings in the notebooks)"
+ruff check llm_zero tests scripts benchmarks
+
+step "3/6 nbdev_test (cells flagged #| slow are skipped; --flags slow runs them)"
 nbdev_test --n_workers 2 --timing
 
-step "3/5 pytest tests/"
+step "4/6 pytest tests/"
 python -m pytest tests -q --ignore=tests/browser --durations=15
 
-step "4/5 book: execute every notebook, fail on any cell error or Sphinx warning"
+step "5/6 book: execute every notebook, fail on any cell error or Sphinx warning"
 rm -rf _build/html _build/.doctrees
 jupyter-book build . -W -n --keep-going
 
-step "5/5 the built site in a headless browser"
+step "6/6 the built site in a headless browser"
 python -m pytest tests/browser -q -rs
 
 step "all checks passed"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm_zero.data.corpora import fetch, load_text
-from llm_zero.tokenizer.bpe import (PATTERNS, BPEFileError, BPETokenizer, _UNICODE_17_ONLY, compile_pattern,
+from llm_zero.tokenizer.bpe import (PATTERNS, BPEFileError, BPETokenizer, compile_pattern,
                                     learn_merges, learn_merges_naive)
 
 CL100K_FILE = Path(offline.__file__).parent / "data" / "cl100k_base.tiktoken"

@@ -31,7 +31,9 @@ def cli(*args, ok=True):
 
 def main(*args, ok=True):
     "Run `llm_zero.cli.main` in this process (same code path, no interpreter start-up)."
-    import contextlib, io, types
+    import contextlib
+    import io
+    import types
     import torch
     from llm_zero.cli import main as entry
     torch.set_num_threads(1)
@@ -52,7 +54,8 @@ def run(tmp_path_factory):
 
 def test_help_everywhere():
     from llm_zero.cli import build_parser
-    import contextlib, io
+    import contextlib
+    import io
     for argv in ([], ["train"], ["generate"], ["eval"], ["prepare"], ["tokenizer"], ["tokenizer", "train"]):
         out = io.StringIO()
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:

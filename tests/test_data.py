@@ -13,7 +13,6 @@ import torch
 from llms_from_scratch import ch02 as book
 
 from llm_zero.data import CORPORA, Corpus, DataUnavailableError, GPTDatasetV1, create_dataloader_v1, fetch, load_text, seed_cache
-from llm_zero.data import corpora
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +142,8 @@ def test_seed_cache_fills_tiktoken_cache_too(tmp_path, monkeypatch):
     assert "the-verdict" in seed_cache(shared)
     assert len(list((tmp_path / "tiktoken").iterdir())) == 2
     # A fresh process with only these caches encodes offline.
-    import subprocess, sys
+    import subprocess
+    import sys
     out = subprocess.run([sys.executable, "-c", "import tiktoken; print(len(tiktoken.get_encoding('gpt2').encode(open(" +
                           repr(str(tmp_path / 'cache' / 'the-verdict.txt')) + ").read())))"],
                          env={**os.environ}, capture_output=True, text=True, check=True)

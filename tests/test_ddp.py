@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from llm_zero.train.config import load_config
 from llm_zero.train.engine import train

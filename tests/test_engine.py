@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from llm_zero.train.checkpoint import CheckpointError, CheckpointManager, find_checkpoint
+from llm_zero.train.checkpoint import CheckpointError, find_checkpoint
 from llm_zero.train.config import ConfigError, Config, apply_overrides, config_from_dict, config_to_dict, load_config
 from llm_zero.train.data import TokenWindows
 from llm_zero.train.engine import (TrainingDiverged, build_model, configure_optimizer, load_model_from_checkpoint,

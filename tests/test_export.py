@@ -16,7 +16,8 @@ from llm_zero.tokenizer.bpe import BPETokenizer
 from llm_zero.tokenizer.unigram import UnigramTokenizer
 from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
 from llm_zero.train.checkpoint import save_checkpoint
-from llm_zero.train.engine import build_model, load_model_from_checkpoint
+from llm_zero.train.config import config_from_dict
+from llm_zero.train.engine import build_model, load_model_from_checkpoint, train
 from llm_zero.train.tokenizers import CorpusBPETokenizer
 from llm_zero.train.web_export import (OnnxLM, WebExportError, bpe_for_web, export_onnx, gpt2_bpe,
                                       tokenizer_for_web)
@@ -55,7 +56,29 @@ def test_export_writes_graph_tokenizer_and_config(exported):
     assert cfg["max_logit_diff"] < 1e-4
     for name, digest in cfg["sha256"].items():
         assert sha256_file(exported / name) == digest
-    assert json.loads((exported / "tokenizer.json").read_text()) == {"kind": "char", "chars": tok.chars}
+    assert json.loads((exported / "tokenizer.json").read_text()) == {"kind": "char", "chars": tok.chars,
+                                                                     "itos": list(tok.chars), "unk_id": None}
+    assert cfg["eos_id"] is None  # the committed run predates the special ids
+
+
+def test_char_run_with_special_ids_exports_its_whole_vocabulary(tmp_path):
+    # A char run trained now ends its vocabulary with <|endoftext|> and <|unk|>: the page must
+    # know all of them, and map a character it never saw to <|unk|> as Python does.
+    cfg = config_from_dict({"model": {"context_length": 16, "emb_dim": 32, "n_heads": 2, "n_layers": 1},
+                            "data": {"corpus": "the-verdict", "tokenizer": "char"},
+                            "train": {"max_steps": 2, "batch_size": 4, "eval_interval": 0},
+                            "schedule": {"warmup_steps": 0}, "run": {"sample_tokens": 0}})
+    train(cfg, tmp_path / "run", progress=False)
+    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "web")]) == 0
+    _, tok, _ = load_model_from_checkpoint(tmp_path / "run")
+    web = json.loads((tmp_path / "web" / "tokenizer.json").read_text())
+    config = json.loads((tmp_path / "web" / "config.json").read_text())
+    assert len(web["itos"]) == config["vocab_size"] == tok.vocab_size == len(tok.chars) + 2
+    assert web["itos"][config["eos_id"]] == "<|endoftext|>" and web["itos"][web["unk_id"]] == "<|unk|>"
+    text = "I had always thought Jack Gisburn 東京 🙂"
+    page_ids = [web["chars"].index(ch) if ch in web["chars"] else web["unk_id"] for ch in text]
+    assert page_ids == tok.encode(text) and tok.unk_id in page_ids
+    assert "".join(web["itos"][i] for i in page_ids + [tok.eos_id]) == tok.decode(page_ids + [tok.eos_id])
 
 
 def real_prompts(n: int, length: int) -> list[str]:

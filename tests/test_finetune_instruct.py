@@ -76,7 +76,7 @@ def test_instruction_masking_hides_exactly_the_prompt(items):
     x, y = custom_collate_fn(items)
     plain_x, plain_y = custom_collate_fn([ids for ids, _ in items])
     assert torch.equal(x, plain_x)
-    for row, (ids, p) in enumerate(items):
+    for row, (_, p) in enumerate(items):
         keep = (plain_y[row] != -100) & (torch.arange(y.shape[1]) >= max(p - 1, 0))
         assert torch.equal(y[row] != -100, keep)
         assert torch.equal(y[row][keep], plain_y[row][keep])
@@ -91,7 +91,7 @@ def test_masked_dataset_keeps_response_and_end_of_text(data, tok):
 
 
 def _lcs_reference(a, b):
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def f(i, j):
         if i == len(a) or j == len(b): return 0
         return 1 + f(i + 1, j + 1) if a[i] == b[j] else max(f(i + 1, j), f(i, j + 1))

@@ -5,9 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_zero.model import (GPT_CONFIG_124M, GPT_CONFIGS, CausalAttention, FeedForward, GELU, GPTModel,
-                            LayerNorm, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1,
-                            SelfAttention_v2, TransformerBlock, generate_text_simple, validate_config)
+import llm_zero.model
+from llm_zero.model import (GPT_CONFIG_124M, GPT_CONFIGS, FeedForward, GELU, GPTModel,
+                            LayerNorm, MultiHeadAttention, MultiHeadAttentionWrapper,
+                            TransformerBlock, generate_text_simple, validate_config)
 from llm_zero.model.generation import KVCache
 from llms_from_scratch import ch03 as book3
 from llms_from_scratch import ch04 as book4
@@ -39,7 +40,7 @@ def assert_same_parameters(ours, book):
     ("MultiHeadAttention", (3, 4, 6, 0.0, 2)),
 ])
 def test_chapter3_classes_match_book(name, args):
-    ours = seeded(lambda: globals()[name](*args))
+    ours = seeded(lambda: getattr(llm_zero.model, name)(*args))
     book = seeded(lambda: getattr(book3, name)(*args))
     assert_same_parameters(ours, book)
     x = torch.rand(6, 3) if name.startswith("SelfAttention") else torch.rand(2, 6, 3)

@@ -1,5 +1,6 @@
 """House rules for the notebooks that are both the book and the library's source."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,124 @@ def test_readers_do_not_see_export_plumbing():
             src = "".join(c["source"])
             if c["cell_type"] == "code" and ("#| default_exp" in src or "nbdev_export()" in src):
                 assert "remove-cell" in c["metadata"].get("tags", []), f"{nb.name}: visible plumbing cell: {src[:60]}"
+
+
+# Chapters are every page of the book except the API reference and the landing page.
+CHAPTERS = [nb for nb in NOTEBOOKS if nb.parent == ROOT / "nbs"]
+HEADING_IN_CODE = re.compile(r"^\s*# #{1,6} \S", re.M)
+SECTION_NUMBER = re.compile(r"^##+ (?:[0-9]+[a-z]?|[A-Z])(?:\.\d+)+ \S")
+UNNUMBERED_SECTIONS = {"Summary", "Exercises"}
+SOLUTION = re.compile(r"^#\| code-fold: true\n# Solution (\d+)\b")
+
+
+def markdown_headings(nb_path):
+    "The (level, line) of every markdown heading outside fenced code blocks."
+    found = []
+    for c in cells(nb_path):
+        if c["cell_type"] != "markdown":
+            continue
+        fenced = False
+        for line in "".join(c["source"]).splitlines():
+            fenced ^= line.startswith("```")
+            if not fenced and re.match(r"#{1,6} ", line):
+                found.append((len(line) - len(line.lstrip("#")), line))
+    return found
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "nbs")))
+def test_no_markdown_swallowed_by_code_cells(nb):
+    # A heading written as a comment ("# ## Heading") does not render: the prose after it is code.
+    bad = [i for i, c in enumerate(cells(nb))
+           if c["cell_type"] == "code" and HEADING_IN_CODE.search("".join(c["source"]))]
+    assert not bad, f"{nb.name}: cells {bad} hold markdown headings as comments; make them markdown cells"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "nbs")))
+def test_plumbing_is_hidden(nb):
+    plumbing = re.compile(r"set_num_threads|\b_t0\b|executed in")
+    visible = [i for i, c in enumerate(cells(nb)) if c["cell_type"] == "code"
+               and plumbing.search("".join(c["source"]))
+               and "remove-cell" not in c["metadata"].get("tags", [])
+               and not "".join(c["source"]).startswith("#| export")]
+    assert not visible, f"{nb.name}: cells {visible} show timers or thread settings; put them in a #| hide cell"
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.name)
+def test_sections_are_numbered(nb):
+    unnumbered = [line for level, line in markdown_headings(nb) if level in (2, 3)
+                  and line.lstrip("# ") not in UNNUMBERED_SECTIONS and not SECTION_NUMBER.match(line)]
+    assert not unnumbered, f"{nb.name}: number these sections like the book (## 4.1 ...): {unnumbered}"
+
+
+def test_every_public_name_is_in_the_reference():
+    # Each page under nbs/api/ shows one module or subpackage with show_reference(llm_zero.X); a
+    # module whose public names reach none of those pages is missing from the site's reference.
+    import importlib
+    import pkgutil
+
+    import llm_zero
+    shown_modules = {m for nb in (ROOT / "nbs" / "api").glob("*.ipynb") for c in cells(nb)
+                     for m in re.findall(r"show_reference\((llm_zero[\w.]*)\)", "".join(c["source"]))}
+    on_pages = {id(getattr(importlib.import_module(m), n))
+                for m in shown_modules for n in importlib.import_module(m).__all__}
+    missing = []
+    for info in pkgutil.walk_packages(llm_zero.__path__, "llm_zero."):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        module = importlib.import_module(info.name)
+        missing += [f"{info.name}.{n}" for n in getattr(module, "__all__", [])
+                    if id(getattr(module, n)) not in on_pages]
+    assert not missing, (f"public names on no reference page: {missing}; re-export them from their "
+                         "subpackage's __init__ (nbs/api/*.ipynb) or add a page calling show_reference")
+
+
+def test_quoted_benchmark_numbers_match_results_md():
+    # Chapters read benchmark figures from benchmarks/results.json; each must be the number
+    # RESULTS.md reports in the section of the same name, so the two cannot drift apart.
+    quoted = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", results, re.M | re.S))
+    for name, numbers in quoted.items():
+        if name.startswith("_"):
+            continue
+        section = numbers["section"]
+        assert section in sections, f"results.json section {section!r} has no '## {section}' in RESULTS.md"
+        start = sections[section].find(numbers["paragraph"])
+        assert start >= 0, f"RESULTS.md's '## {section}' has no paragraph starting {numbers['paragraph']!r}"
+        paragraph = sections[section][start:].split("\n\n")[0]
+        for key, value in numbers.items():
+            if isinstance(value, (int, float)):
+                assert re.search(rf"(?<![\d.]){re.escape(f'{value:,}')}(?![\d])", paragraph), \
+                    f"results.json {name}.{key} = {value} is not in RESULTS.md's {numbers['paragraph']!r} block"
+
+
+def exercise_numbers(nb_path):
+    "The numbers of the items listed under the chapter's '## Exercises' heading."
+    numbers, inside = [], False
+    for c in cells(nb_path):
+        if c["cell_type"] != "markdown":
+            continue
+        for line in "".join(c["source"]).splitlines():
+            if re.match(r"#{1,6} ", line):
+                inside = line == "## Exercises"
+            elif inside and (m := re.match(r"(\d+)\. ", line)):
+                numbers.append(int(m.group(1)))
+    return numbers
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.name)
+def test_every_exercise_has_a_collapsed_solution(nb):
+    numbers = exercise_numbers(nb)
+    assert numbers, f"{nb.name}: a chapter ends with '## Exercises', a numbered list"
+    solved = {}
+    for c in cells(nb):
+        src = "".join(c["source"])
+        if c["cell_type"] == "code" and (m := SOLUTION.match(src)):
+            assert "hide-input" in c["metadata"].get("tags", []), \
+                f"{nb.name}: solution {m.group(1)} is not tagged hide-input (run python scripts/nb_tags.py)"
+            assert re.search(r"\bassert\b|\btest_\w+\(", src), \
+                f"{nb.name}: solution {m.group(1)} must check its answer (assert or test_eq/test_close/...)"
+            solved[int(m.group(1))] = src
+    missing = [n for n in numbers if n not in solved]
+    assert not missing, (f"{nb.name}: exercises {missing} have no solution cell; add a code cell "
+                         "starting '#| code-fold: true' then '# Solution N: ...' after the list")

@@ -6,11 +6,9 @@ import random
 from collections import Counter
 
 import pytest
+import sentencepiece
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-sentencepiece = pytest.importorskip("sentencepiece")
-tokenizers = pytest.importorskip("tokenizers")
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from llm_zero.data.corpora import load_text

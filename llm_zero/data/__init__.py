@@ -4,8 +4,9 @@
 __all__ = []
 
 # %% ../../nbs/api/data.ipynb #84ac5335
-from . import corpora, dataset
+from . import corpora, dataset, english
 from .corpora import *
 from .dataset import *
+from .english import *
 
-__all__ = [*corpora.__all__, *dataset.__all__]
+__all__ = [*corpora.__all__, *dataset.__all__, *english.__all__]

@@ -7,7 +7,6 @@ import hashlib
 import http.client
 import io
 import os
-import shutil
 import subprocess
 import tempfile
 import urllib.request

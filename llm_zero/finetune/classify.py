@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..core import atomic_write
 from ..data.corpora import cache_dir, fetch, load_text
+from ..model.generation import _context_length
 
 # %% auto #0
 __all__ = ['LABELS', 'TINY_GPT_CONFIG', 'load_sms_spam', 'create_balanced_dataset', 'random_split', 'SpamDataset',
@@ -247,7 +248,7 @@ class BagOfWordsBaseline:
         z = X @ self.w + self.b
         return F.binary_cross_entropy_with_logits(z, y) + 0.5 * self.l2 * (self.w ** 2).sum()
 
-    def fit(self, texts: list[str], labels: list[int]) -> "BagOfWordsBaseline":
+    def fit(self, texts: list[str], labels: list[int]) -> BagOfWordsBaseline:
         self.vocab = {w: i for i, w in enumerate(sorted({w for t in texts for w in self.words(t)}))}
         X, y = self.features(texts), torch.tensor(labels, dtype=torch.float64)
         self.w = torch.zeros(len(self.vocab), dtype=torch.float64, requires_grad=True)
@@ -291,7 +292,7 @@ def classify_review(text: str, model: nn.Module, tokenizer, device, max_length: 
     if getattr(head, "out_features", None) != 2:
         raise ValueError("classify_review needs a 2-class classifier (see to_classifier); this model's out_head has "
                          f"{getattr(head, 'out_features', '?')} outputs. Is it a language model checkpoint?")
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     max_length = context if max_length is None else min(max_length, context)
     ids = tokenizer.encode(text)[:max_length]
     ids = ids + [pad_token_id] * (max_length - len(ids))

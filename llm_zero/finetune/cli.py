@@ -23,7 +23,8 @@ from .instruct import (RESPONSE_HEADING, InstructionDataset, check_language_mode
                                         split_instruction_data)
 from .dpo import DPOConfig, cmd_finetune_dpo
 from .lora import count_trainable, merge_lora, to_lora_classifier
-from ..model.gpt import GPTModel
+from ..model.generation import _context_length
+from ..model.llama import build_model, config_of
 from ..train.checkpoint import CheckpointError, find_checkpoint, load_weights, read_meta
 from ..train.config import ConfigError, load_config, save_config
 from ..train.engine import (MetricsLog, TrainingLoop, check_resume_config, load_model_from_checkpoint,
@@ -181,7 +182,7 @@ def load_base(base=None):
     return load_base_model(base).train(), GPT2Tokenizer()
 
 # %% ../../nbs/07b_finetune_cli.ipynb #160f52d9
-def _classifier_of(lm: GPTModel, meta: dict) -> torch.nn.Module:
+def _classifier_of(lm: torch.nn.Module, meta: dict) -> torch.nn.Module:
     "The classifier a checkpoint's meta describes, around the language model `lm`."
     lora = meta.get("lora") or {}
     if lora.get("rank"): return to_lora_classifier(lm, lora["rank"], lora["alpha"], num_classes=len(meta["labels"]))
@@ -195,7 +196,7 @@ def load_classifier(path, device="cpu"):
         raise CheckpointError(f"{path} is a language model checkpoint (task {meta.get('task', 'pretrain')!r}), not a "
                               f"classifier; fine-tune it first: llm-zero finetune classify --config "
                               f"configs/finetune_classify.yaml model.base={path}")
-    model = _classifier_of(GPTModel(meta["model"]), meta)
+    model = _classifier_of(build_model(meta["model"]), meta)
     load_weights(model, ck)
     return merge_lora(model).to(device).eval(), load_tokenizer(ck), meta
 
@@ -263,14 +264,14 @@ def finetune_classify(cfg: ClassifyConfig, out=None, progress: bool = True, resu
         n_tr, n_va = int(d.limit * 0.7), int(d.limit * 0.1)
         train_r, val_r, test_r = train_r[:n_tr], val_r[:n_va], test_r[:d.limit - n_tr - n_va]
     model, tok = load_base(cfg.model.base)
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     train_ds = SpamDataset(train_r, tok, max_length=d.max_length, pad_token_id=tok.pad_id)
     if train_ds.max_length > context:
         train_ds = SpamDataset(train_r, tok, max_length=context, pad_token_id=tok.pad_id)
     val_ds, test_ds = (SpamDataset(r, tok, max_length=train_ds.max_length, pad_token_id=tok.pad_id) for r in (val_r, test_r))
     loaders = {k: DataLoader(ds, batch_size=d.batch_size) for k, ds in
                [("train", train_ds), ("validation", val_ds), ("test", test_ds)]}
-    meta = {"task": "classify", "model": dict(model.cfg), "labels": list(LABELS), "max_length": train_ds.max_length,
+    meta = {"task": "classify", "model": config_of(model), "labels": list(LABELS), "max_length": train_ds.max_length,
             "pad_token_id": tok.pad_id, "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha},
             "trainable_blocks": cfg.model.trainable_blocks}
     torch.manual_seed(t.seed)
@@ -323,7 +324,7 @@ def finetune_instruct(cfg: InstructConfig, out=None, progress: bool = True, resu
     if g.test_limit is not None: test_d = test_d[:g.test_limit]
     model, tok = load_base(cfg.model.base)
     check_language_model(model)
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     collate = partial(custom_collate_fn, pad_token_id=tok.pad_id, allowed_max_length=min(d.max_length or context, context))
     train_ds, val_ds = (InstructionDataset(x, tok, d.mask_instruction) for x in (train_d, val_d))
     train_loader, val_loader = (DataLoader(ds, batch_size=d.batch_size, collate_fn=collate) for ds in (train_ds, val_ds))
@@ -335,7 +336,7 @@ def finetune_instruct(cfg: InstructConfig, out=None, progress: bool = True, resu
             tl, vl = evaluate_lm(model, train_loader, val_loader, device, t.eval_iter)
         return {"val_loss": vl, "train_eval_loss": tl}
     s, loop = _run(cfg, model, run_dir, ckpts, latest, device, lambda step: collate([train_ds[int(i)] for i in order(step)]),
-                   per_epoch, evaluate, lambda step: {"task": "instruct", "model": dict(model.cfg), "prompt_format": "alpaca"},
+                   per_epoch, evaluate, lambda step: {"task": "instruct", "model": config_of(model), "prompt_format": "alpaca"},
                    tok, progress=progress, resume=resume)
     result = {**s, "run_dir": str(run_dir)}
     if s["interrupted"]: return result
@@ -352,7 +353,7 @@ def chat_reply(model, tok, instruction: str, input_text: str = "", max_new_token
     "The model's response to one instruction in the Alpaca format."
     from llm_zero.model.generation import generate
     prompt = format_input({"instruction": instruction, "input": input_text}) + RESPONSE_HEADING
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     device = next(model.parameters()).device
     ids = torch.tensor([tok.encode(prompt)[-context:]], device=device)
     out = generate(model, ids, max_new_tokens, context, eos_id=tok.eos_id, use_cache=True)

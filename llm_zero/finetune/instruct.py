@@ -8,7 +8,6 @@ import os
 import re
 import urllib.parse
 import urllib.request
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,9 +41,6 @@ def validate_instruction_records(data, keys=INSTRUCTION_KEYS) -> list[dict]:
         bad = [k for k in keys if not isinstance(entry[k], str)]
         if bad: raise InstructionDataError(f"Record {i}: {bad} must be strings, got {[type(entry[k]).__name__ for k in bad]}.")
     return data
-
-class InstructionDataError(LLMZeroError, ValueError):
-    "An instruction JSON file that is not valid JSON or whose records lack a field; names the file."
 
 def load_instruction_data(path: str | os.PathLike | None = None) -> list[dict]:
     "Validated records of an instruction JSON file (default: the book's 1,100 records, verified and cached)."
@@ -132,10 +128,10 @@ def extract_response(generated_text: str, prompt: str) -> str:
 def generate_responses(model: nn.Module, data: list[dict], tokenizer, max_new_tokens: int = 256,
                        key: str = "model_response", eos_id: int = 50256, device="cpu") -> list[dict]:
     "Copies of `data` with the model's greedy answer to each prompt under `key`."
-    from llm_zero.model.generation import generate
+    from llm_zero.model.generation import _context_length, generate
     check_language_model(model)
     model.eval()
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)
     out = []
     for entry in tqdm(validate_instruction_records(data), desc="generating", leave=False):
         prompt = format_input(entry) + RESPONSE_HEADING

@@ -101,7 +101,9 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x, kv_cache=None, attn_mask=None):
         b, num_tokens, _ = x.shape
-        if self.attn_impl == "sdpa":
+        # Projections wrapped by LoRA (appendix E) have no single weight matrix to stack.
+        projections = (self.W_query, self.W_key, self.W_value)
+        if self.attn_impl == "sdpa" and all(type(p) is nn.Linear for p in projections):
             queries, keys, values = self._fused_qkv(x)
         else:
             queries = self.split_heads(self.W_query(x))

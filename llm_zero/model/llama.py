@@ -8,14 +8,15 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
-from .gpt import (IMPLS, check_config_keys, check_positive_ints, check_token_ids, next_token_loss,
-                                positions_and_mask)
+from .gpt import (IMPLS, GPTModel, check_config_keys, check_positive_ints, check_token_ids,
+                                next_token_loss, positions_and_mask, validate_config)
 from .loss import LogitsWorkspace
 from .gqa import GroupedQueryAttention, SwiGLUFeedForward
 from .rope import RMSNorm, compute_rope_params
 
 # %% auto #0
-__all__ = ['LLAMA32_CONFIG_1B', 'QWEN3_CONFIG_0_6B', 'LlamaBlock', 'Llama3Model', 'Qwen3Model']
+__all__ = ['LLAMA32_CONFIG_1B', 'QWEN3_CONFIG_0_6B', 'MODEL_ARCHS', 'LlamaBlock', 'Llama3Model', 'Qwen3Model', 'arch_config',
+           'build_model', 'config_of']
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #a5421db1
 LLAMA32_CONFIG_1B = {
@@ -138,3 +139,41 @@ class Qwen3Model(Llama3Model):
     _OPTIONAL = {"dtype": torch.float32, "head_dim": None, "qk_norm": True, "tie_embeddings": False,
                  "norm_eps": 1e-6, "impl": "reference"}
     _EXAMPLE = "QWEN3_CONFIG_0_6B"
+
+# %% ../../nbs/04e_llama3_qwen3.ipynb #00d92014
+MODEL_ARCHS = {"gpt2": GPTModel, "llama3": Llama3Model, "qwen3": Qwen3Model}
+# GPT-2's own keys; at these values they describe Llama and Qwen too.
+_GPT2_ONLY = {"drop_rate": 0.0, "qkv_bias": False}
+
+def arch_config(cfg: Mapping) -> dict:
+    "A checked copy of `cfg` for the model `cfg['arch']` names (default `'gpt2'`), `None`s dropped."
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"A model config must be a dict, got {type(cfg).__name__}.")
+    cfg = {k: v for k, v in cfg.items() if v is not None}
+    arch = cfg.pop("arch", "gpt2")
+    if arch not in MODEL_ARCHS:
+        raise ValueError(f"Unknown model arch {arch!r}; "
+                         f"choose one of {', '.join(map(repr, MODEL_ARCHS))}.")
+    if arch == "gpt2":
+        return {"arch": arch, **validate_config(cfg)}
+    for key, neutral in _GPT2_ONLY.items():
+        if cfg.pop(key, neutral) != neutral:
+            raise ValueError(f"Config key {key!r} is a GPT-2 setting that {arch} does not have; "
+                             f"set it to {neutral!r} or remove it.")
+    return {"arch": arch, **MODEL_ARCHS[arch].validate_config(cfg)}
+
+# %% ../../nbs/04e_llama3_qwen3.ipynb #f18754e6
+def build_model(cfg: Mapping) -> nn.Module:
+    "The model `cfg['arch']` names (default `'gpt2'`), built from the rest of `cfg`."
+    cfg = arch_config(cfg)
+    return MODEL_ARCHS[cfg.pop("arch")](cfg)
+
+# %% ../../nbs/04e_llama3_qwen3.ipynb #19dce7e4
+def config_of(model: nn.Module) -> dict:
+    "The JSON-ready config of `model`, with its `arch`, from which `build_model` rebuilds it."
+    arch = next((name for name, cls in MODEL_ARCHS.items() if type(model) is cls), None)
+    if arch is None:
+        names = ", ".join(c.__name__ for c in MODEL_ARCHS.values())
+        raise TypeError(f"config_of needs one of {names}, got {type(model).__name__}.")
+    return {"arch": arch, **{k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v
+                             for k, v in model.cfg.items()}}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import regex
+from fastcore.basics import patch
 from tqdm import tqdm
 
 from ..core import LLMZeroError, atomic_write
@@ -366,7 +367,8 @@ class BPETokenizer:
         return [self.decoder[i].decode("utf-8", errors="backslashreplace") for i in self.encode(text, allowed_special)]
 
 # %% ../../nbs/02a_bpe.ipynb #83fd4908
-def _train(cls, text_or_texts: str | Iterable[str], vocab_size: int, pattern: str = "gpt2",
+@patch(cls_method=True)
+def train(cls: BPETokenizer, text_or_texts: str | Iterable[str], vocab_size: int, pattern: str = "gpt2",
            special_tokens: Iterable[str] = (), progress: bool = False) -> BPETokenizer:
     "Learn a byte-level BPE vocabulary of `vocab_size` ids (special tokens included; fewer if the text runs out of pairs)."
     if isinstance(text_or_texts, (bytes, bytearray)) or not isinstance(text_or_texts, (str, Iterable)):
@@ -390,8 +392,6 @@ def _train(cls, text_or_texts: str | Iterable[str], vocab_size: int, pattern: st
     return cls({t: i for i, t in enumerate(learned.vocab)}, resolve_pattern(pattern),
                {s: n + k for k, s in enumerate(specials)})
 
-BPETokenizer.train = classmethod(_train)
-
 # %% ../../nbs/02a_bpe.ipynb #648b0f59
 def _merge_of(token: bytes, rank: int, ranks: dict[bytes, int], decoder: dict[int, bytes]) -> tuple[bytes, bytes]:
     "Two lower-ranked tokens that join to `token`: BPE's own split if it has two parts, else the first that fits."
@@ -405,7 +405,8 @@ def _merge_of(token: bytes, rank: int, ranks: dict[bytes, int], decoder: dict[in
 class BPEFileError(LLMZeroError, ValueError):
     "A tokenizer file that is not in the expected format, or is damaged."
 
-def _save(self, path: str | os.PathLike) -> Path:
+@patch
+def save(self: BPETokenizer, path: str | os.PathLike) -> Path:
     "Write the tokenizer to `path` as text: a versioned header, then one token (or merge) per line."
     path, n = Path(path), len(self.ranks)
     if max(self.ranks.values()) != n - 1:
@@ -419,7 +420,8 @@ def _save(self, path: str | os.PathLike) -> Path:
     with atomic_write(path) as tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
-def _load(cls, path: str | os.PathLike) -> BPETokenizer:
+@patch(cls_method=True)
+def load(cls: BPETokenizer, path: str | os.PathLike) -> BPETokenizer:
     "Read a tokenizer written by `save`; raise `BPEFileError` naming the problem if it is not one."
     path = Path(path)
     def fail(msg, line=None):
@@ -456,11 +458,9 @@ def _load(cls, path: str | os.PathLike) -> BPETokenizer:
     try: return cls(ranks, header["pattern"], special)
     except ValueError as e: fail(str(e))
 
-BPETokenizer.save = _save
-BPETokenizer.load = classmethod(_load)
-
 # %% ../../nbs/02a_bpe.ipynb #9fe6ae83
-def _from_gpt2(cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> BPETokenizer:
+@patch(cls_method=True)
+def from_gpt2(cls: BPETokenizer, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> BPETokenizer:
     "GPT-2's tokenizer from OpenAI's `encoder.json` and `vocab.bpe` files."
     enc_text, bpe_text = (Path(p).read_text(encoding="utf-8") for p in (encoder_json, vocab_bpe))
     if enc_text.startswith("#version") or bpe_text.lstrip().startswith("{"):
@@ -482,10 +482,9 @@ def _from_gpt2(cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLik
     learned_ids = set(ranks.values())
     return cls(ranks, "gpt2", {t: i for t, i in encoder.items() if i not in learned_ids})
 
-BPETokenizer.from_gpt2 = classmethod(_from_gpt2)
-
 # %% ../../nbs/02a_bpe.ipynb #d31e5ddf
-def _from_tiktoken(cls, path: str | os.PathLike, pattern: str, special_tokens: dict[str, int] | None = None) -> BPETokenizer:
+@patch(cls_method=True)
+def from_tiktoken(cls: BPETokenizer, path: str | os.PathLike, pattern: str, special_tokens: dict[str, int] | None = None) -> BPETokenizer:
     "A tokenizer from a tiktoken rank file (`<base64 token> <rank>` per line; gzip if it ends in .gz)."
     import gzip
     path = Path(path)
@@ -500,10 +499,8 @@ def _from_tiktoken(cls, path: str | os.PathLike, pattern: str, special_tokens: d
             raise BPEFileError(f"{path}, line {lineno}: expected '<base64 token> <rank>', got {line[:60]!r}") from None
     return cls(ranks, pattern, special_tokens)
 
-def _to_tiktoken(self, name: str = "llm_zero_bpe"):
+@patch
+def to_tiktoken(self: BPETokenizer, name: str = "llm_zero_bpe"):
     "The same tokenizer as a `tiktoken.Encoding`, which encodes the same ids in Rust."
     import tiktoken
     return tiktoken.Encoding(name, pat_str=self.pattern, mergeable_ranks=self.ranks, special_tokens=self.special_tokens)
-
-BPETokenizer.from_tiktoken = classmethod(_from_tiktoken)
-BPETokenizer.to_tiktoken = _to_tiktoken

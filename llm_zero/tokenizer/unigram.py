@@ -10,7 +10,7 @@ import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -198,7 +198,7 @@ class UnigramTokenizer:
         tok.history = history
         if len(tok) < vocab_size:
             warnings.warn(f"The text only supports {len(tok)} pieces (asked for vocab_size={vocab_size}): "
-                          f"it has too few repeated substrings. Train on more text or ask for fewer pieces.")
+                          f"it has too few repeated substrings. Train on more text or ask for fewer pieces.", stacklevel=2)
         return tok
 
 # %% ../../nbs/02c_unigram.ipynb #97b8b78b
@@ -230,7 +230,7 @@ def _sample_path(tok: UnigramTokenizer, word: str, alpha: float, rng: random.Ran
     return start, ids
 
 # %% ../../nbs/02c_unigram.ipynb #a79af0e1
-@lru_cache(maxsize=None)
+@cache
 def _script(c: str) -> str:
     "A coarse Unicode script: letters by the first word of their name, marks 'Inherited', anything else 'Common'."
     cat = unicodedata.category(c)

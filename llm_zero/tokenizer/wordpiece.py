@@ -10,8 +10,8 @@ import os
 import string
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import regex
 from tqdm import tqdm

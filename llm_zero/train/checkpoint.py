@@ -18,8 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..core import LLMZeroError, atomic_write, write_error
-from ..model.gpt import validate_config
-from .tokenizers import TOKENIZER_FILE, load_tokenizer, save_tokenizer
+from ..model.llama import arch_config
+from .tokenizers import save_tokenizer
 
 # %% auto #0
 __all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError',
@@ -124,12 +124,12 @@ def read_meta(folder: str | Path) -> dict:
     return meta
 
 def model_config_of(folder: str | Path, meta: dict | None = None) -> dict:
-    "The checked GPT config stored in a checkpoint's meta.json."
+    "The checked model config (with its `arch`) stored in a checkpoint's meta.json."
     p = Path(folder) / META_FILE
     meta = read_meta(folder) if meta is None else meta
     if "model" not in meta:
         raise CheckpointError(f"{p} has no model config; it was not written by llm_zero's training engine.")
-    try: return validate_config(meta["model"])
+    try: return arch_config(meta["model"])
     except (TypeError, ValueError) as e: raise CheckpointError(f"{p}: field 'model': {e}") from None
 
 def check_tokenizer_fits(tok, vocab_size: int, folder: str | Path):

@@ -13,7 +13,8 @@ import yaml
 from fastcore.basics import patch
 
 from ..core import LLMZeroError, atomic_write
-from ..model.gpt import upgrade_impl_key, validate_config
+from ..model.gpt import upgrade_impl_key
+from ..model.llama import arch_config
 
 # %% auto #0
 __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'Config', 'ConfigError',
@@ -23,7 +24,8 @@ __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'Tr
 # %% ../../nbs/05b_config.ipynb #b828bacd
 @dataclass
 class ModelConfig:
-    "The GPT architecture: the book's config keys plus the implementation."
+    "The architecture: its name, the book's config keys and the implementation."
+    arch: str = "gpt2"             # "gpt2", "llama3" or "qwen3" (chapter 4e)
     vocab_size: int | None = None  # None: taken from the tokenizer
     context_length: int = 128
     emb_dim: int = 128
@@ -32,6 +34,14 @@ class ModelConfig:
     drop_rate: float = 0.0
     qkv_bias: bool = False
     impl: str = "fast"  # "reference" (chapters 3-4's code) or "fast" (fused kernels, same weights)
+    # Llama 3 and Qwen3 only; null (None) means "not used" for GPT-2, or the model's default:
+    hidden_dim: int | None = None        # SwiGLU width
+    n_kv_groups: int | None = None       # key/value heads of grouped-query attention
+    rope_base: float | None = None
+    head_dim: int | None = None          # Qwen3; None: emb_dim // n_heads
+    qk_norm: bool | None = None          # Qwen3's QK-norm (its default: on)
+    tie_embeddings: bool | None = None   # share tok_emb and out_head (default: no)
+    norm_eps: float | None = None        # RMSNorm epsilon
 
 # %% ../../nbs/05b_config.ipynb #df316c04
 @dataclass
@@ -48,13 +58,17 @@ class DataConfig:
 # %% ../../nbs/05b_config.ipynb #31afd528
 @dataclass
 class OptimizerConfig:
-    "AdamW (weight decay on matrices only) and gradient clipping."
+    "AdamW (weight decay on matrices only), or Muon on the hidden matrices; gradient clipping."
     lr: float = 1e-3                # the peak learning rate
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
     grad_clip: float | None = 1.0   # max global gradient norm; None disables clipping
+    name: str = "adamw"             # or "muon": Muon for hidden matrices, AdamW (lr) for the rest
+    muon_lr: float = 0.02           # Muon's peak rate; the schedule scales it like lr
+    muon_momentum: float = 0.95
+    muon_weight_decay: float = 0.0
 
 # %% ../../nbs/05b_config.ipynb #22f2228c
 @dataclass
@@ -137,7 +151,7 @@ def _coerce(key: str, value, annotation: str):
 
 # %% ../../nbs/05b_config.ipynb #eaced8f9
 _CHOICES = {"data.tokenizer": ("char", "bpe", "gpt2"),
-            "data.sampling": ("random", "sliding")}
+            "data.sampling": ("random", "sliding"), "optimizer.name": ("adamw", "muon")}
 
 def check_choices(c, choices: dict):
     "Raise ConfigError unless each dotted key of `choices` has one of its allowed values in `c`."
@@ -148,9 +162,9 @@ def check_choices(c, choices: dict):
             raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed))}, got {v!r}.")
 
 def check_model_section(model) -> dict:
-    "The model section as the book's cfg dict, checked by the model's own `validate_config`."
+    "The model section as the book's cfg dict, checked by its model's own rules (`arch_config`)."
     cfg = dataclasses.asdict(model)
-    try: validate_config({**cfg, "vocab_size": cfg["vocab_size"] or 1})  # None: the tokenizer's size, later
+    try: arch_config({**cfg, "vocab_size": cfg["vocab_size"] or 1})  # None: the tokenizer's size, later
     except (TypeError, ValueError) as e: raise ConfigError(f"model section: {e}") from None
     return cfg
 
@@ -173,6 +187,9 @@ def check(c: Config):
     need(o.weight_decay >= 0, "optimizer.weight_decay", f"must be non-negative, got {o.weight_decay}")
     need(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optimizer.beta1/beta2", f"must be in [0, 1), got {o.beta1}, {o.beta2}")
     need(o.grad_clip is None or o.grad_clip > 0, "optimizer.grad_clip", f"must be positive or null, got {o.grad_clip}")
+    need(o.muon_lr > 0, "optimizer.muon_lr", f"must be positive, got {o.muon_lr}")
+    need(0 <= o.muon_momentum < 1, "optimizer.muon_momentum", f"must be in [0, 1), got {o.muon_momentum}")
+    need(o.muon_weight_decay >= 0, "optimizer.muon_weight_decay", f"must be non-negative, got {o.muon_weight_decay}")
     need(0 <= s.warmup_steps <= t.max_steps, "schedule.warmup_steps",
          f"must be between 0 and train.max_steps ({t.max_steps}), got {s.warmup_steps}")
     need(0 <= s.min_lr <= o.lr, "schedule.min_lr", f"must be between 0 and optimizer.lr ({o.lr}), got {s.min_lr}")

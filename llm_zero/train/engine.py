@@ -24,19 +24,21 @@ from ..core import LLMZeroError, atomic_write, write_error
 from ..data.corpora import load_text
 from ..model.generation import generate
 from ..model.gpt import GPTModel
+from ..model.llama import build_model as build_arch_model
 from .checkpoint import (CheckpointManager, find_checkpoint, load_training_state, load_weights,
                                        read_meta, RunExistsError, check_tokenizer_fits, model_config_of)
 from .config import Config, ConfigError, config_to_dict, save_config
 from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
 from .evaluate import autocast_for, evaluate_batches
+from .muon import MuonWithAdamW, muon_with_adamw
 from .schedule import lr_schedule
 from .tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
 __all__ = ['MAX_LOSS', 'MAX_WEIGHT', 'pick_device', 'build_model', 'configure_optimizer', 'RunData', 'load_run_data',
-           'append_text', 'MetricsLog', 'sample_text', 'RunExistsError', 'NoRunToResume', 'open_run',
-           'check_resume_config', 'resume_from', 'TrainingDiverged', 'perplexity', 'lm_loss', 'TrainingLoop',
-           'bad_weight', 'train', 'load_model_from_checkpoint']
+           'append_text', 'MetricsLog', 'sample_text', 'NoRunToResume', 'open_run', 'check_resume_config',
+           'resume_from', 'TrainingDiverged', 'perplexity', 'lm_loss', 'TrainingLoop', 'bad_weight', 'train',
+           'load_model_from_checkpoint']
 
 # %% ../../nbs/05g_engine.ipynb #b0b6a190
 def pick_device(name: str = "auto") -> torch.device:
@@ -57,23 +59,32 @@ def pick_device(name: str = "auto") -> torch.device:
     return d
 
 # %% ../../nbs/05g_engine.ipynb #02f54565
-def build_model(model_cfg: dict) -> GPTModel:
-    "A `GPTModel` from the `model` section of a config (book keys plus `impl`)."
+def build_model(model_cfg: dict) -> torch.nn.Module:
+    "The model of a config's `model` section: `GPTModel`, `Llama3Model` or `Qwen3Model`."
     if model_cfg.get("vocab_size") is None:
         raise ConfigError("model.vocab_size is not set; it is filled in from the tokenizer when a run starts.")
-    return GPTModel(dict(model_cfg))
+    return build_arch_model(model_cfg)
 
 # %% ../../nbs/05g_engine.ipynb #43c1e875
-def configure_optimizer(model: torch.nn.Module, opt_cfg) -> torch.optim.AdamW:
-    "AdamW with `opt_cfg.weight_decay` on matrices and none on vectors."
+def configure_optimizer(model: torch.nn.Module, opt_cfg) -> torch.optim.AdamW | MuonWithAdamW:
+    "AdamW, decay on matrices only; or (`name: muon`) Muon on hidden matrices, AdamW on the rest."
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt_cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     # fused=True: one kernel per step instead of a dozen passes over every parameter (about 9% of a
     # CPU training step at the benchmark size); PyTorch implements it for CPU and CUDA tensors.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    return torch.optim.AdamW(groups, lr=opt_cfg.lr, betas=(opt_cfg.beta1, opt_cfg.beta2), eps=opt_cfg.eps,
-                             fused=fused)
+    if opt_cfg.name == "muon":
+        opt = muon_with_adamw(model, opt_cfg.muon_lr, opt_cfg.muon_momentum,
+                              weight_decay=opt_cfg.muon_weight_decay, adamw_lr=opt_cfg.lr,
+                              betas=(opt_cfg.beta1, opt_cfg.beta2), eps=opt_cfg.eps,
+                              adamw_weight_decay=opt_cfg.weight_decay, fused=fused)
+    else:
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt_cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=opt_cfg.lr, betas=(opt_cfg.beta1, opt_cfg.beta2),
+                                eps=opt_cfg.eps, fused=fused)
+    # The schedule scales every group from its own peak rate: Muon's differs from AdamW's.
+    for g in opt.param_groups: g["initial_lr"] = g["lr"]
+    return opt
 
 # %% ../../nbs/05g_engine.ipynb #53d5039e
 @dataclasses.dataclass
@@ -180,9 +191,6 @@ def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 # %% ../../nbs/05g_engine.ipynb #b3c18d81
-class RunExistsError(LLMZeroError, FileExistsError):
-    "The run folder already holds a run; the message says how to continue it or start elsewhere."
-
 class NoRunToResume(LLMZeroError, FileNotFoundError):
     "`--resume` was given for a folder that holds no run."
 
@@ -215,11 +223,22 @@ def check_resume_config(run_dir: Path, cfg, sections=("model", "data")):
             if saved.get(section, {}).get(k) != v:
                 raise ConfigError(f"Cannot resume {run_dir}: {section}.{k} was {saved.get(section, {}).get(k)!r} "
                                   f"when the run started and is {v!r} now; use the same setting or a new --out.")
+    # The optimiser's saved state fits only the optimiser that wrote it (runs before Muon used AdamW).
+    name, was = now.get("optimizer", {}).get("name"), saved.get("optimizer", {}).get("name", "adamw")
+    if name is not None and name != was:
+        raise ConfigError(f"Cannot resume {run_dir}: it was trained with optimizer.name={was} and the config "
+                          f"now says {name}; its optimiser state cannot continue another optimiser. "
+                          f"Set optimizer.name={was}, or start a new run with another --out.")
 
 def resume_from(ckpt: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, float]:
     "Load the weights, optimiser and RNG state of checkpoint `ckpt`; returns (step, elapsed seconds)."
     load_weights(model, ckpt)
+    peaks = [g.get("initial_lr") for g in optimizer.param_groups]
     load_training_state(ckpt, optimizer)
+    # Loading replaces each group's settings with the checkpoint's; the peak rates stay the config's,
+    # so a run resumed with a lower optimizer.lr (the advice after a blow-up) does run lower.
+    for g, peak in zip(optimizer.param_groups, peaks):
+        if peak is not None: g["initial_lr"] = peak
     meta = read_meta(ckpt)
     return meta["step"], meta.get("elapsed_s", 0.0)
 
@@ -245,10 +264,12 @@ class TrainingLoop:
                  checkpoint_interval: int = 0, evaluate=None, after_eval=None, meta=None, tokenizer=None,
                  tokens_per_step: int = 0, epoch_at=None, step_model=None, rank: int = 0, world: int = 1,
                  start: int = 0, elapsed0: float = 0.0, metrics: MetricsLog | None = None, say=print,
-                 progress: bool = True, advice: str = "lower optimizer.lr or set optimizer.grad_clip"):
+                 progress: bool = True, advice: str = "lower optimizer.lr or set optimizer.grad_clip",
+                 peak_lr: float | None = None):
         self.model, self.optimizer, self.batch, self.max_steps, self.ckpts = model, optimizer, batch, max_steps, ckpts
         self.loss, self.grad_accum, self.grad_clip = loss, grad_accum, grad_clip
         self.lr_at = lr_at or (lambda step: optimizer.param_groups[0]["lr"])  # None: a constant rate
+        self.peak_lr = peak_lr  # given: groups follow lr_at from their own "initial_lr", not lr_at itself
         self.device, self.bf16 = torch.device(device), bf16
         self.log_interval, self.eval_interval, self.checkpoint_interval = log_interval, eval_interval, checkpoint_interval
         self.evaluate, self.after_eval, self.meta = evaluate, after_eval, meta or (lambda step: {})
@@ -274,7 +295,9 @@ class TrainingLoop:
 def step(self: TrainingLoop, step: int) -> dict:
     "One optimiser step (all micro-batches of step `step`); returns its loss, rate and gradient norm."
     lr = self.lr_at(step)
-    for g in self.optimizer.param_groups: g["lr"] = lr
+    for g in self.optimizer.param_groups:
+        # initial_lr / peak_lr is exactly 1.0 for AdamW's groups: their rates stay lr to the bit.
+        g["lr"] = lr * (g["initial_lr"] / self.peak_lr) if self.peak_lr else lr
     loss_sum = torch.zeros((), device=self.device)
     for micro in range(self.grad_accum):
         x, y = self.batch(step, micro)
@@ -447,7 +470,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
             "next_step": done, "samples_seen": done * t.grad_accum * t.batch_size, "epoch": epoch_at(done)}},
         tokenizer=tok, tokens_per_step=tokens_per_step, epoch_at=epoch_at, step_model=step_model, rank=rank,
         world=world, start=start, elapsed0=elapsed0, metrics=MetricsLog(run_dir, start) if main else None, say=say,
-        progress=progress)
+        progress=progress, peak_lr=cfg.optimizer.lr)
     try: summary = loop.run()
     finally:
         if world > 1:

@@ -48,7 +48,7 @@ class CharTokenizer:
         self.pad_id = n if specials else 0
 
     @classmethod
-    def train(cls, text: str) -> "CharTokenizer":
+    def train(cls, text: str) -> CharTokenizer:
         "The tokenizer whose vocabulary is every character that occurs in `text`."
         return cls("".join(sorted(set(text))))
 
@@ -100,7 +100,7 @@ class CorpusBPETokenizer:
         self.unk_id = None  # byte-level: every text encodes
 
     @classmethod
-    def train(cls, text: str, vocab_size: int) -> "CorpusBPETokenizer":
+    def train(cls, text: str, vocab_size: int) -> CorpusBPETokenizer:
         return cls(BPETokenizer.train(text, vocab_size, special_tokens=[cls.EOS]))
 
     @property

@@ -112,7 +112,8 @@ def tokenizer_for_web(tok) -> dict:
         return {"kind": "unigram", "pieces": [[p, s] for p, s in zip(tok.pieces, tok.scores)],
                 "unk_id": tok.unk_id, "byte_fallback": tok.byte_fallback}
     kind = getattr(tok, "kind", None)
-    if kind == "char": return {"kind": "char", "chars": tok.chars}
+    if kind == "char":  # itos has the special ids after the characters; a legacy run has none
+        return {"kind": "char", "chars": tok.chars, "itos": tok.itos, "unk_id": tok.unk_id}
     if kind == "bpe": return bpe_for_web(tok.bpe)
     if kind == "gpt2": return bpe_for_web(gpt2_bpe())
     raise WebExportError(f"The page cannot run a tokenizer of kind {kind!r}; "

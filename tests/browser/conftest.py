@@ -29,7 +29,8 @@ def _need(condition: bool, message: str):
 @pytest.fixture(scope="session")
 def site_url():
     _need((SITE / "index.html").exists(),
-          f"{SITE}/index.html is missing: build the book first (bash scripts/main.sh).")
+          f"{SITE}/index.html is missing: build the book first "
+          "(.venv/bin/jupyter-book build . -W -n --keep-going, or bash scripts/test.sh).")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SITE))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

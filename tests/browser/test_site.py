@@ -1,7 +1,6 @@
 """The built book, as a reader sees it: pages load cleanly, navigation, search, figures, math."""
 import re
 import time
-from pathlib import Path
 
 import pytest
 import yaml

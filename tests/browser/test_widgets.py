@@ -18,6 +18,7 @@ from llm_zero.tokenizer.bpe import BPETokenizer
 from llm_zero.tokenizer.unigram import UnigramTokenizer
 from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
 from llm_zero.train.engine import load_model_from_checkpoint
+from llm_zero.train.tokenizers import CharTokenizer
 from llm_zero.train.web_export import tokenizer_for_web
 
 from .conftest import ROOT, SCREENSHOTS, SITE, start_chromium
@@ -136,6 +137,22 @@ def generator_widget(page):
     assert wait_state(page, widget, ("ready", "error"), timeout=120) == "ready", \
         widget.find_element(By.CLASS_NAME, "llmz-status").text
     return widget
+
+
+def test_char_tokenizer_with_special_ids_equals_python(page):
+    # Char runs trained now end their vocabulary with <|endoftext|> and <|unk|>: the page's tokenizer,
+    # built from the exported spec, must map unseen characters to <|unk|> and decode every id.
+    tok = CharTokenizer.train(load_text("the-verdict"))
+    spec = tokenizer_for_web(tok)
+    script = ("const t = window.llmZero.tokenizerFromSpec(arguments[0]), ids = t.encode(arguments[1]);"
+              "return [ids, ids.concat([arguments[2]]).map(t.decoder()).join('')];")
+    unknown = 0
+    for text in INPUTS:
+        ids, text_back = page.execute_script(script, spec, text, tok.eos_id)
+        assert ids == tok.encode(text), text
+        assert text_back == tok.decode(ids + [tok.eos_id]), text
+        unknown += ids.count(tok.unk_id)
+    assert unknown >= 10, "too few inputs reached the <|unk|> id"
 
 
 def test_greedy_generation_equals_pytorch_and_is_fast(page, generator_widget, char_model):
