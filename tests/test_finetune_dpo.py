@@ -88,7 +88,8 @@ def test_refusals(dpo_run, tmp_path):
 
 def test_command_line_resumes_a_finished_run(dpo_run, tmp_path):
     "`llm-zero finetune dpo --resume` on a finished run (configs/finetune_dpo.yaml + the same overrides) re-measures it."
-    import contextlib, io
+    import contextlib
+    import io
     from pathlib import Path
     from llm_zero.cli import main
     out, cfg, scores = dpo_run

@@ -2,10 +2,8 @@
 checkpoint, classifier numbers equal to fine-tuning's own, corpora a tokenizer cannot encode skipped, `llm-zero report`."""
 import contextlib
 import io
-import json
 
 import pytest
-import torch
 from hypothesis import given, settings, strategies as st
 from rouge_score import rouge_scorer
 
