@@ -23,7 +23,7 @@ from ..train.evaluate import evaluate_text
 # %% auto #0
 __all__ = ['ReportError', 'text_corpora', 'held_out_slice', 'corpus_bits_per_byte', 'confusion_matrix', 'classification_scores',
            'classifier_test_split', 'evaluate_classifier', 'generated_tasks', 'task_correct',
-           'evaluate_instruction_model', 'evaluate_model', 'evaluate_run', 'report_markdown', 'plot_report',
+           'evaluate_instruction_model', 'evaluate_for_task', 'evaluate_run', 'report_markdown', 'plot_report',
            'write_report', 'report_table', 'cmd_report', 'add_report_command']
 
 # %% ../../nbs/07d_report.ipynb #0a96609a
@@ -144,7 +144,7 @@ def _run_config(run: Path) -> dict:
     p = run / "config.yaml"
     return yaml.safe_load(p.read_text(encoding="utf-8")) if p.is_file() else {}
 
-def evaluate_model(model: nn.Module, tok, task: str = "pretrain", test_records: list[dict] | None = None,
+def evaluate_for_task(model: nn.Module, tok, task: str = "pretrain", test_records: list[dict] | None = None,
                    classifier_meta: dict | None = None, max_tokens: int = 20_000, n_tasks: int = 20) -> dict:
     "The evaluations that fit a model of kind `task` (`classify`, `instruct`, `dpo`, else a language model)."
     if task == "classify":
@@ -155,7 +155,7 @@ def evaluate_model(model: nn.Module, tok, task: str = "pretrain", test_records: 
     return out
 
 def evaluate_run(path, max_tokens: int = 20_000, test_limit: int | None = None, n_tasks: int = 20) -> dict:
-    "`evaluate_model` on the checkpoint at `path`, with the test records of the run that made it."
+    "`evaluate_for_task` on the checkpoint at `path`, with the test records of the run that made it."
     from llm_zero.finetune.cli import load_classifier, load_language_model  # the command floor imports this
     ck = find_checkpoint(path)
     meta = read_meta(ck)
@@ -168,7 +168,7 @@ def evaluate_run(path, max_tokens: int = 20_000, test_limit: int | None = None, 
         d = cfg.get("data", {})
         data = load_instruction_data(d.get("path")) if task in ("instruct", "dpo") else []
         records = split_instruction_data(data[:d["limit"]] if d.get("limit") else data)[2][:test_limit]
-    r = evaluate_model(model, tok, task, records, meta, max_tokens, n_tasks)
+    r = evaluate_for_task(model, tok, task, records, meta, max_tokens, n_tasks)
     return {"checkpoint": ck.name, "step": meta.get("step"), **r}
 
 # %% ../../nbs/07d_report.ipynb #ba4db622
