@@ -1,19 +1,28 @@
 "End-to-end checks of `finetune_dpo` (chapter 7c) on a small instruction-tuned run: outputs, measurement, resume."
+import contextlib
+import dataclasses
+import io
 import json
+import os
 import shutil
+import signal
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from llm_zero.finetune.cli import InstructConfig, finetune_instruct
-from llm_zero.finetune.dpo import (PreferenceError, compare_models, finetune_dpo, judge_score, load_dpo_config,
+from llm_zero.cli import main
+from llm_zero.finetune import dpo
+from llm_zero.finetune.dpo import (DPOConfig, PreferenceError, compare_models, finetune_dpo, judge_score,
                                    make_preference_pairs)
-from llm_zero.train.config import load_config
-from llm_zero.train.checkpoint import CheckpointManager
+from llm_zero.train.checkpoint import CheckpointManager, RunExistsError, read_meta
+from llm_zero.train.config import ConfigError, load_config
 
 DPO_SMALL = ["data.limit=120", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3", "train.eval_iter=1",
-             "data.max_new_tokens=12", "generate.max_new_tokens=12", "generate.test_limit=6"]
+             "data.max_new_tokens=12", "generate.max_new_tokens=12", "generate.test_limit=6",
+             "run.checkpoint_interval=5"]
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +38,14 @@ def sft_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dpo_run(sft_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("dpo")
-    cfg = load_dpo_config(None, [f"model.sft={sft_run}", *DPO_SMALL])
+    cfg = load_config(None, [f"model.sft={sft_run}", *DPO_SMALL], DPOConfig)
     return out, cfg, finetune_dpo(cfg, out, progress=False)
 
 
 def test_outputs_and_measurement(dpo_run):
     out, _, scores = dpo_run
-    for name in ("config.yaml", "pairs.json", "dpo.png", "scores.json", "test-answers.json", "metrics.json"):
+    for name in ("config.yaml", "pairs.json", "dpo.png", "scores.json", "test-answers.json", "metrics.json",
+                 "metrics.jsonl", "loss.png"):
         assert (out / name).is_file(), name
     pairs = json.loads((out / "pairs.json").read_text())
     assert scores["pairs"] == {"train": len(pairs["train"]), "validation": len(pairs["validation"])}
@@ -48,7 +58,11 @@ def test_outputs_and_measurement(dpo_run):
     assert p["wins"] + p["ties"] + p["losses"] == 6
     history = json.loads((out / "metrics.json").read_text())
     assert history["step"] == sorted(history["step"]) and len(set(history["step"])) == len(history["step"])
-    assert abs(history["train_loss"][0] - 0.6931) < 0.05  # DPO starts at log 2
+    assert history["val_margin"] and len(history["val_margin"]) == len(history["step"])
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["step"] == 1 and abs(first["train_loss"] - 0.6931) < 0.05  # DPO starts at log 2
+    meta = read_meta(CheckpointManager(out / "checkpoints").latest())
+    assert meta["task"] == "dpo" and meta["step"] == scores["step"] > 0
 
 
 def test_pairs_follow_the_rule(dpo_run):
@@ -60,38 +74,62 @@ def test_pairs_follow_the_rule(dpo_run):
     assert [p["rejected"] for p in make_preference_pairs(answered)] == ["Paris."]  # only the one that never stopped
 
 
+def _same_weights(a, b):
+    a, b = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_reproduces_the_run(dpo_run, tmp_path):
     out, cfg, scores = dpo_run
     run = tmp_path / "resumed"
     shutil.copytree(out, run)
     ckpts = CheckpointManager(run / "checkpoints")
     last = ckpts.latest()
-    shutil.rmtree(last)  # as if the run had been killed during its last epoch
-    shutil.rmtree(run / "checkpoints" / "best", ignore_errors=True)
+    shutil.rmtree(last)  # as if the run had been killed after its last step-checkpoint
+    assert ckpts.latest() is not None and ckpts.latest() != last
     resumed = finetune_dpo(cfg, run, progress=False, resume=True)
-    a, b = load_file(last / "model.safetensors"), load_file(ckpts.latest() / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert ckpts.latest().name == last.name
+    assert _same_weights(out / "checkpoints" / last.name, ckpts.latest())
     assert resumed["preference_dpo_vs_sft"] == scores["preference_dpo_vs_sft"]
     assert json.loads((run / "metrics.json").read_text()) == json.loads((out / "metrics.json").read_text())
 
 
+def test_sigint_saves_exits_130_and_resumes_bit_identically(dpo_run, tmp_path, monkeypatch):
+    "Ctrl-C in the middle of a step: the step finishes, is saved, the command exits 130; --resume ends as a clean run."
+    out, cfg, _ = dpo_run
+    run, args = tmp_path / "run", ["finetune", "dpo", "--quiet", f"model.sft={cfg.model.sft}", *DPO_SMALL]
+    loss_batch, calls = dpo.dpo_loss_batch, []
+    def interrupting(batch, policy, reference, beta):
+        if torch.is_grad_enabled():  # a training step, not an evaluation
+            calls.append(1)
+            if len(calls) == 3: os.kill(os.getpid(), signal.SIGINT)
+        return loss_batch(batch, policy, reference, beta)
+    monkeypatch.setattr(dpo, "dpo_loss_batch", interrupting)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*args, "--out", str(run)]) == 130
+    assert read_meta(CheckpointManager(run / "checkpoints").latest())["step"] == 3
+    assert "continue with --resume" in printed.getvalue()
+    monkeypatch.setattr(dpo, "dpo_loss_batch", loss_batch)
+    with contextlib.redirect_stdout(printed):
+        assert main([*args, "--out", str(run), "--resume"]) == 0
+    last = CheckpointManager(out / "checkpoints").latest()
+    assert _same_weights(last, run / "checkpoints" / last.name)
+
+
 def test_refusals(dpo_run, tmp_path):
     out, cfg, _ = dpo_run
-    with pytest.raises(PreferenceError, match="pass --resume"):
+    with pytest.raises(RunExistsError, match="pass --resume"):
         finetune_dpo(cfg, out, progress=False)
-    changed = {**cfg, "train": {**cfg["train"], "beta": 0.5}}
-    with pytest.raises(PreferenceError, match="config differs"):
+    changed = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_pairs=5))
+    with pytest.raises(ConfigError, match="Cannot resume"):
         finetune_dpo(changed, out, progress=False, resume=True)
     with pytest.raises(PreferenceError, match="model.sft is not set"):
-        finetune_dpo(load_dpo_config(), tmp_path, progress=False)
+        finetune_dpo(load_config(None, [], DPOConfig), tmp_path, progress=False)
 
 
 def test_command_line_resumes_a_finished_run(dpo_run, tmp_path):
     "`llm-zero finetune dpo --resume` on a finished run (configs/finetune_dpo.yaml + the same overrides) re-measures it."
-    import contextlib
-    import io
-    from pathlib import Path
-    from llm_zero.cli import main
     out, cfg, scores = dpo_run
     run = tmp_path / "run"
     shutil.copytree(out, run)
@@ -99,7 +137,7 @@ def test_command_line_resumes_a_finished_run(dpo_run, tmp_path):
     config = Path(__file__).resolve().parents[1] / "configs" / "finetune_dpo.yaml"
     with contextlib.redirect_stdout(printed):
         assert main(["finetune", "dpo", "--config", str(config), "--out", str(run), "--quiet", "--resume",
-                     f"model.sft={cfg['model']['sft']}", *DPO_SMALL]) == 0
+                     f"model.sft={cfg.model.sft}", *DPO_SMALL]) == 0
     p = scores["preference_dpo_vs_sft"]
     assert f"judge, DPO vs SFT: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses" in printed.getvalue()
     assert "checkpoint" in printed.getvalue()

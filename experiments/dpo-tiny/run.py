@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from llm_zero.finetune.cli import InstructConfig, finetune_instruct
-from llm_zero.finetune.dpo import finetune_dpo, load_dpo_config
+from llm_zero.finetune.dpo import DPOConfig, finetune_dpo
 from llm_zero.train.config import load_config
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ if __name__ == "__main__":
         if len(sys.argv) > 3:
             out.mkdir()
             shutil.copy2(sys.argv[3], out / "pairs.json")
-        scores = finetune_dpo(load_dpo_config(None, [f"model.sft={sft}", *DPO]), out, progress=False)
+        scores = finetune_dpo(load_config(None, [f"model.sft={sft}", *DPO], DPOConfig), out, progress=False)
         scores.pop("checkpoint")
         results = {"sft_overrides": SFT, "dpo_overrides": DPO, "wall_s": round(time.time() - t, 1), **scores}
         for f in out.iterdir():

@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -24,7 +21,6 @@ from .instruct import (PREAMBLE, RESPONSE_HEADING, format_input, load_instructio
                                         rouge_l, score_responses, split_instruction_data,
                                         validate_instruction_records)
 from ..model.generation import generate, left_pad
-from ..train.checkpoint import CheckpointManager, load_training_state, load_weights, read_meta
 from ..train.config import ConfigError, load_config
 
 # %% auto #0
@@ -32,8 +28,8 @@ __all__ = ['TEMPLATE_MARKERS', 'FAILURES', 'PreferenceError', 'compute_dpo_loss'
            'preference_collate', 'response_logprobs', 'frozen_copy', 'dpo_loss_batch', 'repetition_loop',
            'format_problems', 'judge_score', 'compare_models', 'answer_scores', 'generate_answers',
            'make_preference_pairs', 'evaluate_dpo_loader', 'train_model_dpo', 'plot_dpo_history', 'DPOModelConfig',
-           'DPODataConfig', 'DPOTrainConfig', 'DPOGenerateConfig', 'DPORunConfig', 'DPOConfig', 'load_dpo_config',
-           'finetune_dpo', 'cmd_finetune_dpo']
+           'DPODataConfig', 'DPOTrainConfig', 'DPOGenerateConfig', 'DPORunConfig', 'DPOConfig', 'finetune_dpo',
+           'cmd_finetune_dpo']
 
 # %% ../../nbs/07c_dpo.ipynb #e47969d5
 class PreferenceError(LLMZeroError, ValueError):
@@ -258,9 +254,12 @@ class DPOTrainConfig:
     lr: float = 5e-6
     weight_decay: float = 0.01
     beta: float = 0.1
-    eval_freq: int = 5
-    eval_iter: int = 5
+    eval_freq: int = 5              # evaluate every this many steps (and at the end)
+    eval_iter: int = 5              # batches per evaluation
     seed: int = 123
+    device: str = "auto"            # as for the other fine-tuning commands
+    bf16: bool = False
+    threads: int | None = None
 
 @dataclass
 class DPOGenerateConfig:
@@ -270,6 +269,8 @@ class DPOGenerateConfig:
 @dataclass
 class DPORunConfig:
     out: str = "experiments/finetune-dpo"
+    checkpoint_interval: int = 0    # also save every this many steps; 0: at the end (and on Ctrl-C)
+    keep_last: int = 2
 
 @dataclass
 class DPOConfig:
@@ -281,97 +282,87 @@ class DPOConfig:
     run: DPORunConfig = field(default_factory=DPORunConfig)
 
     def check(self):
-        t, d = self.train, self.data
-        for key, v in [("train.epochs", t.epochs), ("train.eval_freq", t.eval_freq), ("train.eval_iter", t.eval_iter),
-                       ("data.batch_size", d.batch_size), ("data.max_new_tokens", d.max_new_tokens),
-                       ("generate.max_new_tokens", self.generate.max_new_tokens)]:
+        t, d, r = self.train, self.data, self.run
+        for key, v in [("train.epochs", t.epochs), ("train.eval_freq", t.eval_freq),
+                       ("train.eval_iter", t.eval_iter), ("data.batch_size", d.batch_size),
+                       ("data.max_new_tokens", d.max_new_tokens), ("run.keep_last", r.keep_last),
+                       ("generate.max_new_tokens", self.generate.max_new_tokens),
+                       ("train.threads", t.threads or 1)]:
             if v < 1: raise ConfigError(f"{key} must be at least 1, got {v}.")
         if not (t.lr > 0 and t.beta > 0): raise ConfigError("train.lr and train.beta must be positive.")
-
-def load_dpo_config(path=None, overrides=()) -> dict:
-    "The DPO config of the YAML file at `path` (None: the defaults) with `SECTION.KEY=VALUE` overrides, checked."
-    return dataclasses.asdict(load_config(path, overrides, DPOConfig))
+        if r.checkpoint_interval < 0:
+            raise ConfigError(f"run.checkpoint_interval must be non-negative, got {r.checkpoint_interval}.")
 
 # %% ../../nbs/07c_dpo.ipynb #235a523d
-def _dpo_state(run_dir, policy, optimizer, resume: bool, cfg: dict):
-    "(epochs done, history) of a resumed run, restoring its weights and optimiser; (0, {}) for a new one."
-    latest = CheckpointManager(run_dir / "checkpoints").latest()
-    if not resume:
-        if latest is not None:
-            raise PreferenceError(f"{run_dir} already holds a DPO run; pass --resume to continue it or choose "
-                                  "another --out.")
-        return 0, {}
-    saved = run_dir / "config.yaml"
-    if saved.is_file() and yaml.safe_load(saved.read_text(encoding="utf-8")) != cfg:
-        raise PreferenceError(f"The config differs from the one {run_dir} was started with ({saved}); resume "
-                              "with the same config, or start a new run with another --out.")
-    if latest is None: return 0, {}
-    load_weights(policy, latest)
-    load_training_state(latest, optimizer)
-    meta = read_meta(latest)
-    return meta["epochs_done"], meta["history"]
+def _dpo_history(records: list[dict]) -> dict:
+    "The evaluations among a run's metrics records as lists by key, the form `plot_dpo_history` draws."
+    evals = [r for r in records if "val_margin" in r]
+    return {k: [r.get(k) for r in evals] for k in (evals[0] if evals else {})}
 
-def finetune_dpo(cfg: dict, out=None, progress: bool = True, resume: bool = False) -> dict:
+def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool = False) -> dict:
     "Run this chapter's DPO on the instruction-tuned checkpoint `model.sft`; returns the measured scores."
-    from llm_zero.finetune.cli import load_language_model  # the command floor imports this module
-    d, t, g = cfg["data"], cfg["train"], cfg["generate"]
-    if cfg["model"]["sft"] is None:
+    # The command floor imports this module; its run helpers are shared by every fine-tuning command.
+    from llm_zero.finetune.cli import _run, _start, epoch_order, load_language_model
+    d, t, g = cfg.data, cfg.train, cfg.generate
+    if cfg.model.sft is None:
         raise PreferenceError("model.sft is not set: give the run folder of `llm-zero finetune instruct`, "
                               "e.g. model.sft=experiments/finetune-instruct.")
-    sft, tok, _ = load_language_model(cfg["model"]["sft"])
-    run_dir = Path(out or cfg["run"]["out"])
-    policy, reference = copy.deepcopy(sft).train(), frozen_copy(sft)
-    opt = torch.optim.AdamW(policy.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    epochs_done, history = _dpo_state(run_dir, policy, opt, resume, cfg)
-    with atomic_write(run_dir / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    data = load_instruction_data(d["path"])
-    train_d, val_d, test_d = split_instruction_data(data[:d["limit"]] if d["limit"] else data)
-    if g["test_limit"] is not None: test_d = test_d[:g["test_limit"]]
+    run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data"))
+    sft, tok, _ = load_language_model(cfg.model.sft, device)
+    # Rebuilt from the SFT base on every start (resume too): never trained, so never checkpointed.
+    reference = frozen_copy(sft)
+    data = load_instruction_data(d.path)
+    train_d, val_d, test_d = split_instruction_data(data[:d.limit] if d.limit else data)
+    if g.test_limit is not None: test_d = test_d[:g.test_limit]
     pairs_file, start = run_dir / "pairs.json", time.time()
     if not pairs_file.is_file():
-        made = {k: make_preference_pairs(generate_answers(sft, recs, tok, d["max_new_tokens"]))
+        made = {k: make_preference_pairs(generate_answers(sft, recs, tok, d.max_new_tokens))
                 for k, recs in (("train", train_d), ("validation", val_d))}
         with atomic_write(pairs_file) as tmp: tmp.write_text(json.dumps(made, indent=1), encoding="utf-8")
     pairs = json.loads(pairs_file.read_text(encoding="utf-8"))
     eos = getattr(tok, "eos_id", None) or 50256
-    context = policy.pos_emb.weight.shape[0]
-    pairs["train"] = pairs["train"][:d["max_pairs"]]  # None: all of them
+    context = sft.pos_emb.weight.shape[0]
+    pairs["train"] = pairs["train"][:d.max_pairs]  # None: all of them
     sets = {k: PreferenceDataset(v, tok, max_length=context, eos_id=eos) for k, v in pairs.items()}
     if not len(sets["train"]) or not len(sets["validation"]):
         raise PreferenceError(f"The pair rule kept {len(sets['train'])} training and {len(sets['validation'])} "
                               "validation pairs; DPO needs both (use more records: data.limit).")
-    collate = partial(preference_collate, pad_token_id=eos, allowed_max_length=context)
-    val_loader = DataLoader(sets["validation"], batch_size=d["batch_size"], collate_fn=collate)
-    ckpts = CheckpointManager(run_dir / "checkpoints")
-    for epoch in range(epochs_done, t["epochs"]):
-        torch.manual_seed(t["seed"] + epoch)  # the same batches whether or not the run was resumed
-        loader = DataLoader(sets["train"], batch_size=d["batch_size"], collate_fn=collate, shuffle=True,
-                            drop_last=len(sets["train"]) > d["batch_size"])
-        h = train_model_dpo(policy, reference, loader, val_loader, opt, 1, t["beta"], t["eval_freq"],
-                            t["eval_iter"], progress)
-        offset = epoch * len(loader)
-        h["step"] = [s + offset for s in h["step"]]
-        history = {k: history.get(k, []) + v for k, v in h.items()}
-        meta = {"task": "dpo", "model": dict(policy.cfg), "prompt_format": "alpaca", "epochs_done": epoch + 1,
-                "history": history, "val_loss": history["val_loss"][-1] if history.get("val_loss") else None}
-        ckpts.save(offset + len(loader), policy, opt, meta=meta, tokenizer=tok)
-    if history.get("step"):
-        import matplotlib.pyplot as plt
-        plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
-    answers = {name: generate_answers(m, test_d, tok, g["max_new_tokens"], eos_id=eos)
-               for name, m in (("sft", sft), ("dpo", policy))}
-    scores = {"pairs": {k: len(v) for k, v in sets.items()}, "skipped_pairs": sets["train"].skipped,
+    collate = partial(preference_collate, pad_token_id=eos, allowed_max_length=context, device=device)
+    loaders = {k: DataLoader(v, batch_size=d.batch_size, collate_fn=collate) for k, v in sets.items()}
+    torch.manual_seed(t.seed)
+    policy = copy.deepcopy(sft).train()
+    per_epoch, order = epoch_order(len(sets["train"]), d.batch_size, t.seed)
+    # The engine's batches are tensors: a step's batch is the indices of its pairs, collated in the loss.
+    def loss(model, idx, _):
+        return dpo_loss_batch(collate([sets["train"][int(i)] for i in idx]), model, reference, t.beta)["loss"]
+    def evaluate(step):
+        tr, va = (evaluate_dpo_loader(loaders[k], policy, reference, t.beta, t.eval_iter)
+                  for k in ("train", "validation"))
+        return {"val_loss": va.pop("loss"), "train_eval_loss": tr.pop("loss"),
+                **{f"train_{k}": v for k, v in tr.items()}, **{f"val_{k}": v for k, v in va.items()}}
+    s, loop = _run(cfg, policy, run_dir, ckpts, latest, device, lambda step: (order(step), order(step)),
+                   per_epoch, evaluate, lambda step: {"task": "dpo", "model": dict(policy.cfg),
+                                                      "prompt_format": "alpaca"},
+                   tok, loss=loss, progress=progress, resume=resume)
+    result = {**s, "run_dir": str(run_dir)}
+    if s["interrupted"]: return result
+    history = _dpo_history(loop.metrics.records)
+    import matplotlib.pyplot as plt
+    plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
+    answers = {name: generate_answers(m, test_d, tok, g.max_new_tokens, eos_id=eos)
+               for name, m in (("sft", sft), ("dpo", policy.eval()))}
+    scores = {**result, "pairs": {k: len(v) for k, v in sets.items()}, "skipped_pairs": sets["train"].skipped,
               "preference_dpo_vs_sft": compare_models(answers["dpo"], answers["sft"]),
-              **{name: answer_scores(a) for name, a in answers.items()}, "elapsed_s": time.time() - start,
-              "checkpoint": str(ckpts.latest())}
+              **{name: answer_scores(a) for name, a in answers.items()}, "elapsed_s": time.time() - start}
     for name, obj in (("test-answers.json", answers), ("scores.json", scores), ("metrics.json", history)):
         with atomic_write(run_dir / name) as tmp: tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
     return scores
 
 def cmd_finetune_dpo(args) -> int:
     "llm-zero finetune dpo."
-    s = finetune_dpo(load_dpo_config(args.config, args.overrides), args.out, not args.quiet, args.resume)
+    from llm_zero.finetune.cli import _stopped
+    s = finetune_dpo(load_config(args.config, args.overrides, DPOConfig), args.out, not args.quiet, args.resume)
+    if s["interrupted"]: return _stopped(s)
     p = s["preference_dpo_vs_sft"]
     rate = "no decided items" if p["win_rate"] is None else f"win rate {p['win_rate']:.1%} of decided items"
     print(f"judge, DPO vs SFT: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses ({rate})")
