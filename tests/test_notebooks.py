@@ -140,6 +140,39 @@ def test_quoted_benchmark_numbers_match_results_md():
                     f"results.json {name}.{key} = {value} is not in RESULTS.md's {numbers['paragraph']!r} block"
 
 
+# A measured figure: a number with a unit of time, speed, ratio or share ("109 s", "0.89x",
+# "224 tokens/s", "5.8 MB/s", "within 1%"). Sizes of inputs ("1.1 MB of text") are settings, not
+# measurements, so a bare MB is not one; shapes ("4 x 128") are not ratios.
+MEASURED_FIGURE = re.compile(r"(?<![\w.,{])\d[\d,]*(?:\.\d+)?(?:\s?(?:ms|s|min|tokens/s|MB/s|%)"
+                             r"|[x×])(?![\w/])")
+
+
+def quoted_measurements(source):
+    "Measured figures in a markdown cell that cites a benchmark (RESULTS.md or a bench_ script)."
+    if "RESULTS.md" not in source and "bench_" not in source:
+        return []
+    return MEASURED_FIGURE.findall(re.sub(r"\$[^$]*\$", "", source))
+
+
+def test_quoted_measurements_rule_can_fail():
+    assert quoted_measurements("`bench_x.py`: this engine reached 1.802 in 109 s (0.89x).") == \
+        ["109 s", "0.89x"]
+    assert quoted_measurements("see `benchmarks/RESULTS.md`: 224 tokens/s, 5.8 MB/s, within 1%") == \
+        ["224 tokens/s", "5.8 MB/s", "1%"]
+    assert quoted_measurements("1.1 MB of text, a 4 x 128 model, 3 layers, `bench_bpe.py`") == []
+    assert quoted_measurements("109 s, with no benchmark named") == []
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "nbs")))
+def test_prose_does_not_restate_benchmark_figures(nb):
+    # Prose that cites a benchmark must not retype its figures: they go stale when the benchmark is
+    # re-run. A code cell renders them from benchmarks/results.json, which the test above checks.
+    quoted = {i: q for i, c in enumerate(cells(nb)) if c["cell_type"] == "markdown"
+              and (q := quoted_measurements("".join(c["source"])))}
+    assert not quoted, (f"{nb.name}: markdown cells {quoted} restate benchmark figures; render them from "
+                        "benchmarks/results.json in a code cell, or point at RESULTS.md without the number")
+
+
 def exercise_numbers(nb_path):
     "The numbers of the items listed under the chapter's '## Exercises' heading."
     numbers, inside = [], False
