@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..core import LLMZeroError, atomic_write
+from ..core import LLMZeroError
 from .instruct import (PREAMBLE, RESPONSE_HEADING, format_input, load_instruction_data,
                                         rouge_l, score_responses, split_instruction_data,
                                         validate_instruction_records)
 from ..model.generation import generate, left_pad
 from ..train.config import ConfigError, load_config
+from ..train.tokenizers import write_json
 
 # %% auto #0
 __all__ = ['TEMPLATE_MARKERS', 'FAILURES', 'PreferenceError', 'compute_dpo_loss', 'sequence_logprobs', 'PreferenceDataset',
@@ -238,7 +239,7 @@ def plot_dpo_history(history: dict, path=None):
 # %% ../../nbs/07c_dpo.ipynb #68cfda03
 @dataclass
 class DPOModelConfig:
-    sft: str | None = None          # run folder of `llm-zero finetune instruct`: start and frozen reference
+    sft: str | None = None          # `llm-zero finetune instruct` run: start and frozen reference
 
 @dataclass
 class DPODataConfig:
@@ -246,7 +247,7 @@ class DPODataConfig:
     limit: int | None = None        # use only the first N records
     max_pairs: int | None = None    # train on only the first N training pairs
     batch_size: int = 8
-    max_new_tokens: int = 64        # length budget of the answers that become rejected responses
+    max_new_tokens: int = 64        # length budget of the answers that become rejected ones
 
 @dataclass
 class DPOTrainConfig:
@@ -269,7 +270,7 @@ class DPOGenerateConfig:
 @dataclass
 class DPORunConfig:
     out: str = "experiments/finetune-dpo"
-    checkpoint_interval: int = 0    # also save every this many steps; 0: at the end (and on Ctrl-C)
+    checkpoint_interval: int = 0    # also save every this many steps; 0: at the end and on Ctrl-C
     keep_last: int = 2
 
 @dataclass
@@ -289,61 +290,68 @@ class DPOConfig:
                        ("generate.max_new_tokens", self.generate.max_new_tokens),
                        ("train.threads", t.threads or 1)]:
             if v < 1: raise ConfigError(f"{key} must be at least 1, got {v}.")
-        if not (t.lr > 0 and t.beta > 0): raise ConfigError("train.lr and train.beta must be positive.")
+        if not (t.lr > 0 and t.beta > 0):
+            raise ConfigError("train.lr and train.beta must be positive.")
         if r.checkpoint_interval < 0:
-            raise ConfigError(f"run.checkpoint_interval must be non-negative, got {r.checkpoint_interval}.")
+            raise ConfigError("run.checkpoint_interval must be non-negative, "
+                              f"got {r.checkpoint_interval}.")
 
 # %% ../../nbs/07c_dpo.ipynb #235a523d
 def _dpo_history(records: list[dict]) -> dict:
-    "The evaluations among a run's metrics records as lists by key, the form `plot_dpo_history` draws."
+    "The evaluations among a run's metrics records as lists by key, for `plot_dpo_history`."
     evals = [r for r in records if "val_margin" in r]
     return {k: [r.get(k) for r in evals] for k in (evals[0] if evals else {})}
 
 def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool = False) -> dict:
-    "Run this chapter's DPO on the instruction-tuned checkpoint `model.sft`; returns the measured scores."
-    # The command floor imports this module; its run helpers are shared by every fine-tuning command.
+    "Run this chapter's DPO on the instruction-tuned checkpoint `model.sft`; returns the scores."
+    # The command floor imports this module; its run helpers serve every fine-tuning command.
     from llm_zero.finetune.cli import _run, _start, epoch_order, load_language_model
     d, t, g = cfg.data, cfg.train, cfg.generate
     if cfg.model.sft is None:
-        raise PreferenceError("model.sft is not set: give the run folder of `llm-zero finetune instruct`, "
-                              "e.g. model.sft=experiments/finetune-instruct.")
+        raise PreferenceError("model.sft is not set: give the run folder of `llm-zero finetune "
+                              "instruct`, e.g. model.sft=experiments/finetune-instruct.")
     run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data"))
     sft, tok, _ = load_language_model(cfg.model.sft, device)
-    # Rebuilt from the SFT base on every start (resume too): never trained, so never checkpointed.
+    # Rebuilt from the SFT base on every start (resume too): never trained, never checkpointed.
     reference = frozen_copy(sft)
     data = load_instruction_data(d.path)
     train_d, val_d, test_d = split_instruction_data(data[:d.limit] if d.limit else data)
     if g.test_limit is not None: test_d = test_d[:g.test_limit]
     pairs_file, start = run_dir / "pairs.json", time.time()
     if not pairs_file.is_file():
-        made = {k: make_preference_pairs(generate_answers(sft, recs, tok, d.max_new_tokens))
-                for k, recs in (("train", train_d), ("validation", val_d))}
-        with atomic_write(pairs_file) as tmp: tmp.write_text(json.dumps(made, indent=1), encoding="utf-8")
+        answered = {k: generate_answers(sft, recs, tok, d.max_new_tokens)
+                    for k, recs in (("train", train_d), ("validation", val_d))}
+        write_json(pairs_file, {k: make_preference_pairs(a) for k, a in answered.items()})
     pairs = json.loads(pairs_file.read_text(encoding="utf-8"))
     eos = getattr(tok, "eos_id", None) or 50256
     context = sft.pos_emb.weight.shape[0]
     pairs["train"] = pairs["train"][:d.max_pairs]  # None: all of them
     sets = {k: PreferenceDataset(v, tok, max_length=context, eos_id=eos) for k, v in pairs.items()}
     if not len(sets["train"]) or not len(sets["validation"]):
-        raise PreferenceError(f"The pair rule kept {len(sets['train'])} training and {len(sets['validation'])} "
-                              "validation pairs; DPO needs both (use more records: data.limit).")
-    collate = partial(preference_collate, pad_token_id=eos, allowed_max_length=context, device=device)
-    loaders = {k: DataLoader(v, batch_size=d.batch_size, collate_fn=collate) for k, v in sets.items()}
+        raise PreferenceError(f"The pair rule kept {len(sets['train'])} training and "
+                              f"{len(sets['validation'])} validation pairs; DPO needs both "
+                              "(use more records: data.limit).")
+    collate = partial(preference_collate, pad_token_id=eos, allowed_max_length=context,
+                      device=device)
+    loaders = {k: DataLoader(v, batch_size=d.batch_size, collate_fn=collate)
+               for k, v in sets.items()}
     torch.manual_seed(t.seed)
     policy = copy.deepcopy(sft).train()
     per_epoch, order = epoch_order(len(sets["train"]), d.batch_size, t.seed)
-    # The engine's batches are tensors: a step's batch is the indices of its pairs, collated in the loss.
+    # The engine's batches are tensors: a step's batch is its pairs' indices, collated in the loss.
     def loss(model, idx, _):
-        return dpo_loss_batch(collate([sets["train"][int(i)] for i in idx]), model, reference, t.beta)["loss"]
+        batch = collate([sets["train"][int(i)] for i in idx])
+        return dpo_loss_batch(batch, model, reference, t.beta)["loss"]
     def evaluate(step):
         tr, va = (evaluate_dpo_loader(loaders[k], policy, reference, t.beta, t.eval_iter)
                   for k in ("train", "validation"))
         return {"val_loss": va.pop("loss"), "train_eval_loss": tr.pop("loss"),
-                **{f"train_{k}": v for k, v in tr.items()}, **{f"val_{k}": v for k, v in va.items()}}
-    s, loop = _run(cfg, policy, run_dir, ckpts, latest, device, lambda step: (order(step), order(step)),
-                   per_epoch, evaluate, lambda step: {"task": "dpo", "model": dict(policy.cfg),
-                                                      "prompt_format": "alpaca"},
-                   tok, loss=loss, progress=progress, resume=resume)
+                **{f"train_{k}": v for k, v in tr.items()},
+                **{f"val_{k}": v for k, v in va.items()}}
+    meta = {"task": "dpo", "model": dict(policy.cfg), "prompt_format": "alpaca"}
+    s, loop = _run(cfg, policy, run_dir, ckpts, latest, device,
+                   lambda step: (order(step), order(step)), per_epoch, evaluate,
+                   lambda step: meta, tok, loss=loss, progress=progress, resume=resume)
     result = {**s, "run_dir": str(run_dir)}
     if s["interrupted"]: return result
     history = _dpo_history(loop.metrics.records)
@@ -351,22 +359,28 @@ def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool =
     plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
     answers = {name: generate_answers(m, test_d, tok, g.max_new_tokens, eos_id=eos)
                for name, m in (("sft", sft), ("dpo", policy.eval()))}
-    scores = {**result, "pairs": {k: len(v) for k, v in sets.items()}, "skipped_pairs": sets["train"].skipped,
+    scores = {**result, "pairs": {k: len(v) for k, v in sets.items()},
+              "skipped_pairs": sets["train"].skipped,
               "preference_dpo_vs_sft": compare_models(answers["dpo"], answers["sft"]),
-              **{name: answer_scores(a) for name, a in answers.items()}, "elapsed_s": time.time() - start}
-    for name, obj in (("test-answers.json", answers), ("scores.json", scores), ("metrics.json", history)):
-        with atomic_write(run_dir / name) as tmp: tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+              **{name: answer_scores(a) for name, a in answers.items()},
+              "elapsed_s": time.time() - start}
+    for name, obj in (("test-answers.json", answers), ("scores.json", scores),
+                      ("metrics.json", history)):
+        write_json(run_dir / name, obj)
     return scores
 
 def cmd_finetune_dpo(args) -> int:
     "llm-zero finetune dpo."
     from llm_zero.finetune.cli import _stopped
-    s = finetune_dpo(load_config(args.config, args.overrides, DPOConfig), args.out, not args.quiet, args.resume)
+    cfg = load_config(args.config, args.overrides, DPOConfig)
+    s = finetune_dpo(cfg, args.out, not args.quiet, args.resume)
     if s["interrupted"]: return _stopped(s)
     p = s["preference_dpo_vs_sft"]
-    rate = "no decided items" if p["win_rate"] is None else f"win rate {p['win_rate']:.1%} of decided items"
+    rate = ("no decided items" if p["win_rate"] is None
+            else f"win rate {p['win_rate']:.1%} of decided items")
     print(f"judge, DPO vs SFT: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses ({rate})")
-    print(f"{'model':<6}{'ROUGE-L':>9}{'exact':>8}" + "".join(f"{k:>12}" for k in (*FAILURES, "any")))
+    print(f"{'model':<6}{'ROUGE-L':>9}{'exact':>8}"
+          + "".join(f"{k:>12}" for k in (*FAILURES, "any")))
     for name in ("sft", "dpo"):
         f = s[name]["failure_rate"]
         print(f"{name:<6}{s[name]['rouge_l']:>9.3f}{s[name]['exact_match']:>8.1%}"
