@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import inspect
+import re
+import reprlib
 from types import ModuleType
 
 from IPython.display import Markdown, display
@@ -19,11 +21,22 @@ def public_methods(cls: type) -> list[str]:
     return [name for name in vars(cls) if not name.startswith("_") and inspect.isroutine(getattr(cls, name))]
 
 # %% ../nbs/api/reference.ipynb #bb91649e
+_short = reprlib.Repr()  # keyword arguments need Python 3.12
+_short.maxstring = _short.maxother = 80
+
+def _constant(obj) -> str:
+    "A constant's entry: its type and shortened repr as plain text."
+    # not show_doc: it renders a string constant's whole value as its docstring, so a page of
+    # HTML (serve's chat page) would reach the site as live markup; the fence outgrows any
+    # backtick run inside, so the text cannot close it early
+    text = f"{type(obj).__name__} instance: {_short.repr(obj)}"
+    fence = "`" * max(3, 1 + max(map(len, re.findall("`+", text)), default=0))
+    return f"{fence}text\n{text}\n{fence}"
+
 def _entry(title: str, obj) -> Markdown:
-    doc = show_doc(obj, renderer=MarkdownRenderer)._repr_markdown_()
-    if not (inspect.isroutine(obj) or inspect.isclass(obj)):
-        # a constant's entry is its (possibly shortened) repr, not Python a highlighter could parse
-        doc = doc.replace("```python", "```text", 1)
+    if inspect.isroutine(obj) or inspect.isclass(obj):
+        doc = show_doc(obj, renderer=MarkdownRenderer)._repr_markdown_()
+    else: doc = _constant(obj)
     return Markdown(f"{title}\n\n{doc}")
 
 def show_reference(module: ModuleType) -> list[str]:
