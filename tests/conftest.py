@@ -1,4 +1,6 @@
 """Shared test set-up: a data cache seeded from ../shared/data, so no test needs the network."""
+import contextlib
+import io
 import os
 
 import pytest
@@ -24,3 +26,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def run_cli(*args):
+    "`llm-zero ARGS` in this process: (exit status, stdout, stderr)."
+    from llm_zero.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()

@@ -4,10 +4,8 @@ Each case asserts three things: the exit status, a one-line message naming the p
 traceback), and that nothing written earlier was lost (the run's checkpoint bytes are unchanged,
 or the previous checkpoint still loads and resumes). Most cases call `llm_zero.cli.main` in this
 process; a few run the installed console script, where the process boundary itself matters."""
-import contextlib
 import errno
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from llm_zero.cli import main
+from conftest import run_cli
 from llm_zero.core import LLMZeroError
 
 LLM_ZERO = str(Path(sys.executable).with_name("llm-zero"))
@@ -32,12 +30,7 @@ run: {log_interval: 5, checkpoint_interval: 5, sample_tokens: 0}
 """
 
 
-def run(*args):
-    "`llm-zero ARGS` in this process: (exit status, stdout, stderr)."
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+run = run_cli
 
 
 def cli(*args):

@@ -1,8 +1,6 @@
 """Issue 10 §3, the engine and fine-tuning loops: each bad input or fault gets a one-line message,
 the right exit status, and loses nothing that was there before."""
-import contextlib
 import hashlib
-import io
 import json
 import os
 import signal
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm_zero.cli import main
+from conftest import run_cli
 
 torch.set_num_threads(1)
 
@@ -29,12 +27,7 @@ def train(out, *extra, resume=False):
             *TINY, *extra]
 
 
-def run(*args):
-    "`llm-zero ARGS` in this process: (exit status, stdout, stderr)."
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+run = run_cli
 
 
 def snapshot(folder: Path) -> dict:
