@@ -69,6 +69,7 @@ class OptimizerConfig:
     muon_lr: float = 0.02           # Muon's peak rate; the schedule scales it like lr
     muon_momentum: float = 0.95
     muon_weight_decay: float = 0.0
+    muon_ns_dtype: str = "bfloat16"  # Newton-Schulz precision; "float32" is faster on most CPUs
 
 # %% ../../nbs/05b_config.ipynb #22f2228c
 @dataclass
@@ -190,6 +191,8 @@ def check(c: Config):
     need(o.muon_lr > 0, "optimizer.muon_lr", f"must be positive, got {o.muon_lr}")
     need(0 <= o.muon_momentum < 1, "optimizer.muon_momentum", f"must be in [0, 1), got {o.muon_momentum}")
     need(o.muon_weight_decay >= 0, "optimizer.muon_weight_decay", f"must be non-negative, got {o.muon_weight_decay}")
+    need(o.muon_ns_dtype in ("bfloat16", "float32"), "optimizer.muon_ns_dtype",
+         f"must be bfloat16 or float32, got {o.muon_ns_dtype!r}")
     need(0 <= s.warmup_steps <= t.max_steps, "schedule.warmup_steps",
          f"must be between 0 and train.max_steps ({t.max_steps}), got {s.warmup_steps}")
     need(0 <= s.min_lr <= o.lr, "schedule.min_lr", f"must be between 0 and optimizer.lr ({o.lr}), got {s.min_lr}")

@@ -76,7 +76,8 @@ def configure_optimizer(model: torch.nn.Module, opt_cfg) -> torch.optim.AdamW | 
         opt = muon_with_adamw(model, opt_cfg.muon_lr, opt_cfg.muon_momentum,
                               weight_decay=opt_cfg.muon_weight_decay, adamw_lr=opt_cfg.lr,
                               betas=(opt_cfg.beta1, opt_cfg.beta2), eps=opt_cfg.eps,
-                              adamw_weight_decay=opt_cfg.weight_decay, fused=fused)
+                              adamw_weight_decay=opt_cfg.weight_decay, fused=fused,
+                              ns_dtype=getattr(torch, opt_cfg.muon_ns_dtype))
     else:
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt_cfg.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -274,7 +275,7 @@ class TrainingLoop:
         self.log_interval, self.eval_interval, self.checkpoint_interval = log_interval, eval_interval, checkpoint_interval
         self.evaluate, self.after_eval, self.meta = evaluate, after_eval, meta or (lambda step: {})
         self.tokenizer, self.tokens_per_step, self.epoch_at = tokenizer, tokens_per_step, epoch_at
-        self.step_model, self.rank, self.world = step_model or model, rank, world
+        self.step_model, self.rank, self.world = model if step_model is None else step_model, rank, world
         self.start, self.elapsed0, self.metrics, self.say, self.advice = start, elapsed0, metrics, say, advice
         self.main, self.progress = rank == 0, progress and rank == 0
         self.stop_signal, self.last_val = None, None

@@ -63,7 +63,8 @@ class Muon(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1,
                  momentum: float = 0.95, nesterov: bool = True, ns_coefficients=NS_COEFFICIENTS,
-                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None):
+                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None,
+                 ns_dtype: torch.dtype = torch.bfloat16):
         for name, value in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)):
             if not value >= 0:
                 raise MuonError(f"Muon's {name} must be non-negative, got {value}.")
@@ -75,7 +76,8 @@ class Muon(torch.optim.Optimizer):
         muon_lr_scale((1, 1), adjust_lr_fn)  # an unknown rule fails here, not at the first step
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       nesterov=nesterov, ns_coefficients=tuple(ns_coefficients),
-                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
+                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+                                      ns_dtype=ns_dtype))
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim != 2:
@@ -100,7 +102,7 @@ class Muon(torch.optim.Optimizer):
                 buf.lerp_(p.grad, 1 - mu)
                 direction = p.grad.lerp(buf, mu) if group["nesterov"] else buf
                 update = newton_schulz(direction, group["ns_steps"], group["ns_coefficients"],
-                                       group["eps"])
+                                       group["eps"], group["ns_dtype"])
                 p.mul_(1 - lr * group["weight_decay"])
                 p.add_(update, alpha=-lr * muon_lr_scale(p.shape, group["adjust_lr_fn"]))
         return loss
