@@ -366,7 +366,7 @@ def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
         val = self.last_val = scores.get("val_loss", self.last_val)
         if self.main:
             ppl = {"val_ppl": perplexity(val)} if "val_loss" in scores else {}
-            self.metrics.log(**base, **scores, **ppl)
+            self.metrics.log(**base, **scores, **ppl, elapsed_s=self.elapsed())
             self.metrics.plot(self.tokens_per_step)
             shown = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
             self.say(f"step {done}: train loss {res['loss']:.4f}, {shown}"
