@@ -1,0 +1,99 @@
+"""Fine-tuning runs from the committed CPU base model (experiments/base-cpu), whose results chapters 6,
+7 and appendix E show. Run from the repository root:
+
+    python experiments/finetune-base/run.py [--base PATH] [--threads N] [RUN ...]
+
+writes results.json and each run's small files (metrics, plots, test responses, config) next to this
+file; checkpoints go to a scratch folder. With --trial NAME it instead appends one line per run to
+trials.jsonl (a settings trial, extra overrides after the run names: RUN ... -- KEY=VALUE ...) and
+keeps no files. --base PATH fine-tunes another base (a run or checkpoint folder); the default is the
+committed base, found by the library (`model.base: null`).
+"""
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from llm_zero.core import atomic_write
+from llm_zero.data.corpora import sha256_file
+from llm_zero.finetune.classify import to_classifier
+from llm_zero.finetune.cli import ClassifyConfig, InstructConfig, finetune_classify, finetune_instruct, load_base
+from llm_zero.train.checkpoint import base_model_dir, find_checkpoint
+from llm_zero.train.config import load_config
+
+HERE = Path(__file__).resolve().parent
+# Settings chosen on the validation split by the trials in trials.jsonl (see README.md).
+SPAM = ["data.max_length=64", "data.batch_size=8", "train.epochs=3", "train.eval_freq=40"]
+INSTRUCT = ["train.epochs=2", "train.lr=5e-4", "train.eval_freq=40", "generate.max_new_tokens=96"]
+RUNS = {
+    # name: (runner, config class, overrides)
+    "classify-last-block": (finetune_classify, ClassifyConfig,
+                            [*SPAM, "model.trainable_blocks=1", "train.lr=5e-4"]),
+    "classify-all-blocks": (finetune_classify, ClassifyConfig,
+                            [*SPAM, "model.trainable_blocks=-1", "train.lr=2e-4"]),
+    "classify-lora-r8": (finetune_classify, ClassifyConfig,
+                         [*SPAM, "lora.rank=8", "lora.alpha=16", "train.lr=2e-3"]),
+    "instruct": (finetune_instruct, InstructConfig, INSTRUCT),
+    "instruct-masked": (finetune_instruct, InstructConfig, [*INSTRUCT, "data.mask_instruction=true"]),
+}
+KEEP = {"metrics.json", "scores.json", "accuracy.png", "loss.png", "test-responses.json", "config.yaml"}
+
+
+def base_summary(base) -> dict:
+    "What a run started from: the base's folder, its weights' SHA-256 and parameter counts."
+    model, _ = load_base(base)
+    ck = find_checkpoint(base or base_model_dir())
+    return {"base": str(base) if base else "committed (experiments/base-cpu)",
+            "base_sha256": sha256_file(ck / "model.safetensors"),
+            "base_parameters": sum(p.numel() for p in model.parameters()),
+            # the 2-class model's own weights: the denominator of a trained share
+            "classifier_parameters": sum(p.numel() for p in to_classifier(model).parameters())}
+
+
+def write_json(path: Path, obj):
+    with atomic_write(path) as tmp: tmp.write_text(json.dumps(obj, indent=1) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="*", metavar="RUN", help=f"runs to do (default all): {', '.join(RUNS)}")
+    ap.add_argument("--base", help="base model folder (default: the committed base)")
+    ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
+    ap.add_argument("--trial", metavar="NAME", help="record a settings trial in trials.jsonl instead")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides (trials)")
+    args = ap.parse_args()
+    if args.set and not args.trial: ap.error("--set is for trials; final settings live in RUNS")
+    torch.set_num_threads(args.threads)
+    base = base_summary(args.base)
+    results_file = HERE / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.runs or list(RUNS):
+            runner, cls, overrides = RUNS[name]
+            overrides = [*overrides, *args.set]
+            base_key = [f"model.base={args.base}"] if args.base else []
+            t = time.time()
+            out = Path(scratch) / name
+            r = runner(load_config(None, [*overrides, *base_key], cls), out, progress=False)
+            r.pop("checkpoint", None); r.pop("run_dir", None)
+            row = {"overrides": overrides, "threads": args.threads, "wall_s": round(time.time() - t, 1), **base,
+                   **{k: v for k, v in r.items() if not isinstance(v, list)}}
+            if args.trial:
+                keep = ("val_accs", "train_accs") if "accuracy" in r else ("val_losses",)
+                row = {"trial": args.trial, "run": name, **row, **{k: r[k] for k in keep}}
+                with open(HERE / "trials.jsonl", "a") as f: f.write(json.dumps(row) + "\n")
+            else:
+                results[name] = row
+                (HERE / name).mkdir(exist_ok=True)
+                for f in out.iterdir():
+                    if f.name in KEEP: shutil.copy2(f, HERE / name / f.name)
+                write_json(results_file, results)
+            print(name, json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
