@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..model.generation import _context_length
 from ..model.gpt import generate_text_simple
 
 # %% auto #0
@@ -62,7 +63,7 @@ def evaluate_model(model: torch.nn.Module, train_loader, val_loader, device, eva
 def generate_and_print_sample(model: torch.nn.Module, tokenizer, device, start_context: str):
     "Print `model`'s greedy 50-token continuation of `start_context` on one line."
     model.eval()
-    context_size = model.pos_emb.weight.shape[0]
+    context_size = _context_length(model)  # any architecture, not only GPT-2's position table
     encoded = text_to_token_ids(start_context, tokenizer).to(device)
     with torch.no_grad():
         token_ids = generate_text_simple(model, encoded, max_new_tokens=50, context_size=context_size)
