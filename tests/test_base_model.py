@@ -112,7 +112,7 @@ def test_classify_lora_instruct_and_chat_default_to_the_committed_base(registry,
               "train.eval_freq=2", "train.eval_iter=1", "train.device=cpu"]
     ok("finetune", "classify", "--out", tmp_path / "cls", *common)
     ok("finetune", "classify", "--out", tmp_path / "lora", *common, "lora.rank=2")
-    for run, trainable in [("cls", None), ("lora", None)]:
+    for run in ("cls", "lora"):
         clf, ctok, meta = load_classifier(tmp_path / run)
         assert meta["model"]["arch"] == "qwen3" and ctok.kind == "bpe" and clf.out_head.out_features == 2
         assert meta["pad_token_id"] == tok.pad_id == tok.eos_id
