@@ -4,12 +4,13 @@
     python experiments/finetune-base/run.py [--base PATH] [--threads N] [RUN ...]
 
 writes results.json and each run's small files (metrics, plots, test responses, config) next to this
-file; checkpoints go to a scratch folder. With --trial NAME it instead appends one line per run to
-trials.jsonl (a settings trial, extra overrides after the run names: RUN ... -- KEY=VALUE ...) and
-keeps no files. --base PATH fine-tunes another base (a run or checkpoint folder); the default is the
-committed base, found by the library (`model.base: null`).
+file; checkpoints go to a scratch folder. --set KEY=VALUE ... adds overrides (recorded with the
+results). With --trial NAME it instead appends one line per run to trials.jsonl (a settings trial)
+and keeps no files. --base PATH fine-tunes another base (a run or checkpoint folder); the default is
+the committed base, found by the library (`model.base: null`).
 """
 import argparse
+import fcntl
 import json
 import shutil
 import tempfile
@@ -54,8 +55,13 @@ def base_summary(base) -> dict:
             "classifier_parameters": sum(p.numel() for p in to_classifier(model).parameters())}
 
 
-def write_json(path: Path, obj):
-    with atomic_write(path) as tmp: tmp.write_text(json.dumps(obj, indent=1) + "\n")
+def record(name: str, row: dict):
+    "Set results.json[name] = row; a lock lets two processes (one thread each) share the file."
+    with open(HERE / ".results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = HERE / "results.json"
+        results = json.loads(path.read_text()) if path.exists() else {}
+        with atomic_write(path) as tmp: tmp.write_text(json.dumps({**results, name: row}, indent=1) + "\n")
 
 
 def main():
@@ -64,13 +70,11 @@ def main():
     ap.add_argument("--base", help="base model folder (default: the committed base)")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
     ap.add_argument("--trial", metavar="NAME", help="record a settings trial in trials.jsonl instead")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides (trials)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="extra overrides, e.g. for a trial (recorded with the results)")
     args = ap.parse_args()
-    if args.set and not args.trial: ap.error("--set is for trials; final settings live in RUNS")
     torch.set_num_threads(args.threads)
     base = base_summary(args.base)
-    results_file = HERE / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.runs or list(RUNS):
             runner, cls, overrides = RUNS[name]
@@ -87,11 +91,10 @@ def main():
                 row = {"trial": args.trial, "run": name, **row, **{k: r[k] for k in keep}}
                 with open(HERE / "trials.jsonl", "a") as f: f.write(json.dumps(row) + "\n")
             else:
-                results[name] = row
                 (HERE / name).mkdir(exist_ok=True)
                 for f in out.iterdir():
                     if f.name in KEEP: shutil.copy2(f, HERE / name / f.name)
-                write_json(results_file, results)
+                record(name, row)
             print(name, json.dumps(row), flush=True)
 
 

@@ -20,7 +20,7 @@ from ..core import LLMZeroError
 from .instruct import (PREAMBLE, RESPONSE_HEADING, format_input, load_instruction_data,
                                         rouge_l, score_responses, split_instruction_data,
                                         validate_instruction_records)
-from ..model.generation import generate, left_pad
+from ..model.generation import _context_length, generate, left_pad
 from ..train.config import ConfigError, load_config
 from ..train.tokenizers import write_json
 
@@ -163,7 +163,7 @@ def generate_answers(model: nn.Module, records: list[dict], tokenizer, max_new_t
                      batch_size: int = 16, eos_id: int = 50256) -> list[dict]:
     "Copies of `records` with the model's greedy `model_response` and whether it `stopped` at end-of-text."
     model.eval()
-    context = model.pos_emb.weight.shape[0]
+    context = _context_length(model)  # any architecture
     out = []
     for start in range(0, len(records), batch_size):
         chunk = validate_instruction_records(records[start:start + batch_size])
@@ -324,7 +324,7 @@ def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool =
         write_json(pairs_file, {k: make_preference_pairs(a) for k, a in answered.items()})
     pairs = json.loads(pairs_file.read_text(encoding="utf-8"))
     eos = getattr(tok, "eos_id", None) or 50256
-    context = sft.pos_emb.weight.shape[0]
+    context = _context_length(sft)
     pairs["train"] = pairs["train"][:d.max_pairs]  # None: all of them
     sets = {k: PreferenceDataset(v, tok, max_length=context, eos_id=eos) for k, v in pairs.items()}
     if not len(sets["train"]) or not len(sets["validation"]):
