@@ -59,7 +59,7 @@ def build_models(work: Path, main_run, ch7_run) -> dict:
               echo=lambda msg: None)
     if ch7_run is None:
         ch7_run = work / "ch7"
-        overrides = ["data.limit=40", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
+        overrides = ["model.base=tiny-gpt", "data.limit=40", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
                      "generate.max_new_tokens=2"]
         finetune_instruct(load_config(None, overrides, InstructConfig), ch7_run, progress=False)
     big = work / "gpt2-124m"

@@ -18,6 +18,7 @@ from .model.generation import generate_stream
 from .train.config import load_config
 from .train.data import prepare_corpus
 from .train.web_export import export_checkpoint
+from .train.checkpoint import WEIGHT_DTYPES, export_weights
 from .train.engine import TrainingDiverged, load_model_from_checkpoint, pick_device, train
 from .train.evaluate import evaluate_text
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
@@ -95,7 +96,11 @@ def cmd_tokenizer_train(args) -> int:
 
 # %% ../nbs/05h_cli.ipynb #04be7586
 def cmd_export(args) -> int:
-    "llm-zero export: a trained run as an ONNX graph, its tokenizer and config.json, for the browser (chapter 9)."
+    "llm-zero export: a run for the browser (ONNX, chapter 9) or its compact weights for committing (05e)."
+    if args.format == "safetensors":
+        out = export_weights(args.checkpoint, args.out, args.dtype)
+        print(f"Exported {args.checkpoint} to {out}: {args.dtype} model.safetensors, meta.json, tokenizer, SHA256SUMS.")
+        return 0
     cfg = export_checkpoint(args.checkpoint, args.out, args.format)
     print(f"Exported {args.checkpoint} to {args.out}: model.onnx ({cfg['vocab_size']} tokens, context "
           f"{cfg['context_length']}), tokenizer.json, config.json; logits within {cfg['max_logit_diff']:.1e} of PyTorch.")
@@ -193,10 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--vocab-size", type=ranged(int, 257), default=1024, help="vocabulary size for bpe (default 1024)")
     tt.set_defaults(func=cmd_tokenizer_train)
 
-    x = sub.add_parser("export", help="export a trained run for the browser (ONNX graph, tokenizer, config)")
+    x = sub.add_parser("export", help="export a trained run: ONNX for the browser, or compact weights")
     x.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
-    x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
-    x.add_argument("--out", required=True, help="folder for model.onnx, tokenizer.json and config.json")
+    x.add_argument("--format", default="onnx", choices=["onnx", "safetensors"],
+                   help="onnx: graph, tokenizer and config for the browser (default); safetensors: "
+                        "the weights in --dtype with meta, tokenizer and SHA256SUMS, for committing")
+    x.add_argument("--dtype", default="bfloat16", choices=list(WEIGHT_DTYPES),
+                   help="weights dtype of --format safetensors (default bfloat16)")
+    x.add_argument("--out", required=True, help="folder to write (a new folder, or an earlier export)")
     x.set_defaults(func=cmd_export)
 
     sv = sub.add_parser("serve", help="serve a checkpoint behind an OpenAI-compatible API", description=

@@ -31,9 +31,9 @@ def run(parser, *argv):
 def runs(parser, tmp_path_factory):
     d = tmp_path_factory.mktemp("runs")
     assert run(parser, "finetune", "classify", "--config", "configs/finetune_classify.yaml", "--out", str(d / "cls"),
-               "--quiet", "data.limit=80", "train.epochs=1", "train.lr=1e-3", "lora.rank=2", "train.eval_freq=3") == 0
+               "--quiet", "model.base=tiny-gpt", "data.limit=80", "train.epochs=1", "train.lr=1e-3", "lora.rank=2", "train.eval_freq=3") == 0
     assert run(parser, "finetune", "instruct", "--config", "configs/finetune_instruct.yaml", "--out", str(d / "ins"),
-               "--quiet", "data.limit=30", "train.epochs=1", "train.lr=1e-3", "generate.max_new_tokens=4",
+               "--quiet", "model.base=tiny-gpt", "data.limit=30", "train.epochs=1", "train.lr=1e-3", "generate.max_new_tokens=4",
                "generate.test_limit=2", "data.mask_instruction=true") == 0
     return d
 

@@ -29,8 +29,8 @@ DPO_SMALL = ["data.limit=120", "train.epochs=2", "train.lr=1e-4", "train.eval_fr
 def sft_run(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("sft")
-    cfg = load_config(None, ["data.limit=60", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
-                             "generate.max_new_tokens=4"], InstructConfig)
+    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=60", "train.epochs=1", "train.lr=1e-3",
+                             "generate.test_limit=1", "generate.max_new_tokens=4"], InstructConfig)
     finetune_instruct(cfg, out, progress=False)
     return out
 

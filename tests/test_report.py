@@ -43,8 +43,8 @@ def cli(*args):
 @pytest.fixture(scope="module")
 def instruct_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("instruct")
-    cfg = load_config(None, ["data.limit=60", "train.epochs=1", "train.lr=1e-3", "generate.test_limit=1",
-                             "generate.max_new_tokens=4"], InstructConfig)
+    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=60", "train.epochs=1", "train.lr=1e-3",
+                             "generate.test_limit=1", "generate.max_new_tokens=4"], InstructConfig)
     finetune_instruct(cfg, out, progress=False)
     return out
 
@@ -63,7 +63,7 @@ def test_same_checkpoint_same_report(instruct_run):
 
 
 def test_classifier_numbers_match_finetuning(tmp_path):
-    cfg = load_config(None, ["data.limit=60", "train.epochs=1", "train.eval_freq=100"], ClassifyConfig)
+    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=60", "train.epochs=1", "train.eval_freq=100"], ClassifyConfig)
     metrics = finetune_classify(cfg, tmp_path, progress=False)
     c = evaluate_run(tmp_path)["classifier"]
     assert sum(map(sum, c["confusion"])) == c["n"] == 60 - int(60 * 0.7) - int(60 * 0.1)

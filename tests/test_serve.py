@@ -82,7 +82,7 @@ def checkpoints(tmp_path_factory):
     d = tmp_path_factory.mktemp("serve")
     (d / "base.yaml").write_text(BASE_CONFIG)
     train(load_config(d / "base.yaml"), d / "base", progress=False, echo=lambda msg: None)
-    cfg = load_config(None, ["data.limit=40", "train.epochs=1", "train.lr=1e-3",
+    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=40", "train.epochs=1", "train.lr=1e-3",
                              "generate.test_limit=1", "generate.max_new_tokens=2"], InstructConfig)
     finetune_instruct(cfg, d / "instruct", progress=False)
     return d

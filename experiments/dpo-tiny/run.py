@@ -32,7 +32,8 @@ if __name__ == "__main__":
         sft = sys.argv[2] if len(sys.argv) > 2 else None
         if sft is None:
             sft = Path(scratch) / "sft"
-            finetune_instruct(load_config(None, SFT, InstructConfig), sft, progress=False)
+            finetune_instruct(load_config(None, ["model.base=tiny-gpt", *SFT], InstructConfig), sft,
+                              progress=False)
         out = Path(scratch) / "dpo"
         if len(sys.argv) > 3:
             out.mkdir()

@@ -38,7 +38,7 @@ if __name__ == "__main__":
             runner, cls, overrides = RUNS[name]
             t = time.time()
             out = Path(scratch) / name
-            r = runner(load_config(None, overrides, cls), out, progress=False)
+            r = runner(load_config(None, ["model.base=tiny-gpt", *overrides], cls), out, progress=False)
             r.pop("checkpoint", None)
             results[name] = {"overrides": overrides, "wall_s": round(time.time() - t, 1),
                              **{k: v for k, v in r.items() if not isinstance(v, list)}}

@@ -25,7 +25,7 @@ from .dpo import DPOConfig, cmd_finetune_dpo
 from .lora import count_trainable, merge_lora, to_lora_classifier
 from ..model.generation import _context_length
 from ..model.llama import build_model, config_of
-from ..train.checkpoint import CheckpointError, find_checkpoint, load_weights, read_meta
+from ..train.checkpoint import CheckpointError, base_model_dir, find_checkpoint, load_weights, read_meta
 from ..train.config import ConfigError, load_config, save_config
 from ..train.engine import (MetricsLog, TrainingLoop, check_resume_config, load_model_from_checkpoint,
                                    open_run, pick_device, resume_from)
@@ -34,7 +34,7 @@ from ..train.pretrain import evaluate_model as evaluate_lm
 from ..train.tokenizers import GPT2Tokenizer, load_tokenizer, write_json
 
 # %% auto #0
-__all__ = ['FinetuneTrainConfig', 'FinetuneRunConfig', 'check_finetune', 'ClassifyModelConfig', 'ClassifyDataConfig',
+__all__ = ['TINY_BASE', 'FinetuneTrainConfig', 'FinetuneRunConfig', 'check_finetune', 'ClassifyModelConfig', 'ClassifyDataConfig',
            'ClassifyTrainConfig', 'LoraConfig', 'ClassifyRunConfig', 'ClassifyConfig', 'InstructModelConfig',
            'InstructDataConfig', 'GenerateConfig', 'InstructRunConfig', 'InstructConfig', 'load_base',
            'load_classifier', 'load_language_model', 'epoch_order', 'finetune_classify', 'finetune_instruct',
@@ -170,16 +170,19 @@ def _is_checkpoint(base) -> bool:
     p = Path(str(base))
     return p.is_dir() and ((p / "meta.json").is_file() or (p / "checkpoints").is_dir() or any(p.glob("step-*")))
 
+TINY_BASE = "tiny-gpt"  # model.base for chapter 6's tiny GPT, pretrained by llm_zero in seconds
+
 def load_base(base=None):
-    "Model and tokenizer to fine-tune: the tiny llm_zero GPT (None), an llm-zero checkpoint, or GPT-2 (HF name/folder/file)."
-    if base is not None and _is_checkpoint(base):
+    "Model and tokenizer to fine-tune: the committed base (None), an llm-zero checkpoint, `tiny-gpt` or GPT-2."
+    if base is None: base = base_model_dir()
+    if _is_checkpoint(base):
         meta = read_meta(find_checkpoint(base))
         if meta.get("task") == "classify":
             raise CheckpointError(f"{base} is a classifier checkpoint (labels {meta.get('labels')}); fine-tune from a "
                                   "language model checkpoint instead.")
         model, tok, _ = load_model_from_checkpoint(base)
         return model.train(), tok
-    return load_base_model(base).train(), GPT2Tokenizer()
+    return load_base_model(None if base == TINY_BASE else base).train(), GPT2Tokenizer()
 
 # %% ../../nbs/07b_finetune_cli.ipynb #160f52d9
 def _classifier_of(lm: torch.nn.Module, meta: dict) -> torch.nn.Module:

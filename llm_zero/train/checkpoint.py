@@ -14,17 +14,22 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
+
+import llm_zero
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..core import LLMZeroError, atomic_write, write_error
+from ..core import InputError, LLMZeroError, atomic_write, write_error
+from ..data.corpora import sha256_file
 from ..model.llama import arch_config
-from .tokenizers import save_tokenizer
+from .tokenizers import TOKENIZER_FILE, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError',
-           'RunExistsError', 'read_meta', 'model_config_of', 'check_tokenizer_fits', 'load_weights',
-           'load_training_state', 'CheckpointManager', 'find_checkpoint']
+__all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'CHECKSUMS_FILE', 'WEIGHT_DTYPES', 'BASE_MODEL', 'BASE_MODEL_SHA256',
+           'EXPERIMENTS', 'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError', 'RunExistsError',
+           'read_meta', 'model_config_of', 'check_tokenizer_fits', 'write_checksums', 'verify_checksums',
+           'read_tensors', 'load_weights', 'load_training_state', 'CheckpointManager', 'find_checkpoint',
+           'checkpoint_tokenizer', 'export_weights', 'base_model_dir']
 
 # %% ../../nbs/05e_checkpoint.ipynb #65fa7cec
 def rng_state() -> dict:
@@ -68,12 +73,21 @@ def _weights_bytes(model: torch.nn.Module) -> bytes:
 def _write_bytes(path: Path, data: bytes):
     with atomic_write(path) as tmp: tmp.write_bytes(data)
 
+def _build_folder(folder: Path, fill, prefix: str | None = None) -> Path:
+    "Let `fill(tmp)` write the files of `folder` into a hidden temporary folder, then swap it in."
+    tmp = _temp_folder(folder, prefix or f".{folder.name}.")
+    try:
+        fill(tmp)
+        _replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
 def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     meta: dict | None = None, tokenizer=None) -> Path:
     "Write weights, optimiser and RNG state, `meta` and `tokenizer` atomically to the folder `folder`."
-    folder = Path(folder)
-    tmp = _temp_folder(folder, f".{folder.name}.")
-    try:
+    def fill(tmp: Path):
         _write_bytes(tmp / MODEL_FILE, _weights_bytes(model))
         state = io.BytesIO()
         torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state()},
@@ -81,11 +95,7 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch
         _write_bytes(tmp / STATE_FILE, state.getvalue())
         _write_bytes(tmp / META_FILE, json.dumps(meta or {}, indent=1).encode())
         if tokenizer is not None: save_tokenizer(tokenizer, tmp)
-        _replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return _build_folder(Path(folder), fill)
 
 # %% ../../nbs/05e_checkpoint.ipynb #55221731
 class CheckpointError(LLMZeroError, RuntimeError):
@@ -140,13 +150,45 @@ def check_tokenizer_fits(tok, vocab_size: int, folder: str | Path):
     raise CheckpointError(f"The tokenizer of {folder} has {tok.vocab_size:,} ids but its model has "
                           f"{vocab_size:,}: {why}; its tokenizer.json was edited or belongs to another run.")
 
+# %% ../../nbs/05e_checkpoint.ipynb #8de4c274
+CHECKSUMS_FILE = "SHA256SUMS"
+
+def write_checksums(folder: str | Path) -> Path:
+    "Write `folder/SHA256SUMS` (the `sha256sum` format) listing every other file of `folder`."
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != CHECKSUMS_FILE)
+    _write_bytes(folder / CHECKSUMS_FILE, "".join(f"{sha256_file(folder / n)}  {n}\n" for n in names).encode())
+    return folder / CHECKSUMS_FILE
+
+def verify_checksums(folder: str | Path):
+    "Check every file listed in `folder/SHA256SUMS` against its digest (no file: nothing to check)."
+    sums = Path(folder) / CHECKSUMS_FILE
+    if not sums.is_file(): return
+    fix = "restore it (`git checkout -- FILE`) or export the folder again (`llm-zero export --format safetensors`)"
+    for n, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split(maxsplit=1)
+        if not parts: continue
+        name = parts[-1].lstrip("*")  # sha256sum marks a binary-mode line with '*'
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]) or Path(name).name != name:
+            raise CheckpointError(f"{sums} line {n} is not '<sha256>  <file name>'; {fix.replace('FILE', str(sums))}.")
+        p = sums.with_name(name)
+        if not p.is_file(): raise CheckpointError(f"{p}, listed in {sums}, is missing; {fix.replace('FILE', str(p))}.")
+        if sha256_file(p) != parts[0]:
+            raise CheckpointError(f"{p} does not match its SHA-256 in {sums}: the file is damaged or was changed; "
+                                  f"{fix.replace('FILE', str(p))}.")
+
+def read_tensors(path: str | Path) -> dict:
+    "The tensors of a safetensors file; a damaged file is a `CheckpointError` naming it."
+    try: return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is corrupt or truncated ({e}).") from None
+
 # %% ../../nbs/05e_checkpoint.ipynb #39db28d4
 def load_weights(model: torch.nn.Module, folder: str | Path):
     "Copy the checkpoint's weights into `model`, after checking every tensor name and shape."
     p = _need(Path(folder), MODEL_FILE)
-    try: saved = load_file(str(p))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{p} is corrupt or truncated ({e}).") from None
+    verify_checksums(folder)
+    saved = read_tensors(p)
     expected = model.state_dict()
     # Tied parameters are stored once by safetensors; the other names share its data.
     ptrs = {}
@@ -221,15 +263,11 @@ class CheckpointManager:
         return path
 
     def _copy_to_best(self, src: Path):
-        tmp = _temp_folder(self.folder / "best", ".best.")
-        try:
+        def fill(tmp: Path):
             for f in src.iterdir():
                 try: os.link(f, tmp / f.name)
                 except OSError: shutil.copy2(f, tmp / f.name)
-            _replace_folder(tmp, self.folder / "best")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _build_folder(self.folder / "best", fill, ".best.")
 
 # %% ../../nbs/05e_checkpoint.ipynb #97d1239a
 def find_checkpoint(path: str | Path) -> Path:
@@ -244,3 +282,52 @@ def find_checkpoint(path: str | Path) -> Path:
         found = m.best() or m.latest()
         if found: return found
     raise CheckpointError(f"No checkpoint found in {p}: it has no model.safetensors and no checkpoints/step-* folders.")
+
+# %% ../../nbs/05e_checkpoint.ipynb #b9688e7d
+WEIGHT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+def checkpoint_tokenizer(ck: str | Path):
+    "The tokenizer of checkpoint folder `ck`: its own files, or (older runs) those of its run folder."
+    ck = Path(ck)
+    return load_tokenizer(ck if (ck / TOKENIZER_FILE).is_file() else ck.parent.parent)
+
+def export_weights(src: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
+    "The weights of run or checkpoint `src` in `dtype`, its meta, tokenizer and SHA256SUMS, in `out_dir`."
+    if dtype not in WEIGHT_DTYPES:
+        raise InputError(f"Unknown weights dtype {dtype!r}; use one of {', '.join(WEIGHT_DTYPES)}.")
+    ck, out = find_checkpoint(src), Path(out_dir)
+    if out.exists() and not (out / CHECKSUMS_FILE).is_file():  # never replace a folder we did not write
+        raise InputError(f"{out} exists and is not an exported model folder (it has no {CHECKSUMS_FILE}); "
+                         "export to a new folder.")
+    meta = read_meta(ck)
+    model_config_of(ck, meta)  # only a model llm_zero can rebuild is worth exporting
+    to = WEIGHT_DTYPES[dtype]
+    cast = {k: v.to(to) if v.is_floating_point() else v for k, v in read_tensors(_need(ck, MODEL_FILE)).items()}
+    lost = next((k for k, v in cast.items() if v.is_floating_point() and not v.isfinite().all()), None)
+    if lost: raise InputError(f"Tensor {lost!r} of {ck} has values {dtype} cannot hold; export with dtype='bfloat16'.")
+    tok = checkpoint_tokenizer(ck)
+    meta = {k: v for k, v in meta.items() if k != "data_position"} | {"weights_dtype": dtype}
+    def fill(tmp: Path):
+        _write_bytes(tmp / MODEL_FILE, safetensors.torch.save(cast))
+        _write_bytes(tmp / META_FILE, json.dumps(meta, indent=1).encode())
+        save_tokenizer(tok, tmp)
+        write_checksums(tmp)
+    return _build_folder(out, fill)
+
+# %% ../../nbs/05e_checkpoint.ipynb #8fdbe8d8
+BASE_MODEL = "base-cpu"  # the committed base model: experiments/base-cpu
+BASE_MODEL_SHA256 = "0" * 64  # SHA-256 of its model.safetensors (placeholder until it is committed)
+EXPERIMENTS = Path(llm_zero.__file__).resolve().parent.parent / "experiments"
+
+def base_model_dir(experiments: str | Path | None = None, sha256: str | None = None) -> Path:
+    "The folder of the committed base model (`experiments/base-cpu`), its weights checked."
+    d = Path(experiments or EXPERIMENTS) / BASE_MODEL
+    weights, sha256 = d / MODEL_FILE, sha256 or BASE_MODEL_SHA256
+    if not weights.is_file():
+        raise CheckpointError(f"The committed base model {d} is missing (llm_zero installed without its "
+                              "repository?); clone the repository, or set model.base to a run folder of "
+                              "`llm-zero train`, a GPT-2 name (gpt2) or tiny-gpt.")
+    if (got := sha256_file(weights)) != sha256:
+        raise CheckpointError(f"{weights} has SHA-256 {got}, not the {sha256} that llm_zero expects: restore it "
+                              f"(`git checkout -- {weights}`), or set model.base to another base.")
+    return d

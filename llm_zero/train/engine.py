@@ -26,7 +26,8 @@ from ..model.generation import generate
 from ..model.gpt import GPTModel
 from ..model.llama import build_model as build_arch_model
 from .checkpoint import (CheckpointManager, find_checkpoint, load_training_state, load_weights,
-                                       read_meta, RunExistsError, check_tokenizer_fits, model_config_of)
+                                       read_meta, RunExistsError, check_tokenizer_fits, model_config_of,
+                                       checkpoint_tokenizer)
 from .config import Config, ConfigError, config_to_dict, save_config
 from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
 from .evaluate import autocast_for, evaluate_batches
@@ -496,6 +497,6 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
                           f"instruction-tuned checkpoint.")
     model = build_model(model_config_of(ck, meta))
     load_weights(model, ck)
-    tok = load_tokenizer(ck if (ck / "tokenizer.json").is_file() else ck.parent.parent)
+    tok = checkpoint_tokenizer(ck)
     check_tokenizer_fits(tok, model.cfg["vocab_size"], ck)
     return model.to(device).eval(), tok, meta

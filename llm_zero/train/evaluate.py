@@ -15,7 +15,7 @@ from ..model.loss import check_targets
 from .data import TokenWindows, encode_corpus
 
 # %% auto #0
-__all__ = ['autocast_for', 'evaluate_batches', 'evaluate_text']
+__all__ = ['autocast_for', 'evaluate_batches', 'evaluate_text', 'bits_per_byte']
 
 # %% ../../nbs/05f_evaluate.ipynb #0f80d8eb
 def autocast_for(device: torch.device, bf16: bool):
@@ -59,3 +59,22 @@ def evaluate_text(model: torch.nn.Module, tok, text: str | None = None, ids: np.
     perplexity = math.exp(loss) if loss < 700 else math.inf  # e**710 overflows a float
     return {"loss": loss, "perplexity": perplexity, "bits_per_byte": total / (n_bytes * math.log(2)),
             "tokens": n, "bytes": n_bytes}
+
+# %% ../../nbs/05f_evaluate.ipynb #55a391d2
+def bits_per_byte(model: torch.nn.Module, tok, text: str, context_length: int | None = None,
+                  batch_size: int = 8, device: torch.device | str = "cpu", bf16: bool = False) -> float:
+    "Bits per UTF-8 byte of `model` on all of `text`: every token but the first predicted once."
+    ids = encode_corpus(tok, text)
+    if len(ids) < 2: raise InputError(f"bits_per_byte needs a text of at least 2 tokens, got {len(ids)}.")
+    T, n = context_length or model.cfg["context_length"], len(ids) - 1
+    def windows():
+        full = np.arange(0, n - T + 1, T)
+        for i in range(0, len(full), batch_size):
+            rows = torch.from_numpy(ids[full[i:i + batch_size, None] + np.arange(T + 1)].astype(np.int64))
+            yield rows[:, :-1], rows[:, 1:]
+        if n % T:  # the last, shorter window
+            rest = torch.from_numpy(ids[n - n % T:].astype(np.int64))[None]
+            yield rest[:, :-1], rest[:, 1:]
+    total, count = evaluate_batches(model, windows(), device, bf16)
+    assert count == n, (count, n)
+    return total / (len(tok.decode(ids[1:]).encode("utf-8")) * math.log(2))

@@ -22,7 +22,7 @@ def chat_server(tmp_path_factory):
     from llm_zero.finetune.cli import InstructConfig, finetune_instruct
     from llm_zero.train.config import load_config
     run = tmp_path_factory.mktemp("chat") / "instruct"
-    cfg = load_config(None, ["data.limit=40", "train.epochs=1", "train.lr=1e-3",
+    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=40", "train.epochs=1", "train.lr=1e-3",
                              "generate.test_limit=1", "generate.max_new_tokens=2"], InstructConfig)
     finetune_instruct(cfg, run, progress=False)
     with running_server(create_app(*load_served(run))) as url:
