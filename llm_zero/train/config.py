@@ -70,6 +70,7 @@ class OptimizerConfig:
     muon_momentum: float = 0.95
     muon_weight_decay: float = 0.0
     muon_ns_dtype: str = "bfloat16"  # Newton-Schulz precision; "float32" is faster on most CPUs
+    muon_ns_steps: int = 5           # Newton-Schulz iterations per update
 
 # %% ../../nbs/05b_config.ipynb #22f2228c
 @dataclass
@@ -193,6 +194,7 @@ def check(c: Config):
     need(o.muon_weight_decay >= 0, "optimizer.muon_weight_decay", f"must be non-negative, got {o.muon_weight_decay}")
     need(o.muon_ns_dtype in ("bfloat16", "float32"), "optimizer.muon_ns_dtype",
          f"must be bfloat16 or float32, got {o.muon_ns_dtype!r}")
+    need(1 <= o.muon_ns_steps <= 20, "optimizer.muon_ns_steps", f"must be 1 to 20, got {o.muon_ns_steps}")
     need(0 <= s.warmup_steps <= t.max_steps, "schedule.warmup_steps",
          f"must be between 0 and train.max_steps ({t.max_steps}), got {s.warmup_steps}")
     need(0 <= s.min_lr <= o.lr, "schedule.min_lr", f"must be between 0 and optimizer.lr ({o.lr}), got {s.min_lr}")

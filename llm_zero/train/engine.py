@@ -35,10 +35,10 @@ from .schedule import lr_schedule
 from .tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['MAX_LOSS', 'MAX_WEIGHT', 'pick_device', 'build_model', 'configure_optimizer', 'RunData', 'load_run_data',
-           'append_text', 'MetricsLog', 'sample_text', 'NoRunToResume', 'open_run', 'check_resume_config',
-           'resume_from', 'TrainingDiverged', 'perplexity', 'lm_loss', 'TrainingLoop', 'bad_weight', 'train',
-           'load_model_from_checkpoint']
+__all__ = ['MAX_LOSS', 'PLOT_EVERY_S', 'MAX_WEIGHT', 'pick_device', 'build_model', 'configure_optimizer', 'RunData',
+           'load_run_data', 'append_text', 'MetricsLog', 'sample_text', 'NoRunToResume', 'open_run',
+           'check_resume_config', 'resume_from', 'TrainingDiverged', 'perplexity', 'lm_loss', 'TrainingLoop',
+           'bad_weight', 'train', 'load_model_from_checkpoint']
 
 # %% ../../nbs/05g_engine.ipynb #b0b6a190
 def pick_device(name: str = "auto") -> torch.device:
@@ -77,7 +77,8 @@ def configure_optimizer(model: torch.nn.Module, opt_cfg) -> torch.optim.AdamW | 
                               weight_decay=opt_cfg.muon_weight_decay, adamw_lr=opt_cfg.lr,
                               betas=(opt_cfg.beta1, opt_cfg.beta2), eps=opt_cfg.eps,
                               adamw_weight_decay=opt_cfg.weight_decay, fused=fused,
-                              ns_dtype=getattr(torch, opt_cfg.muon_ns_dtype))
+                              ns_dtype=getattr(torch, opt_cfg.muon_ns_dtype),
+                              ns_steps=opt_cfg.muon_ns_steps)
     else:
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt_cfg.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -248,6 +249,7 @@ class TrainingDiverged(LLMZeroError, RuntimeError):
     "The loss or the weights blew up; the message names the step, what was kept and how to continue."
 
 MAX_LOSS = 1e3  # nats per token: an untrained model scores ln(vocab) < 11; a thousand is a blow-up
+PLOT_EVERY_S = 30.0  # loss.png is redrawn at most this often (and at the end): a plot costs ~0.3 s
 
 def perplexity(loss: float) -> float:
     "exp(loss), infinite rather than an OverflowError for a huge loss."
@@ -278,7 +280,7 @@ class TrainingLoop:
         self.step_model, self.rank, self.world = model if step_model is None else step_model, rank, world
         self.start, self.elapsed0, self.metrics, self.say, self.advice = start, elapsed0, metrics, say, advice
         self.main, self.progress = rank == 0, progress and rank == 0
-        self.stop_signal, self.last_val = None, None
+        self.stop_signal, self.last_val, self.plotted = None, None, -math.inf
         self.t0 = self.window_t0 = time.perf_counter()
         self.window_step = start
 
@@ -367,7 +369,9 @@ def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
         if self.main:
             ppl = {"val_ppl": perplexity(val)} if "val_loss" in scores else {}
             self.metrics.log(**base, **scores, **ppl, elapsed_s=self.elapsed())
-            self.metrics.plot(self.tokens_per_step)
+            if last or time.perf_counter() - self.plotted >= PLOT_EVERY_S:
+                self.metrics.plot(self.tokens_per_step)
+                self.plotted = time.perf_counter()
             shown = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
             self.say(f"step {done}: train loss {res['loss']:.4f}, {shown}"
                      + (f" (perplexity {ppl['val_ppl']:.2f})" if ppl else ""))

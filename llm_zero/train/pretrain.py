@@ -3,10 +3,8 @@
 # %% ../../nbs/05_pretraining.ipynb #ee1c3e55
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from matplotlib.ticker import MaxNLocator
 
 from ..model.gpt import generate_text_simple
 
@@ -99,6 +97,8 @@ def train_model_simple(model: torch.nn.Module, train_loader, val_loader, optimiz
 # %% ../../nbs/05_pretraining.ipynb #ba650467
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     "Training and validation loss against epochs (bottom axis) and tokens seen (top axis); returns the figure."
+    import matplotlib.pyplot as plt  # here, not at the top: every CLI start would pay 0.4 s for it
+    from matplotlib.ticker import MaxNLocator
     fig, ax1 = plt.subplots(figsize=(6, 3.5))
     ax1.plot(epochs_seen, train_losses, label="Training loss")
     ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
