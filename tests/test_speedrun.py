@@ -10,14 +10,27 @@ from llm_zero.train import config_to_dict, load_config
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "speedrun"
 RUNGS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem != "best")
-LADDER = [r for r in RUNGS if int(r[:2]) <= 9]
-SIDE = [r for r in RUNGS if int(r[:2]) > 9]
 # The sections each rung's one change may touch, read from its first comment line.
 SECTIONS = {"01-threads": {"train"}, "02-batch": {"train"}, "03-muon": {"optimizer"},
             "04-muon-float32": {"optimizer"}, "05-llama3": {"model"}, "06-qwen3": {"model"},
             "07-schedule": {"optimizer", "schedule"}, "08-shorter": {"train"},
-            "09-narrow-mlp": {"model"}, "10-bf16": {"train"}, "11-compile": {"train"},
-            "12-one-thread": {"train"}}
+            "09-narrow-mlp": {"model"}, "10-ns-steps": {"optimizer"}, "11-fewer-steps": {"train"},
+            "12-bf16": {"train"}, "13-compile": {"train"}, "14-one-thread": {"train"}}
+
+
+def base_of(rung: str) -> str:
+    "The rung that `rung` changes, as its config's second comment line names it."
+    line = (CONFIGS / f"{rung}.yaml").read_text().splitlines()[1]
+    assert line.startswith("# Differs from ") and line.endswith(".yaml only in that change."), line
+    return line.removeprefix("# Differs from ").split(".yaml")[0]
+
+
+# The kept ladder: every rung changes the one before it; the side rungs each change its last rung.
+LADDER = [RUNGS[0]]
+for r in RUNGS[1:]:
+    if base_of(r) == LADDER[-1]:
+        LADDER.append(r)
+SIDE = [r for r in RUNGS if r not in LADDER]
 
 
 def flat(name: str) -> dict:
@@ -32,13 +45,14 @@ def changed(a: str, b: str) -> set[str]:
 
 
 def test_the_ladder_is_complete():
-    assert LADDER == sorted(LADDER) and [int(r[:2]) for r in LADDER] == list(range(10))
+    assert LADDER == RUNGS[:len(LADDER)] and len(LADDER) >= 10
+    assert SIDE and all(base_of(r) == LADDER[-1] for r in SIDE)
     assert set(SECTIONS) == set(RUNGS) - {LADDER[0]}
 
 
 @pytest.mark.parametrize("rung", RUNGS[1:])
 def test_each_rung_changes_one_thing(rung):
-    before = LADDER[LADDER.index(rung) - 1] if rung in LADDER else LADDER[-1]
+    before = base_of(rung)
     diff = changed(before, rung)
     assert diff, f"{rung} is the same run as {before}"
     assert {k.split(".")[0] for k in diff} <= SECTIONS[rung], \
@@ -49,6 +63,7 @@ def test_each_rung_changes_one_thing(rung):
 
 def test_best_is_the_last_rung():
     assert changed(LADDER[-1], "best") == set()
+    assert LADDER[-1] in (CONFIGS / "best.yaml").read_text().splitlines()[0]
     assert load_config(CONFIGS / "best.yaml").run.name != load_config(CONFIGS / f"{LADDER[-1]}.yaml").run.name
 
 
