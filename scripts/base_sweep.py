@@ -5,8 +5,11 @@ same number of wall-clock seconds: a probe of a few steps measures its seconds p
 run gets as many steps as fit in the budget (its learning-rate schedule ends there). The data are
 tokenized once, with the base model's 4,096-token BPE, by `llm-zero prepare`.
 
-Usage: python scripts/base_sweep.py [--minutes 5] [--out experiments/base-cpu-sweep]
-Writes <out>/<size>/ (run folders) and <out>/sweep.json.
+Each run uses one thread (train.threads in the config), so two sizes can run side by side on a
+2-core machine, one per core.
+
+Usage: python scripts/base_sweep.py [--minutes 6] [--sizes NAME ...] [--out experiments/base-cpu-sweep]
+Writes <out>/<size>/ (run folders, with result.json: size, parameters, steps, wall time, losses).
 """
 import argparse
 import dataclasses
@@ -46,7 +49,7 @@ def seconds_per_step(cfg, steps: int = 6) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--minutes", type=float, default=6.0)
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "base-cpu-sweep")
     ap.add_argument("--sizes", nargs="*", default=list(SIZES))
     args = ap.parse_args()
@@ -59,14 +62,13 @@ def main():
         prepare_corpus(text, tok, prepared, cfg.data.val_fraction, source=cfg.data.corpus)
     load_prepared(prepared)  # fails here, not in the first run, if the folder is broken
     budget = args.minutes * 60
-    results = {}
     for name in args.sizes:
         over = [f"model.{k}={v}" for k, v in SIZES[name].items()] + [f"data.prepared={prepared}"]
         cfg = load_config(base, over)
         torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
         sps = seconds_per_step(cfg)
-        steps = int(budget * 0.93 / sps)  # evaluations and start-up take the rest of the budget
-        eval_every = max(1, steps // 6)
+        steps = int(budget * 0.88 / sps)  # three evaluations and start-up take the rest of the budget
+        eval_every = max(1, steps // 3)
         cfg = load_config(base, over + [f"train.max_steps={steps}", f"train.eval_interval={eval_every}",
                                         f"run.name=base-cpu-sweep-{name}", "run.sample_tokens=0",
                                         f"schedule.warmup_steps={min(50, steps // 10)}"])
@@ -77,13 +79,13 @@ def main():
         rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
         n_params = sum(p.numel() for p in build_model({**dataclasses.asdict(cfg.model),
                                                        "vocab_size": 4096}).parameters())
-        results[name] = {"model": SIZES[name], "params": n_params, "seconds_per_step": sps, "steps": steps,
+        result = {"model": SIZES[name], "params": n_params, "seconds_per_step": sps, "steps": steps,
                          "tokens": summary["tokens"], "wall_s": round(wall, 1), "val_loss": summary["val_loss"],
                          "curve": [[r["elapsed_s"], r["step"], r["val_loss"]] for r in rows if "val_loss" in r]}
         print(f"{name}: {n_params:,} parameters, {steps} steps in {wall:.0f} s, val loss {summary['val_loss']:.4f}",
               flush=True)
-        (args.out / "sweep.json").write_text(json.dumps({"minutes": args.minutes, "date": time.strftime(
-            "%Y-%m-%d %H:%M"), "sizes": results}, indent=1) + "\n")
+        (out / "result.json").write_text(json.dumps(
+            {"name": name, "minutes": args.minutes, "date": time.strftime("%Y-%m-%d %H:%M"), **result}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

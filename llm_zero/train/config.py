@@ -42,6 +42,7 @@ class ModelConfig:
     qk_norm: bool | None = None          # Qwen3's QK-norm (its default: on)
     tie_embeddings: bool | None = None   # share tok_emb and out_head (default: no)
     norm_eps: float | None = None        # RMSNorm epsilon
+    rope_freq: dict | None = None        # Llama 3 only: its rope_scaling of type "llama3" (chapter 4c)
 
 # %% ../../nbs/05b_config.ipynb #df316c04
 @dataclass
@@ -146,6 +147,8 @@ def _coerce(key: str, value, annotation: str):
         if number is not None:
             if math.isfinite(number): return number
             raise ConfigError(f"{key} must be a finite number, got {value!r}.")
+    elif base == "dict":
+        if isinstance(value, dict): return value
     elif base == "str":
         if isinstance(value, str): return value
         if isinstance(value, (int, float)) and not isinstance(value, bool): return str(value)
