@@ -33,9 +33,9 @@ INSTRUCT = ["train.epochs=2", "train.lr=5e-4", "train.eval_freq=40", "generate.m
 RUNS = {
     # name: (runner, config class, overrides)
     "classify-last-block": (finetune_classify, ClassifyConfig,
-                            [*SPAM, "model.trainable_blocks=1", "train.lr=5e-4"]),
+                            [*SPAM, "model.trainable_blocks=1", "train.lr=1e-3"]),
     "classify-all-blocks": (finetune_classify, ClassifyConfig,
-                            [*SPAM, "model.trainable_blocks=-1", "train.lr=2e-4"]),
+                            [*SPAM, "model.trainable_blocks=-1", "train.lr=5e-4"]),
     "classify-lora-r8": (finetune_classify, ClassifyConfig,
                          [*SPAM, "lora.rank=8", "lora.alpha=16", "train.lr=2e-3"]),
     "instruct": (finetune_instruct, InstructConfig, INSTRUCT),
