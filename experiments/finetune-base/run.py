@@ -29,7 +29,7 @@ from llm_zero.train.config import load_config
 HERE = Path(__file__).resolve().parent
 # Settings chosen on the validation split by the trials in trials.jsonl (see README.md).
 SPAM = ["data.max_length=64", "data.batch_size=8", "train.epochs=3", "train.eval_freq=40"]
-INSTRUCT = ["train.epochs=2", "train.lr=5e-4", "train.eval_freq=40", "generate.max_new_tokens=96"]
+INSTRUCT = ["train.epochs=6", "train.lr=5e-4", "train.eval_freq=40", "generate.max_new_tokens=96"]
 RUNS = {
     # name: (runner, config class, overrides)
     "classify-last-block": (finetune_classify, ClassifyConfig,
