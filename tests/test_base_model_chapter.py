@@ -83,3 +83,31 @@ def test_the_sweep_gave_every_size_the_same_budget():
         evals = [x for x in rows if "val_loss" in x]
         assert r["steps"] == rows[-1]["step"] and r["val_loss"] == evals[-1]["val_loss"], name
         assert r["curve"] == [[x["elapsed_s"], x["step"], x["val_loss"]] for x in evals], name
+
+
+@needs_base
+def test_a_rerun_repeats_the_first_steps(cfg, tmp_path):
+    # The first STEPS steps, re-run with the run's seed, tokenizer and batches (batches are a function
+    # of run.seed and the step). They lie in the warm-up, where the rate is step * peak / warmup_steps;
+    # a run of STEPS steps that warms up over all of them, with both peak rates scaled by
+    # STEPS / warmup_steps, has the same rates. (`resume` of a folder with no checkpoint reuses its
+    # tokenizer.)
+    import shutil
+
+    from llm_zero.train import load_config, train
+    STEPS, o = 20, cfg["optimizer"]
+    k = STEPS / cfg["schedule"]["warmup_steps"]
+    assert k <= 1
+    for f in ("config.yaml", "tokenizer.json", "bpe.txt"): shutil.copy(BASE / f, tmp_path / f)
+    short = load_config(BASE / "config.yaml", [
+        f"train.max_steps={STEPS}", f"schedule.warmup_steps={STEPS}", f"optimizer.lr={o['lr'] * k!r}",
+        f"optimizer.muon_lr={o['muon_lr'] * k!r}", "train.eval_batches=1", "run.sample_tokens=0",
+        f"run.checkpoint_interval={STEPS}"])
+    train(short, tmp_path, resume=True, progress=False, echo=lambda msg: None)
+    again = {r["step"]: r for r in records(tmp_path) if "train_loss" in r}
+    committed = {r["step"]: r for r in records(BASE) if r["step"] in again and "train_loss" in r}
+    assert len(committed) >= 2
+    for step, r in committed.items():
+        assert again[step]["lr"] == pytest.approx(r["lr"], rel=1e-12), step
+        # exact on the machine that trained it; other CPUs may round sums differently
+        assert abs(again[step]["train_loss"] - r["train_loss"]) < 0.02, (step, again[step], r)
