@@ -4,10 +4,11 @@ nanoGPT documents this command for CPUs:
     python train.py config/train_shakespeare_char.py --device=cpu --compile=False --eval_iters=20
         --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
         --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0
-and on this machine it reached a validation loss of 1.886 in about 122 s of wall time (issue 5).
-nanoGPT itself is not installed here, so its figures are the reference numbers below, measured on
-the same 2-core machine; this script runs the same configuration (configs/shakespeare_char.yaml)
-with llm_zero's engine and prints its figures beside them.
+and on this machine it reached a validation loss of 1.886 in about 122 s of wall time (issue 5, a
+loaded day). This script runs the same configuration (configs/shakespeare_char.yaml) with llm_zero's
+engine and prints its figures beside those fixed reference numbers. To measure nanoGPT's own script
+side by side with llm_zero on the same machine (interleaved rounds, a ratio rather than two absolute
+times), use benchmarks/bench_speedrun.py, the CPU speedrun of chapter 5k.
 
 Goal: validation loss <= 1.88 after 2,000 iterations, in no more than 122 s of wall time.
 

@@ -316,7 +316,7 @@ def export_weights(src: str | Path, out_dir: str | Path, dtype: str = "bfloat16"
 
 # %% ../../nbs/05e_checkpoint.ipynb #8fdbe8d8
 BASE_MODEL = "base-cpu"  # the committed base model: experiments/base-cpu
-BASE_MODEL_SHA256 = "0" * 64  # SHA-256 of its model.safetensors (placeholder until it is committed)
+BASE_MODEL_SHA256 = "76f2a302b83d411b818dc7f263e02d430c64d45d501f47ca7e961ea79d9aa836"  # SHA-256 of its model.safetensors
 EXPERIMENTS = Path(llm_zero.__file__).resolve().parent.parent / "experiments"
 
 def base_model_dir(experiments: str | Path | None = None, sha256: str | None = None) -> Path:
