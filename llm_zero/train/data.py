@@ -131,8 +131,10 @@ class TokenWindows:
         return self._window_rows(s[rank * per:(rank + 1) * per])
 
     def epoch(self, step: int, batch_size: int, grad_accum: int = 1) -> float:
-        "How many passes over the windows the run has made before `step` (for logging)."
-        return step * grad_accum * batch_size / self.n_windows
+        "How many passes over the text the run has made before `step` (for logging)."
+        windows = step * grad_accum * batch_size
+        # A random window reads T tokens: a pass is n_starts tokens, not n_starts windows.
+        return windows * self.T / self.n_starts if self.sampling == "random" else windows / self.n_windows
 
     def eval_batches(self, batch_size: int, max_batches: int = 0):
         "Non-overlapping windows from the start, in order, `batch_size` at a time (0: all of them)."
