@@ -300,7 +300,8 @@ class DPOConfig:
 def _dpo_history(records: list[dict]) -> dict:
     "The evaluations among a run's metrics records as lists by key, for `plot_dpo_history`."
     evals = [r for r in records if "val_margin" in r]
-    return {k: [r.get(k) for r in evals] for k in (evals[0] if evals else {})}
+    keys = [k for k in (evals[0] if evals else {}) if k != "elapsed_s"]  # timing is no history
+    return {k: [r.get(k) for r in evals] for k in keys}
 
 def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool = False) -> dict:
     "Run this chapter's DPO on the instruction-tuned checkpoint `model.sft`; returns the scores."
