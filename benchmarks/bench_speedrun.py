@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,7 +60,6 @@ def run_rung(name: str, out: Path) -> dict:
     cfg = CONFIGS / f"{name}.yaml"
     folder = out / name
     if folder.exists():
-        import shutil
         shutil.rmtree(folder)  # a re-measurement replaces the rung's run folder
     res = timed_run([str(Path(sys.executable).with_name("llm-zero")), "train", "--config", str(cfg), "--out", str(folder),
                      "--quiet"], ROOT)

@@ -22,7 +22,7 @@ import torch
 from llm_zero.data import load_text
 from llm_zero.train import load_config, train
 from llm_zero.train.tokenizers import build_tokenizer
-from llm_zero.train.data import load_prepared, prepare_corpus
+from llm_zero.train.data import prepare_corpus
 from llm_zero.train.engine import build_model, configure_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,17 +34,18 @@ SIZES = {  # name: model overrides (Qwen3 blocks, SwiGLU about 8/3 of the width,
 }
 
 
-def seconds_per_step(cfg, steps: int = 6) -> float:
-    "Mean seconds of `steps` training steps (after two warm-up steps) of the model `cfg` describes."
+def probe(cfg, steps: int = 6) -> tuple[float, int]:
+    "(mean seconds of `steps` training steps after two warm-up steps, parameters) of `cfg`'s model."
     torch.manual_seed(0)
-    m = build_model({**dataclasses.asdict(cfg.model), "vocab_size": 4096})
+    vocab = cfg.data.bpe_vocab_size
+    m = build_model({**dataclasses.asdict(cfg.model), "vocab_size": vocab})
     opt = configure_optimizer(m, cfg.optimizer)
-    x = torch.randint(0, 4096, (cfg.train.batch_size, cfg.model.context_length))
+    x = torch.randint(0, vocab, (cfg.train.batch_size, cfg.model.context_length))
     for i in range(steps + 2):
         if i == 2: t0 = time.perf_counter()
         m(x, targets=x).backward()
         opt.step(); opt.zero_grad(set_to_none=True)
-    return (time.perf_counter() - t0) / steps
+    return (time.perf_counter() - t0) / steps, sum(p.numel() for p in m.parameters())
 
 
 def main():
@@ -60,13 +61,12 @@ def main():
         text = load_text(cfg.data.corpus)
         tok = build_tokenizer(cfg.data.tokenizer, text, cfg.data.bpe_vocab_size)
         prepare_corpus(text, tok, prepared, cfg.data.val_fraction, source=cfg.data.corpus)
-    load_prepared(prepared)  # fails here, not in the first run, if the folder is broken
     budget = args.minutes * 60
     for name in args.sizes:
         over = [f"model.{k}={v}" for k, v in SIZES[name].items()] + [f"data.prepared={prepared}"]
         cfg = load_config(base, over)
         torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
-        sps = seconds_per_step(cfg)
+        sps, n_params = probe(cfg)
         steps = int(budget * 0.88 / sps)  # three evaluations and start-up take the rest of the budget
         eval_every = max(1, steps // 3)
         cfg = load_config(base, over + [f"train.max_steps={steps}", f"train.eval_interval={eval_every}",
@@ -77,11 +77,9 @@ def main():
         summary = train(cfg, out, progress=False)
         wall = time.perf_counter() - t0
         rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
-        n_params = sum(p.numel() for p in build_model({**dataclasses.asdict(cfg.model),
-                                                       "vocab_size": 4096}).parameters())
         result = {"model": SIZES[name], "params": n_params, "seconds_per_step": sps, "steps": steps,
-                         "tokens": summary["tokens"], "wall_s": round(wall, 1), "val_loss": summary["val_loss"],
-                         "curve": [[r["elapsed_s"], r["step"], r["val_loss"]] for r in rows if "val_loss" in r]}
+                  "tokens": summary["tokens"], "wall_s": round(wall, 1), "val_loss": summary["val_loss"],
+                  "curve": [[r["elapsed_s"], r["step"], r["val_loss"]] for r in rows if "val_loss" in r]}
         print(f"{name}: {n_params:,} parameters, {steps} steps in {wall:.0f} s, val loss {summary['val_loss']:.4f}",
               flush=True)
         (out / "result.json").write_text(json.dumps(
