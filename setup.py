@@ -12,6 +12,10 @@ statuses = ['Planning', 'Pre-Alpha', 'Alpha', 'Beta', 'Production/Stable', 'Matu
 py_versions = ['3.10', '3.11', '3.12']
 min_python = cfg['min_python']
 
+# Extras: serve, export and book each bring one optional part; dev is all of them plus the tests.
+extras = {name: cfg.get(f'{name}_requirements', '').split() for name in ('serve', 'export', 'book')}
+extras['dev'] = sorted({r for rs in extras.values() for r in rs} | set(cfg.get('dev_requirements', '').split()))
+
 setuptools.setup(
     name=cfg['lib_name'],
     version=cfg['version'],
@@ -32,7 +36,7 @@ setuptools.setup(
     include_package_data=True,
     python_requires=f'>={min_python}',
     install_requires=cfg.get('requirements', '').split(),
-    extras_require={'dev': cfg.get('dev_requirements', '').split()},
+    extras_require=extras,
     entry_points={
         'console_scripts': cfg.get('console_scripts', '').split(),
         'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],

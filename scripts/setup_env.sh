@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by the README's two commands: a virtual environment in .venv with the
-# pinned dependencies, the package installed in editable mode, MathJax for the offline book site,
-# and llm_zero/ exported from the notebooks. Re-running it only redoes what changed.
+# pinned dependencies and the package installed in editable mode. Re-running it only redoes what
+# changed. Usage: bash scripts/setup_env.sh [--main]
+#   (default)  everything: all extras (serve, export, book, dev), the book's reference package,
+#              MathJax and onnxruntime-web from npm for the offline site, llm_zero/ re-exported
+#   --main     only what the main job runs: the library and its CLI (`pip install -e .`), no npm
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=full
+case "${1:-}" in
+  "") ;;
+  --main) mode=main ;;
+  *) echo "usage: bash scripts/setup_env.sh [--main]" >&2; exit 2 ;;
+esac
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -11,17 +20,27 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
-# Reinstall only when the dependency declarations change.
+# Reinstall only when the dependency declarations change. The stamp records what was installed:
+# a full install also serves the main job, a main-only one does not serve the tests.
 stamp=.venv/.llm_zero-deps
 want=$(cat settings.ini setup.py constraints.txt | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing pinned dependencies into .venv (first run takes a few minutes)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
-  # The book's own package is a dev-only reference; its declared dependencies (TensorFlow,
-  # JupyterLab) are not needed for the parts the tests compare against.
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps llms-from-scratch
-  echo "$want" > "$stamp"
+have=$(cat "$stamp" 2>/dev/null || true)
+if [ "$have" != "full $want" ] && [ "$have" != "$mode $want" ]; then
+  if [ "$mode" = main ]; then
+    echo "setup: installing the library and its CLI into .venv (about 1 minute, 1 GB: PyTorch)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e .
+  else
+    echo "setup: installing pinned dependencies into .venv (first run takes a few minutes)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+    # The book's own package is a dev-only reference; its declared dependencies (TensorFlow,
+    # JupyterLab) are not needed for the parts the tests compare against.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps \
+      llms-from-scratch
+  fi
+  echo "$mode $want" > "$stamp"
 fi
+# The main job runs the committed llm_zero/: no site assets, no notebook export.
+[ "$mode" = main ] && exit 0
 
 # MathJax from the npm registry, served by the book site itself so equations render offline.
 mathjax=.cache/site_extra/mathjax
