@@ -24,8 +24,8 @@ from .train.evaluate import evaluate_text
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['BUG_REPORT_URL', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'cmd_export',
-           'cmd_serve', 'ranged', 'device_name', 'build_parser', 'main']
+__all__ = ['BUG_REPORT_URL', 'OPTIONAL_EXTRAS', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train',
+           'cmd_export', 'cmd_serve', 'ranged', 'device_name', 'build_parser', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -228,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/05h_cli.ipynb #6f1c76f5
 BUG_REPORT_URL = "https://github.com/llm-zero/llm_zero/issues"
+# Optional parts of the library and the install extra that brings each (`pip install .` alone
+# gives training, sampling and evaluation; see settings.ini).
+OPTIONAL_EXTRAS = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve",
+                   "onnx": "export", "onnxscript": "export", "onnxruntime": "export"}
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `llm-zero` console script; returns the exit status."
@@ -243,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     except LLMZeroError as e: return fail(e)
     except KeyboardInterrupt:
         print("llm-zero: interrupted", file=sys.stderr); return 130
+    except ModuleNotFoundError as e:
+        extra = OPTIONAL_EXTRAS.get((e.name or "").partition(".")[0])
+        if extra is None: return _report_bug()
+        return fail(f"this command needs {e.name}, which is not installed; "
+                    f"install it with: pip install 'llm_zero[{extra}]'")
     except OSError as e:
         if not is_environment_fault(e): return _report_bug()
         return fail(write_error(e.filename or "a file", e))
@@ -250,6 +259,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_bug() -> int:
     traceback.print_exc()
-    print(f"llm-zero: this is a bug in llm_zero, not a problem with your input; please report it with the "
-          f"command and the traceback above at {BUG_REPORT_URL}", file=sys.stderr)
+    print("llm-zero: this is a bug in llm_zero, not a problem with your input; please report it "
+          f"with the command and the traceback above at {BUG_REPORT_URL}", file=sys.stderr)
     return 70
