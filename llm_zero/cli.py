@@ -25,7 +25,7 @@ from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
 __all__ = ['BUG_REPORT_URL', 'OPTIONAL_EXTRAS', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train',
-           'cmd_export', 'cmd_serve', 'ranged', 'device_name', 'build_parser', 'main']
+           'cmd_export', 'cmd_serve', 'ranged', 'device_name', 'Parser', 'build_parser', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -143,10 +143,17 @@ def device_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
     return text
 
+# %% ../nbs/05h_cli.ipynb #c3803c74
+class Parser(argparse.ArgumentParser):
+    "argparse with a one-line usage error that points at `--help`, exit status 2."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 # %% ../nbs/05h_cli.ipynb #ae72162b
 def build_parser() -> argparse.ArgumentParser:
     "The `llm-zero` argument parser with all subcommands."
-    p = argparse.ArgumentParser(prog="llm-zero", description="Train, evaluate and sample GPT models built from scratch.")
+    p = Parser(prog="llm-zero",
+               description="Train, evaluate and sample GPT models built from scratch.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model from a YAML config", description=
