@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from llm_zero.data import english
 from llm_zero.data.corpora import (CORPORA, DataIntegrityError, DataUnavailableError, cache_dir, fetch,
-                                   load_text, seed_cache, sha256_file)
+                                   load_text, registry_corpora, seed_cache, sha256_file)
 from llm_zero.data.english import (ContaminationIndex, brown_documents, contamination_references,
                                    dedup_units, english_mix, english_mix_stats, english_mix_val,
                                    split_documents, strip_brown_tags, words)
@@ -271,3 +271,24 @@ def test_offline_mix_names_every_missing_file_and_the_command(tmp_path, monkeypa
     for name in needed:
         assert str(tmp_path / "cache" / CORPORA[name].filename) in msg, name
     assert f"d.fetch_all({needed!r})" in msg
+
+
+# --- Jane Austen from the Debian package (issue #20) ---------------------------------------------
+
+def test_austen_is_registered_as_a_debian_package_with_digest_and_licence():
+    c = CORPORA["janeaustenr"]
+    assert c.url == "apt:r-cran-janeaustenr=1.0.0-1" and c.filename.endswith("_all.deb")
+    assert len(c.sha256) == 64 and "MIT" in c.licence and "public domain" in c.licence
+    assert "janeaustenr" in registry_corpora()
+
+
+def test_austen_text_is_six_novels_with_the_registered_digest():
+    pytest.importorskip("rdata")
+    text = load_text("austen")
+    assert english.sha256_text(text) == english.AUSTEN_SHA256
+    books = text.split(f"\n{english.EOT_TOKEN}\n")
+    assert [b.split("\n", 1)[0] for b in books] == [
+        "SENSE AND SENSIBILITY", "PRIDE AND PREJUDICE", "MANSFIELD PARK", "EMMA", "NORTHANGER ABBEY",
+        "Persuasion"]
+    assert 3_900_000 < len(text) < 4_100_000
+    assert "It is a truth universally acknowledged" in books[1]

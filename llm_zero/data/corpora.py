@@ -21,8 +21,8 @@ from ..core import InputError, LLMZeroError, atomic_write
 
 # %% auto #0
 __all__ = ['CORPORA', 'DEFAULT_CORPUS', 'BUILT_CORPORA', 'Corpus', 'cache_dir', 'sha256_file', 'DataIntegrityError',
-           'DataUnavailableError', 'UnknownDataError', 'fetch', 'fetch_all', 'tiktoken_cache_dir', 'seed_cache',
-           'load_text']
+           'DataUnavailableError', 'UnknownDataError', 'fetch', 'fetch_all', 'registry_corpora', 'tiktoken_cache_dir',
+           'seed_cache', 'load_text']
 
 # %% ../../nbs/00_datasets.ipynb #73f40bf3
 @dataclass(frozen=True)
@@ -77,6 +77,11 @@ CORPORA.update({c.name: c for c in [
            "nlp-corpus (Spencer Kelly): 100 files of 1,000 English sentences from many web sources",
            licence="package: MIT; text: collected from many sources, 'fair use, but please don't "
                    "commercially republish' (its README)"),
+    Corpus("janeaustenr", "apt/r-cran-janeaustenr_1.0.0-1_all.deb", "apt:r-cran-janeaustenr=1.0.0-1",
+           "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+           "Jane Austen's six novels as R data (janeaustenr 1.0.0, Julia Silge; Debian 12 package)",
+           licence="package: MIT (its Debian copyright file); text: Project Gutenberg editions of "
+                   "novels published 1811-1818, in the public domain"),
 ]})
 
 # %% ../../nbs/00_datasets.ipynb #b944c31f
@@ -192,6 +197,10 @@ def fetch_all(names: list[str]) -> dict[str, Path]:
             f"as d; d.fetch_all({missing!r})\"` (or copy them in with seed_cache(folder)).")
     return paths
 
+def registry_corpora() -> list[str]:
+    "Names of the corpora that a package registry ships (fetched by set-up, offline afterwards)."
+    return [name for name, c in CORPORA.items() if _from_registry(c)]
+
 
 # %% ../../nbs/00_datasets.ipynb #7f8b507d
 _TIKTOKEN_SOURCES = {"gpt2-encoder": f"{_GPT2_BASE}/encoder.json", "gpt2-vocab": f"{_GPT2_BASE}/vocab.bpe"}
@@ -233,8 +242,8 @@ def load_text(name: str = DEFAULT_CORPUS) -> str:
     if name == DEFAULT_CORPUS: return _python_docs()
     if name in BUILT_CORPORA: return BUILT_CORPORA[name]()
     if name in CORPORA and CORPORA[name].filename.endswith((".tgz", ".deb")):
-        raise UnknownDataError(f"{name!r} is a package archive, not text; its text is part of "
-                               f"{', '.join(map(repr, BUILT_CORPORA)) or 'a built corpus'}.")
+        raise UnknownDataError(f"{name!r} is a package archive, not text; a built corpus reads "
+                               f"it: {', '.join(BUILT_CORPORA) or 'see chapter 5i'}.")
     if name in CORPORA: return fetch(name).read_text(encoding="utf-8")
     if Path(name).is_file():
         try: return Path(name).read_text(encoding="utf-8")

@@ -3,25 +3,31 @@
 # %% ../../nbs/05i_english_mix.ipynb #04eb02e9
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import re
 import tarfile
 import time
 import unicodedata
+import warnings
+import zlib
 from collections import Counter
 from pathlib import Path
 
 from ..core import atomic_write
-from .corpora import BUILT_CORPORA, CORPORA, cache_dir, fetch, fetch_all, load_text
+from ..tokenizer.simple import EOT_TOKEN
+from .corpora import (BUILT_CORPORA, CORPORA, DataIntegrityError,
+                                   DataUnavailableError, cache_dir, fetch, fetch_all, load_text)
 
 # %% auto #0
 __all__ = ['MIX_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM', 'MIN_EXACT_WORDS', 'VAL_FRACTION', 'MIX_NAME', 'MIX_VERSION',
-           'MIX_FILES', 'normalise_whitespace', 'detokenize', 'brown_words', 'fix_brown_punctuation',
-           'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents', 'words', 'dedup_units',
-           'split_sentences', 'contamination_references', 'ContaminationIndex', 'split_documents', 'charset',
-           'english_mix_dir', 'build_english_mix', 'english_mix_stats', 'english_mix', 'english_mix_val',
-           'flops_per_byte']
+           'MIX_FILES', 'AUSTEN_NOVELS', 'AUSTEN_SHA256', 'normalise_whitespace', 'detokenize', 'brown_words',
+           'fix_brown_punctuation', 'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents',
+           'words', 'dedup_units', 'split_sentences', 'contamination_references', 'ContaminationIndex',
+           'split_documents', 'charset', 'english_mix_dir', 'build_english_mix', 'english_mix_stats', 'english_mix',
+           'english_mix_val', 'flops_per_byte', 'austen_novels', 'austen_text', 'sha256_text']
 
 # %% ../../nbs/05i_english_mix.ipynb #6041301d
 _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2060\ufeff]")
@@ -308,3 +314,65 @@ def flops_per_byte(vocab_size: int, bytes_per_token: float, emb_dim: int, n_laye
     per_token = (24 * n_layers * emb_dim**2 + 4 * n_layers * context_length * emb_dim
                  + 2 * vocab_size * emb_dim)
     return per_token / bytes_per_token
+
+# %% ../../nbs/05i_english_mix.ipynb #29898f05
+AUSTEN_NOVELS = ["sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey",
+                 "persuasion"]  # R's object names, in order of publication
+AUSTEN_SHA256 = "bb96531520b2254476fd11117aef396faffaa716e28ee394fed5791405800023"  # the text, below
+
+def _ar_member(data: bytes, name: str) -> bytes:
+    "The bytes of member `name` of the `ar` archive `data` (the outer format of a .deb)."
+    pos = 8  # after the "!<arch>\n" magic
+    while pos < len(data):
+        header, pos = data[pos:pos + 60], pos + 60
+        size = int(header[48:58])
+        if header[:16].decode().strip().rstrip("/") == name: return data[pos:pos + size]
+        pos += size + size % 2  # members start on even offsets
+    raise DataIntegrityError(f"the package has no {name}")
+
+
+# %% ../../nbs/05i_english_mix.ipynb #3f1f8ad7
+def austen_novels(path: str | Path | None = None) -> dict[str, list[str]]:
+    "The lines of each of Jane Austen's novels, read from the R data inside the Debian package."
+    try: import rdata  # optional: only this corpus needs it
+    except ImportError:
+        raise DataUnavailableError("Reading Jane Austen's novels needs the rdata package; "
+                                   "install it with `pip install rdata`.") from None
+    deb = Path(path or fetch("janeaustenr")).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(_ar_member(deb, "data.tar.xz")), mode="r:xz") as tar:
+        folder = "./usr/lib/R/site-library/janeaustenr/data/"
+        rdx, rdb = (tar.extractfile(folder + f).read() for f in ("Rdata.rdx", "Rdata.rdb"))
+    def unserialize(raw: bytes):
+        with warnings.catch_warnings():  # rdata guesses the (headerless) format, and says so
+            warnings.simplefilter("ignore")
+            return rdata.conversion.convert(rdata.parser.parse_data(raw))
+    where = unserialize(gzip.decompress(rdx))["variables"]
+    novels = {}
+    for name in AUSTEN_NOVELS:
+        start, length = (int(x) for x in where[name])
+        record = rdb[start + 4:start + length]  # after the record's 4-byte length
+        novels[name] = [str(line) for line in unserialize(zlib.decompress(record))]
+    return novels
+
+
+# %% ../../nbs/05i_english_mix.ipynb #39e56791
+def austen_text() -> str:
+    "The six novels, one after the other, separated by the end-of-text token (corpus 'austen')."
+    path = cache_dir() / "austen.txt"
+    if path.is_file() and sha256_text(path.read_text(encoding="utf-8")) == AUSTEN_SHA256:
+        return path.read_text(encoding="utf-8")
+    novels = austen_novels()
+    text = f"\n{EOT_TOKEN}\n".join(normalise_whitespace("\n".join(lines), keep_lines=True)
+                                   for lines in novels.values())
+    if sha256_text(text) != AUSTEN_SHA256:
+        raise DataIntegrityError(f"Jane Austen's text has sha256 {sha256_text(text)}, expected "
+                                 f"{AUSTEN_SHA256}; the package or the reader has changed.")
+    with atomic_write(path) as tmp: tmp.write_text(text, encoding="utf-8")
+    return text
+
+def sha256_text(text: str) -> str:
+    "Hex SHA-256 of `text` as UTF-8."
+    return hashlib.sha256(text.encode()).hexdigest()
+
+BUILT_CORPORA["austen"] = austen_text
+
