@@ -127,7 +127,8 @@ def split_ids(tok, text: str, split: str = "val",
 def run_split_ids(tok, run_config: dict | None, corpus: str | None = None,
                   split: str = "val") -> tuple[np.ndarray, str]:
     "The ids of `split` of `corpus` (default: the run's own data) and the name of that data."
-    data = (run_config or {}).get("data") or {}
+    data = run_config.get("data") if isinstance(run_config, dict) else None
+    data = data if isinstance(data, dict) else {}  # a checkpoint from before configs were saved
     if corpus is None and data.get("prepared"):
         train, val, _, _ = load_prepared(data["prepared"])
         if split not in SPLITS: raise InputError(f"split must be one of {SPLITS}, not {split!r}.")
