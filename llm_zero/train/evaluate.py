@@ -4,18 +4,26 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import InputError
+from ..core import InputError, atomic_write
+from ..data.corpora import cache_dir, load_text
 from ..model.loss import check_targets
-from .data import TokenWindows, encode_corpus
+from .config import DataConfig
+from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
+from .tokenizers import TokenizerError, save_tokenizer
+
 
 # %% auto #0
-__all__ = ['autocast_for', 'evaluate_batches', 'evaluate_text', 'bits_per_byte']
+__all__ = ['SPLITS', 'autocast_for', 'evaluate_batches', 'evaluate_text', 'bits_per_byte', 'encoded_corpus', 'split_ids',
+           'run_split_ids']
 
 # %% ../../nbs/05f_evaluate.ipynb #0f80d8eb
 def autocast_for(device: torch.device, bf16: bool):
@@ -78,3 +86,61 @@ def bits_per_byte(model: torch.nn.Module, tok, text: str, context_length: int | 
     total, count = evaluate_batches(model, windows(), device, bf16)
     assert count == n, (count, n)
     return total / (len(tok.decode(ids[1:]).encode("utf-8")) * math.log(2))
+
+# %% ../../nbs/05f_evaluate.ipynb #ec326c1f
+def _tokenizer_digest(tok) -> str | None:
+    "A digest of the files `save_tokenizer` writes for `tok` (None if it cannot save it)."
+    with tempfile.TemporaryDirectory() as d:
+        try: save_tokenizer(tok, d)
+        except TokenizerError: return None
+        h = hashlib.sha256()
+        for f in sorted(Path(d).iterdir()):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()
+
+def encoded_corpus(tok, text: str) -> np.ndarray:
+    "`encode_corpus(tok, text)`, kept in the cache: asked again, it tokenizes nothing."
+    kind = _tokenizer_digest(tok)
+    if kind is None: return encode_corpus(tok, text)
+    key = hashlib.sha256(f"{kind} {hashlib.sha256(text.encode()).hexdigest()}".encode())
+    path = cache_dir() / "tokens" / f"{key.hexdigest()}.npy"
+    if path.is_file():
+        try: return np.load(path, mmap_mode="r")
+        except (OSError, ValueError): pass  # a damaged copy is simply made again
+    ids = encode_corpus(tok, text)
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as f: np.save(f, ids)
+    return ids
+
+
+# %% ../../nbs/05f_evaluate.ipynb #07527dc8
+SPLITS = ("val", "train")
+
+def _check_split(split: str):
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {SPLITS}, not {split!r}.")
+
+def split_ids(tok, text: str, split: str = "val",
+              val_fraction: float = DataConfig.val_fraction) -> np.ndarray:
+    "The token ids of `text`'s `split` ('val' or 'train'), as `llm-zero train` cuts it."
+    _check_split(split)
+    train, val = split_tokens(encoded_corpus(tok, text), val_fraction)
+    return val if split == "val" else train
+
+
+# %% ../../nbs/05f_evaluate.ipynb #5c6f63b8
+def run_split_ids(tok, run_config: dict | None, corpus: str | None = None,
+                  split: str = "val") -> tuple[np.ndarray, str]:
+    "The ids of `split` of `corpus` (default: the run's own data), and that data's name."
+    data = run_config.get("data") if isinstance(run_config, dict) else None
+    data = data if isinstance(data, dict) else {}  # a run saved before configs were
+    if corpus is None and data.get("prepared"):
+        _check_split(split)
+        train, val, _, _ = load_prepared(data["prepared"])
+        return (val if split == "val" else train), data["prepared"]
+    own = corpus is None or corpus == data.get("corpus")
+    corpus = corpus or data.get("corpus") or DataConfig.corpus
+    fraction = data.get("val_fraction", DataConfig.val_fraction)
+    fraction = fraction if own else DataConfig.val_fraction
+    return split_ids(tok, load_text(corpus), split, fraction), corpus
+
