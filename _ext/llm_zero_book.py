@@ -10,10 +10,16 @@ Notebooks are also prepared for readers as they are read (the files in nbs/ stay
 nbdev's `#|` directive lines are dropped from the code shown, and cells that only check (mostly
 `test_eq`/`test_fail`/`assert` lines) and exercise solutions are collapsed with their outputs
 (`hide-cell`), so the page leads with the idea and keeps the checks one click away.
+
+Headings inside a Markdown output (the evaluation report a chapter displays) become rubrics, which
+keep their own level: a report's `# title` would be a second H1 on the page. They are moved below
+the level of the section that displays them.
 """
 import ast
 import json
 import re
+
+from docutils import nodes
 
 DIRECTIVE_LINE = re.compile(r"^\s*#\|.*(?:\n|$)", re.M)
 CHECKS = {"test", "test_close", "test_eq", "test_eq_type", "test_fail", "test_is", "test_ne",
@@ -77,6 +83,20 @@ def _prepare_notebook(app, docname, source):
     source[0] = json.dumps(nb, ensure_ascii=False)
 
 
+def _nest_output_headings(app, doctree, docname):
+    for rubric in list(doctree.findall(nodes.rubric)):
+        # MyST records a heading's level on the rubric it makes; the writer makes it <h1>..<h6>
+        key = next((k for k in ("heading-level", "level") if k in rubric), None)
+        parents, node = [], rubric.parent
+        while node is not None:
+            parents.append(node)
+            node = node.parent
+        if key is None or not any("cell_output" in p.get("classes", []) for p in parents):
+            continue
+        depth = sum(isinstance(p, nodes.section) for p in parents)
+        rubric[key] = min(6, rubric[key] + depth)
+
+
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
     seen, unique = set(), []
     for script in context.get("script_files", []):
@@ -90,6 +110,7 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
 
 def setup(app):
     app.connect("source-read", _prepare_notebook)
+    app.connect("doctree-resolved", _nest_output_headings)
     # Runs before the theme's handlers: Sphinx stops at the first handler that returns a value.
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
