@@ -21,7 +21,7 @@ import re
 
 from docutils import nodes
 
-DIRECTIVE_LINE = re.compile(r"^\s*#\|.*(?:\n|$)", re.M)
+DIRECTIVE_LINE = re.compile(r"^[ \t]*#\|.*(?:\n|$)", re.M)
 CHECKS = {"test", "test_close", "test_eq", "test_eq_type", "test_fail", "test_is", "test_ne",
           "test_shuffled", "test_sig", "test_stdout", "test_warns"}
 
