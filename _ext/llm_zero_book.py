@@ -70,6 +70,11 @@ def reader_cell(cell: dict):
         tags.append("library")  # labelled on the page (llm_zero_book.css), now that `#|` is gone
     elif solution or is_check_cell(source):
         tags[:] = [t for t in tags if t != "hide-input"] + ["hide-cell"] * ("hide-cell" not in tags)
+        # The toggle says what it hides (myst-nb reads its labels from the cell's metadata).
+        n = re.search(r"^# Solution (\d+)", source, re.M)
+        what = f"solution {n[1]}" if solution and n else "the solution" if solution else "the checks"
+        cell["metadata"]["mystnb"] = {"code_prompt_show": f"Show {what}",
+                                      "code_prompt_hide": f"Hide {what}"}
     cell["source"] = DIRECTIVE_LINE.sub("", source)
 
 

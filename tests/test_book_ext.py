@@ -27,6 +27,7 @@ def test_cells_that_only_check_are_collapsed():
     assert shown("test_eq(f(1), 1)\ntest_fail(lambda: f())")["metadata"]["tags"] == ["hide-cell"]
     checks = "x = f(2)\nfor y in (1, 2):\n    assert f(y) == y\ntest_close(x, 2.0)"
     assert shown(checks)["metadata"]["tags"] == ["hide-cell"]
+    assert shown(checks)["metadata"]["mystnb"]["code_prompt_show"] == "Show the checks"
 
 
 def test_cells_that_show_something_stay_open():
@@ -43,6 +44,7 @@ def test_solutions_are_collapsed_with_their_outputs():
                  tags=["hide-input"])
     assert cell["metadata"]["tags"] == ["hide-cell"]
     assert cell["source"].startswith("# Solution 1")
+    assert cell["metadata"]["mystnb"]["code_prompt_show"] == "Show solution 1"
 
 
 @given(st.lists(st.sampled_from(["#| export", "#| hide", "#|eval: false", "x = 1", "# note", "",
