@@ -5,7 +5,9 @@ Jupyter Book ignores nbdev's `#|` flags, so the flags are mirrored as tags:
   so readers of the book never see them;
 - cells nbdev_test skips by default (`#| slow`, `#| eval: false`) and the export call get
   `skip-execution`, so the book build runs exactly what nbdev_test runs;
-- exercise solutions (`#| code-fold: true`) get `hide-input`, a toggle that keeps them collapsed.
+- exercise solutions (`#| code-fold: true`) get `hide-input`, a toggle that keeps them collapsed;
+- cells whose output is the point, not their code (`#| echo: false`: a table or a paragraph of
+  results rendered from saved numbers) get `hide-input` too, so the page shows the result first.
 
 Usage: python scripts/nb_tags.py [--check] [NOTEBOOK ...]   (default: every notebook under nbs/)
 With --check nothing is written and the exit status is 1 when a notebook needs tags.
@@ -25,7 +27,7 @@ def wanted_tags(source: str) -> set[str]:
         name = name.rstrip(":")
         if name in ("default_exp", "hide"):
             tags.add("remove-cell")
-        if name == "code-fold" and rest.strip().lower() == "true":
+        if (name, rest.strip().lower()) in (("code-fold", "true"), ("echo", "false")):
             tags.add("hide-input")
         if name == "slow" or (name == "eval" and rest.strip().lower() == "false"):
             tags.add("skip-execution")

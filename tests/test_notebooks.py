@@ -98,6 +98,66 @@ def test_sections_are_numbered(nb):
     assert not unnumbered, f"{nb.name}: number these sections like the book (## 4.1 ...): {unnumbered}"
 
 
+def chapter_number(nb_path) -> str:
+    "The number a notebook's name gives its chapter: 02_text_data 2, 05k_speedrun 5k, E_lora E."
+    m = re.match(r"(?:(\d+)([a-z]?)|([A-Z]))_", nb_path.name)
+    return str(int(m[1])) + m[2] if m[1] else m[3]
+
+
+def chapters_in_book_order():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb") in CHAPTERS]
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.name)
+def test_title_carries_the_chapter_number(nb):
+    title = "".join(cells(nb)[0]["source"]).splitlines()[0]
+    assert title.startswith(f"# {chapter_number(nb)}. "), \
+        f"{nb.name}: title it '# {chapter_number(nb)}. ...' (one numbering scheme), not {title!r}"
+
+
+def section_number_gaps(chapters) -> list[str]:
+    """Sections numbered out of turn: each chapter's sections run N.1, N.2, ... and each section's
+    subsections N.k.1, N.k.2, ...; a chapter spread over pages continues on its next page."""
+    gaps, last = [], {}
+    for nb in chapters:
+        n = chapter_number(nb)
+        section, sub = last.get(n, 0), 0
+        for level, line in markdown_headings(nb):
+            if level not in (2, 3) or line.lstrip("# ") in UNNUMBERED_SECTIONS:
+                continue
+            if level == 2:
+                section, sub = section + 1, 0
+                expected = f"{n}.{section}"
+            else:
+                sub += 1
+                expected = f"{n}.{section}.{sub}"
+            if line.split(" ")[1] != expected:
+                gaps.append(f"{nb.name}: {line!r} should be numbered {expected}")
+        last[n] = section
+    return gaps
+
+
+def test_section_number_gaps_can_fail(tmp_path):
+    nb = tmp_path / "07_x.ipynb"
+    nb.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": [
+        "# 7. X\n", "## 7.2 A\n", "### 7.2.1 B\n", "## 7.3 C\n", "## Summary\n"]}]}))
+    assert section_number_gaps([nb]) == ["07_x.ipynb: '## 7.2 A' should be numbered 7.1",
+                                         "07_x.ipynb: '### 7.2.1 B' should be numbered 7.1.1",
+                                         "07_x.ipynb: '## 7.3 C' should be numbered 7.2"]
+    second = tmp_path / "07b_y.ipynb"
+    second.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": ["## 7b.1 D"]}]}))
+    more = tmp_path / "07_z.ipynb"  # a second page of chapter 7 continues its numbering
+    more.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": ["## 7.3 E"]}]}))
+    assert section_number_gaps([nb, second, more])[3:] == []
+
+
+def test_sections_are_numbered_without_gaps():
+    gaps = section_number_gaps(chapters_in_book_order())
+    assert not gaps, "\n".join(gaps)
+
+
 def test_every_public_name_is_in_the_reference():
     # Each page under nbs/api/ shows one module or subpackage with show_reference(llm_zero.X); a
     # module whose public names reach none of those pages is missing from the site's reference.

@@ -1,0 +1,147 @@
+"""The reader's check: every page of the built book, read once in headless Chromium at the site's
+default width (1280 px), must read like a book. One pass a page measures everything below; the
+measurements (figures, overflowing code, progress boxes, headings) go into
+`_build/reader_check.json`, which CI keeps with the screenshots.
+"""
+import json
+import re
+
+import pytest
+
+from .conftest import SITE
+from .test_site import load, toc_pages
+
+# Runs inside the page: collapsed cells are opened first so that they are measured too.
+MEASURE = r"""
+document.querySelectorAll("article details").forEach((d) => { d.open = true; });
+const article = document.querySelector("article.bd-article") || document.querySelector("article");
+const text = (el) => (el.innerText || "").replace(/\r/g, "\n");
+const heading = (h) => { const c = h.cloneNode(true);
+  c.querySelectorAll(".headerlink").forEach((a) => a.remove()); return c.textContent.trim(); };
+const codeCells = [...article.querySelectorAll("div.cell div.cell_input pre")];
+const cells = [...article.querySelectorAll("div.cell")];
+return {
+  h1: [...article.querySelectorAll("h1")].map(heading),
+  headings: [...article.querySelectorAll("h2:not(.rubric), h3:not(.rubric)")].map((h) => [h.tagName, heading(h)]),
+  code_cells: codeCells.length,
+  overflows: codeCells.filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => ({
+    first_line: text(p).split("\n")[0].slice(0, 100), px: p.scrollWidth - p.clientWidth})),
+  output_overflows: [...article.querySelectorAll("div.cell_output pre")]
+    .filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.scrollWidth - p.clientWidth),
+  markers: codeCells.map(text).flatMap((t) => t.split("\n")).filter((l) => /^\s*#\|/.test(l)),
+  pipe_tables: [...article.querySelectorAll("div.cell_output pre, div.cell_output p")]
+    .map(text).filter((t) => /\|\s*:?[-\u2013\u2014]+:?\s*\|/.test(t))  // a |---| rule (or |—|) as text
+    .map((t) => t.slice(0, 80)),
+  progress: cells.map((c) => ({
+    boxes: [...c.querySelectorAll("div.cell_output > div.output")]
+      .filter((o) => /\d+%\|/.test(text(o))).length,
+    frames: [...c.querySelectorAll("div.cell_output pre")]
+      .flatMap((p) => text(p).split("\n")).filter((l) => /\d+%\|.*\|/.test(l)).length,
+  })).filter((p) => p.frames > 0),
+  images: [...article.querySelectorAll("img")].map((img) => ({
+    src: img.getAttribute("src").slice(0, 80), complete: img.complete,
+    natural: [img.naturalWidth, img.naturalHeight], shown: [img.clientWidth, img.clientHeight],
+    zoomable: img.classList.contains("llmz-zoomable")})),
+};
+"""
+# A progress bar may print a few lines (a final summary, one line per epoch): not a wall of frames.
+MAX_PROGRESS_LINES, MAX_OVERFLOW_SHARE = 5, 0.05
+SECTION = re.compile(r"^((?:\d+[a-z]?|[A-Z])(?:\.\d+)+)\s")  # "2.1 Title", "5k.4.1 Title"
+
+
+def number_gaps(pages: dict) -> dict:
+    """Per page, its sections numbered out of turn: chapter N's sections run N.1, N.2, ... and
+    their subsections N.k.1, N.k.2, ...; a chapter spread over several pages (the same number
+    before its title's '. ') continues on the next page, in the order of the table of contents."""
+    gaps, last = {}, {}
+    for page, m in pages.items():
+        chapter = re.match(r"(\w+)\. ", m["h1"][0] if m["h1"] else "")
+        if not chapter:
+            continue  # the landing page and the API reference are not numbered
+        n = chapter[1]
+        section, sub = last.get(n, 0), 0
+        for tag, title in m["headings"]:
+            number = SECTION.match(title)
+            if not number and title in ("Summary", "Exercises"):
+                continue
+            if tag == "H2":
+                section, sub = section + 1, 0
+                expected = f"{n}.{section}"
+            else:
+                sub += 1
+                expected = f"{n}.{section}.{sub}"
+            if not number or number[1] != expected:
+                gaps.setdefault(page, []).append(f"{title!r} should be numbered {expected}")
+        last[n] = section
+    return gaps
+
+
+def test_number_gaps_finds_gaps():
+    def page(title, *headings):
+        return {"h1": [title], "headings": [("H2" if h.count(".") == 1 else "H3", h + " x")
+                                            for h in headings]}
+    assert number_gaps({"a": page("2. A", "2.1", "2.1.1", "2.2"), "b": page("2. B", "2.3"),
+                        "c": page("2a. C", "2a.1"), "i": page("Home", "Intro")}) == {}
+    assert number_gaps({"p": page("7. P", "7.2", "7.3", "7.6")}) == {"p": [
+        "'7.2 x' should be numbered 7.1", "'7.3 x' should be numbered 7.2",
+        "'7.6 x' should be numbered 7.3"]}
+    assert number_gaps({"p": page("5k. P", "5k.1", "5k.1.2")}) == {
+        "p": ["'5k.1.2 x' should be numbered 5k.1.1"]}
+
+
+@pytest.fixture(scope="module")
+def report(browser, site_url):
+    pages = {}
+    for page in toc_pages():
+        if not (SITE / f"{page}.html").exists():
+            continue  # test_site's page test fails for a missing page
+        load(browser, f"{site_url}/{page}.html")
+        pages[page] = browser.execute_script(MEASURE)
+    (SITE.parent / "reader_check.json").write_text(json.dumps(pages, indent=1))
+    assert pages, "no page of the book was built"
+    return pages
+
+
+def failing(report, problem) -> dict:
+    return {page: p for page, m in report.items() if (p := problem(m))}
+
+
+def test_no_table_left_as_pipe_text(report):
+    assert not failing(report, lambda m: m["pipe_tables"])
+
+
+def test_code_fits_the_column(report):
+    cells = sum(m["code_cells"] for m in report.values())
+    wide = failing(report, lambda m: m["overflows"])
+    share = sum(map(len, wide.values())) / max(cells, 1)
+    assert share <= MAX_OVERFLOW_SHARE, (f"{share:.0%} of {cells} code cells scroll sideways, per "
+                                         f"page: { {p: len(w) for p, w in wide.items()} } "
+                                         "(their first lines: _build/reader_check.json)")
+    assert not failing(report, lambda m: m["output_overflows"]), "text outputs scroll sideways"
+
+
+def test_no_box_of_progress_frames(report):
+    assert not failing(report, lambda m: [p for p in m["progress"]
+                                          if p["frames"] > MAX_PROGRESS_LINES or p["boxes"] > 1])
+
+
+def test_one_h1_a_page(report):
+    assert not failing(report, lambda m: m["h1"] if len(m["h1"]) != 1 else None)
+
+
+def test_no_nbdev_marker_visible(report):
+    assert not failing(report, lambda m: m["markers"])
+
+
+def test_no_broken_image(report):
+    assert not failing(report, lambda m: [i["src"] for i in m["images"]
+                                          if i["complete"] and i["natural"][0] == 0])
+
+
+def test_wide_figures_open_full_size(report):
+    assert not failing(report, lambda m: [i["src"] for i in m["images"] if i["shown"][0]
+                                          and i["natural"][0] > 1.1 * i["shown"][0] and not i["zoomable"]])
+
+
+def test_section_numbers_without_gaps(report):
+    assert not number_gaps(report)
