@@ -54,15 +54,17 @@ class SimpleTokenizerV1:
 # %% ../../nbs/02_text_data.ipynb #c9f1c2e7
 PALETTE = ("#cfe2f3", "#fce5cd", "#d9ead3", "#ead1dc", "#fff2cc", "#d0e0e3")
 
+
 def token_figure(rows, width: float = 6.8, fontsize: int = 9):
-    """A figure of tokenizations: each row is `(title, pieces, ids, colours)`, the pieces drawn as
-    boxes (spaces as "␣") with their ids below, wrapped at `width` inches. `ids` and `colours` may
-    be None (no ids; alternating pastel colours)."""
+    """A figure of tokenizations: each row is `(title, pieces, ids, colours)`, the pieces
+    drawn as boxes (spaces as "␣") with their ids below, wrapped at `width` inches. `ids`
+    and `colours` may be None (no ids; alternating pastel colours)."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-    char, gap, box_h = fontsize / 72 * 0.62, 0.05, fontsize / 72 * 2.1   # inches
+
+    char, gap, box_h = fontsize / 72 * 0.62, 0.05, fontsize / 72 * 2.1  # inches
     line_h = box_h * (2.2 if any(r[2] is not None for r in rows) else 1.25)
-    placed, y = [], -0.05        # lay out first: the figure's height depends on the wrapping
+    placed, y = [], -0.05  # lay out first: the figure's height depends on the wrapping
     for title, pieces, ids, colours in rows:
         if title:
             placed.append(("title", 0.0, y - box_h * 0.5, title, None, None))
@@ -87,7 +89,9 @@ def token_figure(rows, width: float = 6.8, fontsize: int = 9):
             ax.text(x, yy, label, fontsize=fontsize + 1, weight="bold", va="center")
             continue
         w, colour = extra
-        ax.add_patch(Rectangle((x, yy - box_h), w, box_h, fc=colour, ec="#666666", lw=0.6))
+        ax.add_patch(
+            Rectangle((x, yy - box_h), w, box_h, fc=colour, ec="#666666", lw=0.6)
+        )
         ax.text(x + w / 2, yy - box_h / 2, label, **mono)
         if id_text:
             ax.text(x + w / 2, yy - box_h * 1.55, id_text, color="#444444", **mono)
