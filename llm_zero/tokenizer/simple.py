@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 # %% auto #0
-__all__ = ['TOKEN_PATTERN', 'PALETTE', 'UNK_TOKEN', 'EOT_TOKEN', 'split_text', 'build_vocab', 'SimpleTokenizerV1', 'token_figure',
+__all__ = ['TOKEN_PATTERN', 'UNK_TOKEN', 'EOT_TOKEN', 'split_text', 'build_vocab', 'SimpleTokenizerV1', 'token_figure',
            'SimpleTokenizerV2']
 
 # %% ../../nbs/02_text_data.ipynb #f725b193
@@ -52,7 +52,7 @@ class SimpleTokenizerV1:
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)
 
 # %% ../../nbs/02_text_data.ipynb #c9f1c2e7
-PALETTE = ("#cfe2f3", "#fce5cd", "#d9ead3", "#ead1dc", "#fff2cc", "#d0e0e3")
+_PALETTE = ("#cfe2f3", "#fce5cd", "#d9ead3", "#ead1dc", "#fff2cc", "#d0e0e3")
 
 
 def token_figure(rows, width: float = 6.8, fontsize: int = 9):
@@ -76,7 +76,7 @@ def token_figure(rows, width: float = 6.8, fontsize: int = 9):
             w = char * max(len(label), len(id_text), 1) + 0.1
             if x + w > width and x > 0:
                 x, y = 0.0, y - line_h
-            colour = colours[k] if colours else PALETTE[k % 2]
+            colour = colours[k] if colours else _PALETTE[k % 2]
             placed.append(("box", x, y, label, id_text, (w, colour)))
             x += w + gap
         y -= line_h
