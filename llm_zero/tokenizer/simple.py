@@ -52,7 +52,7 @@ class SimpleTokenizerV1:
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)
 
 # %% ../../nbs/02_text_data.ipynb #c9f1c2e7
-_PALETTE = ("#cfe2f3", "#fce5cd", "#d9ead3", "#ead1dc", "#fff2cc", "#d0e0e3")
+_PALETTE = ("#cfe2f3", "#fce5cd")   # alternating, so neighbouring pieces stand apart
 
 
 def token_figure(rows, width: float = 6.8, fontsize: int = 9):
