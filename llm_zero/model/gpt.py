@@ -288,66 +288,30 @@ def module_calls(
     return calls
 
 # %% ../../nbs/04_gpt_model.ipynb #d121c9cf
+_CALL_COLOURS = {"Norm": "#fce5cd", "Dropout": "#d9ead3"}   # anything else: "#cfe2f3"
+
 def draw_calls(calls: list[tuple], ax, title: str | None = None, fontsize: int = 9):
     "Draw `module_calls` output on `ax`: a top-down flow of boxes, output shapes beside."
     from matplotlib.patches import FancyBboxPatch
-
     n = len(calls)
     ax.set(xlim=(0, 1), ylim=(n - 0.4, -0.9))
     ax.axis("off")
     if title:
         ax.text(0, -0.7, title, fontsize=fontsize + 1, weight="bold", va="center")
     for i, (name, kind, shape, n_params) in enumerate(calls):
-        fc = (
-            "#fce5cd"
-            if "Norm" in kind
-            else "#d9ead3"
-            if "Dropout" in kind
-            else "#cfe2f3"
-        )
-        ax.add_patch(
-            FancyBboxPatch(
-                (0.0, i - 0.36),
-                0.6,
-                0.72,
-                boxstyle="round,pad=0,rounding_size=0.1",
-                fc=fc,
-                ec="#666666",
-                lw=0.7,
-                mutation_aspect=1 / 3,
-            )
-        )
-        size = (
-            f", {n_params / 1e6:.1f}M"
-            if n_params >= 50_000
-            else f", {n_params:,}"
-            if n_params
-            else ""
-        )
-        ax.text(
-            0.3,
-            i,
-            f"{name}\n{kind}{size}",
-            ha="center",
-            va="center",
-            fontsize=fontsize,
-            linespacing=1.1,
-        )
-        ax.text(
-            0.63,
-            i,
-            str(shape).replace(" ", ""),
-            va="center",
-            fontsize=fontsize,
-            family="monospace",
-        )
+        fc = next((c for k, c in _CALL_COLOURS.items() if k in kind), "#cfe2f3")
+        ax.add_patch(FancyBboxPatch((0, i - 0.36), 0.6, 0.72, fc=fc, ec="#666", lw=0.7,
+                                    boxstyle="round,pad=0,rounding_size=0.1",
+                                    mutation_aspect=1 / 3))
+        size = (f", {n_params / 1e6:.1f}M" if n_params >= 50_000
+                else f", {n_params:,}" if n_params else "")
+        ax.text(0.3, i, f"{name}\n{kind}{size}", ha="center", va="center",
+                fontsize=fontsize, linespacing=1.1)
+        ax.text(0.63, i, str(shape).replace(" ", ""), va="center", fontsize=fontsize,
+                family="monospace")
         if i + 1 < n:
-            ax.annotate(
-                "",
-                (0.3, i + 0.64),
-                (0.3, i + 0.36),
-                arrowprops=dict(arrowstyle="->", lw=0.8),
-            )
+            ax.annotate("", (0.3, i + 0.64), (0.3, i + 0.36),
+                        arrowprops=dict(arrowstyle="->", lw=0.8))
 
 # %% ../../nbs/04_gpt_model.ipynb #69baa53f
 @torch.no_grad()
