@@ -18,7 +18,7 @@ from .loss import LogitsWorkspace, check_targets, linear_cross_entropy
 __all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'IMPLS',
            'upgrade_impl_key', 'check_config_keys', 'check_positive_ints', 'validate_config', 'LayerNorm', 'GELU',
            'FeedForward', 'TransformerBlock', 'check_token_ids', 'next_token_loss', 'GPTModel', 'positions_and_mask',
-           'generate_text_simple']
+           'module_calls', 'draw_calls', 'generate_text_simple']
 
 # %% ../../nbs/04_gpt_model.ipynb #7a89d8ef
 GPT_CONFIG_124M = {
@@ -257,6 +257,61 @@ def _padded_causal_mask(key_mask, num_queries):
     k_pos = torch.arange(num_keys, device=key_mask.device)[None, :]
     allowed = (k_pos <= q_pos) & key_mask[:, None, :] | (k_pos == q_pos)
     return allowed[:, None]
+
+# %% ../../nbs/04_gpt_model.ipynb #17f28bdd
+def module_calls(
+    model: nn.Module, *args, depth: int | None = None, **kwargs
+) -> list[tuple]:
+    """Run `model(*args, **kwargs)` and list its submodules' calls in order, as
+    `(name, class name, output shape, parameters)`: the leaf modules, or with `depth`
+    the modules `depth` names deep (and the shallower leaves)."""
+    calls, hooks = [], []
+
+    def record(name):
+        def hook(module, inputs, output):
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            n_params = sum(p.numel() for p in module.parameters())
+            calls.append((name, type(module).__name__, tuple(out.shape), n_params))
+
+        return hook
+
+    for name, module in model.named_modules():
+        level, leaf = name.count(".") + 1, not any(True for _ in module.children())
+        if name and (level == depth or (leaf and (depth is None or level < depth))):
+            hooks.append(module.register_forward_hook(record(name)))
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return calls
+
+# %% ../../nbs/04_gpt_model.ipynb #d121c9cf
+_CALL_COLOURS = {"Norm": "#fce5cd", "Dropout": "#d9ead3"}   # anything else: "#cfe2f3"
+
+def draw_calls(calls: list[tuple], ax, title: str | None = None, fontsize: int = 9):
+    "Draw `module_calls` output on `ax`: a top-down flow of boxes, output shapes beside."
+    from matplotlib.patches import FancyBboxPatch
+    n = len(calls)
+    ax.set(xlim=(0, 1), ylim=(n - 0.4, -0.9))
+    ax.axis("off")
+    if title:
+        ax.text(0, -0.7, title, fontsize=fontsize + 1, weight="bold", va="center")
+    for i, (name, kind, shape, n_params) in enumerate(calls):
+        fc = next((c for k, c in _CALL_COLOURS.items() if k in kind), "#cfe2f3")
+        ax.add_patch(FancyBboxPatch((0, i - 0.36), 0.6, 0.72, fc=fc, ec="#666", lw=0.7,
+                                    boxstyle="round,pad=0,rounding_size=0.1",
+                                    mutation_aspect=1 / 3))
+        size = (f", {n_params / 1e6:.1f}M" if n_params >= 50_000
+                else f", {n_params:,}" if n_params else "")
+        ax.text(0.3, i, f"{name}\n{kind}{size}", ha="center", va="center",
+                fontsize=fontsize, linespacing=1.1)
+        ax.text(0.63, i, str(shape).replace(" ", ""), va="center", fontsize=fontsize,
+                family="monospace")
+        if i + 1 < n:
+            ax.annotate("", (0.3, i + 0.64), (0.3, i + 0.36),
+                        arrowprops=dict(arrowstyle="->", lw=0.8))
 
 # %% ../../nbs/04_gpt_model.ipynb #69baa53f
 @torch.no_grad()

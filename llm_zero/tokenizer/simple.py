@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 # %% auto #0
-__all__ = ['TOKEN_PATTERN', 'UNK_TOKEN', 'EOT_TOKEN', 'split_text', 'build_vocab', 'SimpleTokenizerV1', 'SimpleTokenizerV2']
+__all__ = ['TOKEN_PATTERN', 'UNK_TOKEN', 'EOT_TOKEN', 'split_text', 'build_vocab', 'SimpleTokenizerV1', 'token_figure',
+           'SimpleTokenizerV2']
 
 # %% ../../nbs/02_text_data.ipynb #f725b193
 TOKEN_PATTERN = re.compile(r'(--|[,.:;?_!"()\']|\s)')
@@ -49,6 +50,52 @@ class SimpleTokenizerV1:
             raise KeyError(f"Token id {unknown[0]} is not in the vocabulary (valid ids: 0..{len(self.int_to_str) - 1}).")
         text = " ".join(self.int_to_str[i] for i in ids)
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)
+
+# %% ../../nbs/02_text_data.ipynb #c9f1c2e7
+_PALETTE = ("#cfe2f3", "#fce5cd")   # alternating, so neighbouring pieces stand apart
+
+
+def token_figure(rows, width: float = 6.8, fontsize: int = 9):
+    """A figure of tokenizations: each row is `(title, pieces, ids, colours)`, the pieces
+    drawn as boxes (spaces as "␣") with their ids below, wrapped at `width` inches. `ids`
+    and `colours` may be None (no ids; alternating pastel colours)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    char, gap, box_h = fontsize / 72 * 0.62, 0.05, fontsize / 72 * 2.1  # inches
+    line_h = box_h * (2.2 if any(r[2] is not None for r in rows) else 1.25)
+    placed, y = [], -0.05  # lay out first: the figure's height depends on the wrapping
+    for title, pieces, ids, colours in rows:
+        if title:
+            placed.append(("title", 0.0, y - box_h * 0.5, title, None, None))
+            y -= box_h * 1.2
+        x = 0.0
+        for k, piece in enumerate(pieces):
+            label = piece.replace(" ", "␣").replace("\n", "↵")
+            id_text = "" if ids is None else str(ids[k])
+            w = char * max(len(label), len(id_text), 1) + 0.1
+            if x + w > width and x > 0:
+                x, y = 0.0, y - line_h
+            colour = colours[k] if colours else _PALETTE[k % 2]
+            placed.append(("box", x, y, label, id_text, (w, colour)))
+            x += w + gap
+        y -= line_h
+    fig = plt.figure(figsize=(width, -y))
+    ax = fig.add_axes((0, 0, 1, 1), xlim=(0, width), ylim=(y, 0))
+    ax.axis("off")
+    mono = dict(ha="center", va="center", family="monospace", fontsize=fontsize)
+    for kind, x, yy, label, id_text, extra in placed:
+        if kind == "title":
+            ax.text(x, yy, label, fontsize=fontsize + 1, weight="bold", va="center")
+            continue
+        w, colour = extra
+        ax.add_patch(
+            Rectangle((x, yy - box_h), w, box_h, fc=colour, ec="#666666", lw=0.6)
+        )
+        ax.text(x + w / 2, yy - box_h / 2, label, **mono)
+        if id_text:
+            ax.text(x + w / 2, yy - box_h * 1.55, id_text, color="#444444", **mono)
+    return fig
 
 # %% ../../nbs/02_text_data.ipynb #b1e372bf
 UNK_TOKEN, EOT_TOKEN = "<|unk|>", "<|endoftext|>"
