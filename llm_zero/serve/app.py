@@ -23,8 +23,8 @@ from ..core import InputError, LLMZeroError
 from ..finetune.cli import load_language_model
 from ..model.generation import _context_length
 from .page import CHAT_PAGE
-from .schemas import (APIError, ChatRequest, CompletionRequest, _budget, _Sampling,
-                                    _validation_error)
+from .schemas import (APIError, ChatRequest, CompletionRequest, _budget,
+                                    _Sampling, _validation_error)
 from .worker import ModelWorker, Piece, render_chat
 
 # %% auto #0
@@ -48,7 +48,7 @@ async def _send_error(send, err: APIError):
     await send({"type": "http.response.body", "body": body})
 
 class Gate:
-    "ASGI middleware: only allowed `Host` names, the API key if one is set, bodies up to a size."
+    "ASGI middleware: allowed `Host` names only, the API key if set, bodies up to a size."
     def __init__(self, app, hosts=LOOPBACK_HOSTS, api_key: str | None = None,
                  max_body: int = MAX_BODY_BYTES):
         self.app, self.api_key, self.max_body = app, api_key, max_body
@@ -59,28 +59,31 @@ class Gate:
         headers = dict(scope["headers"])
         host = _host_name(headers.get(b"host", b"").decode("latin-1").lower())
         if "*" not in self.hosts and host not in self.hosts:
-            return APIError(f"This server does not answer to the host name {host!r}; if that is "
-                            f"its own name, start it with --allowed-host {host or 'NAME'}.",
-                            param="Host", code="invalid_host")
+            return APIError(f"This server does not answer to the host name {host!r}; if "
+                            "that is its own name, start it with --allowed-host "
+                            f"{host or 'NAME'}.", param="Host", code="invalid_host")
         key = f"Bearer {self.api_key}".encode()
-        if self.api_key and scope["path"] != "/" and not secrets.compare_digest(
-                headers.get(b"authorization", b""), key):  # the chat page itself is public
-            return APIError("Missing or wrong API key: send the key given to --api-key as the "
-                            "header 'Authorization: Bearer KEY'.", 401, code="invalid_api_key")
+        given = headers.get(b"authorization", b"")
+        # the chat page itself is public: it asks for the key
+        public = scope["path"] == "/"
+        if self.api_key and not public and not secrets.compare_digest(given, key):
+            return APIError("Missing or wrong API key: send the key given to --api-key "
+                            "as the header 'Authorization: Bearer KEY'.", 401,
+                            code="invalid_api_key")
         return None
 
     async def _body(self, receive) -> tuple[list[dict], APIError | None]:
-        "The request's body messages; past `max_body` bytes, the rest is read and dropped."
+        "The request's body messages; past `max_body` bytes the rest is read and dropped."
         messages, size, more = [], 0, True
         while more:
             message = await receive()
             more = message["type"] == "http.request" and message.get("more_body", False)
             size += len(message.get("body", b""))
             if size <= self.max_body: messages.append(message)
-            elif size > 64 * self.max_body: break  # not worth draining: the connection closes
+            elif size > 64 * self.max_body: break  # not worth draining: the socket closes
         if size <= self.max_body: return messages, None
-        return [], APIError(f"The request body has more than {self.max_body:,} bytes, the most "
-                            "this server accepts; send a shorter prompt.", 413,
+        return [], APIError(f"The request body has more than {self.max_body:,} bytes, "
+                            "the most this server accepts; send a shorter prompt.", 413,
                             code="request_too_large")
 
     async def __call__(self, scope, receive, send):
@@ -90,7 +93,7 @@ class Gate:
         if err is not None: return await _send_error(send, err)
         replay = iter(messages)
 
-        async def receive_again():  # the body once more, then the client's further messages
+        async def receive_again():  # the body once more, then the client's next messages
             return next(replay, None) or await receive()
         await self.app(scope, receive_again, send)
 
@@ -102,14 +105,14 @@ def _sse(obj) -> str:
     return f"data: {json.dumps(obj)}\n\n"
 
 def _as_api_error(e: Exception) -> APIError:
-    "What a failed generation answers: bad input as a 400, a bug of ours as a 500 (logged)."
+    "What a failed generation answers: bad input a 400, a bug of ours a 500 (logged)."
     if isinstance(e, APIError): return e
     if isinstance(e, LLMZeroError): return APIError(str(e))
     _log.error("generation failed", exc_info=e)
     return APIError(f"Internal error: {e!r}", 500, type="server_error")
 
 async def _unless_disconnected(request: Request, work):
-    "The result of awaiting `work`; None, with `work` cancelled, if the client hangs up first."
+    "The result of awaiting `work`; None, `work` cancelled, if the client hangs up first."
     async def hung_up():
         while (await request.receive())["type"] != "http.disconnect": pass
     job, watch = asyncio.ensure_future(work), asyncio.ensure_future(hung_up())
@@ -122,17 +125,19 @@ async def _unless_disconnected(request: Request, work):
 
 # %% ../../nbs/08c_serve_app.ipynb #308d6c9c
 def _choice(kind: str, text: str, finish_reason: str | None, stream: bool) -> dict:
-    "One entry of a reply's `choices`: a chat message (or delta), or a completion's text."
+    "One entry of a reply's `choices`: a chat message (or delta), or a completion text."
     if kind == "completion":
-        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-    if not stream: return {"index": 0, "message": {"role": "assistant", "content": text},
-                           "finish_reason": finish_reason}
+        return {"index": 0, "text": text, "logprobs": None,
+                "finish_reason": finish_reason}
+    if not stream:
+        return {"index": 0, "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason}
     return {"index": 0, "delta": {} if finish_reason else {"content": text},
             "finish_reason": finish_reason}
 
 async def _respond(request: Request, req: _Sampling, ids: list[int], stops: list[str],
                    max_tokens: int, kind: str, name: str):
-    "The reply to a checked request: one JSON body, or with `req.stream` an event stream."
+    "The reply to a checked request: a JSON body, or with `req.stream` an event stream."
     job = request.app.state.worker.pieces(prompt_ids=ids, max_tokens=max_tokens,
                                           temperature=req.temperature, top_p=req.top_p,
                                           stop=stops, seed=req.seed)
@@ -149,7 +154,7 @@ async def _respond(request: Request, req: _Sampling, ids: list[int], stops: list
         try: got = await _unless_disconnected(request, collect())
         except Exception as e: raise _as_api_error(e) from None
         finally: job.cancel()
-        if got is None: return Response(status_code=499)  # the client has gone: nobody reads it
+        if got is None: return Response(status_code=499)  # nobody is left to read it
         text = "".join(p.text for p in got)
         return {**head, "choices": [_choice(kind, text, got[-1].finish_reason, False)],
                 "usage": usage(got[-1])}
@@ -162,13 +167,15 @@ async def _respond(request: Request, req: _Sampling, ids: list[int], stops: list
                          "finish_reason": None}
                 yield _sse({**chunk, "choices": [first]})
             async for p in job:
-                if p.text: yield _sse({**chunk, "choices": [_choice(kind, p.text, None, True)]})
+                if p.text:
+                    yield _sse({**chunk, "choices": [_choice(kind, p.text, None, True)]})
                 if p.finish_reason is not None:
-                    yield _sse({**chunk, "choices": [_choice(kind, "", p.finish_reason, True)]})
+                    end = _choice(kind, "", p.finish_reason, True)
+                    yield _sse({**chunk, "choices": [end]})
                     if (req.stream_options or {}).get("include_usage"):
                         yield _sse({**chunk, "choices": [], "usage": usage(p)})
             yield "data: [DONE]\n\n"
-        except Exception as e:  # the status line has gone out: the error goes in the stream
+        except Exception as e:  # the status line has gone out: say it in the stream
             yield _sse(_as_api_error(e).body())
         finally:
             job.cancel()
@@ -177,7 +184,7 @@ async def _respond(request: Request, req: _Sampling, ids: list[int], stops: list
 
 # %% ../../nbs/08c_serve_app.ipynb #de710248
 def _openai_errors(app: FastAPI):
-    "Answer every error in OpenAI's shape, FastAPI's own (404, 405, bad bodies) included."
+    "Answer every error in OpenAI's shape, FastAPI's own (404, 405, bad bodies) too."
     @app.exception_handler(APIError)
     async def api_error(request, exc: APIError):
         return JSONResponse(exc.body(), status_code=exc.status)
@@ -188,11 +195,12 @@ def _openai_errors(app: FastAPI):
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
-        what = {404: f"Unknown URL ({request.method} {request.url.path}); see GET /v1/models",
-                405: f"{request.method} is not allowed on {request.url.path}"}
+        method, path = request.method, request.url.path
+        what = {404: f"Unknown URL ({method} {path}); see GET /v1/models",
+                405: f"{method} is not allowed on {path}"}
+        what = what.get(exc.status_code, str(exc.detail))
         code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code)
-        return await api_error(request, APIError(what.get(exc.status_code, str(exc.detail)),
-                                                 exc.status_code, code=code))
+        return await api_error(request, APIError(what, exc.status_code, code=code))
 
     @app.exception_handler(Exception)
     async def server_error(request, exc: Exception):  # uvicorn still logs the traceback
@@ -200,14 +208,14 @@ def _openai_errors(app: FastAPI):
                                                  type="server_error"))
 
 def _max_token_bytes(tok) -> int:
-    "The most UTF-8 bytes one token stands for: a text longer than that per token cannot fit."
+    "The most UTF-8 bytes a token stands for: a text with more per token cannot fit."
     return max(len(tok.decode([i]).encode()) for i in range(tok.vocab_size))
 
 # %% ../../nbs/08c_serve_app.ipynb #ddcdb251
 def create_app(model, tok, name: str, prompt_format: str | None = None, *,
                allowed_hosts=LOOPBACK_HOSTS, api_key: str | None = None,
                max_body: int = MAX_BODY_BYTES, max_queue: int = 64) -> FastAPI:
-    "An OpenAI-compatible FastAPI application serving `model` (with tokenizer `tok`) as `name`."
+    "An OpenAI-compatible FastAPI app serving `model` (tokenizer `tok`) as `name`."
     context, created = _context_length(model), int(time.time())
     max_chars = context * _max_token_bytes(tok)
 
@@ -221,19 +229,22 @@ def create_app(model, tok, name: str, prompt_format: str | None = None, *,
     app.add_middleware(Gate, hosts=allowed_hosts, api_key=api_key, max_body=max_body)
     _openai_errors(app)
 
-    def card(): return {"id": name, "object": "model", "created": created, "owned_by": "llm-zero"}
+    def card():
+        return {"id": name, "object": "model", "created": created, "owned_by": "llm-zero"}
 
     def check_model(model_id: str):
         if model_id != name:
-            raise APIError(f"The model {model_id!r} does not exist; this server serves {name!r} "
-                           "(see GET /v1/models).", 404, param="model", code="model_not_found")
+            raise APIError(f"The model {model_id!r} does not exist; this server serves "
+                           f"{name!r} (see GET /v1/models).", 404, param="model",
+                           code="model_not_found")
 
     async def encode(text: str, param: str) -> list[int]:
-        "Token ids of request text, special-token text as plain text, off the event loop."
-        if len(text) > max_chars:  # cannot fit: refuse before spending time on tokenizing it
-            raise APIError(f"This model's maximum context length is {context} tokens and the "
-                           f"{param} has {len(text):,} characters, more than that many tokens "
-                           "can hold; shorten it.", param=param, code="context_length_exceeded")
+        "Token ids of request text, special tokens' text as plain text, off the loop."
+        if len(text) > max_chars:  # cannot fit: refuse before spending time tokenizing it
+            raise APIError(f"This model's maximum context length is {context} tokens and "
+                           f"the {param} has {len(text):,} characters, more than that "
+                           "many tokens can hold; shorten it.", param=param,
+                           code="context_length_exceeded")
         try: ids = await asyncio.to_thread(tok.encode_ordinary, text)
         except ValueError as e: raise APIError(str(e), param=param) from None
         if not ids: raise APIError(f"The {param} is empty; give some text.", param=param)
@@ -250,12 +261,14 @@ def create_app(model, tok, name: str, prompt_format: str | None = None, *,
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
         check_model(req.model)
-        ids = await encode(req.prompt, "prompt") if isinstance(req.prompt, str) else req.prompt
+        text = isinstance(req.prompt, str)
+        ids = await encode(req.prompt, "prompt") if text else req.prompt
         max_tokens = _budget(len(ids), req.max_tokens, 16, context)
         if not ids or not all(0 <= i < tok.vocab_size for i in ids):
             raise APIError("prompt token ids must be a non-empty list of ids in "
                            f"[0, {tok.vocab_size}).", param="prompt")
-        return await _respond(request, req, ids, req.stop, max_tokens, "completion", name)
+        return await _respond(request, req, ids, req.stop, max_tokens, "completion",
+                              name)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
@@ -264,7 +277,8 @@ def create_app(model, tok, name: str, prompt_format: str | None = None, *,
         ids = await encode(prompt, "messages")
         max_tokens = _budget(len(ids), req.max_completion_tokens or req.max_tokens, None,
                              context, "messages")
-        return await _respond(request, req, ids, stops + req.stop, max_tokens, "chat", name)
+        stops += req.stop
+        return await _respond(request, req, ids, stops, max_tokens, "chat", name)
 
     @app.get("/", response_class=HTMLResponse)
     async def chat_page(): return CHAT_PAGE
@@ -304,20 +318,20 @@ def load_served(checkpoint, name: str | None = None, device="cpu"):
 
 # %% ../../nbs/08c_serve_app.ipynb #4dd670c8
 def _bind(host: str, port: int) -> socket.socket:
-    "A socket bound to `host`:`port`, or a one-line error (a port in use, an unknown host)."
+    "A socket bound to `host`:`port`, or a one-line error (port in use, unknown host)."
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as e:
-        raise InputError(f"Cannot listen on {host!r} ({e.strerror or e}); give --host an address "
-                         "of this machine, such as 127.0.0.1.") from None
+        raise InputError(f"Cannot listen on {host!r} ({e.strerror or e}); give --host an "
+                         "address of this machine, such as 127.0.0.1.") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise InputError(f"Cannot listen on {host}:{port} ({e.strerror or e}); choose another "
-                         "--port, or stop the program that uses it.") from None
+        raise InputError(f"Cannot listen on {host}:{port} ({e.strerror or e}); choose "
+                         "another --port, or stop the program that uses it.") from None
     return sock
 
 def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
@@ -326,14 +340,16 @@ def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, name: str | Non
     "Serve `checkpoint` on `host`:`port` until interrupted (what `llm-zero serve` runs)."
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InputError(f"The port must be an integer in 0..65535, got {port!r}.")
-    sock = _bind(host, port)  # first: a port in use must fail before the banner says "Serving"
+    sock = _bind(host, port)  # first: a port in use fails before the "Serving" banner
     try:
         model, tok, name, fmt = load_served(checkpoint, name, device)
-        hosts = [*LOOPBACK_HOSTS, *([] if host in ("0.0.0.0", "::") else [host]), *allowed_hosts]
+        own = [] if host in ("0.0.0.0", "::") else [host]  # a wildcard is no host name
+        hosts = [*LOOPBACK_HOSTS, *own, *allowed_hosts]
         app = create_app(model, tok, name, fmt, allowed_hosts=hosts, api_key=api_key,
                          max_queue=max_queue)
         port = sock.getsockname()[1]
-        print(f"Serving {name} ({fmt or 'a base model: chat turns as a plain transcript'}) on "
+        what = fmt or "a base model: chat turns as a plain transcript"
+        print(f"Serving {name} ({what}) on "
               f"http://{host}:{port}: chat page at /, OpenAI API under /v1"
               f"{', API key required' if api_key else ''}; host names "
               f"{', '.join(dict.fromkeys(hosts))}. Ctrl+C stops.", flush=True)

@@ -27,58 +27,65 @@ def _longest_tail(text: str, fits: Callable[[str], bool]) -> str:
 
 def chat_prompt(tok, instruction: str, input_text: str = "", room: int | None = None,
                 ) -> tuple[list[int], int]:
-    """Token ids of the Alpaca prompt for `instruction` (and `input_text`) in at most `room`
-    tokens, and how many characters were cut to fit: the template stays whole, the instruction
-    (then the input) loses its beginning."""
+    """Token ids of the Alpaca prompt for `instruction` (and `input_text`) in at most
+    `room` tokens, and how many characters were cut to fit: the template stays whole, the
+    instruction (then the input) loses its beginning."""
     def ids(ins: str, inp: str) -> list[int]:
         return tok.encode_ordinary(format_input({"instruction": ins, "input": inp}) +
                                    RESPONSE_HEADING)
-    def fits(ins: str, inp: str) -> bool: return room is None or len(ids(ins, inp)) <= room
+    def fits(ins: str, inp: str) -> bool:
+        return room is None or len(ids(ins, inp)) <= room
     if fits(instruction, input_text): return ids(instruction, input_text), 0
     if not fits("", ""):
-        raise InputError(f"The model's context leaves {room} tokens for the prompt, too few for "
-                         "the instruction template alone; use a model with a longer context.")
+        raise InputError(f"The model's context leaves {room} tokens for the prompt, too "
+                         "few for the instruction template alone; use a model with a "
+                         "longer context.")
     if fits("", input_text):
         ins, inp = _longest_tail(instruction, lambda s: fits(s, input_text)), input_text
     else: ins, inp = "", _longest_tail(input_text, lambda s: fits("", s))
     return ids(ins, inp), len(instruction) + len(input_text) - len(ins) - len(inp)
 
 # %% ../../nbs/08d_chat.ipynb #f998c898
-STOP = "\n\n### Instruction:"  # where a model trained on the template starts another turn
+STOP = "\n\n### Instruction:"  # where a model that learned the template starts a turn
 
-def chat_stream(model, tok, instruction: str, input_text: str = "", max_tokens: int = 256,
+def chat_stream(model, tok, instruction: str, input_text: str = "",
+                max_tokens: int = 256,
                 warn: Callable[[str], None] = lambda msg: None) -> Iterator[str]:
     "The greedy answer to `instruction`, piece by piece; `warn` hears of a cut prompt."
     context = _context_length(model)
     # the answer keeps at least a quarter of the context when the prompt must be cut
-    ids, cut = chat_prompt(tok, instruction, input_text, context - min(max_tokens, context // 4))
-    if cut: warn(f"The instruction was {cut:,} characters too long for the model's context of "
-                 f"{context} tokens; its beginning was left out (the template was kept).")
+    room = context - min(max_tokens, context // 4)
+    ids, cut = chat_prompt(tok, instruction, input_text, room)
+    if cut: warn(f"The instruction was {cut:,} characters too long for the model's "
+                 f"context of {context} tokens; its beginning was left out (the template "
+                 "was kept).")
     pieces = completion_pieces(model, tok, ids, min(max_tokens, context - len(ids)),
                                temperature=0, stop=[STOP])
     started = False
     for p in pieces:
-        text = p.text if started else p.text.lstrip()  # the answer starts at its first word
+        text = p.text if started else p.text.lstrip()  # the answer starts at a word
         started = started or bool(text)
         if text: yield text
 
 def chat_reply(model, tok, instruction: str, input_text: str = "",
                max_new_tokens: int = 256) -> str:
     "The model's whole answer to one instruction in the Alpaca format."
-    return "".join(chat_stream(model, tok, instruction, input_text, max_new_tokens)).strip()
+    pieces = chat_stream(model, tok, instruction, input_text, max_new_tokens)
+    return "".join(pieces).strip()
 
 # %% ../../nbs/08d_chat.ipynb #5034a8a0
 def check_instruction_tuned(meta: dict, checkpoint) -> None:
     "Refuse a checkpoint whose meta does not say it learned the Alpaca template."
     if meta.get("prompt_format") == "alpaca": return
+    task = meta.get("task", "pretrain")
     raise InputError(f"{checkpoint} was not instruction-tuned (it was trained by "
-                     f"{meta.get('task', 'pretrain')!r}, with no prompt format), so it cannot "
-                     "chat; fine-tune it with `llm-zero finetune instruct` (model.base="
-                     f"{checkpoint}), or continue text with `llm-zero generate`.")
+                     f"{task!r}, with no prompt format), so it cannot chat; fine-tune it "
+                     f"with `llm-zero finetune instruct` (model.base={checkpoint}), or "
+                     "continue text with `llm-zero generate`.")
 
 def run_chat(checkpoint, prompt: str | None = None, input_text: str = "",
          max_tokens: int = 256) -> int:
-    "What `llm-zero chat` runs: answer `prompt`, or each line of stdin, streaming to stdout."
+    "What `llm-zero chat` runs: answer `prompt` or each line of stdin, to stdout."
     if prompt is not None and not prompt.strip():
         raise InputError("The --prompt is empty; give an instruction to answer.")
     model, tok, meta = load_language_model(checkpoint)

@@ -94,8 +94,8 @@ class Job:
         self._loop, self._results = asyncio.get_running_loop(), asyncio.Queue()
 
     def emit(self, item):
-        "Hand a piece (or an exception) to the request; called from the worker's thread."
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+        "Hand a piece (or an exception) to the request; called from the worker thread."
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens
             self._loop.call_soon_threadsafe(self._results.put_nowait, item)
 
     def cancel(self): self.cancelled.set()
@@ -115,7 +115,8 @@ class ModelWorker:
     def __init__(self, model, tok, max_queue: int = 64):
         self.model, self.tok, self.max_queue = model, tok, max_queue
         self._jobs, self._lock, self._pending = queue.SimpleQueue(), threading.Lock(), 0
-        self._thread = threading.Thread(target=self._run, name="llm-zero-model", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="llm-zero-model",
+                                        daemon=True)
         self._thread.start()
 
     @property
@@ -126,22 +127,23 @@ class ModelWorker:
     def _run(self):
         while (job := self._jobs.get()) is not None:
             try:
-                gone = job.cancelled.is_set()  # its client hung up while it waited
-                for piece in () if gone else completion_pieces(self.model, self.tok, **job.kwargs):
+                if job.cancelled.is_set(): continue  # its client hung up while it waited
+                for piece in completion_pieces(self.model, self.tok, **job.kwargs):
                     if job.cancelled.is_set(): break
                     job.emit(piece)
-            except Exception as e:  # handed to the request, which answers it in OpenAI's shape
+            except Exception as e:  # the request answers it, in OpenAI's shape
                 job.emit(e)
             finally:
                 with self._lock: self._pending -= 1
 
     def pieces(self, **kwargs) -> Job:
-        "Queue a job (the arguments of `completion_pieces`), unless `max_queue` jobs wait."
+        "Queue a job (`completion_pieces`'s arguments), unless `max_queue` jobs wait."
         with self._lock:
             if self._pending >= self.max_queue:
-                raise APIError(f"The server is busy: {self._pending} requests are queued or "
-                               f"running (--max-queue {self.max_queue}); try again shortly.",
-                               503, code="server_overloaded", type="server_error")
+                raise APIError(f"The server is busy: {self._pending} requests are queued "
+                               f"or running (--max-queue {self.max_queue}); try again "
+                               "shortly.", 503, code="server_overloaded",
+                               type="server_error")
             self._pending += 1
         job = Job(kwargs)
         self._jobs.put(job)
