@@ -26,7 +26,7 @@ from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
 __all__ = ['BUG_REPORT_URL', 'OPTIONAL_EXTRAS', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train',
-           'cmd_export', 'cmd_serve', 'ranged', 'device_name', 'Parser', 'build_parser', 'main']
+           'cmd_export', 'cmd_serve', 'cmd_chat', 'ranged', 'device_name', 'Parser', 'build_parser', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -116,9 +116,15 @@ def cmd_export(args) -> int:
 # %% ../nbs/05h_cli.ipynb #fc8a3598
 def cmd_serve(args) -> int:
     "llm-zero serve: an OpenAI-compatible API and a chat page for a checkpoint (chapter 08_serve)."
-    from llm_zero.serve import serve  # FastAPI takes about a second to import: only when serving
-    serve(args.checkpoint, args.host, args.port, args.name, pick_device(args.device))
+    from llm_zero.serve.app import serve  # FastAPI takes about a second to import: only when serving
+    serve(args.checkpoint, args.host, args.port, args.name, pick_device(args.device),
+          allowed_hosts=args.allowed_host, api_key=args.api_key, max_queue=args.max_queue)
     return 0
+
+def cmd_chat(args) -> int:
+    "llm-zero chat: answer instructions with an instruction-tuned checkpoint (chapter 08d_chat)."
+    from llm_zero.serve.chat import run_chat  # the serving room imports FastAPI: only when chatting
+    return run_chat(args.checkpoint, args.prompt, args.input, args.max_tokens)
 
 # %% ../nbs/05h_cli.ipynb #e1fd5fcf
 def ranged(kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
@@ -234,7 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=ranged(int, 0, 65535), default=8000, help="port (default 8000; 0: any free one)")
     sv.add_argument("--name", help="model name in the API (default: the run folder's name)")
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    sv.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                    help="a further host name clients may use (repeatable; * for any); "
+                         "default: the loopback names and --host")
+    sv.add_argument("--api-key", default=os.environ.get("LLM_ZERO_API_KEY") or None,
+                    help="require 'Authorization: Bearer KEY' (default: $LLM_ZERO_API_KEY, or none)")
+    sv.add_argument("--max-queue", type=ranged(int, 1), default=64,
+                    help="requests that may wait for the model; more get a 503 (default 64)")
     sv.set_defaults(func=cmd_serve)
+
+    ch = sub.add_parser("chat", help="talk to an instruction-tuned checkpoint (chapter 08d_chat)")
+    ch.add_argument("--checkpoint", required=True,
+                    help="run folder or checkpoint folder of `llm-zero finetune instruct`")
+    ch.add_argument("--prompt", help="one instruction to answer (default: one per line of stdin)")
+    ch.add_argument("--input", default="", help="optional input text for the instruction")
+    ch.add_argument("--max-tokens", type=ranged(int, 1), default=256,
+                    help="most tokens in an answer, within the context (default 256)")
+    ch.set_defaults(func=cmd_chat)
 
     # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the
     # top so that `llm_zero.finetune` may itself build on the training engine.

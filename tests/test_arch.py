@@ -15,8 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from llm_zero.core import InputError
 from llm_zero.finetune.cli import add_finetune_commands, load_classifier, load_language_model
 from llm_zero.model import GPTModel, Llama3Model, Qwen3Model
+from llm_zero.serve.chat import chat_stream
 from llm_zero.train.checkpoint import find_checkpoint, read_meta
 from llm_zero.train.config import ConfigError, load_config
 from llm_zero.train.engine import load_model_from_checkpoint, train
@@ -118,11 +120,14 @@ def test_finetune_classify_instruct_and_chat(run):
     finetune("finetune", "instruct", "--config", "configs/finetune_instruct.yaml", "--out", d / "ins",
              "--quiet", f"model.base={base}", "data.limit=16", "train.epochs=1", "train.lr=1e-3",
              "generate.max_new_tokens=4", "generate.test_limit=2")
-    model, _, _ = load_language_model(d / "ins")
+    model, tok, _ = load_language_model(d / "ins")
     assert type(model) is MODELS[arch][1]
     responses = json.loads((d / "ins" / "test-responses.json").read_text())
     assert responses and all("model_response" in r for r in responses)
-    finetune("chat", "--checkpoint", d / "ins", "--prompt", "Name a colour.", "--max-tokens", "3")
+    # A 24-token context cannot hold chapter 7's template: chat refuses in one line rather than
+    # cut the template's header (issue 25).
+    with pytest.raises(InputError, match="template alone"):
+        list(chat_stream(model, tok, "Name a colour.", max_tokens=3))
 
 
 def test_bf16_step(run):

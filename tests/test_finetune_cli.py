@@ -1,10 +1,12 @@
-"""`llm-zero finetune classify|instruct` and `llm-zero chat` (llm_zero.finetune.cli), run on tiny settings."""
+"""`llm-zero finetune classify|instruct` (llm_zero.finetune.cli) and `llm-zero chat` (llm_zero.serve.chat), run on tiny
+settings."""
 import argparse
 import io
 import json
 
 import pytest
 
+from llm_zero.cli import build_parser
 from llm_zero.finetune.classify import classify_review
 from llm_zero.finetune.cli import (ClassifyConfig, InstructConfig, add_finetune_commands, load_classifier,
                                    load_language_model)
@@ -67,15 +69,15 @@ def test_instruct_run_scores_and_chat(runs, parser, capsys, monkeypatch):
     scores = json.loads((ins / "scores.json").read_text())
     assert scores["n"] == 2 and 0 <= scores["rouge_l"] <= 1
     capsys.readouterr()
-    assert run(parser, "chat", "--checkpoint", str(ins), "--prompt", "Name a colour.", "--max-tokens", "3") == 0
+    assert run(build_parser(), "chat", "--checkpoint", str(ins), "--prompt", "Name a colour.", "--max-tokens", "3") == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("First question\n\nSecond question\n"))
-    assert run(parser, "chat", "--checkpoint", str(ins), "--max-tokens", "3") == 0
+    assert run(build_parser(), "chat", "--checkpoint", str(ins), "--max-tokens", "3") == 0
     assert len(capsys.readouterr().out.splitlines()) >= 1
 
 
 def test_checkpoints_of_the_wrong_kind_are_refused(runs, parser):
     with pytest.raises(CheckpointError, match="is a classifier checkpoint.*cannot generate text"):
-        run(parser, "chat", "--checkpoint", str(runs / "cls"), "--prompt", "hi")
+        run(build_parser(), "chat", "--checkpoint", str(runs / "cls"), "--prompt", "hi")
     with pytest.raises(CheckpointError, match="is a classifier checkpoint"): load_language_model(runs / "cls")
     with pytest.raises(CheckpointError, match="is a language model checkpoint.*not a classifier"):
         load_classifier(runs / "ins")

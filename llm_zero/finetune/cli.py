@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,8 +16,8 @@ from tqdm import tqdm
 from .classify import (LABELS, BagOfWordsBaseline, SpamDataset, calc_accuracy_loader,
                                         calc_loss_batch, create_balanced_dataset, evaluate_model, load_base_model,
                                         load_sms_spam, plot_values, random_split, to_classifier)
-from .instruct import (RESPONSE_HEADING, InstructionDataset, check_language_model,
-                                        custom_collate_fn, extract_response, format_input, generate_responses,
+from .instruct import (InstructionDataset, check_language_model,
+                                        custom_collate_fn, generate_responses,
                                         load_instruction_data, save_responses, score_responses,
                                         split_instruction_data)
 from .dpo import DPOConfig, cmd_finetune_dpo
@@ -38,7 +37,7 @@ __all__ = ['TINY_BASE', 'FinetuneTrainConfig', 'FinetuneRunConfig', 'check_finet
            'ClassifyTrainConfig', 'LoraConfig', 'ClassifyRunConfig', 'ClassifyConfig', 'InstructModelConfig',
            'InstructDataConfig', 'GenerateConfig', 'InstructRunConfig', 'InstructConfig', 'load_base',
            'load_classifier', 'load_language_model', 'epoch_order', 'finetune_classify', 'finetune_instruct',
-           'chat_reply', 'cmd_finetune_classify', 'cmd_finetune_instruct', 'cmd_chat', 'add_finetune_commands']
+           'cmd_finetune_classify', 'cmd_finetune_instruct', 'add_finetune_commands']
 
 # %% ../../nbs/07b_finetune_cli.ipynb #911b790a
 @dataclass
@@ -351,17 +350,6 @@ def finetune_instruct(cfg: InstructConfig, out=None, progress: bool = True, resu
     write_json(run_dir / "scores.json", scores)
     return scores
 
-# %% ../../nbs/07b_finetune_cli.ipynb #8bb55bf6
-def chat_reply(model, tok, instruction: str, input_text: str = "", max_new_tokens: int = 256) -> str:
-    "The model's response to one instruction in the Alpaca format."
-    from llm_zero.model.generation import generate
-    prompt = format_input({"instruction": instruction, "input": input_text}) + RESPONSE_HEADING
-    context = _context_length(model)
-    device = next(model.parameters()).device
-    ids = torch.tensor([tok.encode(prompt)[-context:]], device=device)
-    out = generate(model, ids, max_new_tokens, context, eos_id=tok.eos_id, use_cache=True)
-    return extract_response(prompt + tok.decode(out[0, ids.shape[1]:].tolist()), prompt)
-
 # %% ../../nbs/07b_finetune_cli.ipynb #2f870063
 def _stopped(s: dict) -> int:
     "Report a run stopped by a signal; the exit status is 128 + the signal's number (130 for Ctrl-C)."
@@ -386,15 +374,6 @@ def cmd_finetune_instruct(args) -> int:
     print(f"checkpoint {s['checkpoint']}")
     return 0
 
-def cmd_chat(args) -> int:
-    "llm-zero chat."
-    model, tok, _ = load_language_model(args.checkpoint)
-    if args.prompt is not None:
-        print(chat_reply(model, tok, args.prompt, args.input, args.max_tokens)); return 0
-    for line in sys.stdin:
-        if line.strip(): print(chat_reply(model, tok, line.strip(), "", args.max_tokens), flush=True)
-    return 0
-
 # %% ../../nbs/07b_finetune_cli.ipynb #c5565baf
 def _keys(cls) -> str:
     "One line 'section: key, key' per section of a config dataclass, for --help."
@@ -402,7 +381,7 @@ def _keys(cls) -> str:
                      for f in dataclasses.fields(cls))
 
 def add_finetune_commands(subparsers) -> None:
-    "Register `finetune classify`, `finetune instruct` and `chat` on the `llm-zero` subparsers."
+    "Register `finetune classify`, `finetune instruct` and `finetune dpo` on the `llm-zero` subparsers."
     ft = subparsers.add_parser("finetune", help="fine-tune a model: spam classifier or instruction following")
     fsub = ft.add_subparsers(dest="finetune_command", required=True, metavar="TASK")
     for name, func, cls, what in [
@@ -418,9 +397,3 @@ def add_finetune_commands(subparsers) -> None:
         c.add_argument("--quiet", action="store_true", help="no progress bar")
         c.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=1")
         c.set_defaults(func=func)
-    ch = subparsers.add_parser("chat", help="talk to an instruction-tuned checkpoint (chapter 7 prompt format)")
-    ch.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder of `llm-zero finetune instruct`")
-    ch.add_argument("--prompt", help="one instruction to answer (default: read one per line from stdin)")
-    ch.add_argument("--input", default="", help="optional input text for the instruction")
-    ch.add_argument("--max-tokens", type=int, default=256, help="maximum response length in tokens (default 256)")
-    ch.set_defaults(func=cmd_chat)

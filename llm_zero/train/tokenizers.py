@@ -25,6 +25,7 @@ class Tokenizer(typing.Protocol):
     pad_id: int
     unk_id: int | None
     def encode(self, text: str) -> list[int]: ...
+    def encode_ordinary(self, text: str) -> list[int]: ...
     def decode(self, ids) -> str: ...
 
 class TokenizerError(LLMZeroError, ValueError):
@@ -65,6 +66,10 @@ class CharTokenizer:
                     "remove the character, or retrain the base model with `llm-zero train`.")
         return [self.stoi[ch] for ch in text]
 
+    def encode_ordinary(self, text: str) -> list[int]:
+        "Same as `encode`: one id per character, so `<|endoftext|>` is never its special id."
+        return self.encode(text)
+
     def decode(self, ids) -> str: return "".join(self.itos[int(i)] for i in ids)
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #1fa2c285
@@ -86,6 +91,7 @@ class GPT2Tokenizer:
     def vocab_size(self) -> int: return self._enc.n_vocab
 
     def encode(self, text: str) -> list[int]: return self._enc.encode(text, allowed_special={"<|endoftext|>"})
+    def encode_ordinary(self, text: str) -> list[int]: return self._enc.encode_ordinary(text)
     def decode(self, ids) -> str: return self._enc.decode([int(i) for i in ids])
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #fb991374
@@ -107,6 +113,7 @@ class CorpusBPETokenizer:
     def vocab_size(self) -> int: return self.bpe.vocab_size
 
     def encode(self, text: str) -> list[int]: return self.bpe.encode(text, allowed_special={self.EOS})
+    def encode_ordinary(self, text: str) -> list[int]: return self.bpe.encode_ordinary(text)
     def decode(self, ids) -> str: return self.bpe.decode([int(i) for i in ids])
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #2e5a7747
