@@ -150,6 +150,7 @@ def test_bits_per_byte_counts_the_decoded_bytes():
     (lambda: KneserNey(0, 10), "order must be at least 1"),
     (lambda: KneserNey(2, 10, discount=-0.1), "discount must be"),
     (lambda: KneserNey(2, 10).logprob([1, 2]), "Fit the model before scoring"),
+    (lambda: ngram_bits_per_byte([1, 2, 3], [4], CharTokenizer("abcdefgh")), "at least 2"),
 ])
 def test_bad_input_is_named(make, message):
     with pytest.raises(LLMZeroError, match=message) as e:
