@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['LLMZeroError', 'InputError', 'InputTypeError', 'WriteError', 'is_environment_fault', 'write_error', 'atomic_write',
-           'progress']
+           'progress_bar']
 
 # %% ../nbs/00_core.ipynb #242b9d16
 class LLMZeroError(Exception):
@@ -98,7 +98,7 @@ class _LogProgress(tqdm):
         super().close()
 
 # %% ../nbs/00_core.ipynb #29b1df9c
-def progress(iterable=None, **kwargs) -> tqdm:
+def progress_bar(iterable=None, **kwargs) -> tqdm:
     "A tqdm bar on a terminal; in logs, pipes and notebooks, a plain line now and then."
     stream = kwargs.get("file") or sys.stderr
     on_terminal = getattr(stream, "isatty", lambda: False)()

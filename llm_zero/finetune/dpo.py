@@ -14,9 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from ..core import LLMZeroError
+from ..core import LLMZeroError, progress_bar
 from .instruct import (PREAMBLE, RESPONSE_HEADING, format_input, load_instruction_data,
                                         rouge_l, score_responses, split_instruction_data,
                                         validate_instruction_records)
@@ -209,7 +208,8 @@ def train_model_dpo(policy: nn.Module, reference: nn.Module, train_loader, val_l
     history = {"step": [], "tokens_seen": []}
     step, seen = -1, 0
     for epoch in range(num_epochs):
-        bar = tqdm(train_loader, desc=f"DPO epoch {epoch + 1}/{num_epochs}", leave=False, disable=not progress)
+        bar = progress_bar(train_loader, desc=f"DPO epoch {epoch + 1}/{num_epochs}",
+                           leave=False, disable=not progress)
         for batch in bar:
             policy.train()
             optimizer.zero_grad()

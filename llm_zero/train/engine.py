@@ -19,7 +19,7 @@ import yaml
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from ..core import InputError, LLMZeroError, atomic_write, write_error
+from ..core import InputError, LLMZeroError, atomic_write, progress_bar, write_error
 
 from ..data.corpora import load_text
 from ..model.generation import generate
@@ -414,8 +414,8 @@ def run(self: TrainingLoop) -> dict:
         for s in (signal.SIGINT, signal.SIGTERM):
             try: handlers[s] = signal.signal(s, on_signal)
             except ValueError: pass  # not the main thread: leave signals alone
-    self.bar = tqdm(total=self.max_steps, initial=self.start, disable=not self.progress, unit="step",
-                    dynamic_ncols=True)
+    self.bar = progress_bar(total=self.max_steps, initial=self.start,
+                            disable=not self.progress, unit="step", dynamic_ncols=True)
     self.t0 = self.window_t0 = time.perf_counter()
     res = {"loss": float("nan")}
     try:
