@@ -288,13 +288,54 @@
     return best;
   }
 
-  function sample(logits, temperature, topK, rand) {
-    if (temperature === 0) return argmax(logits);
+  // The rules of llm_zero's `sampling_probs` (chapter 4a), in float64: temperature 0 is greedy;
+  // top-k keeps the k highest logits and every logit tied with the k-th; top-p keeps the tokens
+  // whose more likely tokens hold less than topP, so equal tokens stay or go together. Weights
+  // come from the gaps to the most likely logit (0 for it), so no temperature gives NaN: one too
+  // small for its gaps is greedy, a huge one is uniform over the tokens within reach.
+  function weights(logits, temperature, topK = 0, topP = 1) {
+    const n = logits.length;
+    if (temperature === 0) {
+      const w = new Float64Array(n);
+      w[argmax(logits)] = 1;
+      return w;
+    }
     let cut = -Infinity;
-    if (topK > 0 && topK < logits.length) cut = Float64Array.from(logits).sort()[logits.length - topK];
+    if (topK > 0 && topK < n) cut = Float64Array.from(logits).sort()[n - topK];
     let max = -Infinity;
     for (const x of logits) if (x >= cut && x > max) max = x;
-    const p = Array.from(logits, (x) => (x >= cut ? Math.exp((x - max) / temperature) : 0));
+    if (max === -Infinity || logits.some(Number.isNaN)) {
+      throw new Error("the logits hold NaN, or every token is at -Infinity: nothing to sample");
+    }
+    const w = Float64Array.from(logits, (x) => {
+      if (x < cut) return 0;
+      return x === max ? 1 : Math.exp((x - max) / temperature);
+    });
+    if (topP < 1) {
+      const total = w.reduce((a, b) => a + b, 0);
+      const order = [...w.keys()].sort((a, b) => w[b] - w[a]);
+      const drop = [];
+      let above = 0, groupAbove = 0;
+      order.forEach((i, r) => {
+        if (r > 0 && w[i] !== w[order[r - 1]]) groupAbove = above;  // a new group of equals
+        if (groupAbove >= topP) drop.push(i);
+        above += w[i] / total;
+      });
+      for (const i of drop) w[i] = 0;
+    }
+    return w;
+  }
+
+  // The distribution `sample` draws from (for tests and the curious: it sums to 1).
+  function probabilities(logits, temperature, topK = 0, topP = 1) {
+    const w = weights(logits, temperature, topK, topP);
+    const total = w.reduce((a, b) => a + b, 0);
+    return Array.from(w, (x) => x / total);
+  }
+
+  function sample(logits, temperature, topK, topP, rand) {
+    if (temperature === 0) return argmax(logits);
+    const p = weights(logits, temperature, topK, topP);
     let u = rand() * p.reduce((a, b) => a + b, 0);
     for (let i = 0; i < p.length; i++) { u -= p[i]; if (u < 0) return i; }
     return p.findLastIndex((x) => x > 0);  // rounding left u at the very end
@@ -348,7 +389,8 @@
       const input = new ort.Tensor("int64", BigInt64Array.from(window_, BigInt), [1, window_.length]);
       const { logits } = await session.run({ input_ids: input });
       const V = config.vocab_size;
-      const next = sample(logits.data.subarray((window_.length - 1) * V), temperature, topK, rand);
+      const last = logits.data.subarray((window_.length - 1) * V);
+      const next = sample(last, temperature, topK, 1, rand);
       ids.push(next);
       yield next;
       if (next === config.eos_id) return;
@@ -436,7 +478,9 @@
   }
 
   // For the site test and for curious readers at the console.
-  window.llmZero = { namedTokenizer, tokenizerFromSpec, loadModel, mulberry32, sample };
+  window.llmZero = {
+    namedTokenizer, tokenizerFromSpec, loadModel, mulberry32, probabilities, sample,
+  };
 
   const start = () => {
     document.querySelectorAll(".llmz-playground").forEach(playground);

@@ -20,7 +20,9 @@ from .train.config import load_config
 from .train.data import prepare_corpus
 from .train.web_export import export_checkpoint
 from .train.checkpoint import WEIGHT_DTYPES, export_weights
-from .train.engine import TrainingDiverged, load_model_from_checkpoint, pick_device, train
+from .train.engine import (TrainingDiverged, add_threads_option,
+                                   load_model_from_checkpoint, pick_device, threads_override,
+                                   train, use_threads)
 from .train.evaluate import SPLITS, evaluate_text, run_split_ids
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
@@ -31,7 +33,7 @@ __all__ = ['BUG_REPORT_URL', 'OPTIONAL_EXTRAS', 'cmd_train', 'cmd_generate', 'cm
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
     "llm-zero train: run a config."
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides + threads_override(args))
     s = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0: return 0  # under torchrun, rank 0 speaks for all
     print(f"{'Stopped' if s['interrupted'] else 'Finished'} at step {s['step']} in {s['elapsed_s']:.0f} s; "
@@ -42,6 +44,7 @@ def cmd_train(args) -> int:
 # %% ../nbs/05h_cli.ipynb #0d881d8c
 def cmd_generate(args) -> int:
     "llm-zero generate: stream a continuation of a prompt from a checkpoint."
+    use_threads(args.threads)
     device = pick_device(args.device)
     model, tok, _ = load_model_from_checkpoint(args.checkpoint, device)
     ids = tok.encode(args.prompt)
@@ -64,6 +67,7 @@ def cmd_generate(args) -> int:
 # %% ../nbs/05h_cli.ipynb #0fdaf9b2
 def cmd_eval(args) -> int:
     "llm-zero eval: loss, perplexity and bits per byte of a checkpoint on held-out text."
+    use_threads(args.threads)
     t0 = time.perf_counter()
     device = pick_device(args.device)
     model, tok, meta = load_model_from_checkpoint(args.checkpoint, device)
@@ -117,6 +121,7 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     "llm-zero serve: an OpenAI-compatible API and a chat page for a checkpoint (chapter 08_serve)."
     from llm_zero.serve.app import serve  # FastAPI takes about a second to import: only when serving
+    use_threads(args.threads)
     serve(args.checkpoint, args.host, args.port, args.name, pick_device(args.device),
           allowed_hosts=args.allowed_host, api_key=args.api_key, max_queue=args.max_queue)
     return 0
@@ -124,6 +129,7 @@ def cmd_serve(args) -> int:
 def cmd_chat(args) -> int:
     "llm-zero chat: answer instructions with an instruction-tuned checkpoint (chapter 08d_chat)."
     from llm_zero.serve.chat import run_chat  # the serving room imports FastAPI: only when chatting
+    use_threads(args.threads)
     return run_chat(args.checkpoint, args.prompt, args.input, args.max_tokens)
 
 # %% ../nbs/05h_cli.ipynb #e1fd5fcf
@@ -176,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder (default: experiments/<run.name>)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_option(t, "train.threads")
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optimizer.lr=3e-4")
     t.set_defaults(func=cmd_train)
 
@@ -189,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nucleus sampling threshold in (0, 1]")
     g.add_argument("--seed", type=ranged(int, 0, 2**63, high_open=True), default=0, help="random seed (default 0)")
     g.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")
+    add_threads_option(g)
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("eval", help="loss, perplexity and bits per byte on held-out text")
@@ -202,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=ranged(int, 1), default=8, help="windows per batch (default 8)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")
+    add_threads_option(e)
     e.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("prepare", help="tokenize a corpus once into memory-mapped token files")
@@ -247,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="require 'Authorization: Bearer KEY' (default: $LLM_ZERO_API_KEY, or none)")
     sv.add_argument("--max-queue", type=ranged(int, 1), default=64,
                     help="requests that may wait for the model; more get a 503 (default 64)")
+    add_threads_option(sv)
     sv.set_defaults(func=cmd_serve)
 
     ch = sub.add_parser("chat", help="talk to an instruction-tuned checkpoint (chapter 08d_chat)")
@@ -256,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--input", default="", help="optional input text for the instruction")
     ch.add_argument("--max-tokens", type=ranged(int, 1), default=256,
                     help="most tokens in an answer, within the context (default 256)")
+    add_threads_option(ch)
     ch.set_defaults(func=cmd_chat)
 
     # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the

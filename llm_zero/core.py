@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tqdm import tqdm
+
 # %% auto #0
-__all__ = ['LLMZeroError', 'InputError', 'InputTypeError', 'WriteError', 'is_environment_fault', 'write_error', 'atomic_write']
+__all__ = ['LLMZeroError', 'InputError', 'InputTypeError', 'WriteError', 'is_environment_fault', 'write_error', 'atomic_write',
+           'progress_bar']
 
 # %% ../nbs/00_core.ipynb #242b9d16
 class LLMZeroError(Exception):
@@ -64,3 +69,37 @@ def atomic_write(path: str | os.PathLike):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+# %% ../nbs/00_core.ipynb #35ec4f2c
+class _LogProgress(tqdm):
+    "A tqdm that writes a plain line now and then instead of redrawing a bar."
+    def __init__(self, *args, **kwargs):
+        self._line_n, self._line_t = 0, time.monotonic()  # tqdm's __init__ displays already
+        # ncols 0: the numbers without a bar; mininterval 0: `display` decides when to write
+        super().__init__(*args, **{**kwargs, "ncols": 0, "dynamic_ncols": False, "mininterval": 0})
+
+    def _line(self):
+        self._line_n, self._line_t = self.n, time.monotonic()
+        self.fp.write(f"{self}\n")
+        self.fp.flush()
+
+    def display(self, msg=None, pos=None):
+        if msg is not None: return False  # tqdm wiping its bar: there is none to wipe
+        now, done = time.monotonic(), self.n - self._line_n
+        tenth = self.total and done >= self.total / 10 and now - self._line_t >= 5
+        if done > 0 and (tenth or now - self._line_t >= 30): self._line()
+        return True
+
+    def clear(self, nolock=False): pass  # tqdm.write clears bars first; a line needs no clearing
+
+    def close(self):
+        if not self.disable and self.leave is not False and self.n > self._line_n: self._line()
+        self.leave = False  # so tqdm's close writes no end of bar
+        super().close()
+
+# %% ../nbs/00_core.ipynb #29b1df9c
+def progress_bar(iterable=None, **kwargs) -> tqdm:
+    "A tqdm bar on a terminal; in logs, pipes and notebooks, a plain line now and then."
+    stream = kwargs.get("file") or sys.stderr
+    on_terminal = getattr(stream, "isatty", lambda: False)()
+    return (tqdm if on_terminal else _LogProgress)(iterable, **kwargs)

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
 
-from ..core import InputError, LLMZeroError, atomic_write
+from ..core import InputError, LLMZeroError, atomic_write, progress_bar
 
 # %% auto #0
 __all__ = ['CORPORA', 'DEFAULT_CORPUS', 'BUILT_CORPORA', 'Corpus', 'cache_dir', 'sha256_file', 'DataIntegrityError',
@@ -120,11 +119,12 @@ class UnknownDataError(LLMZeroError, KeyError):
     def __str__(self): return self.args[0]  # KeyError would show the message in quotes
 
 def _download(url: str, desc: str, timeout: float = 30) -> bytes:
-    "Fetch `url` into memory, showing a tqdm progress bar."
+    "Fetch `url` into memory, showing its progress (`progress_bar`)."
     with urllib.request.urlopen(url, timeout=timeout) as r:
         total = int(r.headers.get("Content-Length") or 0) or None
         buf = io.BytesIO()
-        with tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False) as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=desc,
+                          leave=False) as bar:
             for block in iter(lambda: r.read(1 << 16), b""):
                 buf.write(block)
                 bar.update(len(block))

@@ -16,9 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from ..core import atomic_write
+from ..core import atomic_write, progress_bar
 from ..data.corpora import cache_dir, fetch, load_text
 from ..model.generation import _context_length
 
@@ -209,7 +208,8 @@ def train_classifier_simple(model: nn.Module, train_loader, val_loader, optimize
     examples_seen, step = 0, -1
     for epoch in range(num_epochs):
         model.train()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{num_epochs}", leave=False, disable=not verbose)
+        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{num_epochs}",
+                           leave=False, disable=not verbose)
         for inputs, targets in bar:
             optimizer.zero_grad()
             loss = calc_loss_batch(inputs, targets, model, device)

@@ -28,6 +28,7 @@ from ..train.checkpoint import CheckpointError, base_model_dir, find_checkpoint,
 from ..train.config import ConfigError, load_config, save_config
 from ..train.engine import (MetricsLog, TrainingLoop, check_resume_config, load_model_from_checkpoint,
                                    open_run, pick_device, resume_from)
+from ..train.engine import add_threads_option, threads_override, use_threads
 from ..train.evaluate import autocast_for
 from ..train.pretrain import evaluate_model as evaluate_lm
 from ..train.tokenizers import GPT2Tokenizer, load_tokenizer, write_json
@@ -66,7 +67,8 @@ def check_finetune(c):
         if not ok: raise ConfigError(f"{key} {rule}.")
     t, d, r = c.train, c.data, c.run
     for key, v in [("train.epochs", t.epochs), ("train.eval_freq", t.eval_freq), ("train.eval_iter", t.eval_iter),
-                   ("data.batch_size", d.batch_size), ("run.keep_last", r.keep_last), ("train.threads", t.threads or 1)]:
+                   ("data.batch_size", d.batch_size), ("run.keep_last", r.keep_last),
+                   ("train.threads", 1 if t.threads is None else t.threads)]:
         need(v >= 1, key, f"must be at least 1, got {v}")
     need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
     need(t.weight_decay >= 0, "train.weight_decay", f"must be non-negative, got {t.weight_decay}")
@@ -228,7 +230,7 @@ def _start(cfg, out, resume: bool, sections: tuple) -> tuple:
     ckpts, latest = open_run(run_dir, resume, cfg.run.keep_last)
     if latest is not None: check_resume_config(run_dir, cfg, sections)
     device = pick_device(cfg.train.device)
-    if cfg.train.threads: torch.set_num_threads(cfg.train.threads)
+    use_threads(cfg.train.threads)
     return run_dir, ckpts, latest, device
 
 def _run(cfg, model, run_dir: Path, ckpts, latest, device, batch, per_epoch: int, evaluate, meta, tok,
@@ -358,7 +360,8 @@ def _stopped(s: dict) -> int:
 
 def cmd_finetune_classify(args) -> int:
     "llm-zero finetune classify."
-    m = finetune_classify(load_config(args.config, args.overrides, ClassifyConfig), args.out, not args.quiet, args.resume)
+    cfg = load_config(args.config, args.overrides + threads_override(args), ClassifyConfig)
+    m = finetune_classify(cfg, args.out, not args.quiet, args.resume)
     if m["interrupted"]: return _stopped(m)
     a, b = m["accuracy"], m["bag_of_words_accuracy"]
     print("accuracy  " + "  ".join(f"{k} {v:.2%}" for k, v in a.items()))
@@ -368,7 +371,8 @@ def cmd_finetune_classify(args) -> int:
 
 def cmd_finetune_instruct(args) -> int:
     "llm-zero finetune instruct."
-    s = finetune_instruct(load_config(args.config, args.overrides, InstructConfig), args.out, not args.quiet, args.resume)
+    cfg = load_config(args.config, args.overrides + threads_override(args), InstructConfig)
+    s = finetune_instruct(cfg, args.out, not args.quiet, args.resume)
     if s["interrupted"]: return _stopped(s)
     print(f"test responses: exact match {s['exact_match']:.2%}, ROUGE-L {s['rouge_l']:.3f} over {s['n']} records")
     print(f"checkpoint {s['checkpoint']}")
@@ -396,4 +400,5 @@ def add_finetune_commands(subparsers) -> None:
         c.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
         c.add_argument("--quiet", action="store_true", help="no progress bar")
         c.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=1")
+        add_threads_option(c, "train.threads")
         c.set_defaults(func=func)

@@ -14,14 +14,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from ..core import LLMZeroError
+from ..core import LLMZeroError, progress_bar
 from .instruct import (PREAMBLE, RESPONSE_HEADING, format_input, load_instruction_data,
                                         rouge_l, score_responses, split_instruction_data,
                                         validate_instruction_records)
 from ..model.generation import _context_length, generate, left_pad
 from ..train.config import ConfigError, load_config
+from ..train.engine import threads_override
 from ..train.tokenizers import write_json
 
 # %% auto #0
@@ -208,7 +208,8 @@ def train_model_dpo(policy: nn.Module, reference: nn.Module, train_loader, val_l
     history = {"step": [], "tokens_seen": []}
     step, seen = -1, 0
     for epoch in range(num_epochs):
-        bar = tqdm(train_loader, desc=f"DPO epoch {epoch + 1}/{num_epochs}", leave=False, disable=not progress)
+        bar = progress_bar(train_loader, desc=f"DPO epoch {epoch + 1}/{num_epochs}",
+                           leave=False, disable=not progress)
         for batch in bar:
             policy.train()
             optimizer.zero_grad()
@@ -288,7 +289,7 @@ class DPOConfig:
                        ("train.eval_iter", t.eval_iter), ("data.batch_size", d.batch_size),
                        ("data.max_new_tokens", d.max_new_tokens), ("run.keep_last", r.keep_last),
                        ("generate.max_new_tokens", self.generate.max_new_tokens),
-                       ("train.threads", t.threads or 1)]:
+                       ("train.threads", 1 if t.threads is None else t.threads)]:
             if v < 1: raise ConfigError(f"{key} must be at least 1, got {v}.")
         if not (t.lr > 0 and t.beta > 0):
             raise ConfigError("train.lr and train.beta must be positive.")
@@ -373,7 +374,7 @@ def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool =
 def cmd_finetune_dpo(args) -> int:
     "llm-zero finetune dpo."
     from llm_zero.finetune.cli import _stopped
-    cfg = load_config(args.config, args.overrides, DPOConfig)
+    cfg = load_config(args.config, args.overrides + threads_override(args), DPOConfig)
     s = finetune_dpo(cfg, args.out, not args.quiet, args.resume)
     if s["interrupted"]: return _stopped(s)
     p = s["preference_dpo_vs_sft"]

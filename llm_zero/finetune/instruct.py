@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from ..core import LLMZeroError, atomic_write
+from ..core import LLMZeroError, atomic_write, progress_bar
 from ..data.corpora import fetch
 
 # %% auto #0
@@ -133,7 +132,8 @@ def generate_responses(model: nn.Module, data: list[dict], tokenizer, max_new_to
     model.eval()
     context = _context_length(model)
     out = []
-    for entry in tqdm(validate_instruction_records(data), desc="generating", leave=False):
+    for entry in progress_bar(validate_instruction_records(data), desc="generating",
+                              leave=False):
         prompt = format_input(entry) + RESPONSE_HEADING
         ids = torch.tensor([tokenizer.encode(prompt)[-context:]], device=device)
         new = generate(model, ids, max_new_tokens=max_new_tokens, context_size=context, eos_id=eos_id, use_cache=True)[0, ids.shape[1]:]
@@ -219,7 +219,7 @@ def generate_model_scores(json_data: list[dict], json_key: str = "model_response
                           url: str = OLLAMA_URL) -> list[int]:
     "Judge scores (0-100) from a local Ollama `model` for each entry's `json_key` response; unparsable replies are skipped."
     scores = []
-    for entry in tqdm(json_data, desc="scoring"):
+    for entry in progress_bar(json_data, desc="scoring"):
         prompt = (f"Given the input `{format_input(entry)}` and correct output `{entry['output']}`, "
                   f"score the model response `{entry[json_key]}` on a scale from 0 to 100, where 100 is the best score. "
                   "Respond with the integer number only.")

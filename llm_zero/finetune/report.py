@@ -18,6 +18,7 @@ from ..data.english import english_mix, english_mix_dir
 from .dpo import FAILURES, answer_scores, generate_answers
 from .instruct import load_instruction_data, split_instruction_data
 from ..train.checkpoint import find_checkpoint, read_meta
+from ..train.engine import add_threads_option, use_threads
 from ..train.evaluate import evaluate_text
 
 # %% auto #0
@@ -261,6 +262,7 @@ def report_table(r: dict) -> str:
 
 def cmd_report(args) -> int:
     "llm-zero report RUN."
+    use_threads(args.threads)
     r = write_report(args.run, max_tokens=args.max_tokens, test_limit=args.test_limit)
     print(report_table(r)); print(f"report {r['report']}")
     return 0
@@ -271,4 +273,5 @@ def add_report_command(subparsers) -> None:
     p.add_argument("run", help="run folder or checkpoint folder of any llm-zero training or fine-tuning")
     p.add_argument("--max-tokens", type=int, default=20_000, help="tokens per corpus for bits per byte")
     p.add_argument("--test-limit", type=int, default=None, help="answer only the first N test records")
+    add_threads_option(p)
     p.set_defaults(func=cmd_report)

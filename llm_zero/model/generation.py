@@ -8,38 +8,71 @@ from collections.abc import Iterator, Sequence
 import torch
 
 # %% auto #0
-__all__ = ['sample_next_token', 'LayerKVCache', 'KVCache', 'left_pad', 'generate_stream', 'generate']
+__all__ = ['sampling_probs', 'sample_next_token', 'LayerKVCache', 'KVCache', 'left_pad', 'generate_stream', 'generate']
 
 # %% ../../nbs/04a_generate.ipynb #2b2900e1
 def _check_sampling(temperature, top_k, top_p):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < float("inf"):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}.")
+    def number(v): return not isinstance(v, bool) and isinstance(v, (int, float))
+    if not number(temperature) or not 0 <= temperature < float("inf"):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), "
+                         f"got {temperature!r}.")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+    if top_p is not None and (not number(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be a number in (0, 1] or None, got {top_p!r}.")
 
 # %% ../../nbs/04a_generate.ipynb #2ecbaae3
 def _nucleus(probs, top_p):
     "`probs` with every token outside the top-`top_p` nucleus of its row set to 0."
     sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
-    # A token stays if the tokens ranked above it hold less than top_p, so the first always stays.
-    drop_sorted = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+    above = sorted_probs.cumsum(dim=-1) - sorted_probs
+    # A token stays if the tokens more likely than it hold less than top_p: the most likely stay,
+    # and equal tokens share the mass above the first of them, so they stay or go together.
+    first_equal = torch.searchsorted(-sorted_probs, -sorted_probs)
+    # In float64, so that a top_p too small for float32 (1e-300) still exceeds 0.
+    drop_sorted = above.gather(-1, first_equal).double() >= top_p
     return probs.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), 0.0)
 
 # %% ../../nbs/04a_generate.ipynb #49d85ecf
+def _limit_probs(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    "softmax(x / temperature) by rows, where computing it directly overflows: its exact limit."
+    rows = x.to("cpu", torch.float64)  # Apple's MPS has no float64; these rows are rare
+    if rows.isnan().any() or (rows == -torch.inf).all(dim=-1).any():
+        raise ValueError("The logits hold NaN, or a row with every token at -inf: no token can "
+                         "be sampled; check the model's output.")
+    top = rows.amax(dim=-1, keepdim=True)
+    # The gap to the most likely token: 0 for it (+inf included), -inf for tokens out of reach.
+    # gap / temperature is then never NaN: a gap that overflows is a token that never comes.
+    gaps = torch.where(rows == top, 0.0, rows - top)
+    return torch.softmax(gaps / temperature, dim=-1).to(x.device, x.dtype)
+
+# %% ../../nbs/04a_generate.ipynb #d684a3ab
+def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int | None = None,
+                   top_p: float | None = None) -> torch.Tensor:
+    "The distribution that `sample_next_token` draws from, one row per row of `logits`."
+    _check_sampling(temperature, top_k, top_p)
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 logits too
+    if temperature == 0:  # greedy: the first of the most likely tokens
+        return torch.zeros_like(x).scatter_(-1, x.argmax(dim=-1, keepdim=True), 1.0)
+    if top_k is not None and top_k < x.shape[-1]:
+        kth = torch.topk(x, top_k, dim=-1).values[:, -1:]
+        x = x.masked_fill(x < kth, -torch.inf)
+    z = x / temperature
+    probs = torch.softmax(z, dim=-1)  # the book's formula, bit for bit, where z is finite
+    overflowed = ~torch.isfinite(z.amax(dim=-1))  # a tiny or huge temperature, +inf logits
+    if overflowed.any():
+        probs[overflowed] = _limit_probs(x[overflowed], temperature)
+    return _nucleus(probs, top_p) if top_p is not None and top_p < 1 else probs
+
+# %% ../../nbs/04a_generate.ipynb #9e4653bd
 def sample_next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
-                      top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    "Pick one token id per row of the `(batch, vocab)` `logits`: greedy when `temperature` is 0, else sampled."
+                      top_p: float | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    "One token id per row of the `(batch, vocab)` `logits`: greedy at temperature 0, else sampled."
     _check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return torch.argmax(logits, dim=-1, keepdim=True)
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, -torch.inf)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p is not None and top_p < 1:
-        probs = _nucleus(probs, top_p)
+    probs = sampling_probs(logits, temperature, top_k, top_p)
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 # %% ../../nbs/04a_generate.ipynb #df9139f6

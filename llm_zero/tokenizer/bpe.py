@@ -17,9 +17,8 @@ from typing import NamedTuple
 
 import regex
 from fastcore.basics import patch
-from tqdm import tqdm
 
-from ..core import LLMZeroError, atomic_write
+from ..core import LLMZeroError, atomic_write, progress_bar
 
 # %% auto #0
 __all__ = ['PATTERNS', 'resolve_pattern', 'compile_pattern', 'count_pairs', 'merge_pair', 'Merges', 'learn_merges_naive',
@@ -179,7 +178,8 @@ def learn_merges(chunk_counts: dict[str, int], vocab_size: int, progress: bool =
     heap = [key(p, c) for p, c in counts.items()]
     heapq.heapify(heap)
     merges, n_tokens = [], [sum(len(w) * f for w, f in zip(words, freqs))]
-    with tqdm(total=max(vocab_size - len(vocab), 0), disable=not progress, desc="BPE merges") as bar:
+    with progress_bar(total=max(vocab_size - len(vocab), 0), disable=not progress,
+                      desc="BPE merges") as bar:
         while len(vocab) < vocab_size and heap:
             top = heapq.heappop(heap)
             a, b = pair = ((top >> _ID_BITS) & mask, top & mask)

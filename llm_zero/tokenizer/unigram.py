@@ -14,9 +14,8 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from ..core import atomic_write
+from ..core import atomic_write, progress_bar
 
 # %% auto #0
 __all__ = ['METASPACE', 'metaspace_split', 'UnigramTokenizer']
@@ -414,7 +413,8 @@ def _train_pieces(word_counts: Counter, last_counts: Counter, n_pieces: int, *, 
     plat, owner = _piece_lattices(lat, len(pieces), n_chars)
     is_char = np.arange(len(pieces)) < n_chars
     alive, desired, history = np.ones(len(pieces), bool), int(n_pieces * 1.1), []
-    bar = tqdm(desc="unigram EM", total=max(0, len(pieces) - desired), unit=" pieces removed", disable=not progress)
+    bar = progress_bar(desc="unigram EM", total=max(0, len(pieces) - desired),
+                       unit=" pieces removed", disable=not progress)
     tick = lambda: bar.update(min(bar.total, len(pieces) - int(alive.sum())) - bar.n)
     while True:
         for _ in range(num_sub_iterations):

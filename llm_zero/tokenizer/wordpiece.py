@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import regex
-from tqdm import tqdm
 
-from ..core import atomic_write
+from ..core import atomic_write, progress_bar
 
 # %% auto #0
 __all__ = ['BERT_SPECIAL_TOKENS', 'clean_text', 'space_cjk', 'remove_accents', 'lowercase_chars', 'bert_normalize',
@@ -123,7 +122,8 @@ def train_wordpiece(word_counts: dict[str, int], vocab_size: int, special_tokens
     heap = [entry(p) for p, c in pair_count.items() if c >= min_frequency]
     heapq.heapify(heap)
     merges = []
-    bar = tqdm(total=vocab_size - len(tokens), desc="WordPiece merges", disable=not progress)
+    bar = progress_bar(total=vocab_size - len(tokens), desc="WordPiece merges",
+                       disable=not progress)
     while len(tokens) < vocab_size and heap:
         e = heapq.heappop(heap)
         pair = e[-1]

@@ -182,7 +182,8 @@ def check(c: Config):
     check_choices(c, _CHOICES)
     check_model_section(m)
     for key, v in [("train.max_steps", t.max_steps), ("train.batch_size", t.batch_size),
-                   ("train.grad_accum", t.grad_accum), ("train.threads", t.threads or 1), ("run.log_interval", r.log_interval),
+                   ("train.grad_accum", t.grad_accum), ("train.threads", 1 if t.threads is None else t.threads),
+                   ("run.log_interval", r.log_interval),
                    ("run.checkpoint_interval", r.checkpoint_interval), ("run.keep_last", r.keep_last)]:
         need(v >= 1, key, f"must be at least 1, got {v}")
     need(d.bpe_vocab_size >= 257, "data.bpe_vocab_size", f"must be at least 257 (256 bytes + 1 merge), got {d.bpe_vocab_size}")

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..core import InputTypeError, atomic_write
+from ..core import InputTypeError, atomic_write, progress_bar
 from ..data.corpora import DataIntegrityError, DataUnavailableError
 from .config import ConfigError
 from .tokenizers import load_tokenizer, save_tokenizer, write_json
@@ -36,7 +35,8 @@ def encode_corpus(tok, text: str, chunk_chars: int = 1 << 20, desc: str = "token
         start = end
     dtype = token_dtype(tok.vocab_size)
     out = [np.asarray(tok.encode(text[a:b]), dtype=dtype)
-           for a, b in tqdm(pieces, desc=desc, unit="MB", disable=len(pieces) < 4)]
+           for a, b in progress_bar(pieces, desc=desc, unit="MB",
+                                    disable=len(pieces) < 4)]
     return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
 
 # %% ../../nbs/05d_token_data.ipynb #1f2a0874

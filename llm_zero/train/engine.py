@@ -19,7 +19,7 @@ import yaml
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from ..core import LLMZeroError, atomic_write, write_error
+from ..core import InputError, LLMZeroError, atomic_write, progress_bar, write_error
 
 from ..data.corpora import load_text
 from ..model.generation import generate
@@ -36,10 +36,11 @@ from .schedule import lr_schedule
 from .tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['MAX_LOSS', 'PLOT_EVERY_S', 'MAX_WEIGHT', 'pick_device', 'build_model', 'configure_optimizer', 'RunData',
-           'load_run_data', 'append_text', 'MetricsLog', 'sample_text', 'NoRunToResume', 'open_run',
-           'check_resume_config', 'resume_from', 'TrainingDiverged', 'perplexity', 'lm_loss', 'TrainingLoop',
-           'bad_weight', 'train', 'load_model_from_checkpoint']
+__all__ = ['DEFAULT_THREADS', 'MAX_LOSS', 'PLOT_EVERY_S', 'MAX_WEIGHT', 'pick_device', 'use_threads', 'add_threads_option',
+           'threads_override', 'build_model', 'configure_optimizer', 'RunData', 'load_run_data', 'append_text',
+           'MetricsLog', 'sample_text', 'NoRunToResume', 'open_run', 'check_resume_config', 'resume_from',
+           'TrainingDiverged', 'perplexity', 'lm_loss', 'TrainingLoop', 'bad_weight', 'train',
+           'load_model_from_checkpoint']
 
 # %% ../../nbs/05g_engine.ipynb #b0b6a190
 def pick_device(name: str = "auto") -> torch.device:
@@ -58,6 +59,29 @@ def pick_device(name: str = "auto") -> torch.device:
     if d.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"train.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or mps.")
     return d
+
+# %% ../../nbs/05g_engine.ipynb #281ce94d
+DEFAULT_THREADS = 1  # benchmarks/bench_threads.py: the best or close to it, idle or busy
+
+def use_threads(threads: int | None = None) -> int:
+    "Run PyTorch on `threads` CPU threads (None: `DEFAULT_THREADS`); returns the count set."
+    n = DEFAULT_THREADS if threads is None else threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"threads must be a whole number of at least 1, got {n!r}; "
+                         f"use --threads {DEFAULT_THREADS} (or train.threads in a config).")
+    torch.set_num_threads(n)
+    return n
+
+# %% ../../nbs/05g_engine.ipynb #56770ff7
+def add_threads_option(parser, config_key: str | None = None) -> None:
+    "Give `parser`, a command that runs a model, the `--threads` option of `use_threads`."
+    default = f"{config_key}, else {DEFAULT_THREADS}" if config_key else DEFAULT_THREADS
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help=f"CPU threads for PyTorch (default {default})")
+
+def threads_override(args) -> list[str]:
+    "A config command's `--threads N` as the override `train.threads=N` (nothing if not given)."
+    return [] if args.threads is None else [f"train.threads={args.threads}"]
 
 # %% ../../nbs/05g_engine.ipynb #02f54565
 def build_model(model_cfg: dict) -> torch.nn.Module:
@@ -390,8 +414,8 @@ def run(self: TrainingLoop) -> dict:
         for s in (signal.SIGINT, signal.SIGTERM):
             try: handlers[s] = signal.signal(s, on_signal)
             except ValueError: pass  # not the main thread: leave signals alone
-    self.bar = tqdm(total=self.max_steps, initial=self.start, disable=not self.progress, unit="step",
-                    dynamic_ncols=True)
+    self.bar = progress_bar(total=self.max_steps, initial=self.start,
+                            disable=not self.progress, unit="step", dynamic_ncols=True)
     self.t0 = self.window_t0 = time.perf_counter()
     res = {"loss": float("nan")}
     try:
@@ -437,7 +461,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
         save_config(cfg, run_dir / "config.yaml")
         save_tokenizer(tok, run_dir)
 
-    if t.threads: torch.set_num_threads(t.threads)
+    use_threads(t.threads)
     torch.manual_seed(r.seed)
     model = build_model(dataclasses.asdict(cfg.model)).to(device)
     optimizer = configure_optimizer(model, cfg.optimizer)
