@@ -7,7 +7,8 @@ import torch
 import llm_zero.cli as cli
 import llm_zero.finetune.cli as ft
 import llm_zero.finetune.report as report
-import llm_zero.serve as serve
+import llm_zero.serve.app as serve_app
+import llm_zero.serve.chat as chat
 import llm_zero.train.engine as engine
 from conftest import run_cli
 from llm_zero.train.config import load_config
@@ -38,8 +39,8 @@ COMMANDS = {
     "generate": ((cli, "load_model_from_checkpoint"),
                  ["generate", "--checkpoint", CKPT, "--prompt", "The "]),
     "eval": ((cli, "load_model_from_checkpoint"), ["eval", "--checkpoint", CKPT]),
-    "serve": ((serve, "serve"), ["serve", "--checkpoint", CKPT]),
-    "chat": ((ft, "load_language_model"), ["chat", "--checkpoint", CKPT, "--prompt", "Hi"]),
+    "serve": ((serve_app, "serve"), ["serve", "--checkpoint", CKPT]),
+    "chat": ((chat, "load_language_model"), ["chat", "--checkpoint", CKPT, "--prompt", "Hi"]),
     "report": ((report, "write_report"), ["report", CKPT]),
 }
 
