@@ -9,7 +9,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import safetensors.torch
@@ -19,7 +18,7 @@ import llm_zero
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..core import InputError, LLMZeroError, atomic_write, write_error
+from ..core import InputError, LLMZeroError, atomic_write, new_temp, write_error
 from ..data.corpora import sha256_file
 from ..model.llama import arch_config
 from .tokenizers import TOKENIZER_FILE, load_tokenizer, save_tokenizer
@@ -58,7 +57,7 @@ def _temp_folder(folder: Path, prefix: str) -> Path:
     "A new hidden folder beside `folder`'s contents, for building a replacement of `folder`."
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=folder.parent, prefix=prefix, suffix=".tmp"))
+        return new_temp(folder.parent, prefix, folder=True)
     except OSError as e: raise write_error(folder, e) from None
 
 def _weights_bytes(model: torch.nn.Module) -> bytes:
