@@ -25,7 +25,7 @@ from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
 __all__ = ['BUG_REPORT_URL', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train', 'cmd_export',
-           'cmd_serve', 'ranged', 'device_name', 'build_parser', 'main']
+           'cmd_serve', 'ranged', 'device_name', 'build_parser', 'parse_command_line', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -229,9 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
 # %% ../nbs/05h_cli.ipynb #6f1c76f5
 BUG_REPORT_URL = "https://github.com/llm-zero/llm_zero/issues"
 
+def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
+    "The parsed `argv`, where a command's `KEY=VALUE` overrides may stand among its options."
+    parser = build_parser()
+    # argparse fills a positional list once: overrides after an option are left over, in order.
+    args, stray = parser.parse_known_args(argv)
+    if stray and hasattr(args, "overrides") and not any(s.startswith("-") for s in stray):
+        args.overrides = [*args.overrides, *stray]
+    elif stray: parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    return args
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `llm-zero` console script; returns the exit status."
-    try: args = build_parser().parse_args(argv)
+    try: args = parse_command_line(argv)
     except SystemExit as e: return e.code or 0  # --help, or a bad argument (already printed)
     def fail(msg) -> int:
         print(f"llm-zero {args.command}: error: {msg}", file=sys.stderr)
