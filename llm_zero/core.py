@@ -47,8 +47,8 @@ def write_error(path: str | os.PathLike, err: OSError) -> WriteError:
 
 # %% ../nbs/00_core.ipynb #08da9ecd
 def new_temp(parent: str | os.PathLike, prefix: str, folder: bool = False) -> Path:
-    "A new empty file (or folder) in `parent`, named `prefix`, random, `.tmp`; umask honoured."
-    while True:  # 32 random bits: a name is almost never taken, and then the next one is free
+    "A new empty file (or folder) in `parent`, named `prefix`+hex+`.tmp`; umask honoured."
+    while True:  # 32 random bits: a name is seldom taken, and then the next one is free
         p = Path(parent) / f"{prefix}{secrets.token_hex(4)}.tmp"
         try:
             if folder: os.mkdir(p, 0o777)
@@ -59,14 +59,15 @@ def new_temp(parent: str | os.PathLike, prefix: str, folder: bool = False) -> Pa
 # %% ../nbs/00_core.ipynb #11083833
 @contextmanager
 def atomic_write(path: str | os.PathLike):
-    "Yield a temporary path beside `path`; on success, flush it and rename it over `path`."
+    "Yield a temporary path beside `path`; on success, flush it and rename it to `path`."
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = new_temp(path.parent, f".{path.name}.")
     except OSError as e: raise write_error(path, e) from None
     try:
-        if path.is_file(): os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # as open() keeps it
+        if path.is_file():  # keep a replaced file's mode, as open() does
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         yield tmp
         with open(tmp, "rb+") as f: os.fsync(f.fileno())
         os.replace(tmp, path)
