@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from llm_zero.model.generation import generate  # noqa: E402
 from llm_zero.train.engine import load_model_from_checkpoint  # noqa: E402
-from llm_zero.train.web_export import OnnxLM  # noqa: E402
+from llm_zero.export.onnx import OnnxLM  # noqa: E402
 from tests.browser.conftest import SITE, start_chromium  # noqa: E402
 
 PROMPT = "The for statement"

@@ -15,11 +15,11 @@ import torch
 
 from .core import InputError, LLMZeroError, is_environment_fault, write_error
 from .data.corpora import DEFAULT_CORPUS, load_text
+from .export.onnx import export_for_web
+from .export.weights import WEIGHT_DTYPES, export_weights
 from .model.generation import generate_stream
 from .train.config import load_config
 from .train.data import prepare_corpus
-from .train.web_export import export_checkpoint
-from .train.checkpoint import WEIGHT_DTYPES, export_weights
 from .train.engine import (TrainingDiverged, add_threads_option,
                                    load_model_from_checkpoint, pick_device, threads_override,
                                    train, use_threads)
@@ -28,7 +28,8 @@ from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
 __all__ = ['BUG_REPORT_URL', 'OPTIONAL_EXTRAS', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train',
-           'cmd_export', 'cmd_serve', 'cmd_chat', 'ranged', 'device_name', 'Parser', 'build_parser', 'main']
+           'cmd_export', 'cmd_serve', 'cmd_chat', 'ranged', 'device_name', 'Parser', 'build_parser',
+           'parse_command_line', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -107,14 +108,18 @@ def cmd_tokenizer_train(args) -> int:
 
 # %% ../nbs/05h_cli.ipynb #04be7586
 def cmd_export(args) -> int:
-    "llm-zero export: a run for the browser (ONNX, chapter 9) or its compact weights for committing (05e)."
+    "llm-zero export: a run for the browser (ONNX, chapter 9) or its compact weights."
     if args.format == "safetensors":
-        out = export_weights(args.checkpoint, args.out, args.dtype)
-        print(f"Exported {args.checkpoint} to {out}: {args.dtype} model.safetensors, meta.json, tokenizer, SHA256SUMS.")
+        dtype = args.dtype or "bfloat16"
+        out = export_weights(args.checkpoint, args.out, dtype, args.force)
+        print(f"Exported {args.checkpoint} to {out}: {dtype} model.safetensors, "
+              "meta.json, tokenizer, SHA256SUMS.")
         return 0
-    cfg = export_checkpoint(args.checkpoint, args.out, args.format)
-    print(f"Exported {args.checkpoint} to {args.out}: model.onnx ({cfg['vocab_size']} tokens, context "
-          f"{cfg['context_length']}), tokenizer.json, config.json; logits within {cfg['max_logit_diff']:.1e} of PyTorch.")
+    cfg = export_for_web(args.checkpoint, args.out, dtype=args.dtype or "float32",
+                         force=args.force)
+    print(f"Exported {args.checkpoint} to {args.out}: model.onnx ({cfg['vocab_size']} "
+          f"tokens, context {cfg['context_length']}), tokenizer.json, config.json; "
+          f"logits within {cfg['max_logit_diff']:.1e} of PyTorch.")
     return 0
 
 # %% ../nbs/05h_cli.ipynb #fc8a3598
@@ -231,14 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--vocab-size", type=ranged(int, 257), default=1024, help="vocabulary size for bpe (default 1024)")
     tt.set_defaults(func=cmd_tokenizer_train)
 
-    x = sub.add_parser("export", help="export a trained run: ONNX for the browser, or compact weights")
+    x = sub.add_parser("export", help="export a trained run: ONNX for the browser, or "
+                       "compact weights")
     x.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
     x.add_argument("--format", default="onnx", choices=["onnx", "safetensors"],
-                   help="onnx: graph, tokenizer and config for the browser (default); safetensors: "
-                        "the weights in --dtype with meta, tokenizer and SHA256SUMS, for committing")
-    x.add_argument("--dtype", default="bfloat16", choices=list(WEIGHT_DTYPES),
-                   help="weights dtype of --format safetensors (default bfloat16)")
-    x.add_argument("--out", required=True, help="folder to write (a new folder, or an earlier export)")
+                   help="onnx: graph, tokenizer and config for the browser (default); "
+                        "safetensors: the weights in --dtype with meta, tokenizer and "
+                        "SHA256SUMS, for committing")
+    x.add_argument("--dtype", choices=list(WEIGHT_DTYPES), help="weights dtype: bfloat16 "
+                   "(default), float16 or float32 for safetensors; onnx is float32 only")
+    x.add_argument("--out", required=True, help="folder to write: a new folder or an earlier "
+                   "export, never the run itself")
+    x.add_argument("--force", action="store_true",
+                   help="write into an --out that holds other files too (they are kept)")
     x.set_defaults(func=cmd_export)
 
     sv = sub.add_parser("serve", help="serve a checkpoint behind an OpenAI-compatible API", description=
@@ -284,10 +294,20 @@ BUG_REPORT_URL = "https://github.com/llm-zero/llm_zero/issues"
 OPTIONAL_EXTRAS = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve",
                    "onnx": "export", "onnxscript": "export", "onnxruntime": "export"}
 
+def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
+    "The parsed `argv`; a command's `KEY=VALUE` overrides may stand among its options."
+    parser = build_parser()
+    # argparse fills a positional list once: overrides after an option are left over.
+    args, stray = parser.parse_known_args(argv)
+    if stray and hasattr(args, "overrides") and not any(s.startswith("-") for s in stray):
+        args.overrides = [*args.overrides, *stray]
+    elif stray: parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    return args
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `llm-zero` console script; returns the exit status."
-    try: args = build_parser().parse_args(argv)
-    except SystemExit as e: return e.code or 0  # --help, or a bad argument (already printed)
+    try: args = parse_command_line(argv)
+    except SystemExit as e: return e.code or 0  # --help, or a bad argument (printed)
     def fail(msg) -> int:
         print(f"llm-zero {args.command}: error: {msg}", file=sys.stderr)
         return 2
@@ -310,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_bug() -> int:
     traceback.print_exc()
-    print("llm-zero: this is a bug in llm_zero, not a problem with your input; please report it "
-          f"with the command and the traceback above at {BUG_REPORT_URL}", file=sys.stderr)
+    print(f"llm-zero: this is a bug in llm_zero, not a problem with your input; please "
+          f"report it with the command and the traceback above at {BUG_REPORT_URL}",
+          file=sys.stderr)
     return 70

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
+import stat
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,8 +15,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 # %% auto #0
-__all__ = ['LLMZeroError', 'InputError', 'InputTypeError', 'WriteError', 'is_environment_fault', 'write_error', 'atomic_write',
-           'progress_bar']
+__all__ = ['LLMZeroError', 'InputError', 'InputTypeError', 'WriteError', 'is_environment_fault', 'write_error', 'new_temp',
+           'atomic_write', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #242b9d16
 class LLMZeroError(Exception):
@@ -48,18 +49,29 @@ def write_error(path: str | os.PathLike, err: OSError) -> WriteError:
     fix = _WRITE_FIXES.get(err.errno, err.strerror or str(err))
     return WriteError(f"cannot write {path}: {fix}")
 
+# %% ../nbs/00_core.ipynb #08da9ecd
+def new_temp(parent: str | os.PathLike, prefix: str, folder: bool = False) -> Path:
+    "A new empty file (or folder) in `parent`, named `prefix`+hex+`.tmp`; umask honoured."
+    while True:  # 32 random bits: a name is seldom taken, and then the next one is free
+        p = Path(parent) / f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            if folder: os.mkdir(p, 0o777)
+            else: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return p
+        except FileExistsError: continue
+
 # %% ../nbs/00_core.ipynb #11083833
 @contextmanager
 def atomic_write(path: str | os.PathLike):
-    "Yield a temporary path beside `path`; on success, flush it and rename it over `path`."
+    "Yield a temporary path beside `path`; on success, flush it and rename it to `path`."
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = new_temp(path.parent, f".{path.name}.")
     except OSError as e: raise write_error(path, e) from None
-    os.close(fd)
-    tmp = Path(tmp)
     try:
+        if path.is_file():  # keep a replaced file's mode, as open() does
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         yield tmp
         with open(tmp, "rb+") as f: os.fsync(f.fileno())
         os.replace(tmp, path)

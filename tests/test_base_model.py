@@ -82,7 +82,7 @@ def test_float16_export_and_a_refused_overwrite(runs):
     assert {v.dtype for v in read_tensors(out / MODEL_FILE).values()} == {torch.float16}
     assert read_meta(out)["weights_dtype"] == "float16"
     err = refused("export", "--checkpoint", runs / "run", "--format", "safetensors", "--out", runs / "run")
-    assert "is not an exported model folder" in err
+    assert "holds the run being exported" in err  # issue 19: never the run, whatever it holds
 
 
 def test_a_flipped_byte_is_named_in_one_line(runs, tmp_path):

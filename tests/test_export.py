@@ -1,5 +1,8 @@
 """`llm-zero export`: the ONNX graph against PyTorch in onnxruntime, and the tokenizers the page reads."""
 import json
+import os
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from hypothesis import strategies as st
 from llm_zero.cli import main
 from llm_zero.data.corpora import load_text, sha256_file
 from llm_zero.model.generation import generate
-from llm_zero.model.llama import Llama3Model, Qwen3Model
+from llm_zero.model.llama import Llama3Model, Qwen3Model, config_of
 from llm_zero.tokenizer.bpe import BPETokenizer
 from llm_zero.tokenizer.unigram import UnigramTokenizer
 from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
@@ -19,8 +22,8 @@ from llm_zero.train.checkpoint import save_checkpoint
 from llm_zero.train.config import config_from_dict
 from llm_zero.train.engine import build_model, load_model_from_checkpoint, train
 from llm_zero.train.tokenizers import CorpusBPETokenizer
-from llm_zero.train.web_export import (OnnxLM, WebExportError, bpe_for_web, export_onnx, gpt2_bpe,
-                                      tokenizer_for_web)
+from llm_zero.export.onnx import (ExportMismatch, OnnxLM, WebExportError, bpe_for_web, export_for_web,
+                                 export_onnx, gpt2_bpe, tokenizer_for_web)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "experiments" / "python-docs-char"
@@ -178,3 +181,118 @@ def test_llama_and_qwen_graphs_match_pytorch(tmp_path, family):
         assert (lm(ids) - expected).abs().max() < 1e-4
     prompt = [5, 17, 3]
     assert lm.generate_greedy(prompt, 40) == generate(model, torch.tensor([prompt]), 40, 32)[0].tolist()
+
+
+# --- The export folder: never the run itself, only its own files, all or nothing (issues 19, 25) ---
+
+BASE = ROOT / "experiments" / "base-cpu"
+
+
+def tree(folder: Path) -> dict:
+    "Every file under `folder` with its bytes and mode: a folder's complete state."
+    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mode)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def export(*argv) -> int:
+    return main(["export", *map(str, argv)])
+
+
+@pytest.fixture(scope="module")
+def base_copy(tmp_path_factory):
+    "A copy of the committed base run, with its README, config, plots and metrics."
+    run = tmp_path_factory.mktemp("runs") / "base-cpu"
+    shutil.copytree(BASE, run)
+    return run
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+@pytest.mark.parametrize("force", [False, True])
+def test_out_that_is_the_run_itself_is_refused(base_copy, fmt, force, capsys):
+    before = tree(base_copy)
+    assert "README.md" in before and "loss.png" in before
+    assert export("--checkpoint", base_copy, "--format", fmt, "--out", base_copy,
+                  *(["--force"] if force else [])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds the run being exported" in err, err
+    assert tree(base_copy) == before
+
+
+def test_out_that_holds_the_run_is_refused(base_copy, capsys):
+    before = tree(base_copy)
+    assert export("--checkpoint", base_copy, "--format", "safetensors", "--out",
+                  base_copy.parent, "--force") == 2
+    assert "holds the run being exported" in capsys.readouterr().err
+    assert tree(base_copy) == before
+
+
+@pytest.mark.parametrize("fmt, owned", [("safetensors", "model.safetensors"),
+                                        ("onnx", "model.onnx")])
+def test_files_the_export_did_not_write_are_kept(fmt, owned, tmp_path, capsys):
+    out = tmp_path / "web"
+    assert export("--checkpoint", MODEL, "--format", fmt, "--out", out) == 0
+    (out / "report.md").write_text("my notes on this model\n")
+    (out / owned).write_bytes(b"stale")
+    before = tree(out)
+    assert export("--checkpoint", MODEL, "--format", fmt, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "report.md" in err and "--force" in err and err.count("\n") == 1, err
+    assert tree(out) == before
+    assert export("--checkpoint", MODEL, "--format", fmt, "--out", out, "--force") == 0
+    assert (out / "report.md").read_text() == "my notes on this model\n"
+    assert (out / owned).read_bytes() != b"stale"
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path):
+    with pytest.raises(ExportMismatch):
+        export_for_web(MODEL, tmp_path / "web", tol=-1.0)  # every graph is "off": fails at the end
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_export_leaves_an_earlier_one_as_it_was(tmp_path):
+    out = tmp_path / "web"
+    export_for_web(MODEL, out)
+    before = tree(out)
+    with pytest.raises(ExportMismatch):
+        export_for_web(MODEL, out, tol=-1.0)
+    assert tree(out) == before and [p.name for p in tmp_path.iterdir()] == ["web"]
+
+
+def test_onnx_export_refuses_a_dtype_it_would_not_write(tmp_path, capsys):
+    for dtype in ("float16", "bfloat16"):
+        assert export("--checkpoint", MODEL, "--format", "onnx", "--dtype", dtype,
+                      "--out", tmp_path / dtype) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and dtype in err and "float32" in err, err
+        assert not (tmp_path / dtype).exists()
+    assert export("--checkpoint", MODEL, "--format", "onnx", "--dtype", "float32",
+                  "--out", tmp_path / "f32") == 0
+
+
+def test_every_committed_model_exports_and_its_graph_matches_pytorch(tmp_path):
+    committed = sorted(p.parent for p in (ROOT / "experiments").rglob("model.safetensors"))
+    assert BASE in committed and MODEL in committed
+    for run in committed:
+        out = tmp_path / run.name
+        assert export("--checkpoint", run, "--format", "onnx", "--out", out) == 0, run
+        model, tok, _ = load_model_from_checkpoint(run)
+        config = json.loads((out / "config.json").read_text())
+        assert config["model"] == config_of(model)
+        ids = torch.tensor([tok.encode("The results of the")])
+        with torch.no_grad(): expected = model(ids)
+        got = OnnxLM(out / "model.onnx", config["context_length"])(ids)
+        assert (got - expected).abs().max() < 1e-4, run
+        assert export("--checkpoint", run, "--format", "safetensors", "--out", tmp_path / "w",
+                      "--force") == 0
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755),
+                                                        (0o077, 0o600, 0o700)])
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_exported_files_honour_the_umask(fmt, umask, file_mode, dir_mode, tmp_path):
+    old = os.umask(umask)
+    try: assert export("--checkpoint", MODEL, "--format", fmt, "--out", tmp_path / "x") == 0
+    finally: os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x").stat().st_mode) == dir_mode
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "x").iterdir()}
+    assert set(modes.values()) == {file_mode}, modes

@@ -4,7 +4,7 @@
 __all__ = []
 
 # %% ../../nbs/api/train.ipynb #2c9d652d
-from . import pretrain, schedule, config, tokenizers, data, checkpoint, evaluate, engine, muon, web_export
+from . import pretrain, schedule, config, tokenizers, data, checkpoint, evaluate, engine, muon
 from .pretrain import *
 from .schedule import *
 from .config import *
@@ -14,7 +14,6 @@ from .checkpoint import *
 from .evaluate import *
 from .engine import *
 from .muon import *
-from .web_export import *
 
 __all__ = [*pretrain.__all__, *schedule.__all__, *config.__all__, *tokenizers.__all__, *data.__all__, *checkpoint.__all__, *evaluate.__all__, *engine.__all__,
-           *muon.__all__, *web_export.__all__]
+           *muon.__all__]

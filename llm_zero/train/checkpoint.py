@@ -9,7 +9,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import safetensors.torch
@@ -19,17 +18,17 @@ import llm_zero
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..core import InputError, LLMZeroError, atomic_write, write_error
+from ..core import LLMZeroError, atomic_write, new_temp, write_error
 from ..data.corpora import sha256_file
 from ..model.llama import arch_config
 from .tokenizers import TOKENIZER_FILE, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'CHECKSUMS_FILE', 'WEIGHT_DTYPES', 'BASE_MODEL', 'BASE_MODEL_SHA256',
-           'EXPERIMENTS', 'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError', 'RunExistsError',
-           'read_meta', 'model_config_of', 'check_tokenizer_fits', 'write_checksums', 'verify_checksums',
-           'read_tensors', 'load_weights', 'load_training_state', 'CheckpointManager', 'find_checkpoint',
-           'checkpoint_tokenizer', 'export_weights', 'base_model_dir']
+__all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'CHECKSUMS_FILE', 'BASE_MODEL', 'BASE_MODEL_SHA256', 'EXPERIMENTS',
+           'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError', 'RunExistsError', 'read_meta',
+           'model_config_of', 'check_tokenizer_fits', 'write_checksums', 'verify_checksums', 'read_tensors',
+           'load_weights', 'load_training_state', 'CheckpointManager', 'find_checkpoint', 'checkpoint_tokenizer',
+           'base_model_dir']
 
 # %% ../../nbs/05e_checkpoint.ipynb #65fa7cec
 def rng_state() -> dict:
@@ -58,7 +57,7 @@ def _temp_folder(folder: Path, prefix: str) -> Path:
     "A new hidden folder beside `folder`'s contents, for building a replacement of `folder`."
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=folder.parent, prefix=prefix, suffix=".tmp"))
+        return new_temp(folder.parent, prefix, folder=True)
     except OSError as e: raise write_error(folder, e) from None
 
 def _weights_bytes(model: torch.nn.Module) -> bytes:
@@ -283,36 +282,11 @@ def find_checkpoint(path: str | Path) -> Path:
         if found: return found
     raise CheckpointError(f"No checkpoint found in {p}: it has no model.safetensors and no checkpoints/step-* folders.")
 
-# %% ../../nbs/05e_checkpoint.ipynb #b9688e7d
-WEIGHT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
+# %% ../../nbs/05e_checkpoint.ipynb #d01ee9cc
 def checkpoint_tokenizer(ck: str | Path):
-    "The tokenizer of checkpoint folder `ck`: its own files, or (older runs) those of its run folder."
+    "The tokenizer of checkpoint `ck`: its own files, or (older runs) its run folder's."
     ck = Path(ck)
     return load_tokenizer(ck if (ck / TOKENIZER_FILE).is_file() else ck.parent.parent)
-
-def export_weights(src: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
-    "The weights of run or checkpoint `src` in `dtype`, its meta, tokenizer and SHA256SUMS, in `out_dir`."
-    if dtype not in WEIGHT_DTYPES:
-        raise InputError(f"Unknown weights dtype {dtype!r}; use one of {', '.join(WEIGHT_DTYPES)}.")
-    ck, out = find_checkpoint(src), Path(out_dir)
-    if out.exists() and not (out / CHECKSUMS_FILE).is_file():  # never replace a folder we did not write
-        raise InputError(f"{out} exists and is not an exported model folder (it has no {CHECKSUMS_FILE}); "
-                         "export to a new folder.")
-    meta = read_meta(ck)
-    model_config_of(ck, meta)  # only a model llm_zero can rebuild is worth exporting
-    to = WEIGHT_DTYPES[dtype]
-    cast = {k: v.to(to) if v.is_floating_point() else v for k, v in read_tensors(_need(ck, MODEL_FILE)).items()}
-    lost = next((k for k, v in cast.items() if v.is_floating_point() and not v.isfinite().all()), None)
-    if lost: raise InputError(f"Tensor {lost!r} of {ck} has values {dtype} cannot hold; export with dtype='bfloat16'.")
-    tok = checkpoint_tokenizer(ck)
-    meta = {k: v for k, v in meta.items() if k != "data_position"} | {"weights_dtype": dtype}
-    def fill(tmp: Path):
-        _write_bytes(tmp / MODEL_FILE, safetensors.torch.save(cast))
-        _write_bytes(tmp / META_FILE, json.dumps(meta, indent=1).encode())
-        save_tokenizer(tok, tmp)
-        write_checksums(tmp)
-    return _build_folder(out, fill)
 
 # %% ../../nbs/05e_checkpoint.ipynb #8fdbe8d8
 BASE_MODEL = "base-cpu"  # the committed base model: experiments/base-cpu

@@ -252,13 +252,19 @@ def apply_overrides(d: dict, overrides: typing.Iterable[str]) -> dict:
     for item in overrides:
         key, eq, raw = item.partition("=")
         parts = key.strip().split(".")
-        if not eq or len(parts) != 2 or not all(parts):
-            raise ConfigError(f"Override {item!r} must look like SECTION.KEY=VALUE, e.g. train.max_steps=100.")
+        if not eq or len(parts) != 2 or not all(p.isidentifier() for p in parts):
+            raise ConfigError(f"Override {item!r} must look like SECTION.KEY=VALUE, "
+                              "e.g. train.max_steps=100.")
         section, name = parts
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try: value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:  # its message spans lines: the key and value say enough
+            raise ConfigError(f"Override {key.strip()}: {raw!r} is not valid YAML; write "
+                              "a number, true/false, null, [a, b] or text (quote text "
+                              "with : # [ { ').") from None
         node = d.setdefault(section, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"Cannot override {key}: section {section!r} is not a mapping.")
+            raise ConfigError(f"Cannot override {key}: section {section!r} is not a "
+                              "mapping.")
         node[name] = value
     return d
 

@@ -19,7 +19,7 @@ from llm_zero.tokenizer.unigram import UnigramTokenizer
 from llm_zero.tokenizer.wordpiece import WordPieceTokenizer
 from llm_zero.train.engine import load_model_from_checkpoint
 from llm_zero.train.tokenizers import CharTokenizer
-from llm_zero.train.web_export import tokenizer_for_web
+from llm_zero.export.onnx import tokenizer_for_web
 
 from .conftest import ROOT, SCREENSHOTS, SITE, start_chromium
 from .test_site import load, own_errors

@@ -16,14 +16,17 @@ import torch
 
 from ..core import LLMZeroError, atomic_write
 from ..data.corpora import sha256_file
+from .weights import export_folder
+from ..model.llama import config_of
 from ..tokenizer.bpe import PATTERNS, BPETokenizer
 from ..tokenizer.unigram import UnigramTokenizer
 from ..tokenizer.wordpiece import WordPieceTokenizer
-from .engine import load_model_from_checkpoint
+from ..train.checkpoint import find_checkpoint
+from ..train.engine import load_model_from_checkpoint
 
 # %% auto #0
-__all__ = ['JS_PATTERNS', 'export_onnx', 'OnnxLM', 'WebExportError', 'bpe_for_web', 'gpt2_bpe', 'tokenizer_for_web',
-           'ExportMismatch', 'export_checkpoint']
+__all__ = ['JS_PATTERNS', 'WEB_FILES', 'export_onnx', 'OnnxLM', 'WebExportError', 'bpe_for_web', 'gpt2_bpe', 'tokenizer_for_web',
+           'ExportMismatch', 'export_for_web']
 
 # %% ../../nbs/09_in_the_browser.ipynb #7a6dbb57
 def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
@@ -121,32 +124,42 @@ def tokenizer_for_web(tok) -> dict:
 
 # %% ../../nbs/09_in_the_browser.ipynb #7d04dd94
 class ExportMismatch(RuntimeError):
-    "An exported graph whose logits do not match the model's: a bug of ours, not bad input."
+    "A graph whose logits differ from its model's: a bug of ours, not bad input."
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, format: str = "onnx",
-                      tol: float = 1e-4) -> dict:
-    "Export a trained run for the browser: `model.onnx`, `tokenizer.json`, `config.json` in `out`."
-    if format != "onnx":
-        raise WebExportError(f"Unknown export format {format!r}; the only one is 'onnx'.")
-    model, tok, meta = load_model_from_checkpoint(checkpoint, "cpu")
-    web_tok = tokenizer_for_web(tok)  # first: fail fast on a tokenizer the page cannot run
-    out = Path(out)
-    export_onnx(model, out / "model.onnx")
+WEB_FILES = {"model.onnx", "tokenizer.json", "config.json"}
+
+def _write_web_files(folder: Path, model, tok, web_tok: dict, meta: dict,
+                     tol: float) -> dict:
+    "Write the graph, the page's tokenizer and `config.json` into `folder`; the config."
+    export_onnx(model, folder / "model.onnx")
     ctx, vocab = model.cfg["context_length"], model.cfg["vocab_size"]
-    ids = torch.arange(ctx)[None] * 7919 % vocab  # the full context, ids spread over the vocabulary
+    ids = torch.arange(ctx)[None] * 7919 % vocab  # the whole context, ids spread out
     with torch.no_grad(): expected = model(ids)
-    got = OnnxLM(out / "model.onnx", ctx)(ids)
-    diff = (got - expected).abs().max().item()
+    diff = (OnnxLM(folder / "model.onnx", ctx)(ids) - expected).abs().max().item()
     if not diff <= tol:
-        raise ExportMismatch(f"The ONNX graph's logits differ from PyTorch's by {diff:.2e} "
-                             f"(> {tol:g}): a bug in the export; please report it.")
-    with atomic_write(out / "tokenizer.json") as tmp:
+        raise ExportMismatch(f"The ONNX graph's logits differ from PyTorch's by "
+                             f"{diff:.2e} (> {tol:g}): a bug in the export; report it.")
+    with atomic_write(folder / "tokenizer.json") as tmp:
         tmp.write_text(json.dumps(web_tok, ensure_ascii=False))
+    sha256 = {f: sha256_file(folder / f) for f in ("model.onnx", "tokenizer.json")}
     config = {"format": "onnx", "context_length": ctx, "vocab_size": vocab,
-              "eos_id": tok.eos_id, "model": model.cfg,
-              "step": meta.get("step"), "val_loss": meta.get("val_loss"),
-              "max_logit_diff": diff,
-              "sha256": {f: sha256_file(out / f) for f in ("model.onnx", "tokenizer.json")}}
-    with atomic_write(out / "config.json") as tmp:
+              "eos_id": tok.eos_id, "model": config_of(model), "step": meta.get("step"),
+              "val_loss": meta.get("val_loss"), "max_logit_diff": diff, "sha256": sha256}
+    with atomic_write(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=1))
+    return config
+
+# %% ../../nbs/09_in_the_browser.ipynb #274fa7c9
+def export_for_web(checkpoint: str | Path, out: str | Path, tol: float = 1e-4,
+                   dtype: str = "float32", force: bool = False) -> dict:
+    "A trained run for the page: `model.onnx`, `tokenizer.json`, `config.json` in `out`."
+    if dtype != "float32":
+        raise WebExportError(f"The browser export computes in float32, not {dtype}; "
+                             "leave out --dtype (it is for --format safetensors).")
+    model, tok, meta = load_model_from_checkpoint(checkpoint, "cpu")
+    web_tok = tokenizer_for_web(tok)  # first: fail fast on a tokenizer the page can't run
+    config = {}
+    def fill(folder: Path):
+        config.update(_write_web_files(folder, model, tok, web_tok, meta, tol))
+    export_folder(out, WEB_FILES, fill, find_checkpoint(checkpoint), force)
     return config
