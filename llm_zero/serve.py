@@ -23,8 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .core import InputError, LLMZeroError
-from .finetune.cli import load_language_model
-from .finetune.instruct import PREAMBLE, RESPONSE_HEADING
+from .train.checkpoint import load_language_model
+from .data.dataset import PREAMBLE, RESPONSE_HEADING
 from .model.generation import _context_length, generate_stream
 
 # %% auto #0
