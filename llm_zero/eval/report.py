@@ -235,7 +235,7 @@ def _run_folder(path: Path) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path
 
 def _run_config(run: Path) -> dict:
-    "The run's saved config.yaml as a dict (read as `llm-zero train --config` reads one), or {} if it has none."
+    "The run's config.yaml as a dict (read as `llm-zero train --config` reads it); {} if none."
     p = run / "config.yaml"
     return read_config_file(p) if p.is_file() else {}
 
@@ -255,9 +255,10 @@ def evaluate_run(path, max_tokens: int = 20_000, test_limit: int | None = None, 
     model, tok, meta = load_run(ck)
     task, cfg = meta.get("task", "pretrain"), _run_config(_run_folder(ck))
     if task == "classify":
-        if "data" not in cfg:  # the split's seed and limit are there; defaults would score other messages
-            raise ReportError(f"{_run_folder(ck)} has no config.yaml with a data section, so its test split "
-                              "cannot be rebuilt; restore the run's config.yaml (it names the split's seed and limit).")
+        if "data" not in cfg:  # the split's seed and limit: defaults would score other messages
+            raise ReportError(f"{_run_folder(ck)} has no config.yaml with a data section, so its test "
+                              "split cannot be rebuilt; restore the run's config.yaml (it names the "
+                              "split's seed and limit).")
         records = classifier_test_split(cfg)
     else:
         d = cfg.get("data", {})

@@ -206,7 +206,7 @@ def epoch_order(n: int, batch_size: int, seed: int):
     return per_epoch, indices
 
 def seen(indices, steps: int, size) -> dict:
-    "Examples and tokens the first `steps` steps of `epoch_order`'s `indices` train on; `size(i)`: item i's tokens."
+    "Examples and tokens in the first `steps` steps of `epoch_order`'s `indices`; `size(i)`: item i's."
     items = [int(i) for step in range(steps) for i in indices(step)]
     return {"examples_seen": len(items), "tokens": sum(size(i) for i in items)}
 
@@ -221,10 +221,10 @@ def _start(cfg, out, resume: bool, sections: tuple) -> tuple:
     return run_dir, ckpts, latest, device
 
 def finished_results(run_dir: Path, latest, total: int, results: str) -> dict | None:
-    "The saved `results` of a run whose newest checkpoint is its last step: --resume leaves such a run as it is."
+    "The saved `results` of a run whose newest checkpoint is its last step: --resume leaves it be."
     if latest is None or read_meta(latest)["step"] < total: return None
     try: saved = json.loads((run_dir / results).read_text(encoding="utf-8"))
-    except (OSError, ValueError): return None  # killed before its results were written: measure them now
+    except (OSError, ValueError): return None  # killed before its results were written: measure
     return {**saved, "finished": True}
 
 def _run(cfg, model, run_dir: Path, ckpts, latest, device, batch, per_epoch: int, evaluate, meta, tok,
@@ -247,7 +247,7 @@ def _run(cfg, model, run_dir: Path, ckpts, latest, device, batch, per_epoch: int
                         metrics=MetricsLog(run_dir, start), say=say, progress=progress,
                         advice="lower train.lr")
     s = loop.run()
-    # What was seen, from the items of each step: a split smaller than a batch gives smaller batches.
+    # What was seen, from each step's items: a split smaller than a batch makes smaller batches.
     return {**s, **seen(order, s["step"], size)}, loop
 
 def _evals(loop: TrainingLoop, key: str) -> list:

@@ -250,68 +250,76 @@ def _instruction_splits(cfg: DPOConfig) -> tuple[list, list, list]:
     return train_d, val_d, test_d if g.test_limit is None else test_d[:g.test_limit]
 
 def pairs_made_from(cfg: DPOConfig) -> dict:
-    "What a run's pairs.json comes from: the SFT model's weights and the data settings that pick and answer records."
+    "What a run's pairs.json comes from: the SFT weights and the data settings that shape the pairs."
     d = cfg.data
     return {"sft_weights_sha256": sha256_file(find_checkpoint(cfg.model.sft) / MODEL_FILE),
-            "data.path": d.path, "data.limit": d.limit, "data.max_new_tokens": d.max_new_tokens}
+            "data.path": d.path, "data.limit": d.limit,
+            "data.max_new_tokens": d.max_new_tokens}
 
 def read_pairs(path, made_from: dict) -> dict:
-    "The pairs of a run's pairs.json; a damaged file, or one made from another model or data, is a one-line error."
+    "The pairs in a run's pairs.json; a damaged or foreign file is a one-line error."
     fix = "delete it to make the pairs again"
     try: pairs = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e: raise PreferenceError(f"{path} is not valid JSON ({e}); {fix}.") from None
+    except ValueError as e:
+        raise PreferenceError(f"{path} is not valid JSON ({e}); {fix}.") from None
     if not isinstance(pairs, dict):
         raise PreferenceError(f"{path} must hold an object with 'train' and 'validation' lists, "
                               f"got a {type(pairs).__name__}; {fix}.")
     for key in ("train", "validation"):
-        if not isinstance(pairs.get(key), list): raise PreferenceError(f"{path} has no '{key}' list; {fix}.")
+        if not isinstance(pairs.get(key), list):
+            raise PreferenceError(f"{path} has no '{key}' list; {fix}.")
         try: validate_instruction_records(pairs[key], ("instruction", "input", "chosen", "rejected"))
-        except InstructionDataError as e: raise PreferenceError(f"{path}, '{key}': {e} ({fix})") from None
+        except InstructionDataError as e:
+            raise PreferenceError(f"{path}, '{key}': {e} ({fix})") from None
     was = pairs.get("made_from")
-    if was is None: print(f"{path} does not record what it was made from (an older run); it is used as it is.")
+    if was is None:
+        print(f"{path} does not record what it was made from (an older run); it is used as it is.")
     elif was != made_from:
         differ = ", ".join(k for k in made_from if was.get(k) != made_from[k])
-        raise PreferenceError(f"{path} was made with another {differ} than this run's; {fix}, or run with the "
-                              "model.sft and data settings it was made with.")
+        raise PreferenceError(f"{path} was made with another {differ} than this run's; {fix}, or "
+                              "run with the model.sft and data settings it was made with.")
     return pairs
 
 def drop_equal_pairs(pairs: list[dict], split: str) -> list[dict]:
-    "The pairs whose chosen and rejected answers differ (an equal pair teaches DPO nothing); says how many went."
+    "The pairs whose answers differ (an equal pair teaches DPO nothing); says how many went."
     kept = [p for p in pairs if p["chosen"].strip() != p["rejected"].strip()]
     if len(kept) < len(pairs):
-        print(f"Dropped {len(pairs) - len(kept)} of {len(pairs)} {split} pairs whose chosen and rejected "
-              "answers are the same.")
+        print(f"Dropped {len(pairs) - len(kept)} of {len(pairs)} {split} pairs whose chosen and "
+              "rejected answers are the same.")
     return kept
 
-def _preference_sets(cfg: DPOConfig, run_dir, sft, tok, splits, context: int, eos: int) -> dict:
-    "Training and validation `PreferenceDataset`s from the run's pairs.json, made by the SFT model if absent."
+def _preference_sets(cfg: DPOConfig, run_dir, sft, tok, splits, context: int, eos: int):
+    "Training and validation `PreferenceDataset`s of the run's pairs.json (made first if absent)."
     d = cfg.data
     pairs_file, made_from = run_dir / "pairs.json", pairs_made_from(cfg)
     if not pairs_file.is_file():
         answered = {k: generate_answers(sft, recs, tok, d.max_new_tokens)
                     for k, recs in zip(("train", "validation"), splits)}
-        write_json(pairs_file, {"made_from": made_from, **{k: drop_equal_pairs(make_preference_pairs(a), k)
-                                                            for k, a in answered.items()}})
+        made = {k: drop_equal_pairs(make_preference_pairs(a), k) for k, a in answered.items()}
+        write_json(pairs_file, {"made_from": made_from, **made})
     pairs = read_pairs(pairs_file, made_from)
     kept = {k: drop_equal_pairs(pairs[k], k) for k in ("train", "validation")}
     kept["train"] = kept["train"][:d.max_pairs]  # None: all of them
-    sets = {k: PreferenceDataset(v, tok, max_length=context, eos_id=eos) for k, v in kept.items()}
+    sets = {k: PreferenceDataset(v, tok, max_length=context, eos_id=eos)
+            for k, v in kept.items()}
     if not len(sets["train"]) or not len(sets["validation"]):
-        raise PreferenceError(f"{pairs_file} leaves {len(sets['train'])} training and {len(sets['validation'])} "
-                              "validation pairs with different answers that fit the context; DPO needs both "
-                              "(use more records: data.limit).")
+        n_train, n_val = len(sets["train"]), len(sets["validation"])
+        raise PreferenceError(f"{pairs_file} leaves {n_train} training and {n_val} validation pairs "
+                              "with different answers that fit the context; DPO needs both (use "
+                              "more records: data.limit).")
     return sets
 
-def _judge_dpo(result: dict, run_dir, sft, policy, tok, test_d, history: dict, sets: dict, cfg, eos,
-               start: float) -> dict:
-    "Plot the run, answer the test records with both models, judge them; write and return the scores."
+def _judge_dpo(result: dict, run_dir, sft, policy, tok, test_d, history: dict, sets: dict, cfg,
+               eos: int, start: float) -> dict:
+    "Plot the run, answer the test records with both models and judge them; write the scores."
     plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
     answers = {name: generate_answers(m, test_d, tok, cfg.generate.max_new_tokens, eos_id=eos)
                for name, m in (("sft", sft), ("dpo", policy.eval()))}
     scores = {**result, "pairs": {k: len(v) for k, v in sets.items()},
               "skipped_pairs": sets["train"].skipped,
               "preference_dpo_vs_sft": compare_models(answers["dpo"], answers["sft"]),
-              **{name: answer_scores(a) for name, a in answers.items()}, "elapsed_s": time.time() - start}
+              **{name: answer_scores(a) for name, a in answers.items()},
+              "elapsed_s": time.time() - start}
     for name, obj in (("test-answers.json", answers), ("scores.json", scores),
                       ("metrics.json", history)):
         write_json(run_dir / name, obj)
@@ -328,11 +336,13 @@ def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool =
     # Rebuilt from the SFT base on every start (resume too): never trained, never checkpointed.
     reference = frozen_copy(sft)
     train_d, val_d, test_d = _instruction_splits(cfg)
-    eos, context, start = getattr(tok, "eos_id", None) or 50256, _context_length(sft), time.time()
+    eos, context = getattr(tok, "eos_id", None) or 50256, _context_length(sft)
+    start = time.time()
     sets = _preference_sets(cfg, run_dir, sft, tok, (train_d, val_d), context, eos)
     per_epoch, order = epoch_order(len(sets["train"]), cfg.data.batch_size, t.seed)
     if done := finished_results(run_dir, latest, t.epochs * per_epoch, "scores.json"): return done
-    collate = partial(preference_collate, pad_token_id=eos, allowed_max_length=context, device=device)
+    collate = partial(preference_collate, pad_token_id=eos, allowed_max_length=context,
+                      device=device)
     loaders = {k: DataLoader(v, batch_size=cfg.data.batch_size, collate_fn=collate)
                for k, v in sets.items()}
     torch.manual_seed(t.seed)
@@ -350,8 +360,8 @@ def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool =
     meta = {"task": "dpo", "model": dict(policy.cfg), "prompt_format": "alpaca"}
     s, loop = _run(cfg, policy, run_dir, ckpts, latest, device,
                    lambda step: (order(step), order(step)), per_epoch, evaluate,
-                   lambda step: meta, tok, order, lambda i: sum(min(len(sets["train"][i][k]), context)
-                                                                for k in ("chosen", "rejected")),
+                   lambda step: meta, tok, order,
+                   lambda i: sum(min(len(sets["train"][i][k]), context) for k in ("chosen", "rejected")),
                    loss=loss, progress=progress, resume=resume)
     result = {**s, "run_dir": str(run_dir)}
     if s["interrupted"]: return result
@@ -379,4 +389,5 @@ def cmd_finetune_dpo(args) -> int:
 
 def add_dpo_command(fsub):
     "Register `llm-zero finetune dpo` on the `finetune` subparsers."
-    add_finetune_task(fsub, "dpo", cmd_finetune_dpo, DPOConfig, "an instruction follower with DPO (chapter 7c)")
+    add_finetune_task(fsub, "dpo", cmd_finetune_dpo, DPOConfig,
+                      "an instruction follower with DPO (chapter 7c)")

@@ -339,11 +339,13 @@ from ..model.lora import merge_lora, to_lora_classifier
 def classifier_of(lm: nn.Module, meta: dict) -> nn.Module:
     "The classifier a checkpoint's meta describes, around the language model `lm`."
     lora, n = meta.get("lora") or {}, len(meta["labels"])
-    if lora.get("rank"): return to_lora_classifier(lm, lora["rank"], lora["alpha"], num_classes=n)
-    return to_classifier(lm, num_classes=n, trainable_blocks=meta.get("trainable_blocks", 1))
+    if lora.get("rank"):
+        return to_lora_classifier(lm, lora["rank"], lora["alpha"], num_classes=n)
+    blocks = meta.get("trainable_blocks", 1)
+    return to_classifier(lm, num_classes=n, trainable_blocks=blocks)
 
 def load_run(path, device="cpu") -> tuple:
-    "(model, tokenizer, meta) of any run or checkpoint folder: a language model, or a classifier, LoRA merged."
+    "(model, tokenizer, meta) of any run or checkpoint folder: a language model or a classifier."
     ck = find_checkpoint(path)
     meta = read_meta(ck)
     cfg = model_config_of(ck, meta)
@@ -358,16 +360,17 @@ def load_language_model(path, device="cpu") -> tuple:
     "`load_run` of a model that writes text; a classifier checkpoint is a clear error."
     meta = read_meta(find_checkpoint(path))
     if meta.get("task") == "classify":
-        raise CheckpointError(f"{path} is a classifier checkpoint (it outputs the labels {meta.get('labels')}, "
-                              "not tokens), so it cannot generate text; use an instruction-tuned or "
-                              "pretrained checkpoint.")
+        raise CheckpointError(f"{path} is a classifier checkpoint (it outputs the labels "
+                              f"{meta.get('labels')}, not tokens), so it cannot generate text; "
+                              "use an instruction-tuned or pretrained checkpoint.")
     return load_run(path, device)
 
 def load_classifier(path, device="cpu") -> tuple:
-    "`load_run` of a checkpoint written by `llm-zero finetune classify`; any other is a clear error."
+    "`load_run` of a `llm-zero finetune classify` checkpoint; any other is a clear error."
     meta = read_meta(find_checkpoint(path))
     if meta.get("task") != "classify":
-        raise CheckpointError(f"{path} is a language model checkpoint (task {meta.get('task', 'pretrain')!r}), "
-                              f"not a classifier; fine-tune it first: llm-zero finetune classify --config "
+        task = meta.get("task", "pretrain")
+        raise CheckpointError(f"{path} is a language model checkpoint (task {task!r}), not a "
+                              "classifier; fine-tune it first: llm-zero finetune classify --config "
                               f"configs/finetune_classify.yaml model.base={path}")
     return load_run(path, device)

@@ -263,15 +263,17 @@ def apply_overrides(d: dict, overrides: typing.Iterable[str]) -> dict:
 
 # %% ../../nbs/05b_config.ipynb #c8125e64
 def read_config_file(path: str | Path) -> dict:
-    "The nested dict of a YAML config file; a missing or unreadable file is a one-line `ConfigError`."
+    "The nested dict of a YAML config file; a missing or bad file is a one-line `ConfigError`."
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"Config file {p} does not exist; see configs/ for examples.")
     try: d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:  # PyYAML's message spans lines: one line, for the command line
-        raise ConfigError(f"Config file {p} is not valid YAML: {' '.join(str(e).split())}") from None
+        why = " ".join(str(e).split())
+        raise ConfigError(f"Config file {p} is not valid YAML: {why}") from None
     if not isinstance(d, dict):
-        raise ConfigError(f"Config file {p} must hold a mapping of sections, got {type(d).__name__}.")
+        raise ConfigError(f"Config file {p} must hold a mapping of sections, "
+                          f"got {type(d).__name__}.")
     return d
 
 def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (), cls: type = Config):

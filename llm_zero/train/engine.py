@@ -412,7 +412,7 @@ def run(self: TrainingLoop) -> dict:
 
 # %% ../../nbs/05g_engine.ipynb #1431091d
 def _open_training(cfg: Config, out_dir, resume: bool, world: int, main: bool) -> tuple:
-    "The run folder, its checkpoints and the one to resume, the data, and `cfg` with the vocabulary size."
+    "Run folder, checkpoints, the one to resume, the data, and `cfg` with the vocabulary size."
     run_dir = Path(out_dir or Path("experiments") / cfg.run.name)
     ckpts, latest = open_run(run_dir, resume, cfg.run.keep_last)
     if latest is not None: check_resume_config(run_dir, cfg)
@@ -425,8 +425,8 @@ def _open_training(cfg: Config, out_dir, resume: bool, world: int, main: bool) -
                           f"{tok.vocab_size}; leave it empty (null) to use the tokenizer's.")
     data.train.starts(0, 0, t.batch_size, t.grad_accum)  # fails now, not at step 0, if the batch does not fit
     if t.batch_size % world:
-        raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the number of processes "
-                          f"({world}).")
+        raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the number of "
+                          f"processes ({world}).")
     if main:
         save_config(cfg, run_dir / "config.yaml")
         save_tokenizer(data.tokenizer, run_dir)
