@@ -168,16 +168,19 @@ def test_damaged_pairs_file_is_one_line(dpo_run, tmp_path, text, message):
 
 def test_pairs_from_other_settings_are_not_reused(dpo_run, tmp_path):
     out, cfg, _ = dpo_run
-    shutil.copy(out / "pairs.json", tmp_path / "pairs.json")
-    _dpo_refused(cfg.model.sft, tmp_path, "was made with another data.limit", "data.limit=100")
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(out / "pairs.json", run / "pairs.json")
+    _dpo_refused(cfg.model.sft, run, "was made with another data.limit", "data.limit=100")
     other = tmp_path / "other-sft"
     shutil.copytree(cfg.model.sft, other)
-    ck = CheckpointManager(other / "checkpoints").latest()
+    from llm_zero.train.checkpoint import find_checkpoint
+    ck = find_checkpoint(other)  # the checkpoint DPO starts from
     weights = load_file(ck / "model.safetensors")
     from safetensors.torch import save_file
     save_file({k: v + 1e-3 if v.is_floating_point() else v for k, v in weights.items()}, ck / "model.safetensors")
     (ck / "SHA256SUMS").unlink(missing_ok=True)
-    _dpo_refused(other, tmp_path, "was made with another sft_weights_sha256")
+    _dpo_refused(other, run, "was made with another sft_weights_sha256")
 
 
 def test_equal_pairs_are_dropped_and_none_left_is_refused(dpo_run, tmp_path):
