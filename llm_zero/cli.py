@@ -282,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the
     # top so that `llm_zero.finetune` may itself build on the training engine.
     from llm_zero.finetune.cli import add_finetune_commands
-    add_finetune_commands(sub)
-    from llm_zero.finetune.report import add_report_command
+    from llm_zero.finetune.dpo import add_dpo_command
+    add_dpo_command(add_finetune_commands(sub))
+    from llm_zero.eval.report import add_report_command
     add_report_command(sub)
     return p
 

@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from llm_zero.core import InputError
-from llm_zero.finetune.cli import add_finetune_commands, load_classifier, load_language_model
+from llm_zero.finetune.cli import add_finetune_commands
 from llm_zero.model import GPTModel, Llama3Model, Qwen3Model
 from llm_zero.serve.chat import chat_stream
-from llm_zero.train.checkpoint import find_checkpoint, read_meta
+from llm_zero.train.checkpoint import find_checkpoint, load_classifier, load_language_model, read_meta
 from llm_zero.train.config import ConfigError, load_config
 from llm_zero.train.engine import load_model_from_checkpoint, train
 

@@ -367,7 +367,7 @@ def test_float_token_ids_in_evaluation(trained):
     ('[{"instruction": "x",', "is not valid JSON"),
 ])
 def test_edited_instruction_json(tmp_path, content, message):
-    from llm_zero.finetune.instruct import InstructionDataError, load_instruction_data
+    from llm_zero.data.dataset import InstructionDataError, load_instruction_data
     (tmp_path / "data.json").write_text(content)
     with pytest.raises(InstructionDataError) as e: load_instruction_data(tmp_path / "data.json")
     assert str(e.value).startswith(str(tmp_path / "data.json")) and message in str(e.value), e.value
@@ -381,7 +381,7 @@ def test_every_error_named_here_is_a_project_error():
     from llm_zero.train.checkpoint import CheckpointError, RunExistsError
     from llm_zero.train.config import ConfigError
     from llm_zero.train.tokenizers import TokenizerError
-    from llm_zero.finetune.instruct import InstructionDataError
+    from llm_zero.data.dataset import InstructionDataError
     for cls, standard in [(InputError, ValueError), (InputTypeError, TypeError), (WriteError, OSError),
                           (DataIntegrityError, RuntimeError), (DataUnavailableError, RuntimeError),
                           (UnknownDataError, KeyError), (BPEFileError, ValueError), (CheckpointError, RuntimeError),

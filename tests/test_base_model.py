@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from conftest import run_cli
-from llm_zero.finetune.cli import load_base, load_classifier, load_language_model
+from llm_zero.finetune.cli import load_base
 from llm_zero.finetune.instruct import InstructionDataset, custom_collate_fn
 from llm_zero.train import checkpoint
 from llm_zero.train.checkpoint import (BASE_MODEL, BASE_MODEL_SHA256, EXPERIMENTS, MODEL_FILE, base_model_dir,
-                                       find_checkpoint, read_meta, read_tensors)
+                                       find_checkpoint, load_classifier, load_language_model, read_meta,
+                                       read_tensors)
 from llm_zero.data.corpora import sha256_file
 from llm_zero.train.engine import build_model, load_model_from_checkpoint
 from llm_zero.train.evaluate import evaluate_text

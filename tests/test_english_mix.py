@@ -181,7 +181,7 @@ def test_a_planted_sms_message_is_found(index, message, before, after, shout):
 
 
 def test_chapter7_test_items_are_references(index):
-    from llm_zero.finetune.instruct import load_instruction_data, split_instruction_data
+    from llm_zero.data.dataset import load_instruction_data, split_instruction_data
     _, _, test = split_instruction_data(load_instruction_data())
     assert len(test) == 110
     outputs = [r["output"] for r in test if len(words(r["output"])) >= english.MIN_EXACT_WORDS

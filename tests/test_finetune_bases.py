@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from llm_zero.cli import main
-from llm_zero.finetune.cli import load_classifier, load_language_model
 from llm_zero.serve.chat import chat_reply
+from llm_zero.train.checkpoint import load_classifier, load_language_model
 from llm_zero.train.tokenizers import load_tokenizer
 
 torch.set_num_threads(1)

@@ -9,9 +9,10 @@ from hypothesis import given, settings, strategies as st
 from llms_from_scratch import ch06 as book6
 from torch.utils.data import DataLoader
 
-from llm_zero.finetune.classify import (LABELS, BagOfWordsBaseline, SpamDataset, calc_accuracy_loader, calc_loss_loader,
-                                        classify_review, create_balanced_dataset, load_sms_spam, plot_values, random_split,
-                                        to_classifier, train_classifier_simple)
+from llm_zero.data.dataset import LABELS, SpamDataset, create_balanced_dataset, load_sms_spam, random_split
+from llm_zero.finetune.classify import (BagOfWordsBaseline, calc_accuracy_loader, calc_loss_loader, classify_review,
+                                        plot_values, train_classifier_simple)
+from llm_zero.model.gpt import to_classifier
 from llm_zero.model.gpt import GPTModel
 
 TINY = {"vocab_size": 50257, "context_length": 32, "emb_dim": 16, "n_heads": 2, "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from llm_zero.finetune.cli import InstructConfig, finetune_instruct
 from llm_zero.cli import main
 from llm_zero.finetune import dpo
-from llm_zero.finetune.dpo import (DPOConfig, PreferenceError, compare_models, finetune_dpo, judge_score,
-                                   make_preference_pairs)
+from llm_zero.eval.report import judge_score
+from llm_zero.finetune.dpo import DPOConfig, PreferenceError, compare_models, finetune_dpo, make_preference_pairs
 from llm_zero.train.checkpoint import CheckpointManager, RunExistsError, read_meta
 from llm_zero.train.config import ConfigError, load_config
 
@@ -141,3 +141,81 @@ def test_command_line_resumes_a_finished_run(dpo_run, tmp_path):
     p = scores["preference_dpo_vs_sft"]
     assert f"judge, DPO vs SFT: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses" in printed.getvalue()
     assert "checkpoint" in printed.getvalue()
+
+
+def _dpo_refused(sft, out, message, *extra):
+    "`finetune dpo` into `out` exits 2 with one line naming `message`, and `out` is unchanged."
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["finetune", "dpo", "--quiet", "--out", str(out), f"model.sft={sft}", *DPO_SMALL, *extra])
+    assert code == 2 and message in err.getvalue(), err.getvalue()
+    assert len(err.getvalue().strip().splitlines()) == 1 and "Traceback" not in err.getvalue()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"train": [{"instruction": "a", "inp', "pairs.json is not valid JSON"),
+    ('[{"instruction": "a"}]', "must hold an object with 'train' and 'validation' lists, got a list"),
+    ('{"train": []}', "pairs.json has no 'validation' list"),
+    ('{"train": [{"instruction": "a"}], "validation": []}', "'train': Record 0 is missing key(s)"),
+])
+def test_damaged_pairs_file_is_one_line(dpo_run, tmp_path, text, message):
+    _, cfg, _ = dpo_run
+    (tmp_path / "pairs.json").write_text(text)
+    _dpo_refused(cfg.model.sft, tmp_path, message)
+
+
+def test_pairs_from_other_settings_are_not_reused(dpo_run, tmp_path):
+    out, cfg, _ = dpo_run
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(out / "pairs.json", run / "pairs.json")
+    _dpo_refused(cfg.model.sft, run, "was made with another data.limit", "data.limit=100")
+    other = tmp_path / "other-sft"
+    shutil.copytree(cfg.model.sft, other)
+    from llm_zero.train.checkpoint import find_checkpoint
+    ck = find_checkpoint(other)  # the checkpoint DPO starts from
+    weights = load_file(ck / "model.safetensors")
+    from safetensors.torch import save_file
+    save_file({k: v + 1e-3 if v.is_floating_point() else v for k, v in weights.items()}, ck / "model.safetensors")
+    (ck / "SHA256SUMS").unlink(missing_ok=True)
+    _dpo_refused(other, run, "was made with another sft_weights_sha256")
+
+
+def test_equal_pairs_are_dropped_and_none_left_is_refused(dpo_run, tmp_path):
+    out, cfg, _ = dpo_run
+    pairs = json.loads((out / "pairs.json").read_text())
+    assert all(p["chosen"].strip() != p["rejected"].strip() for k in ("train", "validation") for p in pairs[k])
+    n = len(pairs["train"])
+    pairs["train"] = [{**p, "rejected": p["chosen"]} for p in pairs["train"]]
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), pytest.raises(PreferenceError, match="leaves 0 training"):
+        finetune_dpo(cfg, tmp_path, progress=False)
+    assert f"Dropped {n} of {n} train pairs whose chosen and rejected answers are the same." in printed.getvalue()
+    assert dpo.drop_equal_pairs(pairs["train"][:1] + pairs["validation"][:1], "train") == pairs["validation"][:1]
+
+
+def test_sigkill_then_resume_is_bit_identical(dpo_run, tmp_path):
+    "SIGKILL during `finetune dpo`: the last good checkpoint loads, and --resume ends on the clean run's weights."
+    import subprocess
+    import sys
+    from test_resume import _wait_for_step
+    out, cfg, _ = dpo_run
+    run = tmp_path / "run"
+    args = [str(Path(sys.executable).with_name("llm-zero")), "finetune", "dpo", "--quiet", "--out", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([*args, f"model.sft={cfg.model.sft}", *DPO_SMALL], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_step(proc, run, 7, timeout=600)
+    assert proc.poll() is None, f"the run finished before it could be killed: {proc.communicate()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from llm_zero.train.checkpoint import load_language_model
+    assert load_language_model(run)[2]["step"] == 5  # the last good checkpoint loads
+    resumed = subprocess.run([*args, "--resume", f"model.sft={cfg.model.sft}", *DPO_SMALL], env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    last = CheckpointManager(out / "checkpoints").latest()
+    assert _same_weights(last, run / "checkpoints" / last.name)

@@ -8,11 +8,12 @@ import torch
 from hypothesis import given, settings, strategies as st
 from llms_from_scratch import ch05 as book5, ch07 as book7
 
-from llm_zero.finetune.classify import to_classifier
-from llm_zero.finetune.instruct import (RESPONSE_HEADING, InstructionDataset, OllamaUnavailable, check_language_model,
-                                        custom_collate_fn, exact_match, extract_response, format_input, generate_responses,
-                                        lcs_length, load_instruction_data, query_model, rouge_l, save_responses,
-                                        score_responses, split_instruction_data, validate_instruction_records)
+from llm_zero.data.dataset import (RESPONSE_HEADING, format_input, load_instruction_data, split_instruction_data,
+                                   validate_instruction_records)
+from llm_zero.eval.report import exact_match, lcs_length, rouge_l, score_responses
+from llm_zero.finetune.instruct import (InstructionDataset, OllamaUnavailable, check_language_model, custom_collate_fn,
+                                        extract_response, generate_responses, query_model, save_responses)
+from llm_zero.model.gpt import to_classifier
 from llm_zero.model.gpt import GPTModel
 
 TINY = {"vocab_size": 50257, "context_length": 64, "emb_dim": 16, "n_heads": 2, "n_layers": 1, "drop_rate": 0.0, "qkv_bias": True}

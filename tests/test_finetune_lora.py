@@ -1,4 +1,4 @@
-"""Appendix E (llm_zero.finetune.lora): parameter counts, merging, parity with llms_from_scratch.appendix_e."""
+"""Appendix E (llm_zero.model.lora): parameter counts, merging, parity with llms_from_scratch.appendix_e."""
 import copy
 
 import pytest
@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 from llms_from_scratch import appendix_e as bookE
 from llms_from_scratch.ch04 import GPTModel as BookGPT
 
-from llm_zero.finetune.lora import (LinearWithLoRA, LoRALayer, count_trainable, merge_lora, replace_linear_with_lora,
-                                    to_lora_classifier)
+from llm_zero.model.lora import (LinearWithLoRA, LoRALayer, count_trainable, merge_lora, replace_linear_with_lora,
+                                 to_lora_classifier)
 from llm_zero.model.gpt import GPT_CONFIG_124M, GPTModel
 
 

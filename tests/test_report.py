@@ -9,8 +9,7 @@ from rouge_score import rouge_scorer
 
 from llm_zero.finetune.cli import ClassifyConfig, InstructConfig, finetune_classify, finetune_instruct
 from llm_zero.train.config import load_config
-from llm_zero.finetune.instruct import rouge_l
-from llm_zero.finetune.report import evaluate_run, write_report
+from llm_zero.eval.report import evaluate_run, rouge_l, write_report
 
 TINY_LM = """
 model: {context_length: 32, emb_dim: 32, n_heads: 2, n_layers: 1}
@@ -81,3 +80,29 @@ def test_language_model_corpora_and_cli(tmp_path):
     assert all(("bits_per_byte" in b) != ("skipped" in b) for b in r["bits_per_byte"].values())
     assert set(r["bits_per_byte"]) == {"python-docs", "english-mix", "the-verdict", "tinyshakespeare"}
     assert "bits/byte the-verdict" in printed and (tmp_path / "run" / "report.md").is_file()
+
+
+def _report_refused(run, message):
+    from llm_zero.cli import main
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["report", str(run)]) == 2
+    assert message in err.getvalue() and len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_run_config_that_is_not_yaml_is_the_config_loaders_error(instruct_run, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(instruct_run, run)
+    (run / "config.yaml").write_text("data: {limit: [\n")
+    _report_refused(run, f"Config file {run / 'config.yaml'} is not valid YAML: while parsing")
+
+
+def test_a_classifier_without_its_config_is_refused(tmp_path):
+    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=20", "train.epochs=1", "train.eval_freq=100"],
+                      ClassifyConfig)
+    finetune_classify(cfg, tmp_path / "cls", progress=False)
+    (tmp_path / "cls" / "config.yaml").unlink()
+    _report_refused(tmp_path / "cls", "has no config.yaml with a data section, so its test split cannot be rebuilt")

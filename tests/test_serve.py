@@ -630,7 +630,7 @@ def _context(model) -> int:
 
 
 def test_chat_cuts_a_long_instruction_but_keeps_the_template(checkpoints):
-    from llm_zero.finetune.instruct import PREAMBLE, RESPONSE_HEADING
+    from llm_zero.data.dataset import PREAMBLE, RESPONSE_HEADING
     from llm_zero.serve.chat import chat_prompt
     model, tok, _, _ = load_served(checkpoints / "instruct")
     context = model.pos_emb.num_embeddings

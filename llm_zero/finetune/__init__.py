@@ -4,12 +4,10 @@
 __all__ = []
 
 # %% ../../nbs/api/finetune.ipynb #a2d24b33
-from . import classify, instruct, lora, cli, dpo, report
+from . import classify, instruct, cli, dpo
 from .classify import *
 from .instruct import *
-from .lora import *
 from .cli import *
 from .dpo import *
-from .report import *
 
-__all__ = [*classify.__all__, *instruct.__all__, *lora.__all__, *cli.__all__, *dpo.__all__, *report.__all__]
+__all__ = [*classify.__all__, *instruct.__all__, *cli.__all__, *dpo.__all__]

@@ -3,7 +3,6 @@
 # %% ../../nbs/06_classification.ipynb #96d05782
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -11,87 +10,23 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from ..core import atomic_write, progress_bar
-from ..data.corpora import cache_dir, fetch, load_text
+from ..data.dataset import _label_index
+from ..data.corpora import cache_dir, load_text
 from ..model.generation import _context_length
+from ..model.gpt import GPTModel
+from ..model.hf import gpt_from_hf
+from ..train.checkpoint import CheckpointManager
+from ..train.engine import MetricsLog, TrainingLoop
+from ..train.pretrain import calc_loss_batch as lm_loss_batch
 
 # %% auto #0
-__all__ = ['LABELS', 'TINY_GPT_CONFIG', 'load_sms_spam', 'create_balanced_dataset', 'random_split', 'SpamDataset',
-           'load_base_model', 'to_classifier', 'calc_accuracy_loader', 'calc_loss_batch', 'calc_loss_loader',
-           'evaluate_model', 'train_classifier_simple', 'BagOfWordsBaseline', 'plot_values', 'classify_review']
-
-# %% ../../nbs/06_classification.ipynb #2d042026
-LABELS = ("ham", "spam")  # class index 0 and 1, as in the book
-
-def _label_index(label, where: str) -> int:
-    "Class index of `label` ('ham'/'spam' or 0/1); `where` names the record in the error."
-    if isinstance(label, str) and label.strip() in LABELS: return LABELS.index(label.strip())
-    if isinstance(label, str) and label.strip() in ("0", "1"): return int(label)
-    if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and label in (0, 1): return int(label)
-    raise ValueError(f"{where} has label {label!r}; expected one of {LABELS} (or the class index 0 or 1).")
-
-# %% ../../nbs/06_classification.ipynb #38fb439a
-def load_sms_spam(path: str | os.PathLike | None = None) -> list[dict]:
-    "Records `{'Label': 'ham'|'spam', 'Text': str}` of the SMS Spam Collection (default: the verified cached copy)."
-    path = Path(path) if path is not None else fetch("sms-spam")
-    records = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip(): continue
-        label, sep, text = line.partition("\t")
-        if not sep: raise ValueError(f"{path}, line {i}: expected 'label<TAB>message', got {line[:60]!r}.")
-        records.append({"Label": LABELS[_label_index(label, f'{path}, line {i}')], "Text": text})
-    return records
-
-# %% ../../nbs/06_classification.ipynb #1e628bda
-def _permutation(n: int, seed: int) -> np.ndarray:
-    # pandas' sample(random_state=seed) draws RandomState(seed).choice(n, size, replace=False),
-    # which is a prefix of this permutation; matching it keeps our splits equal to the book's.
-    return np.random.RandomState(seed).permutation(n)
-
-def create_balanced_dataset(records: list[dict], seed: int = 123) -> list[dict]:
-    "Random ham subset as large as the spam set (ham first, then all spam in file order)."
-    spam = [r for r in records if r["Label"] == "spam"]
-    ham = [r for r in records if r["Label"] == "ham"]
-    if len(ham) < len(spam): raise ValueError(f"Only {len(ham)} ham messages for {len(spam)} spam; cannot balance.")
-    return [ham[i] for i in _permutation(len(ham), seed)[:len(spam)]] + spam
-
-# %% ../../nbs/06_classification.ipynb #a33a09c8
-def random_split(records: list, train_frac: float, validation_frac: float, seed: int = 123) -> tuple[list, list, list]:
-    "Shuffle `records` and cut them into train, validation and test lists (test gets the rest)."
-    if not (0 < train_frac and 0 <= validation_frac and train_frac + validation_frac <= 1):
-        raise ValueError(f"Need 0 < train_frac and train_frac + validation_frac <= 1, got {train_frac}, {validation_frac}.")
-    shuffled = [records[i] for i in _permutation(len(records), seed)]
-    train_end = int(len(shuffled) * train_frac)
-    val_end = train_end + int(len(shuffled) * validation_frac)
-    return shuffled[:train_end], shuffled[train_end:val_end], shuffled[val_end:]
-
-# %% ../../nbs/06_classification.ipynb #4adf9df8
-class SpamDataset(Dataset):
-    "Token ids of labelled messages, padded (or truncated) to one length; items are `(ids, label)` tensors."
-    def __init__(self, data, tokenizer, max_length: int | None = None, pad_token_id: int = 50256):
-        if isinstance(data, (str, os.PathLike)):
-            with open(data, newline="", encoding="utf-8") as f: data = list(csv.DictReader(f))
-        self.data = list(data)
-        self.labels = []
-        for i, r in enumerate(self.data):
-            if not isinstance(r, dict) or not {"Label", "Text"} <= set(r):
-                raise ValueError(f"Record {i} must be a dict with keys 'Label' and 'Text', got {r!r:.80}.")
-            self.labels.append(_label_index(r["Label"], f"Record {i}"))
-        encoded = [tokenizer.encode(r["Text"]) for r in self.data]
-        self.max_length = max((len(e) for e in encoded), default=0) if max_length is None else int(max_length)
-        if self.max_length < 1: raise ValueError(f"max_length must be at least 1, got {self.max_length}.")
-        self.encoded_texts = [e[:self.max_length] + [pad_token_id] * (self.max_length - len(e)) for e in encoded]
-
-    def __getitem__(self, index):
-        return torch.tensor(self.encoded_texts[index]), torch.tensor(self.labels[index])
-
-    def __len__(self): return len(self.data)
+__all__ = ['TINY_GPT_CONFIG', 'load_base_model', 'calc_accuracy_loader', 'calc_loss_batch', 'calc_loss_loader', 'evaluate_model',
+           'train_classifier_simple', 'BagOfWordsBaseline', 'plot_values', 'classify_review']
 
 # %% ../../nbs/06_classification.ipynb #1fbc24f5
 TINY_GPT_CONFIG = {"vocab_size": 50257, "context_length": 128, "emb_dim": 64, "n_heads": 4,
@@ -101,10 +36,6 @@ def _pretrain_tiny(cfg: dict, steps: int, batch_size: int, seq_len: int, lr: flo
     "Next-token pretraining of a fresh GPTModel(cfg) on the default corpus, with the engine's loop."
     import tempfile
     import tiktoken
-    from llm_zero.model.gpt import GPTModel
-    from llm_zero.train.checkpoint import CheckpointManager
-    from llm_zero.train.engine import MetricsLog, TrainingLoop
-    from llm_zero.train.pretrain import calc_loss_batch as lm_loss_batch
     ids = torch.tensor(tiktoken.get_encoding("gpt2").encode(load_text()))
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -124,11 +55,8 @@ def _pretrain_tiny(cfg: dict, steps: int, batch_size: int, seq_len: int, lr: flo
 def load_base_model(source: str | os.PathLike | None = None, steps: int = 60, seed: int = 123) -> nn.Module:
     "GPT-2 from `source` (hub name, folder or .safetensors) via `gpt_from_hf`; with no source, a tiny GPT pretrained by llm_zero."
     if source is not None:
-        from llm_zero.model.hf import gpt_from_hf
         return gpt_from_hf(str(source)).eval()
     from safetensors.torch import load_file, save_file
-    from llm_zero.core import atomic_write
-    from llm_zero.model.gpt import GPTModel
     settings = dict(TINY_GPT_CONFIG, steps=steps, seed=seed, batch_size=8, seq_len=32, lr=3e-3)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "models" / f"tiny-gpt-{key}.safetensors"
@@ -140,22 +68,6 @@ def load_base_model(source: str | os.PathLike | None = None, steps: int = 60, se
     with atomic_write(path) as tmp:  # concurrent runs never see half a file
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp,
                   metadata={"llm_zero": "tiny-gpt", "settings": json.dumps(settings)})
-    return model
-
-# %% ../../nbs/06_classification.ipynb #54f0b9bd
-def to_classifier(model: nn.Module, num_classes: int = 2, trainable_blocks: int = 1) -> nn.Module:
-    "Replace `model.out_head` by a `num_classes` head; freeze all but the head, final norm and the top `trainable_blocks` blocks."
-    if not hasattr(model, "out_head") or not isinstance(model.out_head, nn.Linear):
-        raise TypeError(f"Expected a GPTModel with an `out_head` Linear layer, got {type(model).__name__}.")
-    if num_classes < 2: raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
-    n_blocks = len(model.trf_blocks)
-    if trainable_blocks == -1: trainable_blocks = n_blocks
-    if not 0 <= trainable_blocks <= n_blocks:
-        raise ValueError(f"trainable_blocks must be -1 or between 0 and {n_blocks}, got {trainable_blocks}.")
-    for p in model.parameters(): p.requires_grad = False
-    model.out_head = nn.Linear(model.out_head.in_features, num_classes)
-    for module in [*model.trf_blocks[n_blocks - trainable_blocks:], model.final_norm]:
-        for p in module.parameters(): p.requires_grad = True
     return model
 
 # %% ../../nbs/06_classification.ipynb #c2b68634

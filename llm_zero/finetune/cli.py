@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -13,32 +14,32 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .classify import (LABELS, BagOfWordsBaseline, SpamDataset, calc_accuracy_loader,
-                                        calc_loss_batch, create_balanced_dataset, evaluate_model, load_base_model,
-                                        load_sms_spam, plot_values, random_split, to_classifier)
-from .instruct import (InstructionDataset, check_language_model,
-                                        custom_collate_fn, generate_responses,
-                                        load_instruction_data, save_responses, score_responses,
-                                        split_instruction_data)
-from .dpo import DPOConfig, cmd_finetune_dpo
-from .lora import count_trainable, merge_lora, to_lora_classifier
+from ..data.dataset import load_instruction_data, split_instruction_data
+from ..data.dataset import LABELS, SpamDataset, create_balanced_dataset, load_sms_spam, random_split
+from ..eval.report import score_responses
+from .classify import (BagOfWordsBaseline, calc_accuracy_loader, calc_loss_batch,
+                                        evaluate_model, load_base_model, plot_values)
+from .instruct import (InstructionDataset, check_language_model, custom_collate_fn,
+                                        generate_responses, save_responses)
 from ..model.generation import _context_length
-from ..model.llama import build_model, config_of
-from ..train.checkpoint import CheckpointError, base_model_dir, find_checkpoint, load_weights, read_meta
+from ..model.llama import config_of
+from ..model.lora import count_trainable
+from ..train.checkpoint import (CheckpointError, base_model_dir, classifier_of, find_checkpoint,
+                                       load_run, read_meta)
 from ..train.config import ConfigError, load_config, save_config
-from ..train.engine import (MetricsLog, TrainingLoop, check_resume_config, load_model_from_checkpoint,
-                                   open_run, pick_device, resume_from)
+from ..train.engine import (MetricsLog, TrainingLoop, check_resume_config, open_run, pick_device,
+                                   resume_from)
 from ..train.engine import add_threads_option, threads_override, use_threads
 from ..train.evaluate import autocast_for
 from ..train.pretrain import evaluate_model as evaluate_lm
-from ..train.tokenizers import GPT2Tokenizer, load_tokenizer, write_json
+from ..train.tokenizers import GPT2Tokenizer, write_json
 
 # %% auto #0
-__all__ = ['TINY_BASE', 'FinetuneTrainConfig', 'FinetuneRunConfig', 'check_finetune', 'ClassifyModelConfig', 'ClassifyDataConfig',
-           'ClassifyTrainConfig', 'LoraConfig', 'ClassifyRunConfig', 'ClassifyConfig', 'InstructModelConfig',
-           'InstructDataConfig', 'GenerateConfig', 'InstructRunConfig', 'InstructConfig', 'load_base',
-           'load_classifier', 'load_language_model', 'epoch_order', 'finetune_classify', 'finetune_instruct',
-           'cmd_finetune_classify', 'cmd_finetune_instruct', 'add_finetune_commands']
+__all__ = ['TINY_BASE', 'FinetuneTrainConfig', 'FinetuneRunConfig', 'check_run_sections', 'check_finetune', 'ClassifyModelConfig',
+           'ClassifyDataConfig', 'ClassifyTrainConfig', 'LoraConfig', 'ClassifyRunConfig', 'ClassifyConfig',
+           'InstructModelConfig', 'InstructDataConfig', 'GenerateConfig', 'InstructRunConfig', 'InstructConfig',
+           'load_base', 'epoch_order', 'seen', 'finished_results', 'finetune_classify', 'finetune_instruct',
+           'cmd_finetune_classify', 'cmd_finetune_instruct', 'add_finetune_task', 'add_finetune_commands']
 
 # %% ../../nbs/07b_finetune_cli.ipynb #911b790a
 @dataclass
@@ -61,22 +62,31 @@ class FinetuneRunConfig:
     checkpoint_interval: int = 0    # also save every this many steps; 0: at the end (and on Ctrl-C) only
     keep_last: int = 2
 
-def check_finetune(c):
-    "The range checks both fine-tuning configs share."
-    def need(ok, key, rule):
-        if not ok: raise ConfigError(f"{key} {rule}.")
-    t, d, r = c.train, c.data, c.run
-    for key, v in [("train.epochs", t.epochs), ("train.eval_freq", t.eval_freq), ("train.eval_iter", t.eval_iter),
-                   ("data.batch_size", d.batch_size), ("run.keep_last", r.keep_last),
+def _need(ok: bool, key: str, rule: str):
+    if not ok: raise ConfigError(f"{key} {rule}.")
+
+def check_run_sections(c):
+    "The range checks of the `train` and `run` sections (and the batch size) of every fine-tuning config."
+    t, r = c.train, c.run
+    for key, v in [("train.epochs", t.epochs), ("train.eval_freq", t.eval_freq),
+                   ("train.eval_iter", t.eval_iter), ("data.batch_size", c.data.batch_size),
+                   ("run.keep_last", r.keep_last),
                    ("train.threads", 1 if t.threads is None else t.threads)]:
-        need(v >= 1, key, f"must be at least 1, got {v}")
-    need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
-    need(t.weight_decay >= 0, "train.weight_decay", f"must be non-negative, got {t.weight_decay}")
-    need(r.checkpoint_interval >= 0, "run.checkpoint_interval", f"must be non-negative, got {r.checkpoint_interval}")
-    need(d.max_length is None or d.max_length >= 1, "data.max_length", f"must be at least 1 or null, got {d.max_length}")
+        _need(v >= 1, key, f"must be at least 1, got {v}")
+    _need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
+    _need(t.weight_decay >= 0, "train.weight_decay", f"must be non-negative, got {t.weight_decay}")
+    _need(r.checkpoint_interval >= 0, "run.checkpoint_interval",
+          f"must be non-negative, got {r.checkpoint_interval}")
+
+def check_finetune(c):
+    "The range checks the classify and instruct configs share: the common sections, then the data."
+    check_run_sections(c)
+    d = c.data
+    _need(d.max_length is None or d.max_length >= 1, "data.max_length",
+          f"must be at least 1 or null, got {d.max_length}")
     # Fewer than 10 records leave the 10% part of the split (test or validation) empty.
-    need(d.limit is None or d.limit >= 10, "data.limit",
-         f"must be at least 10 (each part of the split needs a record) or null for all, got {d.limit}")
+    _need(d.limit is None or d.limit >= 10, "data.limit",
+          f"must be at least 10 (each part of the split needs a record) or null for all, got {d.limit}")
 
 # %% ../../nbs/07b_finetune_cli.ipynb #4f3f2f94
 @dataclass
@@ -181,37 +191,9 @@ def load_base(base=None):
         if meta.get("task") == "classify":
             raise CheckpointError(f"{base} is a classifier checkpoint (labels {meta.get('labels')}); fine-tune from a "
                                   "language model checkpoint instead.")
-        model, tok, _ = load_model_from_checkpoint(base)
+        model, tok, _ = load_run(base)
         return model.train(), tok
     return load_base_model(None if base == TINY_BASE else base).train(), GPT2Tokenizer()
-
-# %% ../../nbs/07b_finetune_cli.ipynb #160f52d9
-def _classifier_of(lm: torch.nn.Module, meta: dict) -> torch.nn.Module:
-    "The classifier a checkpoint's meta describes, around the language model `lm`."
-    lora = meta.get("lora") or {}
-    if lora.get("rank"): return to_lora_classifier(lm, lora["rank"], lora["alpha"], num_classes=len(meta["labels"]))
-    return to_classifier(lm, num_classes=len(meta["labels"]), trainable_blocks=meta.get("trainable_blocks", 1))
-
-def load_classifier(path, device="cpu"):
-    "(model, tokenizer, meta) of a checkpoint written by `llm-zero finetune classify`, LoRA merged."
-    ck = find_checkpoint(path)
-    meta = read_meta(ck)
-    if meta.get("task") != "classify":
-        raise CheckpointError(f"{path} is a language model checkpoint (task {meta.get('task', 'pretrain')!r}), not a "
-                              f"classifier; fine-tune it first: llm-zero finetune classify --config "
-                              f"configs/finetune_classify.yaml model.base={path}")
-    model = _classifier_of(build_model(meta["model"]), meta)
-    load_weights(model, ck)
-    return merge_lora(model).to(device).eval(), load_tokenizer(ck), meta
-
-def load_language_model(path, device="cpu"):
-    "(model, tokenizer, meta) of a language-model checkpoint; a classifier checkpoint is a clear error."
-    meta = read_meta(find_checkpoint(path))
-    if meta.get("task") == "classify":
-        raise CheckpointError(f"{path} is a classifier checkpoint (it outputs the labels {meta.get('labels')}, not "
-                              "tokens), so it cannot generate text; use an instruction-tuned or pretrained checkpoint.")
-    model, tok, meta = load_model_from_checkpoint(path, device)
-    return check_language_model(model), tok, meta
 
 # %% ../../nbs/07b_finetune_cli.ipynb #bb1401b3
 def epoch_order(n: int, batch_size: int, seed: int):
@@ -223,6 +205,11 @@ def epoch_order(n: int, batch_size: int, seed: int):
         return order[k * batch_size:(k + 1) * batch_size]
     return per_epoch, indices
 
+def seen(indices, steps: int, size) -> dict:
+    "Examples and tokens in the first `steps` steps of `epoch_order`'s `indices`; `size(i)`: item i's."
+    items = [int(i) for step in range(steps) for i in indices(step)]
+    return {"examples_seen": len(items), "tokens": sum(size(i) for i in items)}
+
 # %% ../../nbs/07b_finetune_cli.ipynb #dab5f391
 def _start(cfg, out, resume: bool, sections: tuple) -> tuple:
     "Run folder, checkpoints, the checkpoint to resume (or None) and the device of a fine-tuning run."
@@ -233,8 +220,15 @@ def _start(cfg, out, resume: bool, sections: tuple) -> tuple:
     use_threads(cfg.train.threads)
     return run_dir, ckpts, latest, device
 
+def finished_results(run_dir: Path, latest, total: int, results: str) -> dict | None:
+    "The saved `results` of a run whose newest checkpoint is its last step: --resume leaves it be."
+    if latest is None or read_meta(latest)["step"] < total: return None
+    try: saved = json.loads((run_dir / results).read_text(encoding="utf-8"))
+    except (OSError, ValueError): return None  # killed before its results were written: measure
+    return {**saved, "finished": True}
+
 def _run(cfg, model, run_dir: Path, ckpts, latest, device, batch, per_epoch: int, evaluate, meta, tok,
-         loss=None, tokens_per_step: int = 0, progress: bool = True, resume: bool = False) -> tuple[dict, TrainingLoop]:
+         order, size, loss=None, progress: bool = True, resume: bool = False) -> tuple[dict, TrainingLoop]:
     "Record the config, build AdamW, resume if asked, and train with the engine's loop."
     t = cfg.train
     say = print if not progress else (lambda msg: tqdm.write(str(msg)))
@@ -248,11 +242,13 @@ def _run(cfg, model, run_dir: Path, ckpts, latest, device, batch, per_epoch: int
     loop = TrainingLoop(model, opt, lambda step, micro: batch(step), t.epochs * per_epoch, ckpts,
                         **({"loss": loss} if loss else {}), device=device, bf16=t.bf16, log_interval=1,
                         eval_interval=t.eval_freq, checkpoint_interval=cfg.run.checkpoint_interval,
-                        evaluate=evaluate, meta=meta, tokenizer=tok, tokens_per_step=tokens_per_step,
+                        evaluate=evaluate, meta=meta, tokenizer=tok,
                         epoch_at=lambda done: done / per_epoch, start=start, elapsed0=elapsed0,
                         metrics=MetricsLog(run_dir, start), say=say, progress=progress,
                         advice="lower train.lr")
-    return loop.run(), loop
+    s = loop.run()
+    # What was seen, from each step's items: a split smaller than a batch makes smaller batches.
+    return {**s, **seen(order, s["step"], size)}, loop
 
 def _evals(loop: TrainingLoop, key: str) -> list:
     return [r[key] for r in loop.metrics.records if key in r]
@@ -279,9 +275,10 @@ def finetune_classify(cfg: ClassifyConfig, out=None, progress: bool = True, resu
             "pad_token_id": tok.pad_id, "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha},
             "trainable_blocks": cfg.model.trainable_blocks}
     torch.manual_seed(t.seed)
-    model = _classifier_of(model, meta).to(device)
+    model = classifier_of(model, meta).to(device)
     n_train = count_trainable(model)
     per_epoch, order = epoch_order(len(train_ds), d.batch_size, t.seed)
+    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "metrics.json"): return done
     def batch(step):
         items = [train_ds[int(i)] for i in order(step)]
         return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
@@ -294,8 +291,8 @@ def finetune_classify(cfg: ClassifyConfig, out=None, progress: bool = True, resu
         return dict(scores)
     s, loop = _run(cfg, model, run_dir, ckpts, latest, device, batch, per_epoch, evaluate,
                    lambda step: {**meta, "val_accuracy": scores.get("val_acc")}, tok,
-                   loss=lambda m, x, y: calc_loss_batch(x, y, m, device),
-                   tokens_per_step=d.batch_size * train_ds.max_length, progress=progress, resume=resume)
+                   order, lambda i: train_ds.max_length,
+                   loss=lambda m, x, y: calc_loss_batch(x, y, m, device), progress=progress, resume=resume)
     result = {**s, "run_dir": str(run_dir), "trainable_parameters": n_train, "max_length": train_ds.max_length}
     if s["interrupted"]: return result
     with autocast_for(device, t.bf16):
@@ -305,10 +302,10 @@ def finetune_classify(cfg: ClassifyConfig, out=None, progress: bool = True, resu
     metrics = {**result, "accuracy": acc, "bag_of_words_accuracy": {
                    "train": bow.accuracy(train_r), "validation": bow.accuracy(val_r), "test": bow.accuracy(test_r)},
                "train_losses": _evals(loop, "train_eval_loss"), "val_losses": _evals(loop, "val_loss"),
-               "train_accs": ta, "val_accs": va, "examples_seen": s["step"] * d.batch_size}
+               "train_accs": ta, "val_accs": va}
     write_json(run_dir / "metrics.json", metrics)
     steps = torch.tensor([r["step"] for r in loop.metrics.records if "val_acc" in r], dtype=torch.float)
-    fig = plot_values(steps / per_epoch, steps * d.batch_size, ta, va, label="accuracy",
+    fig = plot_values(steps / per_epoch, steps * min(d.batch_size, len(train_ds)), ta, va, label="accuracy",
                       baseline=metrics["bag_of_words_accuracy"]["validation"],
                       baseline_label="bag-of-words (validation)", path=run_dir / "accuracy.png")
     import matplotlib.pyplot as plt; plt.close(fig)
@@ -335,13 +332,16 @@ def finetune_instruct(cfg: InstructConfig, out=None, progress: bool = True, resu
     torch.manual_seed(t.seed)
     model = model.to(device)
     per_epoch, order = epoch_order(len(train_ds), d.batch_size, t.seed)
+    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "scores.json"): return done
     def evaluate(step):
         with autocast_for(device, t.bf16):
             tl, vl = evaluate_lm(model, train_loader, val_loader, device, t.eval_iter)
         return {"val_loss": vl, "train_eval_loss": tl}
-    s, loop = _run(cfg, model, run_dir, ckpts, latest, device, lambda step: collate([train_ds[int(i)] for i in order(step)]),
-                   per_epoch, evaluate, lambda step: {"task": "instruct", "model": config_of(model), "prompt_format": "alpaca"},
-                   tok, progress=progress, resume=resume)
+    meta = {"task": "instruct", "model": config_of(model), "prompt_format": "alpaca"}
+    s, loop = _run(cfg, model, run_dir, ckpts, latest, device,
+                   lambda step: collate([train_ds[int(i)] for i in order(step)]), per_epoch, evaluate,
+                   lambda step: meta, tok, order, lambda i: min(len(train_ds.encoded_texts[i]) + 1, context),
+                   progress=progress, resume=resume)
     result = {**s, "run_dir": str(run_dir)}
     if s["interrupted"]: return result
     answered = generate_responses(model.eval(), test_d, tok, max_new_tokens=g.max_new_tokens, eos_id=tok.eos_id,
@@ -352,17 +352,24 @@ def finetune_instruct(cfg: InstructConfig, out=None, progress: bool = True, resu
     write_json(run_dir / "scores.json", scores)
     return scores
 
-# %% ../../nbs/07b_finetune_cli.ipynb #2f870063
+# %% ../../nbs/07b_finetune_cli.ipynb #2c96550d
 def _stopped(s: dict) -> int:
     "Report a run stopped by a signal; the exit status is 128 + the signal's number (130 for Ctrl-C)."
     print(f"Stopped at step {s['step']}; checkpoint {s['checkpoint']}; continue with --resume.")
     return 128 + s["signal"]
 
+def _say_finished(s: dict):
+    "Say that a --resume found the run finished; its saved results follow unchanged."
+    if s.get("finished"): print(f"{s['run_dir']} is finished (step {s['step']}); its saved results:")
+
+
+# %% ../../nbs/07b_finetune_cli.ipynb #2f870063
 def cmd_finetune_classify(args) -> int:
     "llm-zero finetune classify."
     cfg = load_config(args.config, args.overrides + threads_override(args), ClassifyConfig)
     m = finetune_classify(cfg, args.out, not args.quiet, args.resume)
     if m["interrupted"]: return _stopped(m)
+    _say_finished(m)
     a, b = m["accuracy"], m["bag_of_words_accuracy"]
     print("accuracy  " + "  ".join(f"{k} {v:.2%}" for k, v in a.items()))
     print("baseline  " + "  ".join(f"{k} {v:.2%}" for k, v in b.items()) + "  (bag-of-words logistic regression)")
@@ -374,6 +381,7 @@ def cmd_finetune_instruct(args) -> int:
     cfg = load_config(args.config, args.overrides + threads_override(args), InstructConfig)
     s = finetune_instruct(cfg, args.out, not args.quiet, args.resume)
     if s["interrupted"]: return _stopped(s)
+    _say_finished(s)
     print(f"test responses: exact match {s['exact_match']:.2%}, ROUGE-L {s['rouge_l']:.3f} over {s['n']} records")
     print(f"checkpoint {s['checkpoint']}")
     return 0
@@ -384,21 +392,25 @@ def _keys(cls) -> str:
     return "\n".join(f"  {f.name}: {', '.join(g.name for g in dataclasses.fields(f.default_factory))}"
                      for f in dataclasses.fields(cls))
 
+def add_finetune_task(fsub, name: str, func, cls, what: str):
+    "Register `llm-zero finetune NAME`: --config, --out, --resume, --quiet and overrides of config `cls`."
+    c = fsub.add_parser(name, help=f"fine-tune {what}", formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description=f"Fine-tune {what}.\nOverride config keys with SECTION.KEY=VALUE; "
+                                    f"sections and keys:\n{_keys(cls)}")
+    c.add_argument("--config", help=f"YAML config (see configs/finetune_{name}.yaml)")
+    c.add_argument("--out", help="run folder (default: run.out in the config)")
+    c.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=1")
+    add_threads_option(c, "train.threads")
+    c.set_defaults(func=func)
+
 def add_finetune_commands(subparsers) -> None:
-    "Register `finetune classify`, `finetune instruct` and `finetune dpo` on the `llm-zero` subparsers."
+    "Register `finetune classify` and `finetune instruct`; returns the `finetune` subparsers."
     ft = subparsers.add_parser("finetune", help="fine-tune a model: spam classifier or instruction following")
     fsub = ft.add_subparsers(dest="finetune_command", required=True, metavar="TASK")
     for name, func, cls, what in [
             ("classify", cmd_finetune_classify, ClassifyConfig, "a spam classifier (chapter 6; LoRA with lora.rank=N)"),
-            ("instruct", cmd_finetune_instruct, InstructConfig, "an instruction follower (chapter 7)"),
-            ("dpo", cmd_finetune_dpo, DPOConfig, "an instruction follower with DPO (chapter 7c)")]:
-        c = fsub.add_parser(name, help=f"fine-tune {what}", formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description=f"Fine-tune {what}.\nOverride config keys with SECTION.KEY=VALUE; "
-                                        f"sections and keys:\n{_keys(cls)}")
-        c.add_argument("--config", help=f"YAML config (see configs/finetune_{name}.yaml)")
-        c.add_argument("--out", help="run folder (default: run.out in the config)")
-        c.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-        c.add_argument("--quiet", action="store_true", help="no progress bar")
-        c.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=1")
-        add_threads_option(c, "train.threads")
-        c.set_defaults(func=func)
+            ("instruct", cmd_finetune_instruct, InstructConfig, "an instruction follower (chapter 7)")]:
+        add_finetune_task(fsub, name, func, cls, what)
+    return fsub

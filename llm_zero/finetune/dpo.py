@@ -5,32 +5,35 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from functools import partial
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..core import LLMZeroError, progress_bar
-from .instruct import (PREAMBLE, RESPONSE_HEADING, format_input, load_instruction_data,
-                                        rouge_l, score_responses, split_instruction_data,
-                                        validate_instruction_records)
-from ..model.generation import _context_length, generate, left_pad
+from ..data.corpora import sha256_file
+from ..data.dataset import (InstructionDataError, RESPONSE_HEADING, format_input, load_instruction_data,
+                                        split_instruction_data, validate_instruction_records)
+from ..eval.report import FAILURES, answer_scores, generate_answers, judge_score
+from .cli import (FinetuneRunConfig, FinetuneTrainConfig, _run, _say_finished, _start, _stopped,
+                                   add_finetune_task, check_run_sections, epoch_order, finished_results)
+from ..model.generation import _context_length
+from ..train.checkpoint import MODEL_FILE, find_checkpoint, load_language_model
 from ..train.config import ConfigError, load_config
 from ..train.engine import threads_override
 from ..train.tokenizers import write_json
 
 # %% auto #0
-__all__ = ['TEMPLATE_MARKERS', 'FAILURES', 'PreferenceError', 'compute_dpo_loss', 'sequence_logprobs', 'PreferenceDataset',
-           'preference_collate', 'response_logprobs', 'frozen_copy', 'dpo_loss_batch', 'repetition_loop',
-           'format_problems', 'judge_score', 'compare_models', 'answer_scores', 'generate_answers',
-           'make_preference_pairs', 'evaluate_dpo_loader', 'train_model_dpo', 'plot_dpo_history', 'DPOModelConfig',
-           'DPODataConfig', 'DPOTrainConfig', 'DPOGenerateConfig', 'DPORunConfig', 'DPOConfig', 'finetune_dpo',
-           'cmd_finetune_dpo']
+__all__ = ['PreferenceError', 'compute_dpo_loss', 'sequence_logprobs', 'PreferenceDataset', 'preference_collate',
+           'response_logprobs', 'frozen_copy', 'dpo_loss_batch', 'compare_models', 'make_preference_pairs',
+           'evaluate_dpo_loader', 'train_model_dpo', 'plot_dpo_history', 'DPOModelConfig', 'DPODataConfig',
+           'DPOTrainConfig', 'DPOGenerateConfig', 'DPORunConfig', 'DPOConfig', 'pairs_made_from', 'read_pairs',
+           'drop_equal_pairs', 'finetune_dpo', 'cmd_finetune_dpo', 'add_dpo_command']
 
 # %% ../../nbs/07c_dpo.ipynb #e47969d5
 class PreferenceError(LLMZeroError, ValueError):
@@ -112,29 +115,7 @@ def dpo_loss_batch(batch: dict, policy: nn.Module, reference: nn.Module, beta: f
     return {"loss": loss, "chosen_reward": rc.mean().item(), "rejected_reward": rr.mean().item(),
             "margin": (rc - rr).mean().item(), "accuracy": (rc > rr).float().mean().item()}
 
-# %% ../../nbs/07c_dpo.ipynb #53604e31
-TEMPLATE_MARKERS = ("### Instruction", "### Input", "### Response", PREAMBLE[:40])
-
-def repetition_loop(text: str, max_span: int = 10, min_repeats: int = 3) -> bool:
-    "Whether some run of 1 to `max_span` words repeats `min_repeats` or more times in a row."
-    w = re.findall(r"\w+", text.lower())
-    for n in range(1, max_span + 1):
-        for i in range(len(w) - n * min_repeats + 1):
-            if all(w[i:i + n] == w[i + k * n:i + (k + 1) * n] for k in range(1, min_repeats)): return True
-    return False
-
-def format_problems(response: str, stopped: bool = True) -> list[str]:
-    "Names of the format rules `response` breaks: template, repetition, empty, no_eos."
-    problems = [name for name, broken in (
-        ("template", any(m in response for m in TEMPLATE_MARKERS)), ("repetition", repetition_loop(response)),
-        ("empty", not response.strip()), ("no_eos", not stopped)) if broken]
-    return problems
-
 # %% ../../nbs/07c_dpo.ipynb #798f827d
-def judge_score(response: str, reference: str, stopped: bool = True) -> float:
-    "The offline judge: ROUGE-L of `response` against `reference`, or 0 if it breaks a format rule."
-    return 0.0 if format_problems(response, stopped) else rouge_l(response, reference)
-
 def compare_models(answers_a: list[dict], answers_b: list[dict]) -> dict:
     "The judge's verdicts, item by item, on model A's answers against model B's: wins, ties, losses of A."
     counts = {"wins": 0, "ties": 0, "losses": 0}
@@ -147,35 +128,7 @@ def compare_models(answers_a: list[dict], answers_b: list[dict]) -> dict:
     decided = counts["wins"] + counts["losses"]
     return {**counts, "win_rate": counts["wins"] / decided if decided else None}  # None: all ties
 
-# %% ../../nbs/07c_dpo.ipynb #0a1b2677
-FAILURES = ("template", "repetition", "empty", "no_eos")
-
-def answer_scores(answered: list[dict]) -> dict:
-    "Mean ROUGE-L and exact match of `model_response` against `output`, and the rate of each format failure."
-    problems = [format_problems(a["model_response"], a.get("stopped", True)) for a in answered]
-    n = max(len(answered), 1)
-    return {**score_responses(answered),
-            "failure_rate": {**{k: sum(k in p for p in problems) / n for k in FAILURES},
-                             "any": sum(bool(p) for p in problems) / n}}
-
 # %% ../../nbs/07c_dpo.ipynb #91dd90db
-def generate_answers(model: nn.Module, records: list[dict], tokenizer, max_new_tokens: int = 64,
-                     batch_size: int = 16, eos_id: int = 50256) -> list[dict]:
-    "Copies of `records` with the model's greedy `model_response` and whether it `stopped` at end-of-text."
-    model.eval()
-    context = _context_length(model)  # any architecture
-    out = []
-    for start in range(0, len(records), batch_size):
-        chunk = validate_instruction_records(records[start:start + batch_size])
-        prompts = [tokenizer.encode(format_input(r) + RESPONSE_HEADING)[-context:] for r in chunk]
-        idx, mask = left_pad(prompts, pad_id=eos_id)
-        new = generate(model, idx, max_new_tokens, context, eos_id=eos_id, use_cache=True, attention_mask=mask)
-        for r, row in zip(chunk, new[:, idx.shape[1]:].tolist()):
-            stopped = eos_id in row
-            text = tokenizer.decode(row[:row.index(eos_id)] if stopped else row)
-            out.append({**r, "model_response": text.strip(), "stopped": stopped})
-    return out
-
 def make_preference_pairs(answered: list[dict]) -> list[dict]:
     "The pair rule: chosen = reference `output`; rejected = `model_response`, kept if the judge scores it lower."
     return [{"instruction": r["instruction"], "input": r["input"], "chosen": r["output"],
@@ -251,17 +204,11 @@ class DPODataConfig:
     max_new_tokens: int = 64        # length budget of the answers that become rejected ones
 
 @dataclass
-class DPOTrainConfig:
-    epochs: int = 2
+class DPOTrainConfig(FinetuneTrainConfig):
+    "Chapter 7b's optimisation, at DPO's gentler rate and decay, plus DPO's beta."
     lr: float = 5e-6
     weight_decay: float = 0.01
     beta: float = 0.1
-    eval_freq: int = 5              # evaluate every this many steps (and at the end)
-    eval_iter: int = 5              # batches per evaluation
-    seed: int = 123
-    device: str = "auto"            # as for the other fine-tuning commands
-    bf16: bool = False
-    threads: int | None = None
 
 @dataclass
 class DPOGenerateConfig:
@@ -269,10 +216,8 @@ class DPOGenerateConfig:
     test_limit: int | None = None
 
 @dataclass
-class DPORunConfig:
+class DPORunConfig(FinetuneRunConfig):
     out: str = "experiments/finetune-dpo"
-    checkpoint_interval: int = 0    # also save every this many steps; 0: at the end and on Ctrl-C
-    keep_last: int = 2
 
 @dataclass
 class DPOConfig:
@@ -284,18 +229,12 @@ class DPOConfig:
     run: DPORunConfig = field(default_factory=DPORunConfig)
 
     def check(self):
-        t, d, r = self.train, self.data, self.run
-        for key, v in [("train.epochs", t.epochs), ("train.eval_freq", t.eval_freq),
-                       ("train.eval_iter", t.eval_iter), ("data.batch_size", d.batch_size),
-                       ("data.max_new_tokens", d.max_new_tokens), ("run.keep_last", r.keep_last),
-                       ("generate.max_new_tokens", self.generate.max_new_tokens),
-                       ("train.threads", 1 if t.threads is None else t.threads)]:
+        check_run_sections(self)
+        t, d, g = self.train, self.data, self.generate
+        for key, v in [("data.max_new_tokens", d.max_new_tokens),
+                       ("generate.max_new_tokens", g.max_new_tokens)]:
             if v < 1: raise ConfigError(f"{key} must be at least 1, got {v}.")
-        if not (t.lr > 0 and t.beta > 0):
-            raise ConfigError("train.lr and train.beta must be positive.")
-        if r.checkpoint_interval < 0:
-            raise ConfigError("run.checkpoint_interval must be non-negative, "
-                              f"got {r.checkpoint_interval}.")
+        if not t.beta > 0: raise ConfigError(f"train.beta must be positive, got {t.beta}.")
 
 # %% ../../nbs/07c_dpo.ipynb #235a523d
 def _dpo_history(records: list[dict]) -> dict:
@@ -304,11 +243,92 @@ def _dpo_history(records: list[dict]) -> dict:
     keys = [k for k in (evals[0] if evals else {}) if k != "elapsed_s"]  # timing is no history
     return {k: [r.get(k) for r in evals] for k in keys}
 
+def _instruction_splits(cfg: DPOConfig) -> tuple[list, list, list]:
+    "Chapter 7's train, validation and test records under the run's data settings."
+    d, g = cfg.data, cfg.generate
+    data = load_instruction_data(d.path)
+    train_d, val_d, test_d = split_instruction_data(data[:d.limit] if d.limit else data)
+    return train_d, val_d, test_d if g.test_limit is None else test_d[:g.test_limit]
+
+def pairs_made_from(cfg: DPOConfig) -> dict:
+    "What a run's pairs.json comes from: the SFT weights and the data settings that shape the pairs."
+    d = cfg.data
+    return {"sft_weights_sha256": sha256_file(find_checkpoint(cfg.model.sft) / MODEL_FILE),
+            "data.path": d.path, "data.limit": d.limit,
+            "data.max_new_tokens": d.max_new_tokens}
+
+def read_pairs(path, made_from: dict) -> dict:
+    "The pairs in a run's pairs.json; a damaged or foreign file is a one-line error."
+    fix = "delete it to make the pairs again"
+    try: pairs = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise PreferenceError(f"{path} is not valid JSON ({e}); {fix}.") from None
+    if not isinstance(pairs, dict):
+        raise PreferenceError(f"{path} must hold an object with 'train' and 'validation' lists, "
+                              f"got a {type(pairs).__name__}; {fix}.")
+    for key in ("train", "validation"):
+        if not isinstance(pairs.get(key), list):
+            raise PreferenceError(f"{path} has no '{key}' list; {fix}.")
+        try: validate_instruction_records(pairs[key], ("instruction", "input", "chosen", "rejected"))
+        except InstructionDataError as e:
+            raise PreferenceError(f"{path}, '{key}': {e} ({fix})") from None
+    was = pairs.get("made_from")
+    if was is None:
+        print(f"{path} does not record what it was made from (an older run); it is used as it is.")
+    elif was != made_from:
+        differ = ", ".join(k for k in made_from if was.get(k) != made_from[k])
+        raise PreferenceError(f"{path} was made with another {differ} than this run's; {fix}, or "
+                              "run with the model.sft and data settings it was made with.")
+    return pairs
+
+def drop_equal_pairs(pairs: list[dict], split: str) -> list[dict]:
+    "The pairs whose answers differ (an equal pair teaches DPO nothing); says how many went."
+    kept = [p for p in pairs if p["chosen"].strip() != p["rejected"].strip()]
+    if len(kept) < len(pairs):
+        print(f"Dropped {len(pairs) - len(kept)} of {len(pairs)} {split} pairs whose chosen and "
+              "rejected answers are the same.")
+    return kept
+
+def _preference_sets(cfg: DPOConfig, run_dir, sft, tok, splits, context: int, eos: int):
+    "Training and validation `PreferenceDataset`s of the run's pairs.json (made first if absent)."
+    d = cfg.data
+    pairs_file, made_from = run_dir / "pairs.json", pairs_made_from(cfg)
+    if not pairs_file.is_file():
+        answered = {k: generate_answers(sft, recs, tok, d.max_new_tokens)
+                    for k, recs in zip(("train", "validation"), splits)}
+        made = {k: drop_equal_pairs(make_preference_pairs(a), k) for k, a in answered.items()}
+        write_json(pairs_file, {"made_from": made_from, **made})
+    pairs = read_pairs(pairs_file, made_from)
+    kept = {k: drop_equal_pairs(pairs[k], k) for k in ("train", "validation")}
+    kept["train"] = kept["train"][:d.max_pairs]  # None: all of them
+    sets = {k: PreferenceDataset(v, tok, max_length=context, eos_id=eos)
+            for k, v in kept.items()}
+    if not len(sets["train"]) or not len(sets["validation"]):
+        n_train, n_val = len(sets["train"]), len(sets["validation"])
+        raise PreferenceError(f"{pairs_file} leaves {n_train} training and {n_val} validation pairs "
+                              "with different answers that fit the context; DPO needs both (use "
+                              "more records: data.limit).")
+    return sets
+
+def _judge_dpo(result: dict, run_dir, sft, policy, tok, test_d, history: dict, sets: dict, cfg,
+               eos: int, start: float) -> dict:
+    "Plot the run, answer the test records with both models and judge them; write the scores."
+    plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
+    answers = {name: generate_answers(m, test_d, tok, cfg.generate.max_new_tokens, eos_id=eos)
+               for name, m in (("sft", sft), ("dpo", policy.eval()))}
+    scores = {**result, "pairs": {k: len(v) for k, v in sets.items()},
+              "skipped_pairs": sets["train"].skipped,
+              "preference_dpo_vs_sft": compare_models(answers["dpo"], answers["sft"]),
+              **{name: answer_scores(a) for name, a in answers.items()},
+              "elapsed_s": time.time() - start}
+    for name, obj in (("test-answers.json", answers), ("scores.json", scores),
+                      ("metrics.json", history)):
+        write_json(run_dir / name, obj)
+    return scores
+
 def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool = False) -> dict:
     "Run this chapter's DPO on the instruction-tuned checkpoint `model.sft`; returns the scores."
-    # The command floor imports this module; its run helpers serve every fine-tuning command.
-    from llm_zero.finetune.cli import _run, _start, epoch_order, load_language_model
-    d, t, g = cfg.data, cfg.train, cfg.generate
+    t = cfg.train
     if cfg.model.sft is None:
         raise PreferenceError("model.sft is not set: give the run folder of `llm-zero finetune "
                               "instruct`, e.g. model.sft=experiments/finetune-instruct.")
@@ -316,30 +336,18 @@ def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool =
     sft, tok, _ = load_language_model(cfg.model.sft, device)
     # Rebuilt from the SFT base on every start (resume too): never trained, never checkpointed.
     reference = frozen_copy(sft)
-    data = load_instruction_data(d.path)
-    train_d, val_d, test_d = split_instruction_data(data[:d.limit] if d.limit else data)
-    if g.test_limit is not None: test_d = test_d[:g.test_limit]
-    pairs_file, start = run_dir / "pairs.json", time.time()
-    if not pairs_file.is_file():
-        answered = {k: generate_answers(sft, recs, tok, d.max_new_tokens)
-                    for k, recs in (("train", train_d), ("validation", val_d))}
-        write_json(pairs_file, {k: make_preference_pairs(a) for k, a in answered.items()})
-    pairs = json.loads(pairs_file.read_text(encoding="utf-8"))
-    eos = getattr(tok, "eos_id", None) or 50256
-    context = _context_length(sft)
-    pairs["train"] = pairs["train"][:d.max_pairs]  # None: all of them
-    sets = {k: PreferenceDataset(v, tok, max_length=context, eos_id=eos) for k, v in pairs.items()}
-    if not len(sets["train"]) or not len(sets["validation"]):
-        raise PreferenceError(f"The pair rule kept {len(sets['train'])} training and "
-                              f"{len(sets['validation'])} validation pairs; DPO needs both "
-                              "(use more records: data.limit).")
+    train_d, val_d, test_d = _instruction_splits(cfg)
+    eos, context = getattr(tok, "eos_id", None) or 50256, _context_length(sft)
+    start = time.time()
+    sets = _preference_sets(cfg, run_dir, sft, tok, (train_d, val_d), context, eos)
+    per_epoch, order = epoch_order(len(sets["train"]), cfg.data.batch_size, t.seed)
+    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "scores.json"): return done
     collate = partial(preference_collate, pad_token_id=eos, allowed_max_length=context,
                       device=device)
-    loaders = {k: DataLoader(v, batch_size=d.batch_size, collate_fn=collate)
+    loaders = {k: DataLoader(v, batch_size=cfg.data.batch_size, collate_fn=collate)
                for k, v in sets.items()}
     torch.manual_seed(t.seed)
     policy = copy.deepcopy(sft).train()
-    per_epoch, order = epoch_order(len(sets["train"]), d.batch_size, t.seed)
     # The engine's batches are tensors: a step's batch is its pairs' indices, collated in the loss.
     def loss(model, idx, _):
         batch = collate([sets["train"][int(i)] for i in idx])
@@ -353,30 +361,20 @@ def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool =
     meta = {"task": "dpo", "model": dict(policy.cfg), "prompt_format": "alpaca"}
     s, loop = _run(cfg, policy, run_dir, ckpts, latest, device,
                    lambda step: (order(step), order(step)), per_epoch, evaluate,
-                   lambda step: meta, tok, loss=loss, progress=progress, resume=resume)
+                   lambda step: meta, tok, order,
+                   lambda i: sum(min(len(sets["train"][i][k]), context) for k in ("chosen", "rejected")),
+                   loss=loss, progress=progress, resume=resume)
     result = {**s, "run_dir": str(run_dir)}
     if s["interrupted"]: return result
     history = _dpo_history(loop.metrics.records)
-    import matplotlib.pyplot as plt
-    plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
-    answers = {name: generate_answers(m, test_d, tok, g.max_new_tokens, eos_id=eos)
-               for name, m in (("sft", sft), ("dpo", policy.eval()))}
-    scores = {**result, "pairs": {k: len(v) for k, v in sets.items()},
-              "skipped_pairs": sets["train"].skipped,
-              "preference_dpo_vs_sft": compare_models(answers["dpo"], answers["sft"]),
-              **{name: answer_scores(a) for name, a in answers.items()},
-              "elapsed_s": time.time() - start}
-    for name, obj in (("test-answers.json", answers), ("scores.json", scores),
-                      ("metrics.json", history)):
-        write_json(run_dir / name, obj)
-    return scores
+    return _judge_dpo(result, run_dir, sft, policy, tok, test_d, history, sets, cfg, eos, start)
 
 def cmd_finetune_dpo(args) -> int:
     "llm-zero finetune dpo."
-    from llm_zero.finetune.cli import _stopped
     cfg = load_config(args.config, args.overrides + threads_override(args), DPOConfig)
     s = finetune_dpo(cfg, args.out, not args.quiet, args.resume)
     if s["interrupted"]: return _stopped(s)
+    _say_finished(s)
     p = s["preference_dpo_vs_sft"]
     rate = ("no decided items" if p["win_rate"] is None
             else f"win rate {p['win_rate']:.1%} of decided items")
@@ -389,3 +387,8 @@ def cmd_finetune_dpo(args) -> int:
               + "".join(f"{f[k]:>12.1%}" for k in (*FAILURES, "any")))
     print(f"checkpoint {s['checkpoint']}")
     return 0
+
+def add_dpo_command(fsub):
+    "Register `llm-zero finetune dpo` on the `finetune` subparsers."
+    add_finetune_task(fsub, "dpo", cmd_finetune_dpo, DPOConfig,
+                      "an instruction follower with DPO (chapter 7c)")

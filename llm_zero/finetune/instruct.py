@@ -14,59 +14,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from ..core import LLMZeroError, atomic_write, progress_bar
-from ..data.corpora import fetch
+from ..core import atomic_write, progress_bar
+from ..data.dataset import RESPONSE_HEADING, format_input, validate_instruction_records
+from ..model.generation import _context_length, generate
 
 # %% auto #0
-__all__ = ['INSTRUCTION_KEYS', 'PREAMBLE', 'RESPONSE_HEADING', 'OLLAMA_URL', 'InstructionDataError',
-           'validate_instruction_records', 'load_instruction_data', 'format_input', 'split_instruction_data',
-           'InstructionDataset', 'custom_collate_fn', 'check_language_model', 'extract_response', 'generate_responses',
-           'save_responses', 'exact_match', 'lcs_length', 'rouge_l', 'score_responses', 'OllamaUnavailable',
-           'ollama_running', 'query_model', 'generate_model_scores']
-
-# %% ../../nbs/07_instruction.ipynb #597a06eb
-INSTRUCTION_KEYS = ("instruction", "input", "output")
-
-class InstructionDataError(LLMZeroError, ValueError):
-    "Instruction records that are not a list of dicts of strings; the message names the file and record."
-
-def validate_instruction_records(data, keys=INSTRUCTION_KEYS) -> list[dict]:
-    "Check that `data` is a list of dicts whose `keys` hold strings; the error names the first bad record."
-    if not isinstance(data, list): raise InstructionDataError(f"Instruction data must be a list of records, got {type(data).__name__}.")
-    for i, entry in enumerate(data):
-        if not isinstance(entry, dict): raise InstructionDataError(f"Record {i} must be a dict with keys {keys}, got {type(entry).__name__}.")
-        missing = [k for k in keys if k not in entry]
-        if missing: raise InstructionDataError(f"Record {i} is missing key(s) {missing}; every record needs {list(keys)} (use '' for no input).")
-        bad = [k for k in keys if not isinstance(entry[k], str)]
-        if bad: raise InstructionDataError(f"Record {i}: {bad} must be strings, got {[type(entry[k]).__name__ for k in bad]}.")
-    return data
-
-def load_instruction_data(path: str | os.PathLike | None = None) -> list[dict]:
-    "Validated records of an instruction JSON file (default: the book's 1,100 records, verified and cached)."
-    path = Path(path) if path is not None else fetch("instruction-data")
-    if not Path(path).is_file():
-        raise InstructionDataError(f"Instruction data file {path} does not exist; give a JSON list of records.")
-    try: data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except ValueError as e: raise InstructionDataError(f"{path} is not valid JSON: {e}.") from None
-    try: return validate_instruction_records(data)
-    except ValueError as e: raise InstructionDataError(f"{path}: {e}") from None
-
-# %% ../../nbs/07_instruction.ipynb #e87d3f73
-PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-RESPONSE_HEADING = "\n\n### Response:\n"
-
-def format_input(entry: dict) -> str:
-    "The Alpaca-style prompt for `entry`: preamble, instruction and (if not empty) input."
-    missing = [k for k in ("instruction", "input") if k not in entry]
-    if missing: raise ValueError(f"format_input needs keys 'instruction' and 'input'; missing {missing}.")
-    text = f"{PREAMBLE}\n\n### Instruction:\n{entry['instruction']}"
-    return text + (f"\n\n### Input:\n{entry['input']}" if entry["input"] else "")
-
-# %% ../../nbs/07_instruction.ipynb #4d81472e
-def split_instruction_data(data: list, train_frac: float = 0.85, test_frac: float = 0.1) -> tuple[list, list, list]:
-    "(train, validation, test) in file order, as the book splits: train first, then test, then validation."
-    n_train, n_test = int(len(data) * train_frac), int(len(data) * test_frac)
-    return data[:n_train], data[n_train + n_test:], data[n_train:n_train + n_test]
+__all__ = ['OLLAMA_URL', 'InstructionDataset', 'custom_collate_fn', 'check_language_model', 'extract_response',
+           'generate_responses', 'save_responses', 'OllamaUnavailable', 'ollama_running', 'query_model',
+           'generate_model_scores']
 
 # %% ../../nbs/07_instruction.ipynb #e5354761
 class InstructionDataset(Dataset):
@@ -127,7 +82,6 @@ def extract_response(generated_text: str, prompt: str) -> str:
 def generate_responses(model: nn.Module, data: list[dict], tokenizer, max_new_tokens: int = 256,
                        key: str = "model_response", eos_id: int = 50256, device="cpu") -> list[dict]:
     "Copies of `data` with the model's greedy answer to each prompt under `key`."
-    from llm_zero.model.generation import _context_length, generate
     check_language_model(model)
     model.eval()
     context = _context_length(model)
@@ -145,41 +99,6 @@ def save_responses(data: list[dict], path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_write(path) as tmp: tmp.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")
     return path
-
-# %% ../../nbs/07_instruction.ipynb #1f13e272
-def _words(text: str) -> list[str]: return re.findall(r"[a-z0-9]+", text.lower())
-
-def exact_match(prediction: str, reference: str) -> float:
-    "1.0 if the two texts have the same normalised words, else 0.0."
-    return float(_words(prediction) == _words(reference))
-
-def lcs_length(a: list, b: list) -> int:
-    "Length of the longest common subsequence of `a` and `b` (dynamic programming, O(len(a) len(b)))."
-    if len(a) < len(b): a, b = b, a
-    row = [0] * (len(b) + 1)
-    for x in a:
-        prev_diag = 0
-        for j, y in enumerate(b, 1):
-            prev_diag, row[j] = row[j], prev_diag + 1 if x == y else max(row[j], row[j - 1])
-    return row[-1]
-
-def rouge_l(prediction: str, reference: str) -> float:
-    "ROUGE-L F1 of `prediction` against `reference`, on lowercase word tokens."
-    p, r = _words(prediction), _words(reference)
-    lcs = lcs_length(p, r)
-    if lcs == 0: return 0.0
-    precision, recall = lcs / len(p), lcs / len(r)
-    return 2 * precision * recall / (precision + recall)
-
-# %% ../../nbs/07_instruction.ipynb #ba0c08f6
-def score_responses(data: list[dict], key: str = "model_response") -> dict:
-    "Mean exact match and ROUGE-L of `entry[key]` against `entry['output']` over `data`."
-    missing = [i for i, e in enumerate(data) if key not in e]
-    if missing: raise ValueError(f"Record {missing[0]} has no {key!r}; run generate_responses first.")
-    n = len(data)
-    return {"n": n,
-            "exact_match": sum(exact_match(e[key], e["output"]) for e in data) / n if n else float("nan"),
-            "rouge_l": sum(rouge_l(e[key], e["output"]) for e in data) / n if n else float("nan")}
 
 # %% ../../nbs/07_instruction.ipynb #2df53b8f
 OLLAMA_URL = "http://localhost:11434/api/chat"

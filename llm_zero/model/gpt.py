@@ -15,10 +15,7 @@ from .attention import MultiHeadAttention
 from .loss import LogitsWorkspace, check_targets, linear_cross_entropy
 
 # %% auto #0
-__all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'IMPLS',
-           'upgrade_impl_key', 'check_config_keys', 'check_positive_ints', 'validate_config', 'LayerNorm', 'GELU',
-           'FeedForward', 'TransformerBlock', 'check_token_ids', 'next_token_loss', 'GPTModel', 'positions_and_mask',
-           'module_calls', 'draw_calls', 'generate_text_simple']
+__all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'IMPLS', 'upgrade_impl_key', 'check_config_keys', 'check_positive_ints', 'validate_config', 'LayerNorm', 'GELU', 'FeedForward', 'TransformerBlock', 'check_token_ids', 'next_token_loss', 'GPTModel', 'positions_and_mask', 'module_calls', 'draw_calls', 'generate_text_simple', 'to_classifier']
 
 # %% ../../nbs/04_gpt_model.ipynb #7a89d8ef
 GPT_CONFIG_124M = {
@@ -322,3 +319,19 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
         idx_next = torch.argmax(logits, dim=-1, keepdim=True)
         idx = torch.cat((idx, idx_next), dim=1)
     return idx
+
+# %% ../../nbs/06_classification.ipynb #54f0b9bd
+def to_classifier(model: nn.Module, num_classes: int = 2, trainable_blocks: int = 1) -> nn.Module:
+    "Replace `model.out_head` by a `num_classes` head; freeze all but the head, final norm and the top `trainable_blocks` blocks."
+    if not hasattr(model, "out_head") or not isinstance(model.out_head, nn.Linear):
+        raise TypeError(f"Expected a GPTModel with an `out_head` Linear layer, got {type(model).__name__}.")
+    if num_classes < 2: raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+    n_blocks = len(model.trf_blocks)
+    if trainable_blocks == -1: trainable_blocks = n_blocks
+    if not 0 <= trainable_blocks <= n_blocks:
+        raise ValueError(f"trainable_blocks must be -1 or between 0 and {n_blocks}, got {trainable_blocks}.")
+    for p in model.parameters(): p.requires_grad = False
+    model.out_head = nn.Linear(model.out_head.in_features, num_classes)
+    for module in [*model.trf_blocks[n_blocks - trainable_blocks:], model.final_norm]:
+        for p in module.parameters(): p.requires_grad = True
+    return model

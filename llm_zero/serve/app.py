@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException
 
 from ..core import InputError, LLMZeroError
-from ..finetune.cli import load_language_model
+from ..train.checkpoint import load_language_model
 from ..model.generation import _context_length
 from .page import CHAT_PAGE
 from .schemas import (APIError, ChatRequest, CompletionRequest, _budget,

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable, Iterator
 
 from ..core import InputError
-from ..finetune.cli import load_language_model
-from ..finetune.instruct import RESPONSE_HEADING, format_input
+from ..train.checkpoint import load_language_model
+from ..data.dataset import RESPONSE_HEADING, format_input
 from ..model.generation import _context_length
 from .worker import completion_pieces
 

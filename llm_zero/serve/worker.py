@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..finetune.instruct import PREAMBLE, RESPONSE_HEADING
+from ..data.dataset import PREAMBLE, RESPONSE_HEADING
 from ..model.generation import _context_length, generate_stream
 from .schemas import APIError
 

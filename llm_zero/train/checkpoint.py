@@ -24,11 +24,7 @@ from ..model.llama import arch_config
 from .tokenizers import TOKENIZER_FILE, load_tokenizer, save_tokenizer
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'CHECKSUMS_FILE', 'BASE_MODEL', 'BASE_MODEL_SHA256', 'EXPERIMENTS',
-           'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError', 'RunExistsError', 'read_meta',
-           'model_config_of', 'check_tokenizer_fits', 'write_checksums', 'verify_checksums', 'read_tensors',
-           'load_weights', 'load_training_state', 'CheckpointManager', 'find_checkpoint', 'checkpoint_tokenizer',
-           'base_model_dir']
+__all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'CHECKSUMS_FILE', 'BASE_MODEL', 'BASE_MODEL_SHA256', 'EXPERIMENTS', 'rng_state', 'set_rng_state', 'save_checkpoint', 'CheckpointError', 'RunExistsError', 'read_meta', 'model_config_of', 'check_tokenizer_fits', 'write_checksums', 'verify_checksums', 'read_tensors', 'load_weights', 'load_training_state', 'CheckpointManager', 'find_checkpoint', 'checkpoint_tokenizer', 'base_model_dir', 'classifier_of', 'load_run', 'load_language_model', 'load_classifier']
 
 # %% ../../nbs/05e_checkpoint.ipynb #65fa7cec
 def rng_state() -> dict:
@@ -305,3 +301,50 @@ def base_model_dir(experiments: str | Path | None = None, sha256: str | None = N
         raise CheckpointError(f"{weights} has SHA-256 {got}, not the {sha256} that llm_zero expects: restore it "
                               f"(`git checkout -- {weights}`), or set model.base to another base.")
     return d
+
+# %% ../../nbs/07b_finetune_cli.ipynb #1bfeb281
+import torch.nn as nn
+
+from ..model.gpt import to_classifier
+from ..model.llama import build_model
+from ..model.lora import merge_lora, to_lora_classifier
+
+# %% ../../nbs/07b_finetune_cli.ipynb #160f52d9
+def classifier_of(lm: nn.Module, meta: dict) -> nn.Module:
+    "The classifier a checkpoint's meta describes, around the language model `lm`."
+    lora, n = meta.get("lora") or {}, len(meta["labels"])
+    if lora.get("rank"):
+        return to_lora_classifier(lm, lora["rank"], lora["alpha"], num_classes=n)
+    blocks = meta.get("trainable_blocks", 1)
+    return to_classifier(lm, num_classes=n, trainable_blocks=blocks)
+
+def load_run(path, device="cpu") -> tuple:
+    "(model, tokenizer, meta) of any run or checkpoint folder: a language model or a classifier."
+    ck = find_checkpoint(path)
+    meta = read_meta(ck)
+    cfg = model_config_of(ck, meta)
+    model = build_model(cfg)
+    if meta.get("task") == "classify": model = classifier_of(model, meta)
+    load_weights(model, ck)
+    tok = checkpoint_tokenizer(ck)
+    check_tokenizer_fits(tok, cfg["vocab_size"], ck)
+    return merge_lora(model).to(device).eval(), tok, meta
+
+def load_language_model(path, device="cpu") -> tuple:
+    "`load_run` of a model that writes text; a classifier checkpoint is a clear error."
+    meta = read_meta(find_checkpoint(path))
+    if meta.get("task") == "classify":
+        raise CheckpointError(f"{path} is a classifier checkpoint (it outputs the labels "
+                              f"{meta.get('labels')}, not tokens), so it cannot generate text; "
+                              "use an instruction-tuned or pretrained checkpoint.")
+    return load_run(path, device)
+
+def load_classifier(path, device="cpu") -> tuple:
+    "`load_run` of a `llm-zero finetune classify` checkpoint; any other is a clear error."
+    meta = read_meta(find_checkpoint(path))
+    if meta.get("task") != "classify":
+        task = meta.get("task", "pretrain")
+        raise CheckpointError(f"{path} is a language model checkpoint (task {task!r}), not a "
+                              "classifier; fine-tune it first: llm-zero finetune classify --config "
+                              f"configs/finetune_classify.yaml model.base={path}")
+    return load_run(path, device)

@@ -19,7 +19,7 @@ from ..model.llama import arch_config
 # %% auto #0
 __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'Config', 'ConfigError',
            'check_choices', 'check_model_section', 'config_from_dict', 'config_to_dict', 'apply_overrides',
-           'load_config', 'save_config']
+           'read_config_file', 'load_config', 'save_config']
 
 # %% ../../nbs/05b_config.ipynb #b828bacd
 @dataclass
@@ -269,15 +269,23 @@ def apply_overrides(d: dict, overrides: typing.Iterable[str]) -> dict:
     return d
 
 # %% ../../nbs/05b_config.ipynb #c8125e64
+def read_config_file(path: str | Path) -> dict:
+    "The nested dict of a YAML config file; a missing or bad file is a one-line `ConfigError`."
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Config file {p} does not exist; see configs/ for examples.")
+    try: d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:  # PyYAML's message spans lines: one line, for the command line
+        why = " ".join(str(e).split())
+        raise ConfigError(f"Config file {p} is not valid YAML: {why}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"Config file {p} must hold a mapping of sections, "
+                          f"got {type(d).__name__}.")
+    return d
+
 def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (), cls: type = Config):
     "Read a YAML config file (None: the defaults), apply dotted overrides, validate as a `cls`."
-    d = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"Config file {p} does not exist; see configs/ for examples.")
-        try: d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e: raise ConfigError(f"Config file {p} is not valid YAML: {e}") from None
+    d = {} if path is None else read_config_file(path)
     return config_from_dict(apply_overrides(d, overrides), cls)
 
 # %% ../../nbs/05b_config.ipynb #a6b9b8fc

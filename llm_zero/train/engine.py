@@ -23,11 +23,9 @@ from ..core import InputError, LLMZeroError, atomic_write, progress_bar, write_e
 
 from ..data.corpora import load_text
 from ..model.generation import generate
-from ..model.gpt import GPTModel
 from ..model.llama import build_model as build_arch_model
-from .checkpoint import (CheckpointManager, find_checkpoint, load_training_state, load_weights,
-                                       read_meta, RunExistsError, check_tokenizer_fits, model_config_of,
-                                       checkpoint_tokenizer)
+from .checkpoint import (CheckpointManager, RunExistsError, load_language_model,
+                                       load_training_state, load_weights, read_meta)
 from .config import Config, ConfigError, config_to_dict, save_config
 from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
 from .evaluate import autocast_for, evaluate_batches
@@ -437,18 +435,13 @@ def run(self: TrainingLoop) -> dict:
             "signal": self.stop_signal, "checkpoint": str(latest) if latest else None}
 
 # %% ../../nbs/05g_engine.ipynb #1431091d
-def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-          echo=print) -> dict:
-    "Run the training described by `cfg` in `out_dir` (default experiments/<run.name>); returns a summary."
-    rank, world, device = _init_distributed(cfg.train.device)
-    main = rank == 0
-    say = (lambda msg: tqdm.write(str(msg)) if progress else echo(msg)) if main else (lambda msg: None)
+def _open_training(cfg: Config, out_dir, resume: bool, world: int, main: bool) -> tuple:
+    "Run folder, checkpoints, the one to resume, the data, and `cfg` with the vocabulary size."
     run_dir = Path(out_dir or Path("experiments") / cfg.run.name)
     ckpts, latest = open_run(run_dir, resume, cfg.run.keep_last)
     if latest is not None: check_resume_config(run_dir, cfg)
-
     data = load_run_data(cfg, run_dir if resume else None)
-    tok, t, r, T = data.tokenizer, cfg.train, cfg.run, cfg.model.context_length
+    tok, t = data.tokenizer, cfg.train
     if cfg.model.vocab_size is None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tok.vocab_size))
     elif cfg.model.vocab_size < tok.vocab_size:
@@ -456,10 +449,21 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
                           f"{tok.vocab_size}; leave it empty (null) to use the tokenizer's.")
     data.train.starts(0, 0, t.batch_size, t.grad_accum)  # fails now, not at step 0, if the batch does not fit
     if t.batch_size % world:
-        raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the number of processes ({world}).")
+        raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the number of "
+                          f"processes ({world}).")
     if main:
         save_config(cfg, run_dir / "config.yaml")
-        save_tokenizer(tok, run_dir)
+        save_tokenizer(data.tokenizer, run_dir)
+    return cfg, run_dir, ckpts, latest, data
+
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+          echo=print) -> dict:
+    "Run the training described by `cfg` in `out_dir` (default experiments/<run.name>); returns a summary."
+    rank, world, device = _init_distributed(cfg.train.device)
+    main = rank == 0
+    say = (lambda msg: tqdm.write(str(msg)) if progress else echo(msg)) if main else (lambda msg: None)
+    cfg, run_dir, ckpts, latest, data = _open_training(cfg, out_dir, resume, world, main)
+    tok, t, r, T = data.tokenizer, cfg.train, cfg.run, cfg.model.context_length
 
     use_threads(t.threads)
     torch.manual_seed(r.seed)
@@ -509,18 +513,6 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     return {"run_dir": str(run_dir), **summary}
 
 # %% ../../nbs/05g_engine.ipynb #e8de45da
-def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[GPTModel, object, dict]:
-    "The model, tokenizer and meta of a checkpoint (a run folder, a checkpoint folder or a file in one)."
-    ck = find_checkpoint(path)
-    meta = read_meta(ck)
-    if "model" not in meta:
-        raise ConfigError(f"{ck}/meta.json has no model config; it was not written by llm_zero's training engine.")
-    if meta.get("task") == "classify":
-        raise ConfigError(f"{ck} is a spam classifier (chapter 6), not a language model: it predicts a label, not the "
-                          f"next token. Use `llm-zero finetune classify` to evaluate it, or give a pretrained or "
-                          f"instruction-tuned checkpoint.")
-    model = build_model(model_config_of(ck, meta))
-    load_weights(model, ck)
-    tok = checkpoint_tokenizer(ck)
-    check_tokenizer_fits(tok, model.cfg["vocab_size"], ck)
-    return model.to(device).eval(), tok, meta
+def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple:
+    "The language model, tokenizer and meta of a run or checkpoint folder: `load_language_model`."
+    return load_language_model(path, device)

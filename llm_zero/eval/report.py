@@ -7,30 +7,126 @@ import random
 import re
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
-import yaml
 
 from ..core import LLMZeroError, atomic_write
 from ..data.corpora import CORPORA, DEFAULT_CORPUS, cache_dir, load_text
+from ..data.dataset import (LABELS, PREAMBLE, RESPONSE_HEADING, SpamDataset, create_balanced_dataset,
+                                   format_input, load_instruction_data, load_sms_spam, random_split,
+                                   split_instruction_data, validate_instruction_records)
 from ..data.english import english_mix, english_mix_dir
-from .dpo import FAILURES, answer_scores, generate_answers
-from .instruct import load_instruction_data, split_instruction_data
-from ..train.checkpoint import find_checkpoint, read_meta
+from ..model.generation import _context_length, generate, left_pad
+from ..train.checkpoint import find_checkpoint, load_run
+from ..train.config import read_config_file
 from ..train.engine import add_threads_option, use_threads
 from ..train.evaluate import evaluate_text
 
 # %% auto #0
-__all__ = ['ReportError', 'text_corpora', 'held_out_slice', 'corpus_bits_per_byte', 'confusion_matrix', 'classification_scores',
+__all__ = ['TEMPLATE_MARKERS', 'FAILURES', 'exact_match', 'lcs_length', 'rouge_l', 'score_responses', 'repetition_loop',
+           'format_problems', 'judge_score', 'answer_scores', 'generate_answers', 'ReportError', 'text_corpora',
+           'held_out_slice', 'corpus_bits_per_byte', 'confusion_matrix', 'classification_scores',
            'classifier_test_split', 'evaluate_classifier', 'generated_tasks', 'task_correct',
            'evaluate_instruction_model', 'evaluate_for_task', 'evaluate_run', 'report_markdown', 'plot_report',
            'write_report', 'report_table', 'cmd_report', 'add_report_command']
+
+# %% ../../nbs/07d_report.ipynb #31890cfc
+def _words(text: str) -> list[str]: return re.findall(r"[a-z0-9]+", text.lower())
+
+def exact_match(prediction: str, reference: str) -> float:
+    "1.0 if the two texts have the same normalised words, else 0.0."
+    return float(_words(prediction) == _words(reference))
+
+def lcs_length(a: list, b: list) -> int:
+    "Length of the longest common subsequence of `a` and `b` (dynamic programming, O(len(a) len(b)))."
+    if len(a) < len(b): a, b = b, a
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev_diag = 0
+        for j, y in enumerate(b, 1):
+            prev_diag, row[j] = row[j], prev_diag + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+def rouge_l(prediction: str, reference: str) -> float:
+    "ROUGE-L F1 of `prediction` against `reference`, on lowercase word tokens."
+    p, r = _words(prediction), _words(reference)
+    lcs = lcs_length(p, r)
+    if lcs == 0: return 0.0
+    precision, recall = lcs / len(p), lcs / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+# %% ../../nbs/07d_report.ipynb #3366023b
+def score_responses(data: list[dict], key: str = "model_response") -> dict:
+    "Mean exact match and ROUGE-L of `entry[key]` against `entry['output']` over `data`."
+    missing = [i for i, e in enumerate(data) if key not in e]
+    if missing: raise ValueError(f"Record {missing[0]} has no {key!r}; run generate_responses first.")
+    n = len(data)
+    return {"n": n,
+            "exact_match": sum(exact_match(e[key], e["output"]) for e in data) / n if n else float("nan"),
+            "rouge_l": sum(rouge_l(e[key], e["output"]) for e in data) / n if n else float("nan")}
+
+# %% ../../nbs/07d_report.ipynb #43c846e9
+TEMPLATE_MARKERS = ("### Instruction", "### Input", "### Response", PREAMBLE[:40])
+
+def repetition_loop(text: str, max_span: int = 10, min_repeats: int = 3) -> bool:
+    "Whether some run of 1 to `max_span` words repeats `min_repeats` or more times in a row."
+    w = re.findall(r"\w+", text.lower())
+    for n in range(1, max_span + 1):
+        for i in range(len(w) - n * min_repeats + 1):
+            if all(w[i:i + n] == w[i + k * n:i + (k + 1) * n] for k in range(1, min_repeats)): return True
+    return False
+
+def format_problems(response: str, stopped: bool = True) -> list[str]:
+    "Names of the format rules `response` breaks: template, repetition, empty, no_eos."
+    problems = [name for name, broken in (
+        ("template", any(m in response for m in TEMPLATE_MARKERS)), ("repetition", repetition_loop(response)),
+        ("empty", not response.strip()), ("no_eos", not stopped)) if broken]
+    return problems
+
+# %% ../../nbs/07d_report.ipynb #cdbf1e82
+def judge_score(response: str, reference: str, stopped: bool = True) -> float:
+    "The offline judge: ROUGE-L of `response` against `reference`, or 0 if it breaks a format rule."
+    return 0.0 if format_problems(response, stopped) else rouge_l(response, reference)
+
+
+# %% ../../nbs/07d_report.ipynb #4eba7b1a
+FAILURES = ("template", "repetition", "empty", "no_eos")
+
+def answer_scores(answered: list[dict]) -> dict:
+    "Mean ROUGE-L and exact match of `model_response` against `output`, and the rate of each format failure."
+    problems = [format_problems(a["model_response"], a.get("stopped", True)) for a in answered]
+    n = max(len(answered), 1)
+    return {**score_responses(answered),
+            "failure_rate": {**{k: sum(k in p for p in problems) / n for k in FAILURES},
+                             "any": sum(bool(p) for p in problems) / n}}
+
+# %% ../../nbs/07d_report.ipynb #a25612e9
+def generate_answers(model: nn.Module, records: list[dict], tokenizer, max_new_tokens: int = 64,
+                     batch_size: int = 16, eos_id: int = 50256) -> list[dict]:
+    "Copies of `records` with the model's greedy `model_response` and whether it `stopped` at end-of-text."
+    model.eval()
+    context = _context_length(model)  # any architecture
+    out = []
+    for start in range(0, len(records), batch_size):
+        chunk = validate_instruction_records(records[start:start + batch_size])
+        prompts = [tokenizer.encode(format_input(r) + RESPONSE_HEADING)[-context:] for r in chunk]
+        idx, mask = left_pad(prompts, pad_id=eos_id)
+        new = generate(model, idx, max_new_tokens, context, eos_id=eos_id, use_cache=True, attention_mask=mask)
+        for r, row in zip(chunk, new[:, idx.shape[1]:].tolist()):
+            stopped = eos_id in row
+            text = tokenizer.decode(row[:row.index(eos_id)] if stopped else row)
+            out.append({**r, "model_response": text.strip(), "stopped": stopped})
+    return out
+
 
 # %% ../../nbs/07d_report.ipynb #0a96609a
 class ReportError(LLMZeroError, ValueError):
     "A checkpoint or setting the report cannot evaluate; the message names the fix."
 
+
+# %% ../../nbs/07d_report.ipynb #85089aaa
 def text_corpora() -> list[str]:
     "Names of the registered plain-text corpora: the default, the English mix, every `.txt` of the registry."
     return [DEFAULT_CORPUS, "english-mix", *sorted(n for n, c in CORPORA.items() if c.filename.endswith(".txt"))]
@@ -79,7 +175,6 @@ def classification_scores(confusion: list[list[int]], positive: int = 1) -> dict
 # %% ../../nbs/07d_report.ipynb #d7df2bbb
 def classifier_test_split(cfg: dict) -> list[dict]:
     "The test records `llm-zero finetune classify` held out under `cfg` (its saved config)."
-    from llm_zero.finetune.classify import create_balanced_dataset, load_sms_spam, random_split
     d = cfg["data"]
     _, _, test = random_split(create_balanced_dataset(load_sms_spam(), seed=d["seed"]), 0.7, 0.1, seed=d["seed"])
     if d.get("limit"): test = test[:d["limit"] - int(d["limit"] * 0.7) - int(d["limit"] * 0.1)]
@@ -87,7 +182,6 @@ def classifier_test_split(cfg: dict) -> list[dict]:
 
 def evaluate_classifier(model: nn.Module, tok, meta: dict, records: list[dict], batch_size: int = 32) -> dict:
     "Confusion matrix and scores of a `finetune classify` model on `records`."
-    from llm_zero.finetune.classify import LABELS, SpamDataset
     ds = SpamDataset(records, tok, max_length=meta["max_length"], pad_token_id=meta["pad_token_id"])
     preds = []
     with torch.no_grad():
@@ -142,8 +236,9 @@ def _run_folder(path: Path) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path
 
 def _run_config(run: Path) -> dict:
+    "The run's config.yaml as a dict (read as `llm-zero train --config` reads it); {} if none."
     p = run / "config.yaml"
-    return yaml.safe_load(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    return read_config_file(p) if p.is_file() else {}
 
 def evaluate_for_task(model: nn.Module, tok, task: str = "pretrain", test_records: list[dict] | None = None,
                    classifier_meta: dict | None = None, max_tokens: int = 20_000, n_tasks: int = 20) -> dict:
@@ -157,15 +252,16 @@ def evaluate_for_task(model: nn.Module, tok, task: str = "pretrain", test_record
 
 def evaluate_run(path, max_tokens: int = 20_000, test_limit: int | None = None, n_tasks: int = 20) -> dict:
     "`evaluate_for_task` on the checkpoint at `path`, with the test records of the run that made it."
-    from llm_zero.finetune.cli import load_classifier, load_language_model  # the command floor imports this
     ck = find_checkpoint(path)
-    meta = read_meta(ck)
+    model, tok, meta = load_run(ck)
     task, cfg = meta.get("task", "pretrain"), _run_config(_run_folder(ck))
     if task == "classify":
-        model, tok, meta = load_classifier(path)
-        records = classifier_test_split(cfg or {"data": {"seed": 123}})
+        if "data" not in cfg:  # the split's seed and limit: defaults would score other messages
+            raise ReportError(f"{_run_folder(ck)} has no config.yaml with a data section, so its test "
+                              "split cannot be rebuilt; restore the run's config.yaml (it names the "
+                              "split's seed and limit).")
+        records = classifier_test_split(cfg)
     else:
-        model, tok, _ = load_language_model(path)
         d = cfg.get("data", {})
         data = load_instruction_data(d.get("path")) if task in ("instruct", "dpo") else []
         records = split_instruction_data(data[:d["limit"]] if d.get("limit") else data)[2][:test_limit]
@@ -211,7 +307,6 @@ def report_markdown(r: dict) -> str:
 
 def plot_report(r: dict, path=None):
     "One figure for the report: bits per byte by corpus, the confusion matrix, or task scores against chance."
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.2))
     if "classifier" in r:
         c = r["classifier"]
@@ -236,7 +331,6 @@ def plot_report(r: dict, path=None):
 
 def write_report(path, **kwargs) -> dict:
     "Evaluate the checkpoint at `path`; write `report.md` and `report.png` into its run folder."
-    import matplotlib.pyplot as plt
     r = evaluate_run(path, **kwargs)
     run = _run_folder(find_checkpoint(path))
     with atomic_write(run / "report.md") as tmp: tmp.write_text(report_markdown(r), encoding="utf-8")

@@ -8,6 +8,8 @@ import math
 import torch
 import torch.nn as nn
 
+from .gpt import to_classifier
+
 # %% auto #0
 __all__ = ['LoRALayer', 'LinearWithLoRA', 'replace_linear_with_lora', 'merge_lora', 'to_lora_classifier', 'count_trainable']
 
@@ -77,7 +79,6 @@ def merge_lora(model: nn.Module) -> nn.Module:
 # %% ../../nbs/E_lora.ipynb #a4161562
 def to_lora_classifier(model: nn.Module, rank: int, alpha: float, num_classes: int = 2) -> nn.Module:
     "Chapter 6's classifier with every weight frozen and LoRA adapters on all linear layers."
-    from llm_zero.finetune.classify import to_classifier
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}.")
     model = to_classifier(model, num_classes=num_classes, trainable_blocks=0)
