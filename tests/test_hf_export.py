@@ -23,6 +23,7 @@ import llm_zero.export.hf as hfx
 from llm_zero.export.hf import HFExportError, export_hf, import_hf, tokenizer_json
 from llm_zero.finetune.cli import add_finetune_commands, load_language_model
 from llm_zero.model.generation import generate
+from llm_zero.model.llama import config_of
 from llm_zero.train.config import load_config
 from llm_zero.train.engine import load_model_from_checkpoint, train
 from llm_zero.train.tokenizers import CharTokenizer, GPT2Tokenizer, load_tokenizer
@@ -121,6 +122,9 @@ def test_round_trip_import(exported, tmp_path):
     a, ta, _ = load_model_from_checkpoint(run)
     b, tb, _ = load_model_from_checkpoint(back)
     assert type(a) is type(b) and ta.kind == tb.kind and tb.vocab_size == ta.vocab_size
+    # HF's GPT-2 always has qkv biases (zero here); head_dim comes back spelled out.
+    same = {k: v for k, v in config_of(a).items() if k not in ("qkv_bias", "head_dim")}
+    assert {k: v for k, v in config_of(b).items() if k in same} == same
     x = torch.tensor([ta.encode(PROMPT)])
     assert tb.encode(PROMPT) == x[0].tolist()
     with torch.no_grad(): torch.testing.assert_close(b(x), a(x), atol=1e-4, rtol=1e-4)
