@@ -15,6 +15,7 @@ import torch
 
 from .core import InputError, LLMZeroError, is_environment_fault, write_error
 from .data.corpora import DEFAULT_CORPUS, load_text
+from .export.hf import export_hf
 from .export.onnx import export_for_web
 from .export.weights import WEIGHT_DTYPES, export_weights
 from .model.generation import generate_stream
@@ -108,7 +109,15 @@ def cmd_tokenizer_train(args) -> int:
 
 # %% ../nbs/05h_cli.ipynb #04be7586
 def cmd_export(args) -> int:
-    "llm-zero export: a run for the browser (ONNX, chapter 9) or its compact weights."
+    "llm-zero export: a run for the browser (ONNX, chapter 9), its compact weights or HF's layout."
+    if args.format == "hf":
+        if args.dtype or args.force:
+            raise InputError("--format hf writes the weights as they are, into a new folder: "
+                             "drop --dtype and --force")
+        out = export_hf(args.checkpoint, args.out)
+        print(f"Exported {args.checkpoint} to {out}: config.json, model.safetensors, "
+              "generation_config.json, tokenizer.json (transformers loads the folder).")
+        return 0
     if args.format == "safetensors":
         dtype = args.dtype or "bfloat16"
         out = export_weights(args.checkpoint, args.out, dtype, args.force)
@@ -239,10 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export a trained run: ONNX for the browser, or "
                        "compact weights")
     x.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
-    x.add_argument("--format", default="onnx", choices=["onnx", "safetensors"],
+    x.add_argument("--format", default="onnx", choices=["onnx", "safetensors", "hf"],
                    help="onnx: graph, tokenizer and config for the browser (default); "
                         "safetensors: the weights in --dtype with meta, tokenizer and "
-                        "SHA256SUMS, for committing")
+                        "SHA256SUMS, for committing; hf: a folder that Hugging Face "
+                        "transformers loads (chapter 10)")
     x.add_argument("--dtype", choices=list(WEIGHT_DTYPES), help="weights dtype: bfloat16 "
                    "(default), float16 or float32 for safetensors; onnx is float32 only")
     x.add_argument("--out", required=True, help="folder to write: a new folder or an earlier "

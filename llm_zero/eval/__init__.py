@@ -4,7 +4,8 @@
 __all__ = []
 
 # %% ../../nbs/api/eval.ipynb #e2d24b33
-from . import report
+from . import ngram, report
+from .ngram import *
 from .report import *
 
-__all__ = [*report.__all__]
+__all__ = [*ngram.__all__, *report.__all__]

@@ -4,8 +4,9 @@
 __all__ = []
 
 # %% ../../nbs/api/export.ipynb #ea65240e
-from . import weights, onnx
+from . import weights, onnx, hf
 from .weights import *
 from .onnx import *
+from .hf import *
 
-__all__ = [*weights.__all__, *onnx.__all__]
+__all__ = [*weights.__all__, *onnx.__all__, *hf.__all__]
