@@ -6,7 +6,7 @@ import torch
 
 import llm_zero.cli as cli
 import llm_zero.finetune.cli as ft
-import llm_zero.finetune.report as report
+import llm_zero.eval.report as report
 import llm_zero.serve.app as serve_app
 import llm_zero.serve.chat as chat
 import llm_zero.train.engine as engine
