@@ -232,7 +232,9 @@ def test_fast_path_equals_reference_path_forward_loss_and_gradients(name):
     ids = torch.randint(0, 97, (3, 33))
     mask = torch.ones_like(ids)
     mask[1, :5] = 0
-    torch.testing.assert_close(fast(ids, attention_mask=mask), ref(ids, attention_mask=mask), rtol=1e-5, atol=1e-5)
+    # SDPA sums in another order than the reference: on the 2026-12 CI machines one logit in 9,603
+    # of the GQA model differs by 1.06e-5 (old and new code alike), float32 rounding, not a bug.
+    torch.testing.assert_close(fast(ids, attention_mask=mask), ref(ids, attention_mask=mask), rtol=1e-5, atol=2e-5)
     losses = [m(ids[:, :-1], targets=ids[:, 1:]) for m in (ref, fast)]
     torch.testing.assert_close(losses[1], losses[0], rtol=0, atol=1e-5)
     for loss in losses:

@@ -254,10 +254,13 @@ def load_text(name: str = DEFAULT_CORPUS) -> str:
                                f"reads it: {', '.join(BUILT_CORPORA)}.")
     if name in CORPORA: return fetch(name).read_text(encoding="utf-8")
     if Path(name).is_file():
-        try: return Path(name).read_text(encoding="utf-8")
+        try: text = Path(name).read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise InputError(f"{name} is not UTF-8 text (byte {e.start} cannot be "
                              f"decoded); convert it, e.g. with `iconv -t UTF-8`.") from None
+        if not text.strip():
+            raise InputError(f"{name} is empty; give a corpus file that holds text.")
+        return text
     names = [DEFAULT_CORPUS, *sorted(BUILT_CORPORA), *sorted(CORPORA)]
     raise UnknownDataError(f"Unknown corpus {name!r}: use one of {', '.join(names)}, "
                            f"or the path of a UTF-8 text file.")

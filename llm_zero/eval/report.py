@@ -357,6 +357,8 @@ def report_table(r: dict) -> str:
 def cmd_report(args) -> int:
     "llm-zero report RUN."
     use_threads(args.threads)
+    for flag, n in (("--max-tokens", args.max_tokens), ("--test-limit", args.test_limit)):
+        if n is not None and n < 1: raise ReportError(f"{flag} must be at least 1, got {n}")
     r = write_report(args.run, max_tokens=args.max_tokens, test_limit=args.test_limit)
     print(report_table(r)); print(f"report {r['report']}")
     return 0
@@ -365,7 +367,9 @@ def add_report_command(subparsers) -> None:
     "Register `llm-zero report RUN` on the `llm-zero` subparsers."
     p = subparsers.add_parser("report", help="write an offline evaluation report (report.md) into a run folder")
     p.add_argument("run", help="run folder or checkpoint folder of any llm-zero training or fine-tuning")
-    p.add_argument("--max-tokens", type=int, default=20_000, help="tokens per corpus for bits per byte")
-    p.add_argument("--test-limit", type=int, default=None, help="answer only the first N test records")
+    p.add_argument("--max-tokens", type=int, default=20_000,
+                   help="tokens per corpus for bits per byte")
+    p.add_argument("--test-limit", type=int, default=None,
+                   help="answer only the first N test records")
     add_threads_option(p)
     p.set_defaults(func=cmd_report)

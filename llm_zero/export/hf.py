@@ -17,10 +17,11 @@ from ..tokenizer.bpe import _unspell
 from ..train.checkpoint import save_checkpoint
 from ..train.engine import load_model_from_checkpoint
 from ..train.tokenizers import CharTokenizer, CorpusBPETokenizer, GPT2Tokenizer
+from .onnx import gpt2_bpe  # GPT-2 as a BPETokenizer, as the page reads it
 from ..train.tokenizers import write_json
 
 # %% auto #0
-__all__ = ['HFExportError', 'gpt2_bpe', 'tokenizer_json', 'export_hf', 'import_hf']
+__all__ = ['HFExportError', 'tokenizer_json', 'export_hf', 'import_hf']
 
 # %% ../../nbs/10_hf_export.ipynb #5fc5476b
 class HFExportError(LLMZeroError, ValueError):
@@ -65,11 +66,6 @@ def _bpe_json(bpe: BPETokenizer) -> dict:
             "model": model, "post_processor": None, "decoder": byte_level}
 
 # %% ../../nbs/10_hf_export.ipynb #9da462e3
-def gpt2_bpe() -> BPETokenizer:
-    "GPT-2's tokenizer as a `BPETokenizer`, from the ranks tiktoken holds."
-    enc = GPT2Tokenizer()._enc
-    return BPETokenizer(enc._mergeable_ranks, "gpt2", enc._special_tokens)
-
 def tokenizer_json(tok) -> dict:
     "`tok` (kind char, bpe or gpt2) as the `tokenizers` library's tokenizer.json."
     if tok.kind == "char": return _char_json(tok)

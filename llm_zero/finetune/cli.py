@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -193,6 +194,9 @@ def load_base(base=None):
                                   "language model checkpoint instead.")
         model, tok, _ = load_run(base)
         return model.train(), tok
+    if str(base).startswith((os.sep, ".")) or Path(base).exists():  # a path, not a hub name
+        raise CheckpointError(f"model.base {base} is not an llm-zero run or checkpoint folder; "
+                              "pass one, null for the committed base, or a GPT-2 name.")
     return load_base_model(None if base == TINY_BASE else base).train(), GPT2Tokenizer()
 
 # %% ../../nbs/07b_finetune_cli.ipynb #bb1401b3

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from ..core import InputError
 from ..train.checkpoint import load_language_model
-from ..data.dataset import RESPONSE_HEADING, format_input
+from ..data.dataset import PREAMBLE, RESPONSE_HEADING, format_input
 from ..model.generation import _context_length
 from .worker import completion_pieces
 
@@ -26,13 +26,13 @@ def _longest_tail(text: str, fits: Callable[[str], bool]) -> str:
     return text[len(text) - lo:]
 
 def chat_prompt(tok, instruction: str, input_text: str = "", room: int | None = None,
-                ) -> tuple[list[int], int]:
+                preamble: bool = True) -> tuple[list[int], int]:
     """Token ids of the Alpaca prompt for `instruction` (and `input_text`) in at most
     `room` tokens, and how many characters were cut to fit: the template stays whole, the
     instruction (then the input) loses its beginning."""
     def ids(ins: str, inp: str) -> list[int]:
-        return tok.encode_ordinary(format_input({"instruction": ins, "input": inp}) +
-                                   RESPONSE_HEADING)
+        text = format_input({"instruction": ins, "input": inp}) + RESPONSE_HEADING
+        return tok.encode_ordinary(text if preamble else text.removeprefix(PREAMBLE).lstrip())
     def fits(ins: str, inp: str) -> bool:
         return room is None or len(ids(ins, inp)) <= room
     if fits(instruction, input_text): return ids(instruction, input_text), 0
@@ -53,9 +53,16 @@ def chat_stream(model, tok, instruction: str, input_text: str = "",
                 warn: Callable[[str], None] = lambda msg: None) -> Iterator[str]:
     "The greedy answer to `instruction`, piece by piece; `warn` hears of a cut prompt."
     context = _context_length(model)
-    # the answer keeps at least a quarter of the context when the prompt must be cut
+    # the answer keeps at least a quarter of the context when the prompt must be cut, unless
+    # the template alone needs more: a short-context model then answers in what is left
     room = context - min(max_tokens, context // 4)
-    ids, cut = chat_prompt(tok, instruction, input_text, room)
+    try: ids, cut = chat_prompt(tok, instruction, input_text, room)
+    except InputError:
+        try: ids, cut = chat_prompt(tok, instruction, input_text, context - 1)
+        except InputError:  # shorter still: the headings stay, the preamble goes
+            ids, cut = chat_prompt(tok, instruction, input_text, context - 1, preamble=False)
+            warn(f"The model's context of {context} tokens cannot hold the prompt's preamble; "
+                 "it was left out (the instruction and response headings were kept).")
     if cut: warn(f"The instruction was {cut:,} characters too long for the model's "
                  f"context of {context} tokens; its beginning was left out (the template "
                  "was kept).")

@@ -270,13 +270,16 @@ def find_checkpoint(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p} does not exist; pass a run folder (experiments/NAME) or a checkpoint folder.")
+    given = p
     if p.is_file(): p = p.parent
     if (p / MODEL_FILE).is_file() or (p / META_FILE).is_file(): return p
     for folder in (p / "checkpoints", p):
         m = CheckpointManager(folder)
         found = m.best() or m.latest()
         if found: return found
-    raise CheckpointError(f"No checkpoint found in {p}: it has no model.safetensors and no checkpoints/step-* folders.")
+    where = f"{given} is a file, and its folder {p}" if given.is_file() else str(p)
+    raise CheckpointError(f"No checkpoint found: {where} has no model.safetensors and no "
+                          "checkpoints/step-* folders.")
 
 # %% ../../nbs/05e_checkpoint.ipynb #d01ee9cc
 def checkpoint_tokenizer(ck: str | Path):
