@@ -16,31 +16,41 @@ __all__ = ['public_methods', 'show_reference']
 
 # %% ../nbs/api/reference.ipynb #2e705718
 def public_methods(cls: type) -> list[str]:
-    "Names of the public methods `cls` defines itself (in its body or with `@patch`), in definition order."
+    """Names of the public methods `cls` defines itself (in its body or with `@patch`),
+    in definition order."""
     # getattr, not vars: fastcore's @patch(cls_method=True) stores its own descriptor type
-    return [name for name in vars(cls) if not name.startswith("_") and inspect.isroutine(getattr(cls, name))]
+    return [
+        name
+        for name in vars(cls)
+        if not name.startswith("_") and inspect.isroutine(getattr(cls, name))
+    ]
 
 # %% ../nbs/api/reference.ipynb #bb91649e
 _short = reprlib.Repr()  # keyword arguments need Python 3.12
 _short.maxstring = _short.maxother = 80
 
+
 def _constant(obj) -> str:
     "A constant's entry: its type and shortened repr as plain text."
-    # not show_doc: it renders a string constant's whole value as its docstring, so a page of
-    # HTML (serve's chat page) would reach the site as live markup; the fence outgrows any
-    # backtick run inside, so the text cannot close it early
+    # not show_doc: it renders a string constant's whole value as its docstring, so a
+    # page of HTML (serve's chat page) would reach the site as live markup; the fence
+    # outgrows any backtick run inside, so the text cannot close it early
     text = f"{type(obj).__name__} instance: {_short.repr(obj)}"
     fence = "`" * max(3, 1 + max(map(len, re.findall("`+", text)), default=0))
     return f"{fence}text\n{text}\n{fence}"
 
+
 def _entry(title: str, obj) -> Markdown:
     if inspect.isroutine(obj) or inspect.isclass(obj):
         doc = show_doc(obj, renderer=MarkdownRenderer)._repr_markdown_()
-    else: doc = _constant(obj)
+    else:
+        doc = _constant(obj)
     return Markdown(f"{title}\n\n{doc}")
 
+
 def show_reference(module: ModuleType) -> list[str]:
-    "Display `show_doc` for every name in `module.__all__` and its classes' own public methods."
+    """Display `show_doc` for every name in `module.__all__` and its classes' own public
+    methods."""
     shown = []
     for name in module.__all__:
         obj = getattr(module, name)

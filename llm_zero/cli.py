@@ -21,9 +21,15 @@ from .export.weights import WEIGHT_DTYPES, export_weights
 from .model.generation import generate_stream
 from .train.config import load_config
 from .train.data import prepare_corpus
-from .train.engine import (TrainingDiverged, add_threads_option,
-                                   load_model_from_checkpoint, pick_device, threads_override,
-                                   train, use_threads)
+from llm_zero.train.engine import (
+    TrainingDiverged,
+    add_threads_option,
+    load_model_from_checkpoint,
+    pick_device,
+    threads_override,
+    train,
+    use_threads,
+)
 from .train.evaluate import SPLITS, evaluate_text, run_split_ids
 from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
@@ -37,11 +43,17 @@ def cmd_train(args) -> int:
     "llm-zero train: run a config."
     cfg = load_config(args.config, args.overrides + threads_override(args))
     s = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    if int(os.environ.get("RANK", "0")) != 0: return 0  # under torchrun, rank 0 speaks for all
-    print(f"{'Stopped' if s['interrupted'] else 'Finished'} at step {s['step']} in {s['elapsed_s']:.0f} s; "
-          f"validation loss {s['val_loss'] if s['val_loss'] is None else round(s['val_loss'], 4)}; "
-          f"checkpoint {s['checkpoint']}")
-    return 128 + s["signal"] if s["signal"] else 0  # 130 after Ctrl-C, 143 after SIGTERM: saved, not finished
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 speaks for all
+    print(
+        f"{'Stopped' if s['interrupted'] else 'Finished'} at step {s['step']} in"
+        f" {s['elapsed_s']:.0f} s; validation loss"
+        f" {s['val_loss'] if s['val_loss'] is None else round(s['val_loss'], 4)};"
+        f" checkpoint {s['checkpoint']}"
+    )
+    return (
+        128 + s["signal"] if s["signal"] else 0
+    )  # 130 after Ctrl-C, 143 after SIGTERM: saved, not finished
 
 # %% ../nbs/05h_cli.ipynb #0d881d8c
 def cmd_generate(args) -> int:
@@ -50,20 +62,34 @@ def cmd_generate(args) -> int:
     device = pick_device(args.device)
     model, tok, _ = load_model_from_checkpoint(args.checkpoint, device)
     ids = tok.encode(args.prompt)
-    if not ids: raise InputError("The prompt is empty after tokenization; give a --prompt with some text.")
+    if not ids:
+        raise InputError(
+            "The prompt is empty after tokenization; give a --prompt with some text."
+        )
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    stream = generate_stream(model, torch.tensor([ids], device=device), args.max_tokens, model.cfg["context_length"],
-                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                             eos_id=tok.eos_id, use_cache=True, generator=gen)
-    sys.stdout.write(args.prompt); sys.stdout.flush()
+    stream = generate_stream(
+        model,
+        torch.tensor([ids], device=device),
+        args.max_tokens,
+        model.cfg["context_length"],
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        eos_id=tok.eos_id,
+        use_cache=True,
+        generator=gen,
+    )
+    sys.stdout.write(args.prompt)
+    sys.stdout.flush()
     new, shown = [], ""
     for next_ids in stream:
         new.append(next_ids.item())
         text = tok.decode(new)
-        if not text.endswith("\ufffd"):   # an incomplete UTF-8 sequence so far
-            sys.stdout.write(text[len(shown):]); sys.stdout.flush()
+        if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence so far
+            sys.stdout.write(text[len(shown) :])
+            sys.stdout.flush()
             shown = text
-    sys.stdout.write(tok.decode(new)[len(shown):] + "\n")
+    sys.stdout.write(tok.decode(new)[len(shown) :] + "\n")
     return 0
 
 # %% ../nbs/05h_cli.ipynb #0fdaf9b2
@@ -74,28 +100,48 @@ def cmd_eval(args) -> int:
     device = pick_device(args.device)
     model, tok, meta = load_model_from_checkpoint(args.checkpoint, device)
     ids, corpus = run_split_ids(tok, meta.get("config"), args.corpus, args.split)
-    r = evaluate_text(model, tok, ids=ids, batch_size=args.batch_size,
-                      max_tokens=args.max_tokens, device=device)
-    r = {"checkpoint_step": meta.get("step"), "corpus": corpus, "split": args.split, **r,
-         "seconds": round(time.perf_counter() - t0, 2)}
-    if args.json: print(json.dumps(r))
+    r = evaluate_text(
+        model,
+        tok,
+        ids=ids,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        device=device,
+    )
+    r = {
+        "checkpoint_step": meta.get("step"),
+        "corpus": corpus,
+        "split": args.split,
+        **r,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if args.json:
+        print(json.dumps(r))
     else:
-        print(f"{corpus} ({args.split} split): loss {r['loss']:.4f} nats/token, "
-              f"perplexity {r['perplexity']:.2f}, {r['bits_per_byte']:.4f} bits per byte "
-              f"({r['tokens']:,} tokens, {r['bytes']:,} bytes; "
-              f"step {r['checkpoint_step']}; {r['seconds']:.1f} s)")
+        print(
+            f"{corpus} ({args.split} split): loss {r['loss']:.4f} nats/token, "
+            f"perplexity {r['perplexity']:.2f}, {r['bits_per_byte']:.4f} bits per byte "
+            f"({r['tokens']:,} tokens, {r['bytes']:,} bytes; "
+            f"step {r['checkpoint_step']}; {r['seconds']:.1f} s)"
+        )
     return 0
-
 
 # %% ../nbs/05h_cli.ipynb #48b24adb
 def cmd_prepare(args) -> int:
-    "llm-zero prepare: tokenize a corpus once into token files with a train/validation split."
+    """llm-zero prepare: tokenize a corpus once into token files with a train/validation
+    split."""
     text = load_text(args.corpus)
-    tok = (load_tokenizer(args.tokenizer_from) if args.tokenizer_from
-           else build_tokenizer(args.tokenizer, text, args.vocab_size))
+    tok = (
+        load_tokenizer(args.tokenizer_from)
+        if args.tokenizer_from
+        else build_tokenizer(args.tokenizer, text, args.vocab_size)
+    )
     meta = prepare_corpus(text, tok, args.out, args.val_fraction, source=args.corpus)
-    print(f"Wrote {meta['train_tokens']:,} training and {meta['val_tokens']:,} validation tokens ({meta['dtype']}) "
-          f"to {args.out}; train on them with data.prepared={args.out}")
+    print(
+        f"Wrote {meta['train_tokens']:,} training and {meta['val_tokens']:,} validation"
+        f" tokens ({meta['dtype']}) to {args.out}; train on them with"
+        f" data.prepared={args.out}"
+    )
     return 0
 
 # %% ../nbs/05h_cli.ipynb #553fef40
@@ -103,245 +149,520 @@ def cmd_tokenizer_train(args) -> int:
     "llm-zero tokenizer train: train a tokenizer on a corpus and save it to a folder."
     tok = build_tokenizer(args.kind, load_text(args.corpus), args.vocab_size)
     path = save_tokenizer(tok, args.out)
-    print(f"Trained a {args.kind} tokenizer with {tok.vocab_size:,} ids on {args.corpus}; saved to {path.parent}. "
-          f"Use it with `llm-zero prepare --tokenizer-from {path.parent} ...`.")
+    print(
+        f"Trained a {args.kind} tokenizer with {tok.vocab_size:,} ids on {args.corpus};"
+        f" saved to {path.parent}. Use it with `llm-zero prepare --tokenizer-from"
+        f" {path.parent} ...`."
+    )
     return 0
 
 # %% ../nbs/05h_cli.ipynb #04be7586
 def cmd_export(args) -> int:
-    "llm-zero export: a run for the browser (ONNX, chapter 9), its compact weights or HF's layout."
+    """llm-zero export: a run for the browser (ONNX, chapter 9), its compact weights or
+    HF's layout."""
     if args.format == "hf":
         if args.dtype or args.force:
-            raise InputError("--format hf writes the weights as they are, into a new folder: "
-                             "drop --dtype and --force")
+            raise InputError(
+                "--format hf writes the weights as they are, into a new folder: "
+                "drop --dtype and --force"
+            )
         out = export_hf(args.checkpoint, args.out)
-        print(f"Exported {args.checkpoint} to {out}: config.json, model.safetensors, "
-              "generation_config.json, tokenizer.json (transformers loads the folder).")
+        print(
+            f"Exported {args.checkpoint} to {out}: config.json, model.safetensors, "
+            "generation_config.json, tokenizer.json (transformers loads the folder)."
+        )
         return 0
     if args.format == "safetensors":
         dtype = args.dtype or "bfloat16"
         out = export_weights(args.checkpoint, args.out, dtype, args.force)
-        print(f"Exported {args.checkpoint} to {out}: {dtype} model.safetensors, "
-              "meta.json, tokenizer, SHA256SUMS.")
+        print(
+            f"Exported {args.checkpoint} to {out}: {dtype} model.safetensors, "
+            "meta.json, tokenizer, SHA256SUMS."
+        )
         return 0
-    cfg = export_for_web(args.checkpoint, args.out, dtype=args.dtype or "float32",
-                         force=args.force)
-    print(f"Exported {args.checkpoint} to {args.out}: model.onnx ({cfg['vocab_size']} "
-          f"tokens, context {cfg['context_length']}), tokenizer.json, config.json; "
-          f"logits within {cfg['max_logit_diff']:.1e} of PyTorch.")
+    cfg = export_for_web(
+        args.checkpoint, args.out, dtype=args.dtype or "float32", force=args.force
+    )
+    print(
+        f"Exported {args.checkpoint} to {args.out}: model.onnx ({cfg['vocab_size']} "
+        f"tokens, context {cfg['context_length']}), tokenizer.json, config.json; "
+        f"logits within {cfg['max_logit_diff']:.1e} of PyTorch."
+    )
     return 0
 
 # %% ../nbs/05h_cli.ipynb #fc8a3598
 def cmd_serve(args) -> int:
-    "llm-zero serve: an OpenAI-compatible API and a chat page for a checkpoint (chapter 08_serve)."
-    from llm_zero.serve.app import serve  # FastAPI takes about a second to import: only when serving
+    """llm-zero serve: an OpenAI-compatible API and a chat page for a checkpoint
+    (chapter 08_serve)."""
+    from llm_zero.serve.app import (
+        serve,
+    )  # FastAPI takes about a second to import: only when serving
+
     use_threads(args.threads)
-    serve(args.checkpoint, args.host, args.port, args.name, pick_device(args.device),
-          allowed_hosts=args.allowed_host, api_key=args.api_key, max_queue=args.max_queue)
+    serve(
+        args.checkpoint,
+        args.host,
+        args.port,
+        args.name,
+        pick_device(args.device),
+        allowed_hosts=args.allowed_host,
+        api_key=args.api_key,
+        max_queue=args.max_queue,
+    )
     return 0
 
+
 def cmd_chat(args) -> int:
-    "llm-zero chat: answer instructions with an instruction-tuned checkpoint (chapter 08d_chat)."
-    from llm_zero.serve.chat import run_chat  # the serving room imports FastAPI: only when chatting
+    """llm-zero chat: answer instructions with an instruction-tuned checkpoint (chapter
+    08d_chat)."""
+    from llm_zero.serve.chat import (
+        run_chat,
+    )  # the serving room imports FastAPI: only when chatting
+
     use_threads(args.threads)
     return run_chat(args.checkpoint, args.prompt, args.input, args.max_tokens)
 
 # %% ../nbs/05h_cli.ipynb #e1fd5fcf
-def ranged(kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False):
-    "An argparse `type` that parses `kind` (int or float) and accepts only finite values in the range."
-    interval = (f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
-                f"{'inf' if high is None else high}{')' if high_open else ']'}")
+def ranged(
+    kind: type,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+):
+    """An argparse `type` that parses `kind` (int or float) and accepts only finite
+    values in the range."""
+    interval = (
+        f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
+        f"{'inf' if high is None else high}{')' if high_open else ']'}"
+    )
+
     def parse(text: str):
-        try: v = kind(text)
-        except ValueError: raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} "
-                                                            f"in {interval}, got {text!r}") from None
-        ok = math.isfinite(v) and (low is None or (v > low if low_open else v >= low)) \
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'} "
+                f"in {interval}, got {text!r}"
+            ) from None
+        ok = (
+            math.isfinite(v)
+            and (low is None or (v > low if low_open else v >= low))
             and (high is None or (v < high if high_open else v <= high))
-        if not ok: raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        )
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
         return v
+
     parse.__name__ = kind.__name__
     return parse
 
+
 def device_name(text: str) -> str:
-    "An argparse `type` for `--device`: 'auto', or a device PyTorch knows and this machine has."
-    if text == "auto": return text
-    try: d = torch.device(text)
+    """An argparse `type` for `--device`: 'auto', or a device PyTorch knows and this
+    machine has."""
+    if text == "auto":
+        return text
+    try:
+        d = torch.device(text)
     except RuntimeError:
-        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}") from None
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+        raise argparse.ArgumentTypeError(
+            f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}"
+        ) from None
+    available = {
+        "cuda": torch.cuda.is_available,
+        "mps": torch.backends.mps.is_available,
+    }
     if not available.get(d.type, lambda: True)():
-        raise argparse.ArgumentTypeError(f"{text!r} is not available on this machine; use --device cpu or auto")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not available on this machine; use --device cpu or auto"
+        )
     if d.type not in ("cpu", "cuda", "mps"):
-        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}"
+        )
     return text
 
 # %% ../nbs/05h_cli.ipynb #c3803c74
 class Parser(argparse.ArgumentParser):
     "argparse with a one-line usage error that points at `--help`, exit status 2."
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 # %% ../nbs/05h_cli.ipynb #ae72162b
 def build_parser() -> argparse.ArgumentParser:
     "The `llm-zero` argument parser with all subcommands."
-    p = Parser(prog="llm-zero",
-               description="Train, evaluate and sample GPT models built from scratch.")
+    p = Parser(
+        prog="llm-zero",
+        description="Train, evaluate and sample GPT models built from scratch.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a model from a YAML config", description=
-                       "Train a model from a YAML config. Override any key with SECTION.KEY=VALUE, e.g. "
-                       "train.max_steps=100. Under torchrun, runs on all its processes.")
+    t = sub.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description=(
+            "Train a model from a YAML config. Override any key with SECTION.KEY=VALUE,"
+            " e.g. train.max_steps=100. Under torchrun, runs on all its processes."
+        ),
+    )
     t.add_argument("--config", required=True, help="YAML config file (see configs/)")
     t.add_argument("--out", help="run folder (default: experiments/<run.name>)")
-    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in the run folder",
+    )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     add_threads_option(t, "train.threads")
-    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optimizer.lr=3e-4")
+    t.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. optimizer.lr=3e-4",
+    )
     t.set_defaults(func=cmd_train)
 
     g = sub.add_parser("generate", help="stream text from a trained checkpoint")
-    g.add_argument("--checkpoint", required=True, help="run folder (uses its best checkpoint), checkpoint folder or file")
+    g.add_argument(
+        "--checkpoint",
+        required=True,
+        help="run folder (uses its best checkpoint), checkpoint folder or file",
+    )
     g.add_argument("--prompt", required=True, help="text to continue")
-    g.add_argument("--max-tokens", type=ranged(int, 1), default=200, help="tokens to generate (default 200)")
-    g.add_argument("--temperature", type=ranged(float, 0), default=0.8, help="0 for greedy (default 0.8)")
-    g.add_argument("--top-k", type=ranged(int, 1), default=None, help="sample among the k most likely tokens")
-    g.add_argument("--top-p", type=ranged(float, 0, 1, low_open=True), default=None,
-                   help="nucleus sampling threshold in (0, 1]")
-    g.add_argument("--seed", type=ranged(int, 0, 2**63, high_open=True), default=0, help="random seed (default 0)")
-    g.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")
+    g.add_argument(
+        "--max-tokens",
+        type=ranged(int, 1),
+        default=200,
+        help="tokens to generate (default 200)",
+    )
+    g.add_argument(
+        "--temperature",
+        type=ranged(float, 0),
+        default=0.8,
+        help="0 for greedy (default 0.8)",
+    )
+    g.add_argument(
+        "--top-k",
+        type=ranged(int, 1),
+        default=None,
+        help="sample among the k most likely tokens",
+    )
+    g.add_argument(
+        "--top-p",
+        type=ranged(float, 0, 1, low_open=True),
+        default=None,
+        help="nucleus sampling threshold in (0, 1]",
+    )
+    g.add_argument(
+        "--seed",
+        type=ranged(int, 0, 2**63, high_open=True),
+        default=0,
+        help="random seed (default 0)",
+    )
+    g.add_argument(
+        "--device", type=device_name, default="auto", help="auto, cpu, cuda, ..."
+    )
     add_threads_option(g)
     g.set_defaults(func=cmd_generate)
 
-    e = sub.add_parser("eval", help="loss, perplexity and bits per byte on held-out text")
-    e.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
-    e.add_argument("--corpus", default=None,
-                   help="corpus name or text file (default: the run's own)")
-    e.add_argument("--split", default="val", choices=SPLITS,
-                   help="val: the held-out part, as `train` cut it (default); train: the rest")
-    e.add_argument("--max-tokens", type=ranged(int, 2), default=None,
-                   help="evaluate only the first N tokens of the split")
-    e.add_argument("--batch-size", type=ranged(int, 1), default=8, help="windows per batch (default 8)")
+    e = sub.add_parser(
+        "eval", help="loss, perplexity and bits per byte on held-out text"
+    )
+    e.add_argument(
+        "--checkpoint", required=True, help="run folder, checkpoint folder or file"
+    )
+    e.add_argument(
+        "--corpus",
+        default=None,
+        help="corpus name or text file (default: the run's own)",
+    )
+    e.add_argument(
+        "--split",
+        default="val",
+        choices=SPLITS,
+        help="val: the held-out part, as `train` cut it (default); train: the rest",
+    )
+    e.add_argument(
+        "--max-tokens",
+        type=ranged(int, 2),
+        default=None,
+        help="evaluate only the first N tokens of the split",
+    )
+    e.add_argument(
+        "--batch-size",
+        type=ranged(int, 1),
+        default=8,
+        help="windows per batch (default 8)",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, ...")
+    e.add_argument(
+        "--device", type=device_name, default="auto", help="auto, cpu, cuda, ..."
+    )
     add_threads_option(e)
     e.set_defaults(func=cmd_eval)
 
-    pr = sub.add_parser("prepare", help="tokenize a corpus once into memory-mapped token files")
-    pr.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"corpus name or text file (default {DEFAULT_CORPUS})")
-    pr.add_argument("--out", required=True, help="folder for train.bin, val.bin, meta.json and the tokenizer")
-    pr.add_argument("--tokenizer", default="char", choices=["char", "bpe", "gpt2"], help="tokenizer kind (default char)")
-    pr.add_argument("--vocab-size", type=ranged(int, 257), default=1024, help="vocabulary size for --tokenizer bpe")
-    pr.add_argument("--tokenizer-from", help="use the tokenizer saved in this folder instead")
-    pr.add_argument("--val-fraction", type=ranged(float, 0, 1, low_open=True, high_open=True), default=0.1,
-                    help="held-out fraction at the end (default 0.1)")
+    pr = sub.add_parser(
+        "prepare", help="tokenize a corpus once into memory-mapped token files"
+    )
+    pr.add_argument(
+        "--corpus",
+        default=DEFAULT_CORPUS,
+        help=f"corpus name or text file (default {DEFAULT_CORPUS})",
+    )
+    pr.add_argument(
+        "--out",
+        required=True,
+        help="folder for train.bin, val.bin, meta.json and the tokenizer",
+    )
+    pr.add_argument(
+        "--tokenizer",
+        default="char",
+        choices=["char", "bpe", "gpt2"],
+        help="tokenizer kind (default char)",
+    )
+    pr.add_argument(
+        "--vocab-size",
+        type=ranged(int, 257),
+        default=1024,
+        help="vocabulary size for --tokenizer bpe",
+    )
+    pr.add_argument(
+        "--tokenizer-from", help="use the tokenizer saved in this folder instead"
+    )
+    pr.add_argument(
+        "--val-fraction",
+        type=ranged(float, 0, 1, low_open=True, high_open=True),
+        default=0.1,
+        help="held-out fraction at the end (default 0.1)",
+    )
     pr.set_defaults(func=cmd_prepare)
 
-    tk = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command", required=True, metavar="COMMAND")
+    tk = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(
+        dest="tokenizer_command", required=True, metavar="COMMAND"
+    )
     tt = tk.add_parser("train", help="train a tokenizer on a corpus")
-    tt.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"corpus name or text file (default {DEFAULT_CORPUS})")
-    tt.add_argument("--out", required=True, help="folder to save tokenizer.json (and bpe.txt) in")
-    tt.add_argument("--kind", default="bpe", choices=["bpe", "char"], help="tokenizer kind (default bpe)")
-    tt.add_argument("--vocab-size", type=ranged(int, 257), default=1024, help="vocabulary size for bpe (default 1024)")
+    tt.add_argument(
+        "--corpus",
+        default=DEFAULT_CORPUS,
+        help=f"corpus name or text file (default {DEFAULT_CORPUS})",
+    )
+    tt.add_argument(
+        "--out", required=True, help="folder to save tokenizer.json (and bpe.txt) in"
+    )
+    tt.add_argument(
+        "--kind",
+        default="bpe",
+        choices=["bpe", "char"],
+        help="tokenizer kind (default bpe)",
+    )
+    tt.add_argument(
+        "--vocab-size",
+        type=ranged(int, 257),
+        default=1024,
+        help="vocabulary size for bpe (default 1024)",
+    )
     tt.set_defaults(func=cmd_tokenizer_train)
 
-    x = sub.add_parser("export", help="export a trained run: ONNX for the browser, or "
-                       "compact weights")
-    x.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
-    x.add_argument("--format", default="onnx", choices=["onnx", "safetensors", "hf"],
-                   help="onnx: graph, tokenizer and config for the browser (default); "
-                        "safetensors: the weights in --dtype with meta, tokenizer and "
-                        "SHA256SUMS, for committing; hf: a folder that Hugging Face "
-                        "transformers loads (chapter 10)")
-    x.add_argument("--dtype", choices=list(WEIGHT_DTYPES), help="weights dtype: bfloat16 "
-                   "(default), float16 or float32 for safetensors; onnx is float32 only")
-    x.add_argument("--out", required=True, help="folder to write: a new folder or an earlier "
-                   "export, never the run itself")
-    x.add_argument("--force", action="store_true",
-                   help="write into an --out that holds other files too (they are kept)")
+    x = sub.add_parser(
+        "export", help="export a trained run: ONNX for the browser, or compact weights"
+    )
+    x.add_argument(
+        "--checkpoint", required=True, help="run folder, checkpoint folder or file"
+    )
+    x.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "safetensors", "hf"],
+        help=(
+            "onnx: graph, tokenizer and config for the browser (default); "
+            "safetensors: the weights in --dtype with meta, tokenizer and "
+            "SHA256SUMS, for committing; hf: a folder that Hugging Face "
+            "transformers loads (chapter 10)"
+        ),
+    )
+    x.add_argument(
+        "--dtype",
+        choices=list(WEIGHT_DTYPES),
+        help=(
+            "weights dtype: bfloat16 "
+            "(default), float16 or float32 for safetensors; onnx is float32 only"
+        ),
+    )
+    x.add_argument(
+        "--out",
+        required=True,
+        help="folder to write: a new folder or an earlier export, never the run itself",
+    )
+    x.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out that holds other files too (they are kept)",
+    )
     x.set_defaults(func=cmd_export)
 
-    sv = sub.add_parser("serve", help="serve a checkpoint behind an OpenAI-compatible API", description=
-                        "Serve a checkpoint: GET /v1/models, POST /v1/completions and /v1/chat/completions "
-                        "(OpenAI's API, streaming included) and a chat page at /.")
-    sv.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or file")
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    sv.add_argument("--port", type=ranged(int, 0, 65535), default=8000, help="port (default 8000; 0: any free one)")
-    sv.add_argument("--name", help="model name in the API (default: the run folder's name)")
+    sv = sub.add_parser(
+        "serve",
+        help="serve a checkpoint behind an OpenAI-compatible API",
+        description=(
+            "Serve a checkpoint: GET /v1/models, POST /v1/completions and"
+            " /v1/chat/completions (OpenAI's API, streaming included) and a chat page"
+            " at /."
+        ),
+    )
+    sv.add_argument(
+        "--checkpoint", required=True, help="run folder, checkpoint folder or file"
+    )
+    sv.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only)",
+    )
+    sv.add_argument(
+        "--port",
+        type=ranged(int, 0, 65535),
+        default=8000,
+        help="port (default 8000; 0: any free one)",
+    )
+    sv.add_argument(
+        "--name", help="model name in the API (default: the run folder's name)"
+    )
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    sv.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                    help="a further host name clients may use (repeatable; * for any); "
-                         "default: the loopback names and --host")
-    sv.add_argument("--api-key", default=os.environ.get("LLM_ZERO_API_KEY") or None,
-                    help="require 'Authorization: Bearer KEY' (default: $LLM_ZERO_API_KEY, or none)")
-    sv.add_argument("--max-queue", type=ranged(int, 1), default=64,
-                    help="requests that may wait for the model; more get a 503 (default 64)")
+    sv.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=(
+            "a further host name clients may use (repeatable; * for any); "
+            "default: the loopback names and --host"
+        ),
+    )
+    sv.add_argument(
+        "--api-key",
+        default=os.environ.get("LLM_ZERO_API_KEY") or None,
+        help=(
+            "require 'Authorization: Bearer KEY' (default: $LLM_ZERO_API_KEY, or none)"
+        ),
+    )
+    sv.add_argument(
+        "--max-queue",
+        type=ranged(int, 1),
+        default=64,
+        help="requests that may wait for the model; more get a 503 (default 64)",
+    )
     add_threads_option(sv)
     sv.set_defaults(func=cmd_serve)
 
-    ch = sub.add_parser("chat", help="talk to an instruction-tuned checkpoint (chapter 08d_chat)")
-    ch.add_argument("--checkpoint", required=True,
-                    help="run folder or checkpoint folder of `llm-zero finetune instruct`")
-    ch.add_argument("--prompt", help="one instruction to answer (default: one per line of stdin)")
-    ch.add_argument("--input", default="", help="optional input text for the instruction")
-    ch.add_argument("--max-tokens", type=ranged(int, 1), default=256,
-                    help="most tokens in an answer, within the context (default 256)")
+    ch = sub.add_parser(
+        "chat", help="talk to an instruction-tuned checkpoint (chapter 08d_chat)"
+    )
+    ch.add_argument(
+        "--checkpoint",
+        required=True,
+        help="run folder or checkpoint folder of `llm-zero finetune instruct`",
+    )
+    ch.add_argument(
+        "--prompt", help="one instruction to answer (default: one per line of stdin)"
+    )
+    ch.add_argument(
+        "--input", default="", help="optional input text for the instruction"
+    )
+    ch.add_argument(
+        "--max-tokens",
+        type=ranged(int, 1),
+        default=256,
+        help="most tokens in an answer, within the context (default 256)",
+    )
     add_threads_option(ch)
     ch.set_defaults(func=cmd_chat)
 
-    # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather than at the
-    # top so that `llm_zero.finetune` may itself build on the training engine.
+    # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather
+    # than at the top so that `llm_zero.finetune` may itself build on the training
+    # engine.
     from llm_zero.finetune.cli import add_finetune_commands
     from llm_zero.finetune.dpo import add_dpo_command
+
     add_dpo_command(add_finetune_commands(sub))
     from llm_zero.eval.report import add_report_command
+
     add_report_command(sub)
     return p
 
 # %% ../nbs/05h_cli.ipynb #6f1c76f5
 BUG_REPORT_URL = "https://github.com/llm-zero/llm_zero/issues"
-# Optional parts of the library and the install extra that brings each (`pip install .` alone
-# gives training, sampling and evaluation; see settings.ini).
-OPTIONAL_EXTRAS = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve",
-                   "onnx": "export", "onnxscript": "export", "onnxruntime": "export"}
+# Optional parts of the library and the install extra that brings each (`pip install .`
+# alone gives training, sampling and evaluation; see settings.ini).
+OPTIONAL_EXTRAS = {
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "pydantic": "serve",
+    "onnx": "export",
+    "onnxscript": "export",
+    "onnxruntime": "export",
+}
+
 
 def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
     "The parsed `argv`; a command's `KEY=VALUE` overrides may stand among its options."
     parser = build_parser()
     # argparse fills a positional list once: overrides after an option are left over.
     args, stray = parser.parse_known_args(argv)
-    if stray and hasattr(args, "overrides") and not any(s.startswith("-") for s in stray):
+    if (
+        stray
+        and hasattr(args, "overrides")
+        and not any(s.startswith("-") for s in stray)
+    ):
         args.overrides = [*args.overrides, *stray]
-    elif stray: parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    elif stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
     return args
+
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `llm-zero` console script; returns the exit status."
-    try: args = parse_command_line(argv)
-    except SystemExit as e: return e.code or 0  # --help, or a bad argument (printed)
+    try:
+        args = parse_command_line(argv)
+    except SystemExit as e:
+        return e.code or 0  # --help, or a bad argument (printed)
+
     def fail(msg) -> int:
         print(f"llm-zero {args.command}: error: {msg}", file=sys.stderr)
         return 2
+
     try:
         return args.func(args)
     except TrainingDiverged as e:
-        print(f"llm-zero: {e}", file=sys.stderr); return 1
-    except LLMZeroError as e: return fail(e)
+        print(f"llm-zero: {e}", file=sys.stderr)
+        return 1
+    except LLMZeroError as e:
+        return fail(e)
     except KeyboardInterrupt:
-        print("llm-zero: interrupted", file=sys.stderr); return 130
+        print("llm-zero: interrupted", file=sys.stderr)
+        return 130
     except ModuleNotFoundError as e:
         extra = OPTIONAL_EXTRAS.get((e.name or "").partition(".")[0])
-        if extra is None: return _report_bug()
-        return fail(f"this command needs {e.name}, which is not installed; "
-                    f"install it with: pip install 'llm_zero[{extra}]'")
+        if extra is None:
+            return _report_bug()
+        return fail(
+            f"this command needs {e.name}, which is not installed; "
+            f"install it with: pip install 'llm_zero[{extra}]'"
+        )
     except OSError as e:
-        if not is_environment_fault(e): return _report_bug()
+        if not is_environment_fault(e):
+            return _report_bug()
         return fail(write_error(e.filename or "a file", e))
-    except Exception: return _report_bug()
+    except Exception:
+        return _report_bug()
+
 
 def _report_bug() -> int:
     traceback.print_exc()
-    print(f"llm-zero: this is a bug in llm_zero, not a problem with your input; please "
-          f"report it with the command and the traceback above at {BUG_REPORT_URL}",
-          file=sys.stderr)
+    print(
+        "llm-zero: this is a bug in llm_zero, not a problem with your input; please "
+        f"report it with the command and the traceback above at {BUG_REPORT_URL}",
+        file=sys.stderr,
+    )
     return 70

@@ -20,29 +20,39 @@ __all__ = ['LLMZeroError', 'InputError', 'InputTypeError', 'WriteError', 'is_env
 
 # %% ../nbs/00_core.ipynb #242b9d16
 class LLMZeroError(Exception):
-    "Bad input or a faulty environment: the message names the problem and the fix, in one line."
+    """Bad input or a faulty environment: the message names the problem and the fix, in
+    one line."""
 
 # %% ../nbs/00_core.ipynb #b69f0499
 class InputError(LLMZeroError, ValueError):
-    "A value outside its allowed range or of the wrong kind; the message names it and what is allowed."
+    """A value outside its allowed range or of the wrong kind; the message names it and
+    what is allowed."""
+
 
 class InputTypeError(LLMZeroError, TypeError):
-    "An argument of the wrong type (e.g. a float tensor of token ids); the message names the one expected."
+    """An argument of the wrong type (e.g. a float tensor of token ids); the message
+    names the one expected."""
 
 # %% ../nbs/00_core.ipynb #712bb706
 class WriteError(LLMZeroError, OSError):
     "A file could not be written; the message names the path and the fix."
 
-_WRITE_FIXES = {errno.ENOSPC: "the disk is full; free some space or choose another --out",
-                errno.EROFS: "the file system is read-only; choose a writable --out",
-                errno.EACCES: "permission denied; choose a folder you can write to",
-                errno.EPERM: "permission denied; choose a folder you can write to",
-                errno.ENOTDIR: "a parent of this path is a file, not a folder; choose another path",
-                errno.EEXIST: "a parent of this path is a file, not a folder; choose another path"}
+
+_WRITE_FIXES = {
+    errno.ENOSPC: "the disk is full; free some space or choose another --out",
+    errno.EROFS: "the file system is read-only; choose a writable --out",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "permission denied; choose a folder you can write to",
+    errno.ENOTDIR: "a parent of this path is a file, not a folder; choose another path",
+    errno.EEXIST: "a parent of this path is a file, not a folder; choose another path",
+}
+
 
 def is_environment_fault(err: OSError) -> bool:
-    "Whether `err` is the environment's fault (full disk, read-only, no permission, a file for a folder)."
+    """Whether `err` is the environment's fault (full disk, read-only, no permission, a
+    file for a folder)."""
     return err.errno in _WRITE_FIXES
+
 
 def write_error(path: str | os.PathLike, err: OSError) -> WriteError:
     "A `WriteError` naming `path` and the fix for `err`."
@@ -55,10 +65,13 @@ def new_temp(parent: str | os.PathLike, prefix: str, folder: bool = False) -> Pa
     while True:  # 32 random bits: a name is seldom taken, and then the next one is free
         p = Path(parent) / f"{prefix}{secrets.token_hex(4)}.tmp"
         try:
-            if folder: os.mkdir(p, 0o777)
-            else: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            if folder:
+                os.mkdir(p, 0o777)
+            else:
+                os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return p
-        except FileExistsError: continue
+        except FileExistsError:
+            continue
 
 # %% ../nbs/00_core.ipynb #11083833
 @contextmanager
@@ -68,12 +81,14 @@ def atomic_write(path: str | os.PathLike):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = new_temp(path.parent, f".{path.name}.")
-    except OSError as e: raise write_error(path, e) from None
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         if path.is_file():  # keep a replaced file's mode, as open() does
             os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         yield tmp
-        with open(tmp, "rb+") as f: os.fsync(f.fileno())
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -85,10 +100,17 @@ def atomic_write(path: str | os.PathLike):
 # %% ../nbs/00_core.ipynb #35ec4f2c
 class _LogProgress(tqdm):
     "A tqdm that writes a plain line now and then instead of redrawing a bar."
+
     def __init__(self, *args, **kwargs):
-        self._line_n, self._line_t = 0, time.monotonic()  # tqdm's __init__ displays already
-        # ncols 0: the numbers without a bar; mininterval 0: `display` decides when to write
-        super().__init__(*args, **{**kwargs, "ncols": 0, "dynamic_ncols": False, "mininterval": 0})
+        self._line_n, self._line_t = (
+            0,
+            time.monotonic(),
+        )  # tqdm's __init__ displays already
+        # ncols 0: the numbers without a bar; mininterval 0: `display` decides when to
+        # write
+        super().__init__(
+            *args, **{**kwargs, "ncols": 0, "dynamic_ncols": False, "mininterval": 0}
+        )
 
     def _line(self):
         self._line_n, self._line_t = self.n, time.monotonic()
@@ -96,16 +118,20 @@ class _LogProgress(tqdm):
         self.fp.flush()
 
     def display(self, msg=None, pos=None):
-        if msg is not None: return False  # tqdm wiping its bar: there is none to wipe
+        if msg is not None:
+            return False  # tqdm wiping its bar: there is none to wipe
         now, done = time.monotonic(), self.n - self._line_n
         tenth = self.total and done >= self.total / 10 and now - self._line_t >= 5
-        if done > 0 and (tenth or now - self._line_t >= 30): self._line()
+        if done > 0 and (tenth or now - self._line_t >= 30):
+            self._line()
         return True
 
-    def clear(self, nolock=False): pass  # tqdm.write clears bars first; a line needs no clearing
+    def clear(self, nolock=False):
+        pass  # tqdm.write clears bars first; a line needs no clearing
 
     def close(self):
-        if not self.disable and self.leave is not False and self.n > self._line_n: self._line()
+        if not self.disable and self.leave is not False and self.n > self._line_n:
+            self._line()
         self.leave = False  # so tqdm's close writes no end of bar
         super().close()
 

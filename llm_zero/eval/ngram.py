@@ -27,19 +27,23 @@ def check_ids(ids, vocab_size: int, name: str = "ids") -> np.ndarray:
     if a.size and not np.issubdtype(a.dtype, np.integer):
         raise InputTypeError(f"{name} must be integer token ids, got {a.dtype}.")
     if a.size and (a.min() < 0 or a.max() >= vocab_size):
-        raise InputError(f"{name} holds ids from {a.min()} to {a.max()}, outside the "
-                         f"vocabulary of {vocab_size:,}; pass their tokenizer's size.")
+        raise InputError(
+            f"{name} holds ids from {a.min()} to {a.max()}, outside the "
+            f"vocabulary of {vocab_size:,}; pass their tokenizer's size."
+        )
     return a.astype(np.uint64)
 
 # %% ../../nbs/05m_ngram.ipynb #cf40ca1a
 def pack_ngrams(ids: np.ndarray, k: int, bits: int) -> np.ndarray:
     "One uint64 key per k-gram of the uint64 `ids` (first token highest), in text order."
     n = len(ids) - k + 1
-    if n <= 0: return np.zeros(0, dtype=np.uint64)
+    if n <= 0:
+        return np.zeros(0, dtype=np.uint64)
     keys = ids[:n].copy()
     for j in range(1, k):
-        keys = (keys << np.uint64(bits)) | ids[j:j + n]
+        keys = (keys << np.uint64(bits)) | ids[j : j + n]
     return keys
+
 
 def unpack_ngrams(keys: np.ndarray, k: int, bits: int) -> np.ndarray:
     "The `(len(keys), k)` token ids of packed k-gram `keys`."
@@ -52,12 +56,15 @@ def continuation_counts(keys: np.ndarray, k: int, bits: int):
     return np.unique(keys & np.uint64((1 << (k * bits)) - 1), return_counts=True)
 
 # %% ../../nbs/05m_ngram.ipynb #84fadef8
-def distinct_prefixes(keys: np.ndarray, ids: np.ndarray, k: int, order: int,
-                      bits: int) -> np.ndarray:
+def distinct_prefixes(
+    keys: np.ndarray, ids: np.ndarray, k: int, order: int, bits: int
+) -> np.ndarray:
     "The distinct k-grams of `ids`, from its sorted distinct `order`-grams `keys`."
     heads = keys >> np.uint64(bits * (order - k))  # sorted, so repeats are neighbours
     heads = heads[np.r_[True, heads[1:] != heads[:-1]]]
-    tail = pack_ngrams(ids[len(ids) - order + 1:], k, bits)  # no order-gram starts there
+    tail = pack_ngrams(
+        ids[len(ids) - order + 1 :], k, bits
+    )  # no order-gram starts there
     return np.union1d(heads, tail)
 
 # %% ../../nbs/05m_ngram.ipynb #f22be563
@@ -74,12 +81,14 @@ def kn_discounts(counts: np.ndarray) -> np.ndarray:
 @dataclass
 class Level:
     "One order of the model: its k-grams' discounted counts and their contexts' totals."
-    keys: np.ndarray       # sorted distinct k-grams
-    kept: np.ndarray       # count minus its discount, for each k-gram
-    contexts: np.ndarray   # sorted distinct (k-1)-gram contexts
-    total: np.ndarray      # c(h.): summed count of the context's k-grams
-    passed: np.ndarray     # mass the context gives to the order below (gamma times total)
+
+    keys: np.ndarray  # sorted distinct k-grams
+    kept: np.ndarray  # count minus its discount, for each k-gram
+    contexts: np.ndarray  # sorted distinct (k-1)-gram contexts
+    total: np.ndarray  # c(h.): summed count of the context's k-grams
+    passed: np.ndarray  # mass the context gives to the order below (gamma times total)
     discounts: np.ndarray  # D1, D2, D3+
+
 
 def make_level(keys: np.ndarray, counts: np.ndarray, bits: int, discount=None) -> Level:
     "A `Level` from sorted distinct k-grams and their counts; `discount` None: estimated."
@@ -103,16 +112,21 @@ class KneserNey:
 
     def __init__(self, order: int, vocab_size: int, discount=None):
         self.order, self.vocab_size, self.bits = order, vocab_size, key_bits(vocab_size)
-        if order < 1: raise InputError(f"order must be at least 1, got {order}.")
+        if order < 1:
+            raise InputError(f"order must be at least 1, got {order}.")
         if order * self.bits > 64:
-            raise InputError(f"A {order}-gram of a {vocab_size:,}-token vocabulary needs "
-                             f"{order * self.bits} bits, more than a key's 64; use "
-                             f"order <= {64 // self.bits}.")
+            raise InputError(
+                f"A {order}-gram of a {vocab_size:,}-token vocabulary needs "
+                f"{order * self.bits} bits, more than a key's 64; use "
+                f"order <= {64 // self.bits}."
+            )
         one = discount is None or np.ndim(discount) == 0
         ds = [discount] * order if one else list(discount)
         if len(ds) != order or any(d is not None and not 0 <= d <= 1 for d in ds):
-            raise InputError(f"discount must be None, a number in [0, 1] or {order} of "
-                             f"them (one per order, lowest first), got {discount!r}.")
+            raise InputError(
+                f"discount must be None, a number in [0, 1] or {order} of "
+                f"them (one per order, lowest first), got {discount!r}."
+            )
         self.discount, self.levels = ds, []
 
 # %% ../../nbs/05m_ngram.ipynb #85ff88a5
@@ -121,8 +135,10 @@ def fit(self: KneserNey, ids) -> KneserNey:
     "Count the `order`-grams of `ids`, and the continuation counts of every order below."
     ids = check_ids(ids, self.vocab_size)
     if len(ids) < self.order:
-        raise InputError(f"A {self.order}-gram model needs at least {self.order} "
-                         f"tokens to count, got {len(ids)}; fit it on a longer text.")
+        raise InputError(
+            f"A {self.order}-gram model needs at least {self.order} "
+            f"tokens to count, got {len(ids)}; fit it on a longer text."
+        )
     top, counts = np.unique(pack_ngrams(ids, self.order, self.bits), return_counts=True)
     self.levels = [make_level(top, counts, self.bits, self.discount[-1])]
     for k in range(self.order - 1, 0, -1):
@@ -158,26 +174,35 @@ def logprob(self: KneserNey, ids, start: int = 1) -> np.ndarray:
     history = np.minimum(np.arange(start, len(ids)), self.order - 1)
     return np.log(self.probs(windows, history))
 
+
 @patch
 def distribution(self: KneserNey, context) -> np.ndarray:
     "The probability of every token of the vocabulary after `context` (its last ids)."
     ctx = check_ids(context, self.vocab_size, "context")
-    ctx = ctx[len(ctx) - min(len(ctx), self.order - 1):]
+    ctx = ctx[len(ctx) - min(len(ctx), self.order - 1) :]
     rows = np.zeros((self.vocab_size, self.order), dtype=np.uint64)
-    rows[:, self.order - 1 - len(ctx):-1] = ctx
+    rows[:, self.order - 1 - len(ctx) : -1] = ctx
     rows[:, -1] = np.arange(self.vocab_size)
     return self.probs(rows, np.full(self.vocab_size, len(ctx)))
 
 # %% ../../nbs/05m_ngram.ipynb #5f859c88
-def ngram_bits_per_byte(train_ids, val_ids, tokenizer, order: int = 4,
-                        discount=None) -> dict:
+def ngram_bits_per_byte(
+    train_ids, val_ids, tokenizer, order: int = 4, discount=None
+) -> dict:
     "Fit Kneser-Ney on `train_ids`; its loss and bits per byte on `val_ids[1:]`."
     if len(val_ids) < 2:
-        raise InputError(f"Scoring needs at least 2 tokens (the first is context only), "
-                         f"got {len(val_ids)}; pass a longer validation text.")
+        raise InputError(
+            "Scoring needs at least 2 tokens (the first is context only), "
+            f"got {len(val_ids)}; pass a longer validation text."
+        )
     lm = KneserNey(order, tokenizer.vocab_size, discount).fit(train_ids)
     nats = float(-lm.logprob(val_ids, start=1).sum())
     n, n_bytes = len(val_ids) - 1, len(tokenizer.decode(val_ids[1:]).encode("utf-8"))
-    return {"order": order, "loss": nats / n, "perplexity": math.exp(nats / n),
-            "bits_per_byte": nats / (n_bytes * math.log(2)), "tokens": n,
-            "bytes": n_bytes}
+    return {
+        "order": order,
+        "loss": nats / n,
+        "perplexity": math.exp(nats / n),
+        "bits_per_byte": nats / (n_bytes * math.log(2)),
+        "tokens": n,
+        "bytes": n_bytes,
+    }

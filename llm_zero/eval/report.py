@@ -14,9 +14,19 @@ import torch.nn as nn
 
 from ..core import LLMZeroError, atomic_write
 from ..data.corpora import CORPORA, DEFAULT_CORPUS, cache_dir, load_text
-from ..data.dataset import (LABELS, PREAMBLE, RESPONSE_HEADING, SpamDataset, create_balanced_dataset,
-                                   format_input, load_instruction_data, load_sms_spam, random_split,
-                                   split_instruction_data, validate_instruction_records)
+from llm_zero.data.dataset import (
+    LABELS,
+    PREAMBLE,
+    RESPONSE_HEADING,
+    SpamDataset,
+    create_balanced_dataset,
+    format_input,
+    load_instruction_data,
+    load_sms_spam,
+    random_split,
+    split_instruction_data,
+    validate_instruction_records,
+)
 from ..data.english import english_mix, english_mix_dir
 from ..model.generation import _context_length, generate, left_pad
 from ..train.checkpoint import find_checkpoint, load_run
@@ -33,27 +43,36 @@ __all__ = ['TEMPLATE_MARKERS', 'FAILURES', 'exact_match', 'lcs_length', 'rouge_l
            'write_report', 'report_table', 'cmd_report', 'add_report_command']
 
 # %% ../../nbs/07d_report.ipynb #31890cfc
-def _words(text: str) -> list[str]: return re.findall(r"[a-z0-9]+", text.lower())
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
 
 def exact_match(prediction: str, reference: str) -> float:
     "1.0 if the two texts have the same normalised words, else 0.0."
     return float(_words(prediction) == _words(reference))
 
+
 def lcs_length(a: list, b: list) -> int:
-    "Length of the longest common subsequence of `a` and `b` (dynamic programming, O(len(a) len(b)))."
-    if len(a) < len(b): a, b = b, a
+    """Length of the longest common subsequence of `a` and `b` (dynamic programming,
+    O(len(a) len(b)))."""
+    if len(a) < len(b):
+        a, b = b, a
     row = [0] * (len(b) + 1)
     for x in a:
         prev_diag = 0
         for j, y in enumerate(b, 1):
-            prev_diag, row[j] = row[j], prev_diag + 1 if x == y else max(row[j], row[j - 1])
+            prev_diag, row[j] = row[j], (
+                prev_diag + 1 if x == y else max(row[j], row[j - 1])
+            )
     return row[-1]
+
 
 def rouge_l(prediction: str, reference: str) -> float:
     "ROUGE-L F1 of `prediction` against `reference`, on lowercase word tokens."
     p, r = _words(prediction), _words(reference)
     lcs = lcs_length(p, r)
-    if lcs == 0: return 0.0
+    if lcs == 0:
+        return 0.0
     precision, recall = lcs / len(p), lcs / len(r)
     return 2 * precision * recall / (precision + recall)
 
@@ -61,153 +80,272 @@ def rouge_l(prediction: str, reference: str) -> float:
 def score_responses(data: list[dict], key: str = "model_response") -> dict:
     "Mean exact match and ROUGE-L of `entry[key]` against `entry['output']` over `data`."
     missing = [i for i, e in enumerate(data) if key not in e]
-    if missing: raise ValueError(f"Record {missing[0]} has no {key!r}; run generate_responses first.")
+    if missing:
+        raise ValueError(
+            f"Record {missing[0]} has no {key!r}; run generate_responses first."
+        )
     n = len(data)
-    return {"n": n,
-            "exact_match": sum(exact_match(e[key], e["output"]) for e in data) / n if n else float("nan"),
-            "rouge_l": sum(rouge_l(e[key], e["output"]) for e in data) / n if n else float("nan")}
+    return {
+        "n": n,
+        "exact_match": (
+            sum(exact_match(e[key], e["output"]) for e in data) / n
+            if n
+            else float("nan")
+        ),
+        "rouge_l": (
+            sum(rouge_l(e[key], e["output"]) for e in data) / n if n else float("nan")
+        ),
+    }
 
 # %% ../../nbs/07d_report.ipynb #43c846e9
 TEMPLATE_MARKERS = ("### Instruction", "### Input", "### Response", PREAMBLE[:40])
 
+
 def repetition_loop(text: str, max_span: int = 10, min_repeats: int = 3) -> bool:
-    "Whether some run of 1 to `max_span` words repeats `min_repeats` or more times in a row."
+    """Whether some run of 1 to `max_span` words repeats `min_repeats` or more times in
+    a row."""
     w = re.findall(r"\w+", text.lower())
     for n in range(1, max_span + 1):
         for i in range(len(w) - n * min_repeats + 1):
-            if all(w[i:i + n] == w[i + k * n:i + (k + 1) * n] for k in range(1, min_repeats)): return True
+            if all(
+                w[i : i + n] == w[i + k * n : i + (k + 1) * n]
+                for k in range(1, min_repeats)
+            ):
+                return True
     return False
+
 
 def format_problems(response: str, stopped: bool = True) -> list[str]:
     "Names of the format rules `response` breaks: template, repetition, empty, no_eos."
-    problems = [name for name, broken in (
-        ("template", any(m in response for m in TEMPLATE_MARKERS)), ("repetition", repetition_loop(response)),
-        ("empty", not response.strip()), ("no_eos", not stopped)) if broken]
+    problems = [
+        name
+        for name, broken in (
+            ("template", any(m in response for m in TEMPLATE_MARKERS)),
+            ("repetition", repetition_loop(response)),
+            ("empty", not response.strip()),
+            ("no_eos", not stopped),
+        )
+        if broken
+    ]
     return problems
 
 # %% ../../nbs/07d_report.ipynb #cdbf1e82
 def judge_score(response: str, reference: str, stopped: bool = True) -> float:
-    "The offline judge: ROUGE-L of `response` against `reference`, or 0 if it breaks a format rule."
+    """The offline judge: ROUGE-L of `response` against `reference`, or 0 if it breaks a
+    format rule."""
     return 0.0 if format_problems(response, stopped) else rouge_l(response, reference)
-
 
 # %% ../../nbs/07d_report.ipynb #4eba7b1a
 FAILURES = ("template", "repetition", "empty", "no_eos")
 
+
 def answer_scores(answered: list[dict]) -> dict:
-    "Mean ROUGE-L and exact match of `model_response` against `output`, and the rate of each format failure."
-    problems = [format_problems(a["model_response"], a.get("stopped", True)) for a in answered]
+    """Mean ROUGE-L and exact match of `model_response` against `output`, and the rate
+    of each format failure."""
+    problems = [
+        format_problems(a["model_response"], a.get("stopped", True)) for a in answered
+    ]
     n = max(len(answered), 1)
-    return {**score_responses(answered),
-            "failure_rate": {**{k: sum(k in p for p in problems) / n for k in FAILURES},
-                             "any": sum(bool(p) for p in problems) / n}}
+    return {
+        **score_responses(answered),
+        "failure_rate": {
+            **{k: sum(k in p for p in problems) / n for k in FAILURES},
+            "any": sum(bool(p) for p in problems) / n,
+        },
+    }
 
 # %% ../../nbs/07d_report.ipynb #a25612e9
-def generate_answers(model: nn.Module, records: list[dict], tokenizer, max_new_tokens: int = 64,
-                     batch_size: int = 16, eos_id: int = 50256) -> list[dict]:
-    "Copies of `records` with the model's greedy `model_response` and whether it `stopped` at end-of-text."
+def generate_answers(
+    model: nn.Module,
+    records: list[dict],
+    tokenizer,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    eos_id: int = 50256,
+) -> list[dict]:
+    """Copies of `records` with the model's greedy `model_response` and whether it
+    `stopped` at end-of-text."""
     model.eval()
     context = _context_length(model)  # any architecture
     out = []
     for start in range(0, len(records), batch_size):
-        chunk = validate_instruction_records(records[start:start + batch_size])
-        prompts = [tokenizer.encode(format_input(r) + RESPONSE_HEADING)[-context:] for r in chunk]
+        chunk = validate_instruction_records(records[start : start + batch_size])
+        prompts = [
+            tokenizer.encode(format_input(r) + RESPONSE_HEADING)[-context:]
+            for r in chunk
+        ]
         idx, mask = left_pad(prompts, pad_id=eos_id)
-        new = generate(model, idx, max_new_tokens, context, eos_id=eos_id, use_cache=True, attention_mask=mask)
-        for r, row in zip(chunk, new[:, idx.shape[1]:].tolist()):
+        new = generate(
+            model,
+            idx,
+            max_new_tokens,
+            context,
+            eos_id=eos_id,
+            use_cache=True,
+            attention_mask=mask,
+        )
+        for r, row in zip(chunk, new[:, idx.shape[1] :].tolist()):
             stopped = eos_id in row
-            text = tokenizer.decode(row[:row.index(eos_id)] if stopped else row)
+            text = tokenizer.decode(row[: row.index(eos_id)] if stopped else row)
             out.append({**r, "model_response": text.strip(), "stopped": stopped})
     return out
-
 
 # %% ../../nbs/07d_report.ipynb #0a96609a
 class ReportError(LLMZeroError, ValueError):
     "A checkpoint or setting the report cannot evaluate; the message names the fix."
 
-
 # %% ../../nbs/07d_report.ipynb #85089aaa
 def text_corpora() -> list[str]:
-    "Names of the registered plain-text corpora: the default, the English mix, every `.txt` of the registry."
-    return [DEFAULT_CORPUS, "english-mix", *sorted(n for n, c in CORPORA.items() if c.filename.endswith(".txt"))]
+    """Names of the registered plain-text corpora: the default, the English mix, every
+    `.txt` of the registry."""
+    return [
+        DEFAULT_CORPUS,
+        "english-mix",
+        *sorted(n for n, c in CORPORA.items() if c.filename.endswith(".txt")),
+    ]
+
 
 def held_out_slice(text: str, val_fraction: float = 0.1) -> str:
-    "The last `val_fraction` of `text` (by characters): the part training holds out for validation."
-    return text[int(round(len(text) * (1 - val_fraction))):]
+    """The last `val_fraction` of `text` (by characters): the part training holds out
+    for validation."""
+    return text[int(round(len(text) * (1 - val_fraction))) :]
+
 
 def corpus_bits_per_byte(model: nn.Module, tok, max_tokens: int = 20_000) -> dict:
-    "Bits per byte on each text corpus's held-out slice (first `max_tokens` tokens); a reason where skipped."
+    """Bits per byte on each text corpus's held-out slice (first `max_tokens` tokens); a
+    reason where skipped."""
     out = {}
     for name in text_corpora():
         if name in CORPORA and not (cache_dir() / CORPORA[name].filename).is_file():
             out[name] = {"skipped": "not in the cache (the report never downloads)"}
             continue
         if name == "english-mix" and not (english_mix_dir() / "val.txt").is_file():
-            out[name] = {"skipped": "not prepared in the cache (llm_zero.data.english builds it)"}
+            out[name] = {
+                "skipped": "not prepared in the cache (llm_zero.data.english builds it)"
+            }
             continue
-        text = english_mix("val") if name == "english-mix" else held_out_slice(load_text(name))
-        try:  # tokens average well under 10 characters: this keeps `max_tokens`, encodes no more
-            ids = tok.encode(text[:max_tokens * 10])
+        text = (
+            english_mix("val")
+            if name == "english-mix"
+            else held_out_slice(load_text(name))
+        )
+        # tokens average well under 10 characters: this keeps `max_tokens`, encodes no
+        # more
+        try:
+            ids = tok.encode(text[: max_tokens * 10])
         except (ValueError, KeyError) as e:
             out[name] = {"skipped": f"the tokenizer cannot encode it ({str(e)[:60]})"}
             continue
         r = evaluate_text(model, tok, ids=np.asarray(ids), max_tokens=max_tokens)
-        out[name] = {"bits_per_byte": r["bits_per_byte"], "tokens": r["tokens"], "bytes": r["bytes"]}
+        out[name] = {
+            "bits_per_byte": r["bits_per_byte"],
+            "tokens": r["tokens"],
+            "bytes": r["bytes"],
+        }
     return out
 
 # %% ../../nbs/07d_report.ipynb #40c3d7b5
-def confusion_matrix(labels: list[int], predictions: list[int], n_classes: int) -> list[list[int]]:
+def confusion_matrix(
+    labels: list[int], predictions: list[int], n_classes: int
+) -> list[list[int]]:
     "Counts `C[true][predicted]` over the pairs of `labels` and `predictions`."
     c = [[0] * n_classes for _ in range(n_classes)]
-    for y, p in zip(labels, predictions, strict=True): c[y][p] += 1
+    for y, p in zip(labels, predictions, strict=True):
+        c[y][p] += 1
     return c
 
+
 def classification_scores(confusion: list[list[int]], positive: int = 1) -> dict:
-    "Accuracy, precision and recall of class `positive`, and the majority-class baseline, from a confusion matrix."
+    """Accuracy, precision and recall of class `positive`, and the majority-class
+    baseline, from a confusion matrix."""
     total = sum(map(sum, confusion))
     tp = confusion[positive][positive]
     predicted = sum(row[positive] for row in confusion)
     actual = sum(confusion[positive])
-    return {"accuracy": sum(confusion[i][i] for i in range(len(confusion))) / total,
-            "precision": tp / predicted if predicted else 0.0, "recall": tp / actual if actual else 0.0,
-            "majority_baseline": max(map(sum, confusion)) / total}
+    return {
+        "accuracy": sum(confusion[i][i] for i in range(len(confusion))) / total,
+        "precision": tp / predicted if predicted else 0.0,
+        "recall": tp / actual if actual else 0.0,
+        "majority_baseline": max(map(sum, confusion)) / total,
+    }
 
 # %% ../../nbs/07d_report.ipynb #d7df2bbb
 def classifier_test_split(cfg: dict) -> list[dict]:
-    "The test records `llm-zero finetune classify` held out under `cfg` (its saved config)."
+    """The test records `llm-zero finetune classify` held out under `cfg` (its saved
+    config)."""
     d = cfg["data"]
-    _, _, test = random_split(create_balanced_dataset(load_sms_spam(), seed=d["seed"]), 0.7, 0.1, seed=d["seed"])
-    if d.get("limit"): test = test[:d["limit"] - int(d["limit"] * 0.7) - int(d["limit"] * 0.1)]
+    _, _, test = random_split(
+        create_balanced_dataset(load_sms_spam(), seed=d["seed"]),
+        0.7,
+        0.1,
+        seed=d["seed"],
+    )
+    if d.get("limit"):
+        test = test[: d["limit"] - int(d["limit"] * 0.7) - int(d["limit"] * 0.1)]
     return test
 
-def evaluate_classifier(model: nn.Module, tok, meta: dict, records: list[dict], batch_size: int = 32) -> dict:
+
+def evaluate_classifier(
+    model: nn.Module, tok, meta: dict, records: list[dict], batch_size: int = 32
+) -> dict:
     "Confusion matrix and scores of a `finetune classify` model on `records`."
-    ds = SpamDataset(records, tok, max_length=meta["max_length"], pad_token_id=meta["pad_token_id"])
+    ds = SpamDataset(
+        records, tok, max_length=meta["max_length"], pad_token_id=meta["pad_token_id"]
+    )
     preds = []
     with torch.no_grad():
         for i in range(0, len(ds), batch_size):
             x = torch.stack([ds[j][0] for j in range(i, min(i + batch_size, len(ds)))])
             preds += model(x)[:, -1, :].argmax(-1).tolist()
     c = confusion_matrix(ds.labels, preds, len(LABELS))
-    return {"n": len(ds), "labels": list(LABELS), "confusion": c, **classification_scores(c)}
+    return {
+        "n": len(ds),
+        "labels": list(LABELS),
+        "confusion": c,
+        **classification_scores(c),
+    }
 
 # %% ../../nbs/07d_report.ipynb #cd33f474
 def generated_tasks(n: int = 20, seed: int = 0) -> dict[str, list[dict]]:
-    "Seeded instruction records with checkable answers: copying, counting letters, adding; with chance levels."
+    """Seeded instruction records with checkable answers: copying, counting letters,
+    adding; with chance levels."""
     rng = random.Random(seed)
-    word = lambda: "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(5, 8)))
+    word = lambda: "".join(
+        rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(5, 8))
+    )
     tasks = {"copy": [], "count": [], "add": []}
     for _ in range(n):
         w = word()
-        tasks["copy"].append({"instruction": "Repeat the following word exactly.", "input": w, "output": w,
-                              "chance": 26.0 ** -len(w)})
+        tasks["copy"].append(
+            {
+                "instruction": "Repeat the following word exactly.",
+                "input": w,
+                "output": w,
+                "chance": 26.0 ** -len(w),
+            }
+        )
         w, letter = word(), rng.choice("aeiou")
-        tasks["count"].append({"instruction": f"How many times does the letter '{letter}' appear in the word?",
-                               "input": w, "output": str(w.count(letter)), "chance": 1 / (len(w) + 1)})
+        tasks["count"].append(
+            {
+                "instruction": (
+                    f"How many times does the letter '{letter}' appear in the word?"
+                ),
+                "input": w,
+                "output": str(w.count(letter)),
+                "chance": 1 / (len(w) + 1),
+            }
+        )
         a, b = rng.randint(10, 99), rng.randint(10, 99)
-        tasks["add"].append({"instruction": "Add the two numbers.", "input": f"{a} + {b}", "output": str(a + b),
-                             "chance": 1 / 179})
+        tasks["add"].append(
+            {
+                "instruction": "Add the two numbers.",
+                "input": f"{a} + {b}",
+                "output": str(a + b),
+                "chance": 1 / 179,
+            }
+        )
     return tasks
+
 
 def task_correct(response: str, answer: str) -> bool:
     "Whether the first word or number of `response` is `answer` (case-insensitive)."
@@ -215,56 +353,112 @@ def task_correct(response: str, answer: str) -> bool:
     return bool(first) and first[0] == answer.lower()
 
 # %% ../../nbs/07d_report.ipynb #1eedab36
-def evaluate_instruction_model(model: nn.Module, tok, test_records: list[dict], max_new_tokens: int = 64,
-                               n_tasks: int = 20, seed: int = 0) -> dict:
-    "Scores, format failures and generated-task accuracies (with chance baselines) of an instruction model."
+def evaluate_instruction_model(
+    model: nn.Module,
+    tok,
+    test_records: list[dict],
+    max_new_tokens: int = 64,
+    n_tasks: int = 20,
+    seed: int = 0,
+) -> dict:
+    """Scores, format failures and generated-task accuracies (with chance baselines) of
+    an instruction model."""
     eos = getattr(tok, "eos_id", None) or 50256
     answered = generate_answers(model, test_records, tok, max_new_tokens, eos_id=eos)
     scores = answer_scores(answered)
     tasks = {}
     for name, items in generated_tasks(n_tasks, seed).items():
-        got = generate_answers(model, [{k: e[k] for k in ("instruction", "input", "output")} for e in items],
-                               tok, 16, eos_id=eos)
-        tasks[name] = {"accuracy": sum(task_correct(g["model_response"], g["output"]) for g in got) / len(got),
-                       "chance": sum(e["chance"] for e in items) / len(items), "n": len(items)}
-    return {**scores, "format_adherence": 1 - scores["failure_rate"]["any"], "tasks": tasks,
-            "examples": [{k: a[k] for k in ("instruction", "output", "model_response")} for a in answered[:3]]}
+        got = generate_answers(
+            model,
+            [{k: e[k] for k in ("instruction", "input", "output")} for e in items],
+            tok,
+            16,
+            eos_id=eos,
+        )
+        tasks[name] = {
+            "accuracy": (
+                sum(task_correct(g["model_response"], g["output"]) for g in got)
+                / len(got)
+            ),
+            "chance": sum(e["chance"] for e in items) / len(items),
+            "n": len(items),
+        }
+    return {
+        **scores,
+        "format_adherence": 1 - scores["failure_rate"]["any"],
+        "tasks": tasks,
+        "examples": [
+            {k: a[k] for k in ("instruction", "output", "model_response")}
+            for a in answered[:3]
+        ],
+    }
 
 # %% ../../nbs/07d_report.ipynb #4720f513
 def _run_folder(path: Path) -> Path:
-    "The run folder of a checkpoint folder (`RUN/checkpoints/step-*` or `RUN/checkpoints/best`)."
+    """The run folder of a checkpoint folder (`RUN/checkpoints/step-*` or
+    `RUN/checkpoints/best`)."""
     return path.parent.parent if path.parent.name == "checkpoints" else path
 
+
 def _run_config(run: Path) -> dict:
-    "The run's config.yaml as a dict (read as `llm-zero train --config` reads it); {} if none."
+    """The run's config.yaml as a dict (read as `llm-zero train --config` reads it); {}
+    if none."""
     p = run / "config.yaml"
     return read_config_file(p) if p.is_file() else {}
 
-def evaluate_for_task(model: nn.Module, tok, task: str = "pretrain", test_records: list[dict] | None = None,
-                   classifier_meta: dict | None = None, max_tokens: int = 20_000, n_tasks: int = 20) -> dict:
-    "The evaluations that fit a model of kind `task` (`classify`, `instruct`, `dpo`, else a language model)."
+
+def evaluate_for_task(
+    model: nn.Module,
+    tok,
+    task: str = "pretrain",
+    test_records: list[dict] | None = None,
+    classifier_meta: dict | None = None,
+    max_tokens: int = 20_000,
+    n_tasks: int = 20,
+) -> dict:
+    """The evaluations that fit a model of kind `task` (`classify`, `instruct`, `dpo`,
+    else a language model)."""
     if task == "classify":
-        return {"task": task, "classifier": evaluate_classifier(model, tok, classifier_meta, test_records)}
+        return {
+            "task": task,
+            "classifier": evaluate_classifier(
+                model, tok, classifier_meta, test_records
+            ),
+        }
     out = {"task": task, "bits_per_byte": corpus_bits_per_byte(model, tok, max_tokens)}
     if task in ("instruct", "dpo"):
-        out["instruction"] = evaluate_instruction_model(model, tok, test_records, n_tasks=n_tasks)
+        out["instruction"] = evaluate_instruction_model(
+            model, tok, test_records, n_tasks=n_tasks
+        )
     return out
 
-def evaluate_run(path, max_tokens: int = 20_000, test_limit: int | None = None, n_tasks: int = 20) -> dict:
-    "`evaluate_for_task` on the checkpoint at `path`, with the test records of the run that made it."
+
+def evaluate_run(
+    path, max_tokens: int = 20_000, test_limit: int | None = None, n_tasks: int = 20
+) -> dict:
+    """`evaluate_for_task` on the checkpoint at `path`, with the test records of the run
+    that made it."""
     ck = find_checkpoint(path)
     model, tok, meta = load_run(ck)
     task, cfg = meta.get("task", "pretrain"), _run_config(_run_folder(ck))
     if task == "classify":
-        if "data" not in cfg:  # the split's seed and limit: defaults would score other messages
-            raise ReportError(f"{_run_folder(ck)} has no config.yaml with a data section, so its test "
-                              "split cannot be rebuilt; restore the run's config.yaml (it names the "
-                              "split's seed and limit).")
+        if (
+            "data" not in cfg
+        ):  # the split's seed and limit: defaults would score other messages
+            raise ReportError(
+                f"{_run_folder(ck)} has no config.yaml with a data section, so its test"
+                " split cannot be rebuilt; restore the run's config.yaml (it names the"
+                " split's seed and limit)."
+            )
         records = classifier_test_split(cfg)
     else:
         d = cfg.get("data", {})
-        data = load_instruction_data(d.get("path")) if task in ("instruct", "dpo") else []
-        records = split_instruction_data(data[:d["limit"]] if d.get("limit") else data)[2][:test_limit]
+        data = (
+            load_instruction_data(d.get("path")) if task in ("instruct", "dpo") else []
+        )
+        records = split_instruction_data(
+            data[: d["limit"]] if d.get("limit") else data
+        )[2][:test_limit]
     r = evaluate_for_task(model, tok, task, records, meta, max_tokens, n_tasks)
     return {"checkpoint": ck.name, "step": meta.get("step"), **r}
 
@@ -273,67 +467,139 @@ def report_markdown(r: dict) -> str:
     "The report of `evaluate_run`'s results as Markdown."
     lines = [f"# Evaluation report: {r['task']} model", ""]
     if "checkpoint" in r:
-        lines += [f"Checkpoint `{r['checkpoint']}` (step {r['step']}). Offline and deterministic: "
-                  "`llm-zero report` on the same checkpoint writes the same file.", ""]
+        lines += [
+            (
+                f"Checkpoint `{r['checkpoint']}` (step {r['step']}). Offline and"
+                " deterministic: `llm-zero report` on the same checkpoint writes the"
+                " same file."
+            ),
+            "",
+        ]
     if "bits_per_byte" in r:
-        lines += ["## Bits per byte (held-out 10% of each corpus)", "", "| corpus | bits per byte | tokens | bytes |",
-                  "|---|---|---|---|"]
+        lines += [
+            "## Bits per byte (held-out 10% of each corpus)",
+            "",
+            "| corpus | bits per byte | tokens | bytes |",
+            "|---|---|---|---|",
+        ]
         for name, b in r["bits_per_byte"].items():
-            lines.append(f"| {name} | skipped: {b['skipped']} | | |" if "skipped" in b else
-                         f"| {name} | {b['bits_per_byte']:.4f} | {b['tokens']:,} | {b['bytes']:,} |")
+            lines.append(
+                f"| {name} | skipped: {b['skipped']} | | |"
+                if "skipped" in b
+                else (
+                    f"| {name} | {b['bits_per_byte']:.4f} | {b['tokens']:,} |"
+                    f" {b['bytes']:,} |"
+                )
+            )
         lines.append("")
     if "classifier" in r:
         c = r["classifier"]
-        lines += [f"## Classifier, test split ({c['n']} messages)", "", "| metric | value |", "|---|---|",
-                  *(f"| {k.replace('_', ' ')} | {c[k]:.4f} |"
-                    for k in ("accuracy", "precision", "recall", "majority_baseline")), "",
-                  "Confusion matrix (rows: true class, columns: predicted):", "",
-                  "| | " + " | ".join(c["labels"]) + " |", "|---" * (len(c["labels"]) + 1) + "|",
-                  *(f"| {c['labels'][i]} | " + " | ".join(map(str, row)) + " |" for i, row in enumerate(c["confusion"])),
-                  ""]
+        lines += [
+            f"## Classifier, test split ({c['n']} messages)",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            *(
+                f"| {k.replace('_', ' ')} | {c[k]:.4f} |"
+                for k in ("accuracy", "precision", "recall", "majority_baseline")
+            ),
+            "",
+            "Confusion matrix (rows: true class, columns: predicted):",
+            "",
+            "| | " + " | ".join(c["labels"]) + " |",
+            "|---" * (len(c["labels"]) + 1) + "|",
+            *(
+                f"| {c['labels'][i]} | " + " | ".join(map(str, row)) + " |"
+                for i, row in enumerate(c["confusion"])
+            ),
+            "",
+        ]
     if "instruction" in r:
         s = r["instruction"]
-        lines += [f"## Instruction following, held-out test records ({s['n']})", "", "| metric | value |",
-                  "|---|---|", f"| ROUGE-L | {s['rouge_l']:.4f} |", f"| exact match | {s['exact_match']:.4f} |",
-                  f"| format adherence | {s['format_adherence']:.4f} |",
-                  *(f"| failure: {k} | {s['failure_rate'][k]:.4f} |" for k in FAILURES), "",
-                  "## Generated tasks (seeded, checkable)", "", "| task | accuracy | chance | items |", "|---|---|---|---|",
-                  *(f"| {k} | {t['accuracy']:.4f} | {t['chance']:.2e} | {t['n']} |" for k, t in s["tasks"].items()), "",
-                  "## Example answers", ""]
+        lines += [
+            f"## Instruction following, held-out test records ({s['n']})",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            f"| ROUGE-L | {s['rouge_l']:.4f} |",
+            f"| exact match | {s['exact_match']:.4f} |",
+            f"| format adherence | {s['format_adherence']:.4f} |",
+            *(f"| failure: {k} | {s['failure_rate'][k]:.4f} |" for k in FAILURES),
+            "",
+            "## Generated tasks (seeded, checkable)",
+            "",
+            "| task | accuracy | chance | items |",
+            "|---|---|---|---|",
+            *(
+                f"| {k} | {t['accuracy']:.4f} | {t['chance']:.2e} | {t['n']} |"
+                for k, t in s["tasks"].items()
+            ),
+            "",
+            "## Example answers",
+            "",
+        ]
         for e in s["examples"]:
-            lines += [f"- **{e['instruction']}**", f"  - reference: {e['output']!r}", f"  - model: {e['model_response']!r}"]
+            lines += [
+                f"- **{e['instruction']}**",
+                f"  - reference: {e['output']!r}",
+                f"  - model: {e['model_response']!r}",
+            ]
         lines.append("")
     return "\n".join(lines)
 
+
 def plot_report(r: dict, path=None):
-    "One figure for the report: bits per byte by corpus, the confusion matrix, or task scores against chance."
+    """One figure for the report: bits per byte by corpus, the confusion matrix, or task
+    scores against chance."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     if "classifier" in r:
         c = r["classifier"]
         ax.imshow(c["confusion"], cmap="Blues")
         for i, row in enumerate(c["confusion"]):
-            for j, v in enumerate(row): ax.text(j, i, str(v), ha="center", va="center")
-        ax.set_xticks(range(len(c["labels"])), c["labels"]); ax.set_yticks(range(len(c["labels"])), c["labels"])
-        ax.set_xlabel("predicted"); ax.set_ylabel("true")
+            for j, v in enumerate(row):
+                ax.text(j, i, str(v), ha="center", va="center")
+        ax.set_xticks(range(len(c["labels"])), c["labels"])
+        ax.set_yticks(range(len(c["labels"])), c["labels"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
     elif "instruction" in r:
         t = r["instruction"]["tasks"]
         x = range(len(t))
-        ax.bar([i - 0.2 for i in x], [v["accuracy"] for v in t.values()], 0.4, label="model")
-        ax.bar([i + 0.2 for i in x], [v["chance"] for v in t.values()], 0.4, label="chance")
-        ax.set_xticks(list(x), list(t)); ax.set_ylabel("accuracy"); ax.set_ylim(0, 1); ax.legend()
+        ax.bar(
+            [i - 0.2 for i in x],
+            [v["accuracy"] for v in t.values()],
+            0.4,
+            label="model",
+        )
+        ax.bar(
+            [i + 0.2 for i in x], [v["chance"] for v in t.values()], 0.4, label="chance"
+        )
+        ax.set_xticks(list(x), list(t))
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1)
+        ax.legend()
     else:
-        done = {k: v["bits_per_byte"] for k, v in r["bits_per_byte"].items() if "bits_per_byte" in v}
-        ax.bar(list(done), list(done.values())); ax.set_ylabel("bits per byte (held-out)")
+        done = {
+            k: v["bits_per_byte"]
+            for k, v in r["bits_per_byte"].items()
+            if "bits_per_byte" in v
+        }
+        ax.bar(list(done), list(done.values()))
+        ax.set_ylabel("bits per byte (held-out)")
     fig.tight_layout()
     if path is not None:
-        with atomic_write(path) as tmp: fig.savefig(tmp, format="png", metadata={"Software": None})
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png", metadata={"Software": None})
     return fig
 
+
 def write_report(path, **kwargs) -> dict:
-    "Evaluate the checkpoint at `path`; write `report.md` and `report.png` into its run folder."
+    """Evaluate the checkpoint at `path`; write `report.md` and `report.png` into its
+    run folder."""
     r = evaluate_run(path, **kwargs)
     run = _run_folder(find_checkpoint(path))
-    with atomic_write(run / "report.md") as tmp: tmp.write_text(report_markdown(r), encoding="utf-8")
+    with atomic_write(run / "report.md") as tmp:
+        tmp.write_text(report_markdown(r), encoding="utf-8")
     plt.close(plot_report(r, run / "report.png"))
     return {**r, "report": str(run / "report.md")}
 
@@ -342,34 +608,65 @@ def report_table(r: dict) -> str:
     "A few lines summarising `evaluate_run`'s results for the terminal."
     rows = []
     for name, b in r.get("bits_per_byte", {}).items():
-        rows.append(f"bits/byte {name:<16} " + (f"{b['bits_per_byte']:.4f}" if "bits_per_byte" in b else "skipped"))
+        rows.append(
+            f"bits/byte {name:<16} "
+            + (f"{b['bits_per_byte']:.4f}" if "bits_per_byte" in b else "skipped")
+        )
     if "classifier" in r:
         c = r["classifier"]
-        rows.append(f"accuracy {c['accuracy']:.2%}  precision {c['precision']:.2%}  recall {c['recall']:.2%}  "
-                    f"(majority class {c['majority_baseline']:.2%})")
+        rows.append(
+            f"accuracy {c['accuracy']:.2%}  precision {c['precision']:.2%}  recall"
+            f" {c['recall']:.2%}  (majority class {c['majority_baseline']:.2%})"
+        )
     if "instruction" in r:
         s = r["instruction"]
-        rows.append(f"ROUGE-L {s['rouge_l']:.3f}  exact match {s['exact_match']:.2%}  "
-                    f"format adherence {s['format_adherence']:.2%}")
-        rows += [f"task {k:<6} {t['accuracy']:.2%} (chance {t['chance']:.2%})" for k, t in s["tasks"].items()]
+        rows.append(
+            f"ROUGE-L {s['rouge_l']:.3f}  exact match {s['exact_match']:.2%}  "
+            f"format adherence {s['format_adherence']:.2%}"
+        )
+        rows += [
+            f"task {k:<6} {t['accuracy']:.2%} (chance {t['chance']:.2%})"
+            for k, t in s["tasks"].items()
+        ]
     return "\n".join(rows)
+
 
 def cmd_report(args) -> int:
     "llm-zero report RUN."
     use_threads(args.threads)
-    for flag, n in (("--max-tokens", args.max_tokens), ("--test-limit", args.test_limit)):
-        if n is not None and n < 1: raise ReportError(f"{flag} must be at least 1, got {n}")
+    for flag, n in (
+        ("--max-tokens", args.max_tokens),
+        ("--test-limit", args.test_limit),
+    ):
+        if n is not None and n < 1:
+            raise ReportError(f"{flag} must be at least 1, got {n}")
     r = write_report(args.run, max_tokens=args.max_tokens, test_limit=args.test_limit)
-    print(report_table(r)); print(f"report {r['report']}")
+    print(report_table(r))
+    print(f"report {r['report']}")
     return 0
+
 
 def add_report_command(subparsers) -> None:
     "Register `llm-zero report RUN` on the `llm-zero` subparsers."
-    p = subparsers.add_parser("report", help="write an offline evaluation report (report.md) into a run folder")
-    p.add_argument("run", help="run folder or checkpoint folder of any llm-zero training or fine-tuning")
-    p.add_argument("--max-tokens", type=int, default=20_000,
-                   help="tokens per corpus for bits per byte")
-    p.add_argument("--test-limit", type=int, default=None,
-                   help="answer only the first N test records")
+    p = subparsers.add_parser(
+        "report",
+        help="write an offline evaluation report (report.md) into a run folder",
+    )
+    p.add_argument(
+        "run",
+        help="run folder or checkpoint folder of any llm-zero training or fine-tuning",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=20_000,
+        help="tokens per corpus for bits per byte",
+    )
+    p.add_argument(
+        "--test-limit",
+        type=int,
+        default=None,
+        help="answer only the first N test records",
+    )
     add_threads_option(p)
     p.set_defaults(func=cmd_report)

@@ -17,7 +17,9 @@ from ..tokenizer.bpe import _unspell
 from ..train.checkpoint import save_checkpoint
 from ..train.engine import load_model_from_checkpoint
 from ..train.tokenizers import CharTokenizer, CorpusBPETokenizer, GPT2Tokenizer
-from .onnx import gpt2_bpe  # GPT-2 as a BPETokenizer, as the page reads it
+from llm_zero.export.onnx import (
+    gpt2_bpe,
+)  # GPT-2 as a BPETokenizer, as the page reads it
 from ..train.tokenizers import write_json
 
 # %% auto #0
@@ -27,16 +29,33 @@ __all__ = ['HFExportError', 'tokenizer_json', 'export_hf', 'import_hf']
 class HFExportError(LLMZeroError, ValueError):
     "A folder that cannot be exported to, or imported from, the Hugging Face layout."
 
+
 def _char_json(tok: CharTokenizer) -> dict:
     "A character tokenizer as a BPE model with no merges: each character is one token."
     unk = tok.UNK if tok.specials else None
-    model = {"type": "BPE", "dropout": None, "unk_token": unk,
-             "continuing_subword_prefix": None, "end_of_word_suffix": None,
-             "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-             "vocab": {ch: i for i, ch in enumerate(tok.itos)}, "merges": []}
-    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
-            "normalizer": None, "pre_tokenizer": None, "model": model,
-            "post_processor": None, "decoder": {"type": "Fuse"}}
+    model = {
+        "type": "BPE",
+        "dropout": None,
+        "unk_token": unk,
+        "continuing_subword_prefix": None,
+        "end_of_word_suffix": None,
+        "fuse_unk": False,
+        "byte_fallback": False,
+        "ignore_merges": False,
+        "vocab": {ch: i for i, ch in enumerate(tok.itos)},
+        "merges": [],
+    }
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [],
+        "normalizer": None,
+        "pre_tokenizer": None,
+        "model": model,
+        "post_processor": None,
+        "decoder": {"type": "Fuse"},
+    }
 
 # %% ../../nbs/10_hf_export.ipynb #c97d162f
 def _merges(bpe: BPETokenizer) -> list[list[str]]:
@@ -48,52 +67,97 @@ def _merges(bpe: BPETokenizer) -> list[list[str]]:
 # %% ../../nbs/10_hf_export.ipynb #9c7a2bda
 def _bpe_json(bpe: BPETokenizer) -> dict:
     "A byte-level BPE: split by the regex, spell bytes as characters, merge, join back."
-    model = {"type": "BPE", "dropout": None, "unk_token": None,
-             "continuing_subword_prefix": None, "end_of_word_suffix": None,
-             "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
-             "vocab": {_spell(t): i for t, i in bpe.ranks.items()},
-             "merges": _merges(bpe)}
-    split = {"type": "Split", "pattern": {"Regex": bpe.pattern}, "behavior": "Isolated",
-             "invert": False}
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
-                  "use_regex": False}
-    added = [{"id": i, "content": s, "single_word": False, "lstrip": False,
-              "rstrip": False, "normalized": False, "special": True}
-             for s, i in sorted(bpe.special_tokens.items(), key=lambda kv: kv[1])]
-    return {"version": "1.0", "truncation": None, "padding": None,
-            "added_tokens": added, "normalizer": None,
-            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [split, byte_level]},
-            "model": model, "post_processor": None, "decoder": byte_level}
+    model = {
+        "type": "BPE",
+        "dropout": None,
+        "unk_token": None,
+        "continuing_subword_prefix": None,
+        "end_of_word_suffix": None,
+        "fuse_unk": False,
+        "byte_fallback": False,
+        "ignore_merges": True,
+        "vocab": {_spell(t): i for t, i in bpe.ranks.items()},
+        "merges": _merges(bpe),
+    }
+    split = {
+        "type": "Split",
+        "pattern": {"Regex": bpe.pattern},
+        "behavior": "Isolated",
+        "invert": False,
+    }
+    byte_level = {
+        "type": "ByteLevel",
+        "add_prefix_space": False,
+        "trim_offsets": False,
+        "use_regex": False,
+    }
+    added = [
+        {
+            "id": i,
+            "content": s,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for s, i in sorted(bpe.special_tokens.items(), key=lambda kv: kv[1])
+    ]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [split, byte_level]},
+        "model": model,
+        "post_processor": None,
+        "decoder": byte_level,
+    }
 
 # %% ../../nbs/10_hf_export.ipynb #9da462e3
 def tokenizer_json(tok) -> dict:
     "`tok` (kind char, bpe or gpt2) as the `tokenizers` library's tokenizer.json."
-    if tok.kind == "char": return _char_json(tok)
-    if tok.kind == "bpe": return _bpe_json(tok.bpe)
-    if tok.kind == "gpt2": return _bpe_json(gpt2_bpe())
-    raise HFExportError(f"Cannot export a tokenizer of kind {tok.kind!r}; "
-                        "the kinds are 'char', 'bpe' and 'gpt2'.")
+    if tok.kind == "char":
+        return _char_json(tok)
+    if tok.kind == "bpe":
+        return _bpe_json(tok.bpe)
+    if tok.kind == "gpt2":
+        return _bpe_json(gpt2_bpe())
+    raise HFExportError(
+        f"Cannot export a tokenizer of kind {tok.kind!r}; "
+        "the kinds are 'char', 'bpe' and 'gpt2'."
+    )
 
 # %% ../../nbs/10_hf_export.ipynb #5adee46e
 def _tokenizer_config(tok, context_length: int) -> dict:
     "What `AutoTokenizer` reads besides tokenizer.json: its class, the special tokens."
-    cfg = {"tokenizer_class": "PreTrainedTokenizerFast",
-           "model_max_length": context_length, "clean_up_tokenization_spaces": False}
+    cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": context_length,
+        "clean_up_tokenization_spaces": False,
+    }
     if tok.kind != "char":  # a char tokenizer reads "<|endoftext|>" as 13 characters
         cfg |= {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
     return cfg
+
 
 def _hf_files(model, tok, folder: Path):
     "Weights and config.json (chapter 4's converters), then ids and tokenizer files."
     (gpt_to_hf if config_of(model)["arch"] == "gpt2" else llama_to_hf)(model, folder)
     config = json.loads((folder / "config.json").read_text())
-    ids = {"bos_token_id": tok.eos_id, "eos_token_id": tok.eos_id,
-           "pad_token_id": tok.pad_id}
+    ids = {
+        "bos_token_id": tok.eos_id,
+        "eos_token_id": tok.eos_id,
+        "pad_token_id": tok.pad_id,
+    }
     write_json(folder / "config.json", config | ids)
     write_json(folder / "generation_config.json", {"_from_model_config": False, **ids})
     write_json(folder / "tokenizer.json", tokenizer_json(tok))
-    write_json(folder / "tokenizer_config.json",
-               _tokenizer_config(tok, model.cfg["context_length"]))
+    write_json(
+        folder / "tokenizer_config.json",
+        _tokenizer_config(tok, model.cfg["context_length"]),
+    )
 
 # %% ../../nbs/10_hf_export.ipynb #af56ef0d
 def _publish(out: Path, fill) -> Path:
@@ -110,6 +174,7 @@ def _publish(out: Path, fill) -> Path:
         raise
     return out
 
+
 def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
     "Write run (or checkpoint) `run_dir` as a folder that `transformers` loads."
     model, tok, _ = load_model_from_checkpoint(run_dir)
@@ -118,18 +183,23 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
 # %% ../../nbs/10_hf_export.ipynb #995467b7
 def _read_json(path: Path) -> dict:
     if not path.is_file():
-        raise HFExportError(f"{path.parent} has no {path.name}; "
-                            "is it a Hugging Face model folder?")
-    try: return json.loads(path.read_text(encoding="utf-8"))
+        raise HFExportError(
+            f"{path.parent} has no {path.name}; is it a Hugging Face model folder?"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise HFExportError(f"{path} is not valid JSON ({e}).") from None
+
 
 def _tokenizer_from_json(d: dict, path: Path):
     "The llm_zero tokenizer that a tokenizer.json of one of our three kinds describes."
     model, pre = d.get("model") or {}, d.get("pre_tokenizer")
     if model.get("type") != "BPE":
-        raise HFExportError(f"{path}: model type {model.get('type')!r}; "
-                            "only BPE tokenizers (our three kinds) can be imported.")
+        raise HFExportError(
+            f"{path}: model type {model.get('type')!r}; "
+            "only BPE tokenizers (our three kinds) can be imported."
+        )
     if pre is None:  # characters: the vocabulary in id order, our two specials last
         itos = sorted(model["vocab"], key=model["vocab"].get)
         specials = itos[-2:] == [CharTokenizer.EOS, CharTokenizer.UNK]
@@ -137,8 +207,9 @@ def _tokenizer_from_json(d: dict, path: Path):
     steps = pre.get("pretokenizers", [])
     split = next((p for p in steps if p.get("type") == "Split"), None)
     if split is None:
-        raise HFExportError(f"{path}: a byte-level BPE needs a Split pre-tokenizer "
-                            "holding its regex.")
+        raise HFExportError(
+            f"{path}: a byte-level BPE needs a Split pre-tokenizer holding its regex."
+        )
     ranks = {_unspell(t): i for t, i in model["vocab"].items()}
     specials = {a["content"]: a["id"] for a in d.get("added_tokens", [])}
     bpe = BPETokenizer(ranks, split["pattern"]["Regex"], specials)
@@ -157,8 +228,10 @@ def import_hf(hf_dir: str | Path, out_dir: str | Path) -> Path:
     tok = _tokenizer_from_json(_read_json(tok_file), tok_file)
     kind = config.get("model_type")
     if kind not in ("gpt2", "llama", "qwen3"):
-        raise HFExportError(f"{hf_dir}/config.json: model_type {kind!r}; "
-                            "llm_zero builds gpt2, llama and qwen3.")
+        raise HFExportError(
+            f"{hf_dir}/config.json: model_type {kind!r}; "
+            "llm_zero builds gpt2, llama and qwen3."
+        )
     if out.exists():
         raise HFExportError(f"{out} already exists; import to a new folder.")
     # "fast": the engine's default implementation (same weights, fused kernels)

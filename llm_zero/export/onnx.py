@@ -30,7 +30,8 @@ __all__ = ['JS_PATTERNS', 'WEB_FILES', 'export_onnx', 'OnnxLM', 'WebExportError'
 
 # %% ../../nbs/09_in_the_browser.ipynb #7a6dbb57
 def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
-    "Save a GPT (or Llama/Qwen) model as ONNX: ids `(1, T)`, T up to its context -> logits."
+    """Save a GPT (or Llama/Qwen) model as ONNX: ids `(1, T)`, T up to its context ->
+    logits."""
     m = copy.deepcopy(model).cpu().float().eval().set_impl("reference")
     ctx = m.cfg["context_length"]
     example = torch.zeros((1, min(8, ctx)), dtype=torch.long)
@@ -40,10 +41,19 @@ def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
     log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's advice on its own internals
+            warnings.simplefilter(
+                "ignore"
+            )  # the exporter's advice on its own internals
             program = torch.onnx.export(
-                m, (example,), input_names=["input_ids"], output_names=["logits"],
-                dynamic_shapes=({1: seq},), dynamo=True, optimize=True, verbose=False)
+                m,
+                (example,),
+                input_names=["input_ids"],
+                output_names=["logits"],
+                dynamic_shapes=({1: seq},),
+                dynamo=True,
+                optimize=True,
+                verbose=False,
+            )
     finally:
         log.setLevel(level)
     with atomic_write(path) as tmp:
@@ -53,12 +63,15 @@ def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
 # %% ../../nbs/09_in_the_browser.ipynb #087beb51
 class OnnxLM:
     "An exported graph in onnxruntime, called like its model: ids `(1, T)` -> logits."
+
     def __init__(self, path: str | Path, context_length: int):
         import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(path), opts, providers=["CPUExecutionProvider"]
+        )
         self.context_length = context_length
 
     def __call__(self, ids) -> torch.Tensor:
@@ -66,100 +79,168 @@ class OnnxLM:
         return torch.from_numpy(self.session.run(["logits"], {"input_ids": ids})[0])
 
     def generate_greedy(self, ids: list[int], max_new_tokens: int) -> list[int]:
-        "`ids` and `max_new_tokens` greedy picks, each from the last `context_length` ids."
+        """`ids` and `max_new_tokens` greedy picks, each from the last `context_length`
+        ids."""
         ids = list(ids)
         for _ in range(max_new_tokens):
-            ids.append(int(self(ids[-self.context_length:])[0, -1].argmax()))
+            ids.append(int(self(ids[-self.context_length :])[0, -1].argmax()))
         return ids
 
 # %% ../../nbs/09_in_the_browser.ipynb #8500cef4
 class WebExportError(LLMZeroError, ValueError):
     "A tokenizer or model that the book's page cannot run."
 
-_WS = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"  # Unicode White_Space
-# BERT's punctuation (chapter 2b) as a JavaScript class body: \p{P} and ASCII's punctuation,
-# escaped only where a class needs it (JavaScript's "u" mode refuses needless escapes).
-_JS_PUNCT = r"\p{P}" + "".join("\\" + c if c in "\\]^-[" else c for c in string.punctuation)
+
+_WS = (  # Unicode White_Space
+    r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# BERT's punctuation (chapter 2b) as a JavaScript class body: \p{P} and ASCII's
+# punctuation, escaped only where a class needs it (JavaScript's "u" mode refuses
+# needless escapes).
+_JS_PUNCT = r"\p{P}" + "".join(
+    "\\" + c if c in "\\]^-[" else c for c in string.punctuation
+)
 JS_PATTERNS = {  # our split patterns, in JavaScript regex syntax (flags "gu")
-    PATTERNS["gpt2"]: rf"""'(?:[sdmt]|ll|ve|re)| ?\p{{L}}+| ?\p{{N}}+| ?[^{_WS}\p{{L}}\p{{N}}]+"""
-                      rf"""|[{_WS}]+$|[{_WS}]+(?![^{_WS}])|[{_WS}]""",
+    PATTERNS["gpt2"]: (
+        rf"""'(?:[sdmt]|ll|ve|re)| ?\p{{L}}+| ?\p{{N}}+| ?[^{_WS}\p{{L}}\p{{N}}]+"""
+        rf"""|[{_WS}]+$|[{_WS}]+(?![^{_WS}])|[{_WS}]"""
+    )
 }
 
 # %% ../../nbs/09_in_the_browser.ipynb #dfcfc3a5
 def bpe_for_web(bpe: BPETokenizer) -> dict:
-    "A `BPETokenizer` as the page reads it: tiktoken-style ranks, special tokens, JS pattern."
+    """A `BPETokenizer` as the page reads it: tiktoken-style ranks, special tokens, JS
+    pattern."""
     if bpe.pattern not in JS_PATTERNS:
-        raise WebExportError("The page can split text only with GPT-2's pattern; this tokenizer "
-                             f"uses {bpe.pattern!r}. Train it with pattern='gpt2' for the browser.")
+        raise WebExportError(
+            "The page can split text only with GPT-2's pattern; this tokenizer "
+            f"uses {bpe.pattern!r}. Train it with pattern='gpt2' for the browser."
+        )
     by_rank = sorted(bpe.ranks.items(), key=lambda x: x[1])
     ranks = "\n".join(f"{base64.b64encode(t).decode()} {r}" for t, r in by_rank)
-    return {"kind": "bpe", "pattern": JS_PATTERNS[bpe.pattern], "ranks": ranks,
-            "special_tokens": dict(bpe.special_tokens)}
+    return {
+        "kind": "bpe",
+        "pattern": JS_PATTERNS[bpe.pattern],
+        "ranks": ranks,
+        "special_tokens": dict(bpe.special_tokens),
+    }
+
 
 def gpt2_bpe() -> BPETokenizer:
     "GPT-2's tokenizer as a `BPETokenizer`, from tiktoken's cached vocabulary files."
     from tiktoken_ext.openai_public import gpt2
+
     spec = gpt2()
     return BPETokenizer(spec["mergeable_ranks"], "gpt2", spec["special_tokens"])
 
+
 def tokenizer_for_web(tok) -> dict:
-    "The JSON the page reads for a run's tokenizer or a BPE, WordPiece or Unigram tokenizer."
-    if isinstance(tok, BPETokenizer): return bpe_for_web(tok)
+    """The JSON the page reads for a run's tokenizer or a BPE, WordPiece or Unigram
+    tokenizer."""
+    if isinstance(tok, BPETokenizer):
+        return bpe_for_web(tok)
     if isinstance(tok, WordPieceTokenizer):
         strip = tok.lowercase if tok.strip_accents is None else tok.strip_accents
-        return {"kind": "wordpiece", "vocab": tok.id_to_token, "lowercase": tok.lowercase,
-                "strip_accents": strip, "handle_chinese_chars": tok.handle_chinese_chars,
-                "unk_token": tok.unk_token, "prefix": tok.prefix, "punctuation": _JS_PUNCT,
-                "max_input_chars_per_word": tok.max_input_chars_per_word}
+        return {
+            "kind": "wordpiece",
+            "vocab": tok.id_to_token,
+            "lowercase": tok.lowercase,
+            "strip_accents": strip,
+            "handle_chinese_chars": tok.handle_chinese_chars,
+            "unk_token": tok.unk_token,
+            "prefix": tok.prefix,
+            "punctuation": _JS_PUNCT,
+            "max_input_chars_per_word": tok.max_input_chars_per_word,
+        }
     if isinstance(tok, UnigramTokenizer):
-        return {"kind": "unigram", "pieces": [[p, s] for p, s in zip(tok.pieces, tok.scores)],
-                "unk_id": tok.unk_id, "byte_fallback": tok.byte_fallback}
+        return {
+            "kind": "unigram",
+            "pieces": [[p, s] for p, s in zip(tok.pieces, tok.scores)],
+            "unk_id": tok.unk_id,
+            "byte_fallback": tok.byte_fallback,
+        }
     kind = getattr(tok, "kind", None)
-    if kind == "char":  # itos has the special ids after the characters; a legacy run has none
-        return {"kind": "char", "chars": tok.chars, "itos": tok.itos, "unk_id": tok.unk_id}
-    if kind == "bpe": return bpe_for_web(tok.bpe)
-    if kind == "gpt2": return bpe_for_web(gpt2_bpe())
-    raise WebExportError(f"The page cannot run a tokenizer of kind {kind!r}; "
-                         "it runs char, bpe, gpt2, WordPiece and Unigram tokenizers.")
+    if (
+        kind == "char"
+    ):  # itos has the special ids after the characters; a legacy run has none
+        return {
+            "kind": "char",
+            "chars": tok.chars,
+            "itos": tok.itos,
+            "unk_id": tok.unk_id,
+        }
+    if kind == "bpe":
+        return bpe_for_web(tok.bpe)
+    if kind == "gpt2":
+        return bpe_for_web(gpt2_bpe())
+    raise WebExportError(
+        f"The page cannot run a tokenizer of kind {kind!r}; "
+        "it runs char, bpe, gpt2, WordPiece and Unigram tokenizers."
+    )
 
 # %% ../../nbs/09_in_the_browser.ipynb #7d04dd94
 class ExportMismatch(RuntimeError):
     "A graph whose logits differ from its model's: a bug of ours, not bad input."
 
+
 WEB_FILES = {"model.onnx", "tokenizer.json", "config.json"}
 
-def _write_web_files(folder: Path, model, tok, web_tok: dict, meta: dict,
-                     tol: float) -> dict:
+
+def _write_web_files(
+    folder: Path, model, tok, web_tok: dict, meta: dict, tol: float
+) -> dict:
     "Write the graph, the page's tokenizer and `config.json` into `folder`; the config."
     export_onnx(model, folder / "model.onnx")
     ctx, vocab = model.cfg["context_length"], model.cfg["vocab_size"]
     ids = torch.arange(ctx)[None] * 7919 % vocab  # the whole context, ids spread out
-    with torch.no_grad(): expected = model(ids)
+    with torch.no_grad():
+        expected = model(ids)
     diff = (OnnxLM(folder / "model.onnx", ctx)(ids) - expected).abs().max().item()
     if not diff <= tol:
-        raise ExportMismatch(f"The ONNX graph's logits differ from PyTorch's by "
-                             f"{diff:.2e} (> {tol:g}): a bug in the export; report it.")
+        raise ExportMismatch(
+            "The ONNX graph's logits differ from PyTorch's by "
+            f"{diff:.2e} (> {tol:g}): a bug in the export; report it."
+        )
     with atomic_write(folder / "tokenizer.json") as tmp:
         tmp.write_text(json.dumps(web_tok, ensure_ascii=False))
     sha256 = {f: sha256_file(folder / f) for f in ("model.onnx", "tokenizer.json")}
-    config = {"format": "onnx", "context_length": ctx, "vocab_size": vocab,
-              "eos_id": tok.eos_id, "model": config_of(model), "step": meta.get("step"),
-              "val_loss": meta.get("val_loss"), "max_logit_diff": diff, "sha256": sha256}
+    config = {
+        "format": "onnx",
+        "context_length": ctx,
+        "vocab_size": vocab,
+        "eos_id": tok.eos_id,
+        "model": config_of(model),
+        "step": meta.get("step"),
+        "val_loss": meta.get("val_loss"),
+        "max_logit_diff": diff,
+        "sha256": sha256,
+    }
     with atomic_write(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=1))
     return config
 
 # %% ../../nbs/09_in_the_browser.ipynb #274fa7c9
-def export_for_web(checkpoint: str | Path, out: str | Path, tol: float = 1e-4,
-                   dtype: str = "float32", force: bool = False) -> dict:
+def export_for_web(
+    checkpoint: str | Path,
+    out: str | Path,
+    tol: float = 1e-4,
+    dtype: str = "float32",
+    force: bool = False,
+) -> dict:
     "A trained run for the page: `model.onnx`, `tokenizer.json`, `config.json` in `out`."
     if dtype != "float32":
-        raise WebExportError(f"The browser export computes in float32, not {dtype}; "
-                             "leave out --dtype (it is for --format safetensors).")
+        raise WebExportError(
+            f"The browser export computes in float32, not {dtype}; "
+            "leave out --dtype (it is for --format safetensors)."
+        )
     model, tok, meta = load_model_from_checkpoint(checkpoint, "cpu")
-    web_tok = tokenizer_for_web(tok)  # first: fail fast on a tokenizer the page can't run
+    web_tok = tokenizer_for_web(
+        tok
+    )  # first: fail fast on a tokenizer the page can't run
     config = {}
+
     def fill(folder: Path):
         config.update(_write_web_files(folder, model, tok, web_tok, meta, tol))
+
     export_folder(out, WEB_FILES, fill, find_checkpoint(checkpoint), force)
     return config

@@ -12,10 +12,18 @@ import safetensors.torch
 import torch
 
 from ..core import InputError, LLMZeroError, atomic_write, new_temp, write_error
-from ..train.checkpoint import (CHECKSUMS_FILE, META_FILE, MODEL_FILE,
-                                       CheckpointError, checkpoint_tokenizer,
-                                       find_checkpoint, model_config_of, read_meta,
-                                       read_tensors, write_checksums)
+from llm_zero.train.checkpoint import (
+    CHECKSUMS_FILE,
+    META_FILE,
+    MODEL_FILE,
+    CheckpointError,
+    checkpoint_tokenizer,
+    find_checkpoint,
+    model_config_of,
+    read_meta,
+    read_tensors,
+    write_checksums,
+)
 from ..train.tokenizers import BPE_FILE, TOKENIZER_FILE, save_tokenizer
 
 # %% auto #0
@@ -25,68 +33,98 @@ __all__ = ['WEIGHT_DTYPES', 'WEIGHT_FILES', 'ExportFolderError', 'check_export_f
 class ExportFolderError(LLMZeroError, FileExistsError):
     "An `--out` an export may not write: the run itself, a file, a folder of other files."
 
+
 def check_export_folder(out: Path, names: set[str], source: Path, force: bool = False):
     "Refuse an `out` that holds `source`, is a file, or (unless `force`) has other files."
     if source.resolve().is_relative_to(out.resolve()):
-        raise ExportFolderError(f"--out {out} holds the run being exported ({source}); "
-                                "export to a new folder outside it.")
+        raise ExportFolderError(
+            f"--out {out} holds the run being exported ({source}); "
+            "export to a new folder outside it."
+        )
     if out.exists() and not out.is_dir():
         raise ExportFolderError(f"--out {out} is a file; export to a folder.")
     inside = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     foreign = [name for name in inside if name not in names]
     if foreign and not force:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise ExportFolderError(f"--out {out} holds files the export does not write "
-                                f"({shown}); export to a new folder, or pass --force to "
-                                "write beside them (they are kept).")
+        raise ExportFolderError(
+            f"--out {out} holds files the export does not write "
+            f"({shown}); export to a new folder, or pass --force to "
+            "write beside them (they are kept)."
+        )
 
 # %% ../../nbs/09a_export.ipynb #8ee588c9
-def export_folder(out: str | Path, names: set[str], fill, source: str | Path,
-                  force: bool = False) -> Path:
+def export_folder(
+    out: str | Path, names: set[str], fill, source: str | Path, force: bool = False
+) -> Path:
     "Let `fill(tmp)` write files named in `names` beside `out`, then move them in."
     out = Path(out)
     check_export_folder(out, names, Path(source), force)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = new_temp(out.parent, f".{out.name}.", folder=True)
-    except OSError as e: raise write_error(out, e) from None
+    except OSError as e:
+        raise write_error(out, e) from None
     try:
         fill(tmp)
         written = {p.name for p in tmp.iterdir()}
-        if not written <= names: raise RuntimeError(f"unlisted files {written - names}")
-        if not out.exists(): tmp.rename(out)  # a new folder appears whole
+        if not written <= names:
+            raise RuntimeError(f"unlisted files {written - names}")
+        if not out.exists():
+            tmp.rename(out)  # a new folder appears whole
         else:
-            for name in sorted(written): os.replace(tmp / name, out / name)
+            for name in sorted(written):
+                os.replace(tmp / name, out / name)
             for name in names - written:  # left by an earlier export
                 (out / name).unlink(missing_ok=True)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 # %% ../../nbs/09a_export.ipynb #55776e67
-WEIGHT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16,
-                 "float32": torch.float32}
+WEIGHT_DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float32": torch.float32,
+}
 WEIGHT_FILES = {MODEL_FILE, META_FILE, TOKENIZER_FILE, BPE_FILE, CHECKSUMS_FILE}
+
 
 def _cast_weights(ck: Path, dtype: str) -> dict:
     "The tensors of checkpoint `ck`, floating ones in `dtype`; refused if one overflows."
     if not (ck / MODEL_FILE).is_file():
-        raise CheckpointError(f"{ck} has no {MODEL_FILE}; export a complete checkpoint.")
+        raise CheckpointError(
+            f"{ck} has no {MODEL_FILE}; export a complete checkpoint."
+        )
     to = WEIGHT_DTYPES[dtype]
-    cast = {k: v.to(to) if v.is_floating_point() else v
-            for k, v in read_tensors(ck / MODEL_FILE).items()}
-    lost = next((k for k, v in cast.items()
-                 if v.is_floating_point() and not v.isfinite().all()), None)
-    if lost: raise InputError(f"Tensor {lost!r} of {ck} has values {dtype} cannot hold; "
-                              "export with dtype='bfloat16'.")
+    cast = {
+        k: v.to(to) if v.is_floating_point() else v
+        for k, v in read_tensors(ck / MODEL_FILE).items()
+    }
+    lost = next(
+        (
+            k
+            for k, v in cast.items()
+            if v.is_floating_point() and not v.isfinite().all()
+        ),
+        None,
+    )
+    if lost:
+        raise InputError(
+            f"Tensor {lost!r} of {ck} has values {dtype} cannot hold; "
+            "export with dtype='bfloat16'."
+        )
     return cast
 
 # %% ../../nbs/09a_export.ipynb #c2051d94
-def export_weights(src: str | Path, out_dir: str | Path, dtype: str = "bfloat16",
-                   force: bool = False) -> Path:
+def export_weights(
+    src: str | Path, out_dir: str | Path, dtype: str = "bfloat16", force: bool = False
+) -> Path:
     "Run or checkpoint `src` in `out_dir`: `dtype` weights, meta, tokenizer, SHA256SUMS."
     if dtype not in WEIGHT_DTYPES:
-        raise InputError(f"Unknown weights dtype {dtype!r}; use one of "
-                         f"{', '.join(WEIGHT_DTYPES)}.")
+        raise InputError(
+            f"Unknown weights dtype {dtype!r}; use one of {', '.join(WEIGHT_DTYPES)}."
+        )
     ck = find_checkpoint(src)
     check_export_folder(Path(out_dir), WEIGHT_FILES, ck, force)  # before the work
     meta = read_meta(ck)
@@ -94,10 +132,13 @@ def export_weights(src: str | Path, out_dir: str | Path, dtype: str = "bfloat16"
     cast, tok = _cast_weights(ck, dtype), checkpoint_tokenizer(ck)
     meta = {k: v for k, v in meta.items() if k != "data_position"}
     meta["weights_dtype"] = dtype
+
     def fill(tmp: Path):
         with atomic_write(tmp / MODEL_FILE) as f:
             f.write_bytes(safetensors.torch.save(cast))
-        with atomic_write(tmp / META_FILE) as f: f.write_text(json.dumps(meta, indent=1))
+        with atomic_write(tmp / META_FILE) as f:
+            f.write_text(json.dumps(meta, indent=1))
         save_tokenizer(tok, tmp)
         write_checksums(tmp)
+
     return export_folder(out_dir, WEIGHT_FILES, fill, ck, force)

@@ -29,35 +29,68 @@ __all__ = ['TINY_GPT_CONFIG', 'load_base_model', 'calc_accuracy_loader', 'calc_l
            'train_classifier_simple', 'BagOfWordsBaseline', 'plot_values', 'classify_review']
 
 # %% ../../nbs/06_classification.ipynb #1fbc24f5
-TINY_GPT_CONFIG = {"vocab_size": 50257, "context_length": 128, "emb_dim": 64, "n_heads": 4,
-                   "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}
+TINY_GPT_CONFIG = {
+    "vocab_size": 50257,
+    "context_length": 128,
+    "emb_dim": 64,
+    "n_heads": 4,
+    "n_layers": 2,
+    "drop_rate": 0.0,
+    "qkv_bias": True,
+}
 
-def _pretrain_tiny(cfg: dict, steps: int, batch_size: int, seq_len: int, lr: float, seed: int):
-    "Next-token pretraining of a fresh GPTModel(cfg) on the default corpus, with the engine's loop."
+
+def _pretrain_tiny(
+    cfg: dict, steps: int, batch_size: int, seq_len: int, lr: float, seed: int
+):
+    """Next-token pretraining of a fresh GPTModel(cfg) on the default corpus, with the
+    engine's loop."""
     import tempfile
     import tiktoken
+
     ids = torch.tensor(tiktoken.get_encoding("gpt2").encode(load_text()))
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = GPTModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+
     def batch(step, micro):  # random windows, drawn in step order from one generator
         starts = torch.randint(0, len(ids) - seq_len - 1, (batch_size,), generator=g)
-        return (torch.stack([ids[s:s + seq_len] for s in starts]),
-                torch.stack([ids[s + 1:s + seq_len + 1] for s in starts]))
-    with tempfile.TemporaryDirectory() as d:  # the loop's checkpoint and metrics; only the weights are kept
-        TrainingLoop(model, opt, batch, steps, CheckpointManager(Path(d) / "checkpoints"),
-                     loss=lambda m, x, y: lm_loss_batch(x, y, m, "cpu"), log_interval=steps,
-                     metrics=MetricsLog(Path(d)), say=lambda msg: None, progress=False).run()
+        return (
+            torch.stack([ids[s : s + seq_len] for s in starts]),
+            torch.stack([ids[s + 1 : s + seq_len + 1] for s in starts]),
+        )
+
+    with (
+        tempfile.TemporaryDirectory() as d
+    ):  # the loop's checkpoint and metrics; only the weights are kept
+        TrainingLoop(
+            model,
+            opt,
+            batch,
+            steps,
+            CheckpointManager(Path(d) / "checkpoints"),
+            loss=lambda m, x, y: lm_loss_batch(x, y, m, "cpu"),
+            log_interval=steps,
+            metrics=MetricsLog(Path(d)),
+            say=lambda msg: None,
+            progress=False,
+        ).run()
     return model.eval()
 
 # %% ../../nbs/06_classification.ipynb #596cdb22
-def load_base_model(source: str | os.PathLike | None = None, steps: int = 60, seed: int = 123) -> nn.Module:
-    "GPT-2 from `source` (hub name, folder or .safetensors) via `gpt_from_hf`; with no source, a tiny GPT pretrained by llm_zero."
+def load_base_model(
+    source: str | os.PathLike | None = None, steps: int = 60, seed: int = 123
+) -> nn.Module:
+    """GPT-2 from `source` (hub name, folder or .safetensors) via `gpt_from_hf`; with no
+    source, a tiny GPT pretrained by llm_zero."""
     if source is not None:
         return gpt_from_hf(str(source)).eval()
     from safetensors.torch import load_file, save_file
-    settings = dict(TINY_GPT_CONFIG, steps=steps, seed=seed, batch_size=8, seq_len=32, lr=3e-3)
+
+    settings = dict(
+        TINY_GPT_CONFIG, steps=steps, seed=seed, batch_size=8, seq_len=32, lr=3e-3
+    )
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "models" / f"tiny-gpt-{key}.safetensors"
     if path.exists():
@@ -66,20 +99,27 @@ def load_base_model(source: str | os.PathLike | None = None, steps: int = 60, se
         return model.eval()
     model = _pretrain_tiny(TINY_GPT_CONFIG, steps, 8, 32, 3e-3, seed)
     with atomic_write(path) as tmp:  # concurrent runs never see half a file
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp,
-                  metadata={"llm_zero": "tiny-gpt", "settings": json.dumps(settings)})
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            tmp,
+            metadata={"llm_zero": "tiny-gpt", "settings": json.dumps(settings)},
+        )
     return model
 
 # %% ../../nbs/06_classification.ipynb #c2b68634
-def calc_accuracy_loader(data_loader, model: nn.Module, device, num_batches: int | None = None) -> float:
-    "Fraction of examples whose last-token argmax equals the label (first `num_batches` batches)."
+def calc_accuracy_loader(
+    data_loader, model: nn.Module, device, num_batches: int | None = None
+) -> float:
+    """Fraction of examples whose last-token argmax equals the label (first
+    `num_batches` batches)."""
     was_training = model.training
     model.eval()
     correct = total = 0
     n = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
     with torch.no_grad():
         for i, (inputs, targets) in enumerate(data_loader):
-            if i >= n: break
+            if i >= n:
+                break
             logits = model(inputs.to(device))[:, -1, :]
             correct += (logits.argmax(dim=-1) == targets.to(device)).sum().item()
             total += len(targets)
@@ -87,24 +127,34 @@ def calc_accuracy_loader(data_loader, model: nn.Module, device, num_batches: int
     return correct / total if total else float("nan")
 
 # %% ../../nbs/06_classification.ipynb #2b3b2258
-def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module, device) -> torch.Tensor:
+def calc_loss_batch(
+    input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module, device
+) -> torch.Tensor:
     "Cross-entropy of the last position's logits against the class labels."
     logits = model(input_batch.to(device))[:, -1, :]
     return F.cross_entropy(logits, target_batch.to(device))
 
-def calc_loss_loader(data_loader, model: nn.Module, device, num_batches: int | None = None) -> float:
-    "Mean `calc_loss_batch` over the first `num_batches` batches (all by default); NaN for an empty loader."
-    if len(data_loader) == 0: return float("nan")
+
+def calc_loss_loader(
+    data_loader, model: nn.Module, device, num_batches: int | None = None
+) -> float:
+    """Mean `calc_loss_batch` over the first `num_batches` batches (all by default); NaN
+    for an empty loader."""
+    if len(data_loader) == 0:
+        return float("nan")
     n = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
     total = 0.0
     with torch.no_grad():
         for i, (inputs, targets) in enumerate(data_loader):
-            if i >= n: break
+            if i >= n:
+                break
             total += calc_loss_batch(inputs, targets, model, device).item()
     return total / n
 
 # %% ../../nbs/06_classification.ipynb #214ece29
-def evaluate_model(model: nn.Module, train_loader, val_loader, device, eval_iter: int) -> tuple[float, float]:
+def evaluate_model(
+    model: nn.Module, train_loader, val_loader, device, eval_iter: int
+) -> tuple[float, float]:
     "Training and validation loss over the first `eval_iter` batches, in eval mode."
     model.eval()
     train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
@@ -113,15 +163,29 @@ def evaluate_model(model: nn.Module, train_loader, val_loader, device, eval_iter
     return train_loss, val_loss
 
 # %% ../../nbs/06_classification.ipynb #71759a2c
-def train_classifier_simple(model: nn.Module, train_loader, val_loader, optimizer, device, num_epochs: int,
-                            eval_freq: int, eval_iter: int, verbose: bool = True):
-    "Fine-tune a classifier; returns train losses, val losses, train accuracies, val accuracies, examples seen."
+def train_classifier_simple(
+    model: nn.Module,
+    train_loader,
+    val_loader,
+    optimizer,
+    device,
+    num_epochs: int,
+    eval_freq: int,
+    eval_iter: int,
+    verbose: bool = True,
+):
+    """Fine-tune a classifier; returns train losses, val losses, train accuracies, val
+    accuracies, examples seen."""
     train_losses, val_losses, train_accs, val_accs = [], [], [], []
     examples_seen, step = 0, -1
     for epoch in range(num_epochs):
         model.train()
-        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{num_epochs}",
-                           leave=False, disable=not verbose)
+        bar = progress_bar(
+            train_loader,
+            desc=f"epoch {epoch + 1}/{num_epochs}",
+            leave=False,
+            disable=not verbose,
+        )
         for inputs, targets in bar:
             optimizer.zero_grad()
             loss = calc_loss_batch(inputs, targets, model, device)
@@ -130,24 +194,37 @@ def train_classifier_simple(model: nn.Module, train_loader, val_loader, optimize
             examples_seen += inputs.shape[0]
             step += 1
             if step % eval_freq == 0:
-                tl, vl = evaluate_model(model, train_loader, val_loader, device, eval_iter)
-                train_losses.append(tl); val_losses.append(vl)
+                tl, vl = evaluate_model(
+                    model, train_loader, val_loader, device, eval_iter
+                )
+                train_losses.append(tl)
+                val_losses.append(vl)
                 bar.set_postfix(train_loss=f"{tl:.3f}", val_loss=f"{vl:.3f}")
-        train_accs.append(calc_accuracy_loader(train_loader, model, device, num_batches=eval_iter))
-        val_accs.append(calc_accuracy_loader(val_loader, model, device, num_batches=eval_iter))
+        train_accs.append(
+            calc_accuracy_loader(train_loader, model, device, num_batches=eval_iter)
+        )
+        val_accs.append(
+            calc_accuracy_loader(val_loader, model, device, num_batches=eval_iter)
+        )
         if verbose:
-            print(f"Ep {epoch + 1} (step {step:06d}): train loss {train_losses[-1]:.3f}, val loss {val_losses[-1]:.3f}, "
-                  f"train acc {train_accs[-1]:.2%}, val acc {val_accs[-1]:.2%}")
+            print(
+                f"Ep {epoch + 1} (step {step:06d}): train loss {train_losses[-1]:.3f},"
+                f" val loss {val_losses[-1]:.3f}, train acc {train_accs[-1]:.2%}, val"
+                f" acc {val_accs[-1]:.2%}"
+            )
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 # %% ../../nbs/06_classification.ipynb #00882589
 class BagOfWordsBaseline:
-    "L2-regularised logistic regression on binary bag-of-words features (the reference line for the classifier)."
+    """L2-regularised logistic regression on binary bag-of-words features (the reference
+    line for the classifier)."""
+
     def __init__(self, l2: float = 1e-3, max_iter: int = 200):
         self.l2, self.max_iter = l2, max_iter
 
     @staticmethod
-    def words(text: str) -> list[str]: return re.findall(r"[a-z0-9']+|[£$€!]", text.lower())
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z0-9']+|[£$€!]", text.lower())
 
     def features(self, texts: list[str]) -> torch.Tensor:
         X = torch.zeros(len(texts), len(self.vocab), dtype=torch.float64)
@@ -158,52 +235,96 @@ class BagOfWordsBaseline:
 
     def objective(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z = X @ self.w + self.b
-        return F.binary_cross_entropy_with_logits(z, y) + 0.5 * self.l2 * (self.w ** 2).sum()
+        return (
+            F.binary_cross_entropy_with_logits(z, y) + 0.5 * self.l2 * (self.w**2).sum()
+        )
 
     def fit(self, texts: list[str], labels: list[int]) -> BagOfWordsBaseline:
-        self.vocab = {w: i for i, w in enumerate(sorted({w for t in texts for w in self.words(t)}))}
+        self.vocab = {
+            w: i
+            for i, w in enumerate(sorted({w for t in texts for w in self.words(t)}))
+        }
         X, y = self.features(texts), torch.tensor(labels, dtype=torch.float64)
         self.w = torch.zeros(len(self.vocab), dtype=torch.float64, requires_grad=True)
         self.b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([self.w, self.b], max_iter=self.max_iter, tolerance_grad=1e-10,
-                                tolerance_change=1e-14, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [self.w, self.b],
+            max_iter=self.max_iter,
+            tolerance_grad=1e-10,
+            tolerance_change=1e-14,
+            line_search_fn="strong_wolfe",
+        )
+
         def closure():
-            opt.zero_grad(); loss = self.objective(X, y); loss.backward(); return loss
+            opt.zero_grad()
+            loss = self.objective(X, y)
+            loss.backward()
+            return loss
+
         opt.step(closure)
         return self
 
     def predict(self, texts: list[str]) -> list[int]:
-        with torch.no_grad(): return ((self.features(texts) @ self.w + self.b) > 0).long().tolist()
+        with torch.no_grad():
+            return ((self.features(texts) @ self.w + self.b) > 0).long().tolist()
 
     def accuracy(self, records: list[dict]) -> float:
         pred = self.predict([r["Text"] for r in records])
-        return sum(p == _label_index(r["Label"], "record") for p, r in zip(pred, records)) / len(records)
+        return sum(
+            p == _label_index(r["Label"], "record") for p, r in zip(pred, records)
+        ) / len(records)
 
 # %% ../../nbs/06_classification.ipynb #8ba743aa
-def plot_values(epochs_seen, examples_seen, train_values, val_values, label: str = "loss",
-                baseline: float | None = None, baseline_label: str = "baseline", path=None):
-    "Training and validation `label` against epochs (bottom axis) and examples seen (top axis)."
+def plot_values(
+    epochs_seen,
+    examples_seen,
+    train_values,
+    val_values,
+    label: str = "loss",
+    baseline: float | None = None,
+    baseline_label: str = "baseline",
+    path=None,
+):
+    """Training and validation `label` against epochs (bottom axis) and examples seen
+    (top axis)."""
     fig, ax1 = plt.subplots(figsize=(5, 3))
     ax1.plot(epochs_seen, train_values, label=f"Training {label}")
     ax1.plot(epochs_seen, val_values, linestyle="-.", label=f"Validation {label}")
-    if baseline is not None: ax1.axhline(baseline, color="grey", linestyle=":", label=baseline_label)
-    ax1.set_xlabel("Epochs"); ax1.set_ylabel(label.capitalize()); ax1.legend()
+    if baseline is not None:
+        ax1.axhline(baseline, color="grey", linestyle=":", label=baseline_label)
+    ax1.set_xlabel("Epochs")
+    ax1.set_ylabel(label.capitalize())
+    ax1.legend()
     ax2 = ax1.twiny()
-    ax2.plot(examples_seen, train_values, alpha=0)  # invisible: only aligns the top axis' ticks
+    ax2.plot(
+        examples_seen, train_values, alpha=0
+    )  # invisible: only aligns the top axis' ticks
     ax2.set_xlabel("Examples seen")
     fig.tight_layout()
     if path is not None:
-        with atomic_write(path) as tmp: fig.savefig(tmp, format=Path(path).suffix[1:] or "png")
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix[1:] or "png")
     return fig
 
 # %% ../../nbs/06_classification.ipynb #95f67d06
-def classify_review(text: str, model: nn.Module, tokenizer, device, max_length: int | None = None,
-                    pad_token_id: int = 50256) -> str:
+def classify_review(
+    text: str,
+    model: nn.Module,
+    tokenizer,
+    device,
+    max_length: int | None = None,
+    pad_token_id: int = 50256,
+) -> str:
     "'spam' or 'not spam' for `text`, padded like the training data to `max_length`."
-    head = getattr(model.out_head, "linear", model.out_head)  # a LoRA-wrapped head keeps its Linear inside
+    head = getattr(
+        model.out_head, "linear", model.out_head
+    )  # a LoRA-wrapped head keeps its Linear inside
     if getattr(head, "out_features", None) != 2:
-        raise ValueError("classify_review needs a 2-class classifier (see to_classifier); this model's out_head has "
-                         f"{getattr(head, 'out_features', '?')} outputs. Is it a language model checkpoint?")
+        raise ValueError(
+            "classify_review needs a 2-class classifier (see to_classifier); this"
+            f" model's out_head has {getattr(head, 'out_features', '?')} outputs. Is it"
+            " a language model checkpoint?"
+        )
     context = _context_length(model)
     max_length = context if max_length is None else min(max_length, context)
     ids = tokenizer.encode(text)[:max_length]

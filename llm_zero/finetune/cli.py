@@ -16,20 +16,49 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.dataset import load_instruction_data, split_instruction_data
-from ..data.dataset import LABELS, SpamDataset, create_balanced_dataset, load_sms_spam, random_split
+from llm_zero.data.dataset import (
+    LABELS,
+    SpamDataset,
+    create_balanced_dataset,
+    load_sms_spam,
+    random_split,
+)
 from ..eval.report import score_responses
-from .classify import (BagOfWordsBaseline, calc_accuracy_loader, calc_loss_batch,
-                                        evaluate_model, load_base_model, plot_values)
-from .instruct import (InstructionDataset, check_language_model, custom_collate_fn,
-                                        generate_responses, save_responses)
+from llm_zero.finetune.classify import (
+    BagOfWordsBaseline,
+    calc_accuracy_loader,
+    calc_loss_batch,
+    evaluate_model,
+    load_base_model,
+    plot_values,
+)
+from llm_zero.finetune.instruct import (
+    InstructionDataset,
+    check_language_model,
+    custom_collate_fn,
+    generate_responses,
+    save_responses,
+)
 from ..model.generation import _context_length
 from ..model.llama import config_of
 from ..model.lora import count_trainable
-from ..train.checkpoint import (CheckpointError, base_model_dir, classifier_of, find_checkpoint,
-                                       load_run, read_meta)
+from llm_zero.train.checkpoint import (
+    CheckpointError,
+    base_model_dir,
+    classifier_of,
+    find_checkpoint,
+    load_run,
+    read_meta,
+)
 from ..train.config import ConfigError, load_config, save_config
-from ..train.engine import (MetricsLog, TrainingLoop, check_resume_config, open_run, pick_device,
-                                   resume_from)
+from llm_zero.train.engine import (
+    MetricsLog,
+    TrainingLoop,
+    check_resume_config,
+    open_run,
+    pick_device,
+    resume_from,
+)
 from ..train.engine import add_threads_option, threads_override, use_threads
 from ..train.evaluate import autocast_for
 from ..train.pretrain import evaluate_model as evaluate_lm
@@ -46,82 +75,127 @@ __all__ = ['TINY_BASE', 'FinetuneTrainConfig', 'FinetuneRunConfig', 'check_run_s
 @dataclass
 class FinetuneTrainConfig:
     "The optimisation of a fine-tuning run (the book's AdamW at a constant rate)."
+
     epochs: int = 2
     lr: float = 5e-5
     weight_decay: float = 0.1
-    eval_freq: int = 5              # evaluate every this many steps (and at the end)
-    eval_iter: int = 5              # batches per evaluation
+    eval_freq: int = 5  # evaluate every this many steps (and at the end)
+    eval_iter: int = 5  # batches per evaluation
     seed: int = 123
-    device: str = "auto"            # "auto", "cpu", "cuda", "cuda:1", "mps", as for llm-zero train
-    bf16: bool = False              # bfloat16 autocast for the forward pass
-    threads: int | None = None      # CPU threads for PyTorch; None keeps its default
+    device: str = (
+        "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps", as for llm-zero train
+    )
+    bf16: bool = False  # bfloat16 autocast for the forward pass
+    threads: int | None = None  # CPU threads for PyTorch; None keeps its default
+
 
 @dataclass
 class FinetuneRunConfig:
     "Where the run goes and how often it saves."
+
     out: str = "experiments/finetune"
-    checkpoint_interval: int = 0    # also save every this many steps; 0: at the end (and on Ctrl-C) only
+    checkpoint_interval: int = (
+        0  # also save every this many steps; 0: at the end (and on Ctrl-C) only
+    )
     keep_last: int = 2
 
+
 def _need(ok: bool, key: str, rule: str):
-    if not ok: raise ConfigError(f"{key} {rule}.")
+    if not ok:
+        raise ConfigError(f"{key} {rule}.")
+
 
 def check_run_sections(c):
-    "The range checks of the `train` and `run` sections (and the batch size) of every fine-tuning config."
+    """The range checks of the `train` and `run` sections (and the batch size) of every
+    fine-tuning config."""
     t, r = c.train, c.run
-    for key, v in [("train.epochs", t.epochs), ("train.eval_freq", t.eval_freq),
-                   ("train.eval_iter", t.eval_iter), ("data.batch_size", c.data.batch_size),
-                   ("run.keep_last", r.keep_last),
-                   ("train.threads", 1 if t.threads is None else t.threads)]:
+    for key, v in [
+        ("train.epochs", t.epochs),
+        ("train.eval_freq", t.eval_freq),
+        ("train.eval_iter", t.eval_iter),
+        ("data.batch_size", c.data.batch_size),
+        ("run.keep_last", r.keep_last),
+        ("train.threads", 1 if t.threads is None else t.threads),
+    ]:
         _need(v >= 1, key, f"must be at least 1, got {v}")
     _need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
-    _need(t.weight_decay >= 0, "train.weight_decay", f"must be non-negative, got {t.weight_decay}")
-    _need(r.checkpoint_interval >= 0, "run.checkpoint_interval",
-          f"must be non-negative, got {r.checkpoint_interval}")
+    _need(
+        t.weight_decay >= 0,
+        "train.weight_decay",
+        f"must be non-negative, got {t.weight_decay}",
+    )
+    _need(
+        r.checkpoint_interval >= 0,
+        "run.checkpoint_interval",
+        f"must be non-negative, got {r.checkpoint_interval}",
+    )
+
 
 def check_finetune(c):
-    "The range checks the classify and instruct configs share: the common sections, then the data."
+    """The range checks the classify and instruct configs share: the common sections,
+    then the data."""
     check_run_sections(c)
     d = c.data
-    _need(d.max_length is None or d.max_length >= 1, "data.max_length",
-          f"must be at least 1 or null, got {d.max_length}")
+    _need(
+        d.max_length is None or d.max_length >= 1,
+        "data.max_length",
+        f"must be at least 1 or null, got {d.max_length}",
+    )
     # Fewer than 10 records leave the 10% part of the split (test or validation) empty.
-    _need(d.limit is None or d.limit >= 10, "data.limit",
-          f"must be at least 10 (each part of the split needs a record) or null for all, got {d.limit}")
+    _need(
+        d.limit is None or d.limit >= 10,
+        "data.limit",
+        "must be at least 10 (each part of the split needs a record) or null for all,"
+        f" got {d.limit}",
+    )
 
 # %% ../../nbs/07b_finetune_cli.ipynb #4f3f2f94
 @dataclass
 class ClassifyModelConfig:
     "Starting weights and how much of them trains."
+
     base: str | None = None
-    trainable_blocks: int = 1       # top transformer blocks that train (with the head and final norm); -1: all
+    trainable_blocks: int = (
+        1  # top transformer blocks that train (with the head and final norm); -1: all
+    )
+
 
 @dataclass
 class ClassifyDataConfig:
-    "The SMS spam data: padding length, a quick-trial limit, batches and the split's seed."
-    max_length: int | None = None   # None: the longest training message (capped at the model's context)
-    limit: int | None = None        # use only N balanced messages
+    """The SMS spam data: padding length, a quick-trial limit, batches and the split's
+    seed."""
+
+    max_length: int | None = (
+        None  # None: the longest training message (capped at the model's context)
+    )
+    limit: int | None = None  # use only N balanced messages
     batch_size: int = 8
     seed: int = 123
+
 
 @dataclass
 class ClassifyTrainConfig(FinetuneTrainConfig):
     epochs: int = 5
     eval_freq: int = 50
 
+
 @dataclass
 class LoraConfig:
     "Appendix E: train only low-rank adapters (rank None: no LoRA)."
+
     rank: int | None = None
     alpha: float = 16.0
+
 
 @dataclass
 class ClassifyRunConfig(FinetuneRunConfig):
     out: str = "experiments/finetune-classify"
 
+
 @dataclass
 class ClassifyConfig:
     "`llm-zero finetune classify` (chapter 6)."
+
     model: ClassifyModelConfig = field(default_factory=ClassifyModelConfig)
     data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
     train: ClassifyTrainConfig = field(default_factory=ClassifyTrainConfig)
@@ -131,39 +205,56 @@ class ClassifyConfig:
     def check(self):
         check_finetune(self)
         b, lora = self.model.trainable_blocks, self.lora
-        if b != -1 and b < 1: raise ConfigError(f"model.trainable_blocks must be at least 1, or -1 for all, got {b}.")
+        if b != -1 and b < 1:
+            raise ConfigError(
+                f"model.trainable_blocks must be at least 1, or -1 for all, got {b}."
+            )
         if lora.rank is not None and lora.rank < 1:
-            raise ConfigError(f"lora.rank must be a positive integer or null (no LoRA), got {lora.rank}.")
-        if lora.alpha <= 0: raise ConfigError(f"lora.alpha must be positive, got {lora.alpha}.")
+            raise ConfigError(
+                "lora.rank must be a positive integer or null (no LoRA), got"
+                f" {lora.rank}."
+            )
+        if lora.alpha <= 0:
+            raise ConfigError(f"lora.alpha must be positive, got {lora.alpha}.")
 
 # %% ../../nbs/07b_finetune_cli.ipynb #b91f000b
 @dataclass
 class InstructModelConfig:
     "Starting weights."
+
     base: str | None = None
+
 
 @dataclass
 class InstructDataConfig:
     "The instruction data: file, a quick-trial limit, batches, masking and length."
-    path: str | None = None         # None: the book's instruction-data.json (verified, cached)
-    limit: int | None = None        # use only the first N records
+
+    path: str | None = None  # None: the book's instruction-data.json (verified, cached)
+    limit: int | None = None  # use only the first N records
     batch_size: int = 8
-    mask_instruction: bool = False  # True: only the response counts in the loss (book exercise 7.2)
-    max_length: int | None = None   # None: the model's context length
+    mask_instruction: bool = (
+        False  # True: only the response counts in the loss (book exercise 7.2)
+    )
+    max_length: int | None = None  # None: the model's context length
+
 
 @dataclass
 class GenerateConfig:
     "Answers to the test set after training."
+
     max_new_tokens: int = 256
-    test_limit: int | None = None   # answer only the first N test records
+    test_limit: int | None = None  # answer only the first N test records
+
 
 @dataclass
 class InstructRunConfig(FinetuneRunConfig):
     out: str = "experiments/finetune-instruct"
 
+
 @dataclass
 class InstructConfig:
     "`llm-zero finetune instruct` (chapter 7)."
+
     model: InstructModelConfig = field(default_factory=InstructModelConfig)
     data: InstructDataConfig = field(default_factory=InstructDataConfig)
     train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
@@ -173,248 +264,493 @@ class InstructConfig:
     def check(self):
         check_finetune(self)
         g = self.generate
-        if g.max_new_tokens < 1: raise ConfigError(f"generate.max_new_tokens must be at least 1, got {g.max_new_tokens}.")
+        if g.max_new_tokens < 1:
+            raise ConfigError(
+                f"generate.max_new_tokens must be at least 1, got {g.max_new_tokens}."
+            )
         if g.test_limit is not None and g.test_limit < 1:
-            raise ConfigError(f"generate.test_limit must be at least 1 or null, got {g.test_limit}.")
+            raise ConfigError(
+                f"generate.test_limit must be at least 1 or null, got {g.test_limit}."
+            )
 
 # %% ../../nbs/07b_finetune_cli.ipynb #e5012521
 def _is_checkpoint(base) -> bool:
     p = Path(str(base))
-    return p.is_dir() and ((p / "meta.json").is_file() or (p / "checkpoints").is_dir() or any(p.glob("step-*")))
+    return p.is_dir() and (
+        (p / "meta.json").is_file()
+        or (p / "checkpoints").is_dir()
+        or any(p.glob("step-*"))
+    )
 
-TINY_BASE = "tiny-gpt"  # model.base for chapter 6's tiny GPT, pretrained by llm_zero in seconds
+
+TINY_BASE = (  # model.base for chapter 6's tiny GPT, pretrained by llm_zero in seconds
+    "tiny-gpt"
+)
+
 
 def load_base(base=None):
-    "Model and tokenizer to fine-tune: the committed base (None), an llm-zero checkpoint, `tiny-gpt` or GPT-2."
-    if base is None: base = base_model_dir()
+    """Model and tokenizer to fine-tune: the committed base (None), an llm-zero
+    checkpoint, `tiny-gpt` or GPT-2."""
+    if base is None:
+        base = base_model_dir()
     if _is_checkpoint(base):
         meta = read_meta(find_checkpoint(base))
         if meta.get("task") == "classify":
-            raise CheckpointError(f"{base} is a classifier checkpoint (labels {meta.get('labels')}); fine-tune from a "
-                                  "language model checkpoint instead.")
+            raise CheckpointError(
+                f"{base} is a classifier checkpoint (labels {meta.get('labels')});"
+                " fine-tune from a language model checkpoint instead."
+            )
         model, tok, _ = load_run(base)
         return model.train(), tok
-    if str(base).startswith((os.sep, ".")) or Path(base).exists():  # a path, not a hub name
-        raise CheckpointError(f"model.base {base} is not an llm-zero run or checkpoint folder; "
-                              "pass one, null for the committed base, or a GPT-2 name.")
+    if (
+        str(base).startswith((os.sep, ".")) or Path(base).exists()
+    ):  # a path, not a hub name
+        raise CheckpointError(
+            f"model.base {base} is not an llm-zero run or checkpoint folder; "
+            "pass one, null for the committed base, or a GPT-2 name."
+        )
     return load_base_model(None if base == TINY_BASE else base).train(), GPT2Tokenizer()
 
 # %% ../../nbs/07b_finetune_cli.ipynb #bb1401b3
 def epoch_order(n: int, batch_size: int, seed: int):
-    "(steps per epoch, `indices(step)`): each epoch a fresh shuffle of range(n) that depends only on (seed, epoch)."
-    per_epoch = n // batch_size if n > batch_size else 1  # drop the last partial batch, as the book does
+    """(steps per epoch, `indices(step)`): each epoch a fresh shuffle of range(n) that
+    depends only on (seed, epoch)."""
+    per_epoch = (
+        n // batch_size if n > batch_size else 1
+    )  # drop the last partial batch, as the book does
+
     def indices(step: int) -> torch.Tensor:
         epoch, k = divmod(step, per_epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
-        return order[k * batch_size:(k + 1) * batch_size]
+        return order[k * batch_size : (k + 1) * batch_size]
+
     return per_epoch, indices
 
+
 def seen(indices, steps: int, size) -> dict:
-    "Examples and tokens in the first `steps` steps of `epoch_order`'s `indices`; `size(i)`: item i's."
+    """Examples and tokens in the first `steps` steps of `epoch_order`'s `indices`;
+    `size(i)`: item i's."""
     items = [int(i) for step in range(steps) for i in indices(step)]
     return {"examples_seen": len(items), "tokens": sum(size(i) for i in items)}
 
 # %% ../../nbs/07b_finetune_cli.ipynb #dab5f391
 def _start(cfg, out, resume: bool, sections: tuple) -> tuple:
-    "Run folder, checkpoints, the checkpoint to resume (or None) and the device of a fine-tuning run."
+    """Run folder, checkpoints, the checkpoint to resume (or None) and the device of a
+    fine-tuning run."""
     run_dir = Path(out or cfg.run.out)
     ckpts, latest = open_run(run_dir, resume, cfg.run.keep_last)
-    if latest is not None: check_resume_config(run_dir, cfg, sections)
+    if latest is not None:
+        check_resume_config(run_dir, cfg, sections)
     device = pick_device(cfg.train.device)
     use_threads(cfg.train.threads)
     return run_dir, ckpts, latest, device
 
+
 def finished_results(run_dir: Path, latest, total: int, results: str) -> dict | None:
-    "The saved `results` of a run whose newest checkpoint is its last step: --resume leaves it be."
-    if latest is None or read_meta(latest)["step"] < total: return None
-    try: saved = json.loads((run_dir / results).read_text(encoding="utf-8"))
-    except (OSError, ValueError): return None  # killed before its results were written: measure
+    """The saved `results` of a run whose newest checkpoint is its last step: --resume
+    leaves it be."""
+    if latest is None or read_meta(latest)["step"] < total:
+        return None
+    try:
+        saved = json.loads((run_dir / results).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # killed before its results were written: measure
     return {**saved, "finished": True}
 
-def _run(cfg, model, run_dir: Path, ckpts, latest, device, batch, per_epoch: int, evaluate, meta, tok,
-         order, size, loss=None, progress: bool = True, resume: bool = False) -> tuple[dict, TrainingLoop]:
+
+def _run(
+    cfg,
+    model,
+    run_dir: Path,
+    ckpts,
+    latest,
+    device,
+    batch,
+    per_epoch: int,
+    evaluate,
+    meta,
+    tok,
+    order,
+    size,
+    loss=None,
+    progress: bool = True,
+    resume: bool = False,
+) -> tuple[dict, TrainingLoop]:
     "Record the config, build AdamW, resume if asked, and train with the engine's loop."
     t = cfg.train
     say = print if not progress else (lambda msg: tqdm.write(str(msg)))
     save_config(cfg, run_dir / "config.yaml")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+    )
     start, elapsed0 = 0, 0.0
     if latest is not None:
         start, elapsed0 = resume_from(latest, model, opt)
         say(f"Resuming {run_dir} from {latest.name} (step {start}).")
-    elif resume: say(f"{run_dir} has no checkpoint yet; starting its run from step 0.")
-    loop = TrainingLoop(model, opt, lambda step, micro: batch(step), t.epochs * per_epoch, ckpts,
-                        **({"loss": loss} if loss else {}), device=device, bf16=t.bf16, log_interval=1,
-                        eval_interval=t.eval_freq, checkpoint_interval=cfg.run.checkpoint_interval,
-                        evaluate=evaluate, meta=meta, tokenizer=tok,
-                        epoch_at=lambda done: done / per_epoch, start=start, elapsed0=elapsed0,
-                        metrics=MetricsLog(run_dir, start), say=say, progress=progress,
-                        advice="lower train.lr")
+    elif resume:
+        say(f"{run_dir} has no checkpoint yet; starting its run from step 0.")
+    loop = TrainingLoop(
+        model,
+        opt,
+        lambda step, micro: batch(step),
+        t.epochs * per_epoch,
+        ckpts,
+        **({"loss": loss} if loss else {}),
+        device=device,
+        bf16=t.bf16,
+        log_interval=1,
+        eval_interval=t.eval_freq,
+        checkpoint_interval=cfg.run.checkpoint_interval,
+        evaluate=evaluate,
+        meta=meta,
+        tokenizer=tok,
+        epoch_at=lambda done: done / per_epoch,
+        start=start,
+        elapsed0=elapsed0,
+        metrics=MetricsLog(run_dir, start),
+        say=say,
+        progress=progress,
+        advice="lower train.lr",
+    )
     s = loop.run()
-    # What was seen, from each step's items: a split smaller than a batch makes smaller batches.
+    # What was seen, from each step's items: a split smaller than a batch makes smaller
+    # batches.
     return {**s, **seen(order, s["step"], size)}, loop
+
 
 def _evals(loop: TrainingLoop, key: str) -> list:
     return [r[key] for r in loop.metrics.records if key in r]
 
 # %% ../../nbs/07b_finetune_cli.ipynb #a3514c85
-def finetune_classify(cfg: ClassifyConfig, out=None, progress: bool = True, resume: bool = False) -> dict:
-    "Run chapter 6's fine-tuning as configured; returns the metrics (also written to the run folder)."
+def finetune_classify(
+    cfg: ClassifyConfig, out=None, progress: bool = True, resume: bool = False
+) -> dict:
+    """Run chapter 6's fine-tuning as configured; returns the metrics (also written to
+    the run folder)."""
     run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data", "lora"))
     d, t = cfg.data, cfg.train
     records = create_balanced_dataset(load_sms_spam(), seed=d.seed)
     train_r, val_r, test_r = random_split(records, 0.7, 0.1, seed=d.seed)
     if d.limit:  # the same proportions, from the front of each (already shuffled) split
         n_tr, n_va = int(d.limit * 0.7), int(d.limit * 0.1)
-        train_r, val_r, test_r = train_r[:n_tr], val_r[:n_va], test_r[:d.limit - n_tr - n_va]
+        train_r, val_r, test_r = (
+            train_r[:n_tr],
+            val_r[:n_va],
+            test_r[: d.limit - n_tr - n_va],
+        )
     model, tok = load_base(cfg.model.base)
     context = _context_length(model)
-    train_ds = SpamDataset(train_r, tok, max_length=d.max_length, pad_token_id=tok.pad_id)
+    train_ds = SpamDataset(
+        train_r, tok, max_length=d.max_length, pad_token_id=tok.pad_id
+    )
     if train_ds.max_length > context:
-        train_ds = SpamDataset(train_r, tok, max_length=context, pad_token_id=tok.pad_id)
-    val_ds, test_ds = (SpamDataset(r, tok, max_length=train_ds.max_length, pad_token_id=tok.pad_id) for r in (val_r, test_r))
-    loaders = {k: DataLoader(ds, batch_size=d.batch_size) for k, ds in
-               [("train", train_ds), ("validation", val_ds), ("test", test_ds)]}
-    meta = {"task": "classify", "model": config_of(model), "labels": list(LABELS), "max_length": train_ds.max_length,
-            "pad_token_id": tok.pad_id, "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha},
-            "trainable_blocks": cfg.model.trainable_blocks}
+        train_ds = SpamDataset(
+            train_r, tok, max_length=context, pad_token_id=tok.pad_id
+        )
+    val_ds, test_ds = (
+        SpamDataset(r, tok, max_length=train_ds.max_length, pad_token_id=tok.pad_id)
+        for r in (val_r, test_r)
+    )
+    loaders = {
+        k: DataLoader(ds, batch_size=d.batch_size)
+        for k, ds in [("train", train_ds), ("validation", val_ds), ("test", test_ds)]
+    }
+    meta = {
+        "task": "classify",
+        "model": config_of(model),
+        "labels": list(LABELS),
+        "max_length": train_ds.max_length,
+        "pad_token_id": tok.pad_id,
+        "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha},
+        "trainable_blocks": cfg.model.trainable_blocks,
+    }
     torch.manual_seed(t.seed)
     model = classifier_of(model, meta).to(device)
     n_train = count_trainable(model)
     per_epoch, order = epoch_order(len(train_ds), d.batch_size, t.seed)
-    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "metrics.json"): return done
+    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "metrics.json"):
+        return done
+
     def batch(step):
         items = [train_ds[int(i)] for i in order(step)]
         return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
     scores = {}
+
     def evaluate(step):
         with autocast_for(device, t.bf16):
-            tl, vl = evaluate_model(model, loaders["train"], loaders["validation"], device, t.eval_iter)
-            ta, va = (calc_accuracy_loader(loaders[k], model, device, t.eval_iter) for k in ("train", "validation"))
+            tl, vl = evaluate_model(
+                model, loaders["train"], loaders["validation"], device, t.eval_iter
+            )
+            ta, va = (
+                calc_accuracy_loader(loaders[k], model, device, t.eval_iter)
+                for k in ("train", "validation")
+            )
         scores.update(val_loss=vl, train_eval_loss=tl, train_acc=ta, val_acc=va)
         return dict(scores)
-    s, loop = _run(cfg, model, run_dir, ckpts, latest, device, batch, per_epoch, evaluate,
-                   lambda step: {**meta, "val_accuracy": scores.get("val_acc")}, tok,
-                   order, lambda i: train_ds.max_length,
-                   loss=lambda m, x, y: calc_loss_batch(x, y, m, device), progress=progress, resume=resume)
-    result = {**s, "run_dir": str(run_dir), "trainable_parameters": n_train, "max_length": train_ds.max_length}
-    if s["interrupted"]: return result
+
+    s, loop = _run(
+        cfg,
+        model,
+        run_dir,
+        ckpts,
+        latest,
+        device,
+        batch,
+        per_epoch,
+        evaluate,
+        lambda step: {**meta, "val_accuracy": scores.get("val_acc")},
+        tok,
+        order,
+        lambda i: train_ds.max_length,
+        loss=lambda m, x, y: calc_loss_batch(x, y, m, device),
+        progress=progress,
+        resume=resume,
+    )
+    result = {
+        **s,
+        "run_dir": str(run_dir),
+        "trainable_parameters": n_train,
+        "max_length": train_ds.max_length,
+    }
+    if s["interrupted"]:
+        return result
     with autocast_for(device, t.bf16):
         acc = {k: calc_accuracy_loader(v, model, device) for k, v in loaders.items()}
-    bow = BagOfWordsBaseline().fit([r["Text"] for r in train_r], [LABELS.index(r["Label"]) for r in train_r])
+    bow = BagOfWordsBaseline().fit(
+        [r["Text"] for r in train_r], [LABELS.index(r["Label"]) for r in train_r]
+    )
     ta, va = _evals(loop, "train_acc"), _evals(loop, "val_acc")
-    metrics = {**result, "accuracy": acc, "bag_of_words_accuracy": {
-                   "train": bow.accuracy(train_r), "validation": bow.accuracy(val_r), "test": bow.accuracy(test_r)},
-               "train_losses": _evals(loop, "train_eval_loss"), "val_losses": _evals(loop, "val_loss"),
-               "train_accs": ta, "val_accs": va}
+    metrics = {
+        **result,
+        "accuracy": acc,
+        "bag_of_words_accuracy": {
+            "train": bow.accuracy(train_r),
+            "validation": bow.accuracy(val_r),
+            "test": bow.accuracy(test_r),
+        },
+        "train_losses": _evals(loop, "train_eval_loss"),
+        "val_losses": _evals(loop, "val_loss"),
+        "train_accs": ta,
+        "val_accs": va,
+    }
     write_json(run_dir / "metrics.json", metrics)
-    steps = torch.tensor([r["step"] for r in loop.metrics.records if "val_acc" in r], dtype=torch.float)
-    fig = plot_values(steps / per_epoch, steps * min(d.batch_size, len(train_ds)), ta, va, label="accuracy",
-                      baseline=metrics["bag_of_words_accuracy"]["validation"],
-                      baseline_label="bag-of-words (validation)", path=run_dir / "accuracy.png")
-    import matplotlib.pyplot as plt; plt.close(fig)
+    steps = torch.tensor(
+        [r["step"] for r in loop.metrics.records if "val_acc" in r], dtype=torch.float
+    )
+    fig = plot_values(
+        steps / per_epoch,
+        steps * min(d.batch_size, len(train_ds)),
+        ta,
+        va,
+        label="accuracy",
+        baseline=metrics["bag_of_words_accuracy"]["validation"],
+        baseline_label="bag-of-words (validation)",
+        path=run_dir / "accuracy.png",
+    )
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     return metrics
 
 # %% ../../nbs/07b_finetune_cli.ipynb #267ebdcf
-def finetune_instruct(cfg: InstructConfig, out=None, progress: bool = True, resume: bool = False) -> dict:
+def finetune_instruct(
+    cfg: InstructConfig, out=None, progress: bool = True, resume: bool = False
+) -> dict:
     "Run chapter 7's instruction fine-tuning as configured; returns the offline scores."
     run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data"))
     d, t, g = cfg.data, cfg.train, cfg.generate
     data = load_instruction_data(d.path)
-    if d.limit: data = data[:d.limit]
+    if d.limit:
+        data = data[: d.limit]
     if len(data) < 10:
-        raise ConfigError(f"The instruction data {d.path or 'instruction-data.json'} has {len(data)} records; the "
-                          "85/5/10 train/validation/test split needs at least 10.")
+        raise ConfigError(
+            f"The instruction data {d.path or 'instruction-data.json'} has {len(data)}"
+            " records; the 85/5/10 train/validation/test split needs at least 10."
+        )
     train_d, val_d, test_d = split_instruction_data(data)
-    if g.test_limit is not None: test_d = test_d[:g.test_limit]
+    if g.test_limit is not None:
+        test_d = test_d[: g.test_limit]
     model, tok = load_base(cfg.model.base)
     check_language_model(model)
     context = _context_length(model)
-    collate = partial(custom_collate_fn, pad_token_id=tok.pad_id, allowed_max_length=min(d.max_length or context, context))
-    train_ds, val_ds = (InstructionDataset(x, tok, d.mask_instruction) for x in (train_d, val_d))
-    train_loader, val_loader = (DataLoader(ds, batch_size=d.batch_size, collate_fn=collate) for ds in (train_ds, val_ds))
+    collate = partial(
+        custom_collate_fn,
+        pad_token_id=tok.pad_id,
+        allowed_max_length=min(d.max_length or context, context),
+    )
+    train_ds, val_ds = (
+        InstructionDataset(x, tok, d.mask_instruction) for x in (train_d, val_d)
+    )
+    train_loader, val_loader = (
+        DataLoader(ds, batch_size=d.batch_size, collate_fn=collate)
+        for ds in (train_ds, val_ds)
+    )
     torch.manual_seed(t.seed)
     model = model.to(device)
     per_epoch, order = epoch_order(len(train_ds), d.batch_size, t.seed)
-    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "scores.json"): return done
+    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "scores.json"):
+        return done
+
     def evaluate(step):
         with autocast_for(device, t.bf16):
             tl, vl = evaluate_lm(model, train_loader, val_loader, device, t.eval_iter)
         return {"val_loss": vl, "train_eval_loss": tl}
+
     meta = {"task": "instruct", "model": config_of(model), "prompt_format": "alpaca"}
-    s, loop = _run(cfg, model, run_dir, ckpts, latest, device,
-                   lambda step: collate([train_ds[int(i)] for i in order(step)]), per_epoch, evaluate,
-                   lambda step: meta, tok, order, lambda i: min(len(train_ds.encoded_texts[i]) + 1, context),
-                   progress=progress, resume=resume)
+    s, loop = _run(
+        cfg,
+        model,
+        run_dir,
+        ckpts,
+        latest,
+        device,
+        lambda step: collate([train_ds[int(i)] for i in order(step)]),
+        per_epoch,
+        evaluate,
+        lambda step: meta,
+        tok,
+        order,
+        lambda i: min(len(train_ds.encoded_texts[i]) + 1, context),
+        progress=progress,
+        resume=resume,
+    )
     result = {**s, "run_dir": str(run_dir)}
-    if s["interrupted"]: return result
-    answered = generate_responses(model.eval(), test_d, tok, max_new_tokens=g.max_new_tokens, eos_id=tok.eos_id,
-                                  device=device)
+    if s["interrupted"]:
+        return result
+    answered = generate_responses(
+        model.eval(),
+        test_d,
+        tok,
+        max_new_tokens=g.max_new_tokens,
+        eos_id=tok.eos_id,
+        device=device,
+    )
     save_responses(answered, run_dir / "test-responses.json")
-    scores = {**result, **score_responses(answered), "train_losses": _evals(loop, "train_eval_loss"),
-              "val_losses": _evals(loop, "val_loss")}
+    scores = {
+        **result,
+        **score_responses(answered),
+        "train_losses": _evals(loop, "train_eval_loss"),
+        "val_losses": _evals(loop, "val_loss"),
+    }
     write_json(run_dir / "scores.json", scores)
     return scores
 
 # %% ../../nbs/07b_finetune_cli.ipynb #2c96550d
 def _stopped(s: dict) -> int:
-    "Report a run stopped by a signal; the exit status is 128 + the signal's number (130 for Ctrl-C)."
-    print(f"Stopped at step {s['step']}; checkpoint {s['checkpoint']}; continue with --resume.")
+    """Report a run stopped by a signal; the exit status is 128 + the signal's number
+    (130 for Ctrl-C)."""
+    print(
+        f"Stopped at step {s['step']}; checkpoint {s['checkpoint']}; continue with"
+        " --resume."
+    )
     return 128 + s["signal"]
+
 
 def _say_finished(s: dict):
     "Say that a --resume found the run finished; its saved results follow unchanged."
-    if s.get("finished"): print(f"{s['run_dir']} is finished (step {s['step']}); its saved results:")
-
+    if s.get("finished"):
+        print(f"{s['run_dir']} is finished (step {s['step']}); its saved results:")
 
 # %% ../../nbs/07b_finetune_cli.ipynb #2f870063
 def cmd_finetune_classify(args) -> int:
     "llm-zero finetune classify."
-    cfg = load_config(args.config, args.overrides + threads_override(args), ClassifyConfig)
+    cfg = load_config(
+        args.config, args.overrides + threads_override(args), ClassifyConfig
+    )
     m = finetune_classify(cfg, args.out, not args.quiet, args.resume)
-    if m["interrupted"]: return _stopped(m)
+    if m["interrupted"]:
+        return _stopped(m)
     _say_finished(m)
     a, b = m["accuracy"], m["bag_of_words_accuracy"]
     print("accuracy  " + "  ".join(f"{k} {v:.2%}" for k, v in a.items()))
-    print("baseline  " + "  ".join(f"{k} {v:.2%}" for k, v in b.items()) + "  (bag-of-words logistic regression)")
+    print(
+        "baseline  "
+        + "  ".join(f"{k} {v:.2%}" for k, v in b.items())
+        + "  (bag-of-words logistic regression)"
+    )
     print(f"checkpoint {m['checkpoint']}")
     return 0
 
+
 def cmd_finetune_instruct(args) -> int:
     "llm-zero finetune instruct."
-    cfg = load_config(args.config, args.overrides + threads_override(args), InstructConfig)
+    cfg = load_config(
+        args.config, args.overrides + threads_override(args), InstructConfig
+    )
     s = finetune_instruct(cfg, args.out, not args.quiet, args.resume)
-    if s["interrupted"]: return _stopped(s)
+    if s["interrupted"]:
+        return _stopped(s)
     _say_finished(s)
-    print(f"test responses: exact match {s['exact_match']:.2%}, ROUGE-L {s['rouge_l']:.3f} over {s['n']} records")
+    print(
+        f"test responses: exact match {s['exact_match']:.2%}, ROUGE-L"
+        f" {s['rouge_l']:.3f} over {s['n']} records"
+    )
     print(f"checkpoint {s['checkpoint']}")
     return 0
 
 # %% ../../nbs/07b_finetune_cli.ipynb #c5565baf
 def _keys(cls) -> str:
     "One line 'section: key, key' per section of a config dataclass, for --help."
-    return "\n".join(f"  {f.name}: {', '.join(g.name for g in dataclasses.fields(f.default_factory))}"
-                     for f in dataclasses.fields(cls))
+    return "\n".join(
+        f"  {f.name}:"
+        f" {', '.join(g.name for g in dataclasses.fields(f.default_factory))}"
+        for f in dataclasses.fields(cls)
+    )
+
 
 def add_finetune_task(fsub, name: str, func, cls, what: str):
-    "Register `llm-zero finetune NAME`: --config, --out, --resume, --quiet and overrides of config `cls`."
-    c = fsub.add_parser(name, help=f"fine-tune {what}", formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description=f"Fine-tune {what}.\nOverride config keys with SECTION.KEY=VALUE; "
-                                    f"sections and keys:\n{_keys(cls)}")
+    """Register `llm-zero finetune NAME`: --config, --out, --resume, --quiet and
+    overrides of config `cls`."""
+    c = fsub.add_parser(
+        name,
+        help=f"fine-tune {what}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            f"Fine-tune {what}.\nOverride config keys with SECTION.KEY=VALUE; "
+            f"sections and keys:\n{_keys(cls)}"
+        ),
+    )
     c.add_argument("--config", help=f"YAML config (see configs/finetune_{name}.yaml)")
     c.add_argument("--out", help="run folder (default: run.out in the config)")
-    c.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint",
+    )
     c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=1")
+    c.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. train.epochs=1",
+    )
     add_threads_option(c, "train.threads")
     c.set_defaults(func=func)
 
+
 def add_finetune_commands(subparsers) -> None:
-    "Register `finetune classify` and `finetune instruct`; returns the `finetune` subparsers."
-    ft = subparsers.add_parser("finetune", help="fine-tune a model: spam classifier or instruction following")
+    """Register `finetune classify` and `finetune instruct`; returns the `finetune`
+    subparsers."""
+    ft = subparsers.add_parser(
+        "finetune", help="fine-tune a model: spam classifier or instruction following"
+    )
     fsub = ft.add_subparsers(dest="finetune_command", required=True, metavar="TASK")
     for name, func, cls, what in [
-            ("classify", cmd_finetune_classify, ClassifyConfig, "a spam classifier (chapter 6; LoRA with lora.rank=N)"),
-            ("instruct", cmd_finetune_instruct, InstructConfig, "an instruction follower (chapter 7)")]:
+        (
+            "classify",
+            cmd_finetune_classify,
+            ClassifyConfig,
+            "a spam classifier (chapter 6; LoRA with lora.rank=N)",
+        ),
+        (
+            "instruct",
+            cmd_finetune_instruct,
+            InstructConfig,
+            "an instruction follower (chapter 7)",
+        ),
+    ]:
         add_finetune_task(fsub, name, func, cls, what)
     return fsub

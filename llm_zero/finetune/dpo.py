@@ -17,11 +17,27 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..core import LLMZeroError, progress_bar
 from ..data.corpora import sha256_file
-from ..data.dataset import (InstructionDataError, RESPONSE_HEADING, format_input, load_instruction_data,
-                                        split_instruction_data, validate_instruction_records)
+from llm_zero.data.dataset import (
+    InstructionDataError,
+    RESPONSE_HEADING,
+    format_input,
+    load_instruction_data,
+    split_instruction_data,
+    validate_instruction_records,
+)
 from ..eval.report import FAILURES, answer_scores, generate_answers, judge_score
-from .cli import (FinetuneRunConfig, FinetuneTrainConfig, _run, _say_finished, _start, _stopped,
-                                   add_finetune_task, check_run_sections, epoch_order, finished_results)
+from llm_zero.finetune.cli import (
+    FinetuneRunConfig,
+    FinetuneTrainConfig,
+    _run,
+    _say_finished,
+    _start,
+    _stopped,
+    add_finetune_task,
+    check_run_sections,
+    epoch_order,
+    finished_results,
+)
 from ..model.generation import _context_length
 from ..train.checkpoint import MODEL_FILE, find_checkpoint, load_language_model
 from ..train.config import ConfigError, load_config
@@ -39,130 +55,228 @@ __all__ = ['PreferenceError', 'compute_dpo_loss', 'sequence_logprobs', 'Preferen
 class PreferenceError(LLMZeroError, ValueError):
     "Preference data or DPO settings that cannot work; the message names the fix."
 
-def compute_dpo_loss(pi_chosen: torch.Tensor, pi_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-                     ref_rejected: torch.Tensor, beta: float = 0.1):
-    "Mean DPO loss of a batch of log-probabilities, and each pair's chosen and rejected implicit reward."
-    if not beta > 0: raise PreferenceError(f"beta must be positive (the book uses 0.1), got {beta!r}.")
-    shapes = {tuple(t.shape) for t in (pi_chosen, pi_rejected, ref_chosen, ref_rejected)}
+
+def compute_dpo_loss(
+    pi_chosen: torch.Tensor,
+    pi_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+):
+    """Mean DPO loss of a batch of log-probabilities, and each pair's chosen and
+    rejected implicit reward."""
+    if not beta > 0:
+        raise PreferenceError(
+            f"beta must be positive (the book uses 0.1), got {beta!r}."
+        )
+    shapes = {
+        tuple(t.shape) for t in (pi_chosen, pi_rejected, ref_chosen, ref_rejected)
+    }
     if len(shapes) != 1:
-        raise PreferenceError(f"The four log-probability tensors need one shape, got {sorted(shapes)}.")
+        raise PreferenceError(
+            f"The four log-probability tensors need one shape, got {sorted(shapes)}."
+        )
     chosen_rewards = beta * (pi_chosen - ref_chosen)
     rejected_rewards = beta * (pi_rejected - ref_rejected)
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
     return loss, chosen_rewards.detach(), rejected_rewards.detach()
 
 # %% ../../nbs/07c_dpo.ipynb #f890355c
-def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "Mean log-probability of `labels` under `logits` over the positions `mask` marks, one per sequence."
-    token_logp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+def sequence_logprobs(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean log-probability of `labels` under `logits` over the positions `mask` marks,
+    one per sequence."""
+    token_logp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(
+        logits, dim=-1
+    )
     mask = mask.to(token_logp.dtype)
     return (token_logp * mask).sum(-1) / mask.sum(-1)
 
 # %% ../../nbs/07c_dpo.ipynb #45296b49
 class PreferenceDataset(Dataset):
-    "Ids of prompt + chosen and prompt + rejected answers (each ending in end-of-text) and the prompt length."
-    def __init__(self, pairs: list[dict], tokenizer, max_length: int | None = None, eos_id: int = 50256):
-        validate_instruction_records(pairs, ("instruction", "input", "chosen", "rejected"))
+    """Ids of prompt + chosen and prompt + rejected answers (each ending in end-of-text)
+    and the prompt length."""
+
+    def __init__(
+        self,
+        pairs: list[dict],
+        tokenizer,
+        max_length: int | None = None,
+        eos_id: int = 50256,
+    ):
+        validate_instruction_records(
+            pairs, ("instruction", "input", "chosen", "rejected")
+        )
         self.items, self.skipped = [], 0
         for p in pairs:
             prompt = tokenizer.encode(format_input(p) + RESPONSE_HEADING)
             if max_length is not None and len(prompt) >= max_length:
                 self.skipped += 1
                 continue
-            self.items.append({"prompt_length": len(prompt),
-                               "chosen": prompt + tokenizer.encode(p["chosen"]) + [eos_id],
-                               "rejected": prompt + tokenizer.encode(p["rejected"]) + [eos_id]})
+            self.items.append(
+                {
+                    "prompt_length": len(prompt),
+                    "chosen": prompt + tokenizer.encode(p["chosen"]) + [eos_id],
+                    "rejected": prompt + tokenizer.encode(p["rejected"]) + [eos_id],
+                }
+            )
 
-    def __getitem__(self, i): return self.items[i]
-    def __len__(self): return len(self.items)
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def __len__(self):
+        return len(self.items)
 
 # %% ../../nbs/07c_dpo.ipynb #92e65ab7
-def preference_collate(batch: list[dict], pad_token_id: int = 50256, allowed_max_length: int | None = None,
-                       device="cpu") -> dict[str, torch.Tensor]:
-    "Pad `PreferenceDataset` items into `chosen`/`rejected` ids, with masks true on answer tokens only."
-    if not batch: raise PreferenceError("preference_collate got an empty batch.")
+def preference_collate(
+    batch: list[dict],
+    pad_token_id: int = 50256,
+    allowed_max_length: int | None = None,
+    device="cpu",
+) -> dict[str, torch.Tensor]:
+    """Pad `PreferenceDataset` items into `chosen`/`rejected` ids, with masks true on
+    answer tokens only."""
+    if not batch:
+        raise PreferenceError("preference_collate got an empty batch.")
     out = {}
     for key in ("chosen", "rejected"):
         width = max(len(b[key]) for b in batch)
         ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.bool)
         for i, b in enumerate(batch):
-            ids[i, :len(b[key])] = torch.tensor(b[key])
-            mask[i, b["prompt_length"]:len(b[key])] = True
+            ids[i, : len(b[key])] = torch.tensor(b[key])
+            mask[i, b["prompt_length"] : len(b[key])] = True
         if allowed_max_length is not None:
             ids, mask = ids[:, :allowed_max_length], mask[:, :allowed_max_length]
         out[key], out[f"{key}_mask"] = ids.to(device), mask.to(device)
     return out
 
 # %% ../../nbs/07c_dpo.ipynb #9327fd28
-def response_logprobs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def response_logprobs(
+    model: nn.Module, ids: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     "Mean log-probability `model` gives the masked (answer) tokens of each row of `ids`."
     return sequence_logprobs(model(ids[:, :-1]).float(), ids[:, 1:], mask[:, 1:])
+
 
 def frozen_copy(model: nn.Module) -> nn.Module:
     "A copy of `model` in evaluation mode with gradients off: DPO's reference policy."
     reference = copy.deepcopy(model).eval()
-    for p in reference.parameters(): p.requires_grad_(False)
+    for p in reference.parameters():
+        p.requires_grad_(False)
     return reference
 
-def dpo_loss_batch(batch: dict, policy: nn.Module, reference: nn.Module, beta: float = 0.1) -> dict:
-    "DPO loss of one collated batch (gradients reach `policy` only), mean rewards, margin, accuracy."
-    pi_c, pi_r = (response_logprobs(policy, batch[k], batch[f"{k}_mask"]) for k in ("chosen", "rejected"))
+
+def dpo_loss_batch(
+    batch: dict, policy: nn.Module, reference: nn.Module, beta: float = 0.1
+) -> dict:
+    """DPO loss of one collated batch (gradients reach `policy` only), mean rewards,
+    margin, accuracy."""
+    pi_c, pi_r = (
+        response_logprobs(policy, batch[k], batch[f"{k}_mask"])
+        for k in ("chosen", "rejected")
+    )
     with torch.no_grad():
-        ref_c, ref_r = (response_logprobs(reference, batch[k], batch[f"{k}_mask"])
-                        for k in ("chosen", "rejected"))
+        ref_c, ref_r = (
+            response_logprobs(reference, batch[k], batch[f"{k}_mask"])
+            for k in ("chosen", "rejected")
+        )
     loss, rc, rr = compute_dpo_loss(pi_c, pi_r, ref_c, ref_r, beta)
-    return {"loss": loss, "chosen_reward": rc.mean().item(), "rejected_reward": rr.mean().item(),
-            "margin": (rc - rr).mean().item(), "accuracy": (rc > rr).float().mean().item()}
+    return {
+        "loss": loss,
+        "chosen_reward": rc.mean().item(),
+        "rejected_reward": rr.mean().item(),
+        "margin": (rc - rr).mean().item(),
+        "accuracy": (rc > rr).float().mean().item(),
+    }
 
 # %% ../../nbs/07c_dpo.ipynb #798f827d
 def compare_models(answers_a: list[dict], answers_b: list[dict]) -> dict:
-    "The judge's verdicts, item by item, on model A's answers against model B's: wins, ties, losses of A."
+    """The judge's verdicts, item by item, on model A's answers against model B's: wins,
+    ties, losses of A."""
     counts = {"wins": 0, "ties": 0, "losses": 0}
     if len(answers_a) != len(answers_b):
-        raise PreferenceError(f"Compare answers to the same items: got {len(answers_a)} and {len(answers_b)}.")
+        raise PreferenceError(
+            f"Compare answers to the same items: got {len(answers_a)} and"
+            f" {len(answers_b)}."
+        )
     for a, b in zip(answers_a, answers_b):
         sa = judge_score(a["model_response"], a["output"], a.get("stopped", True))
         sb = judge_score(b["model_response"], b["output"], b.get("stopped", True))
         counts["wins" if sa > sb else "losses" if sa < sb else "ties"] += 1
     decided = counts["wins"] + counts["losses"]
-    return {**counts, "win_rate": counts["wins"] / decided if decided else None}  # None: all ties
+    return {
+        **counts,
+        "win_rate": counts["wins"] / decided if decided else None,
+    }  # None: all ties
 
 # %% ../../nbs/07c_dpo.ipynb #91dd90db
 def make_preference_pairs(answered: list[dict]) -> list[dict]:
-    "The pair rule: chosen = reference `output`; rejected = `model_response`, kept if the judge scores it lower."
-    return [{"instruction": r["instruction"], "input": r["input"], "chosen": r["output"],
-             "rejected": r["model_response"]}
-            for r in answered
-            if judge_score(r["model_response"], r["output"], r.get("stopped", True))
-            < judge_score(r["output"], r["output"])]
+    """The pair rule: chosen = reference `output`; rejected = `model_response`, kept if
+    the judge scores it lower."""
+    return [
+        {
+            "instruction": r["instruction"],
+            "input": r["input"],
+            "chosen": r["output"],
+            "rejected": r["model_response"],
+        }
+        for r in answered
+        if judge_score(r["model_response"], r["output"], r.get("stopped", True))
+        < judge_score(r["output"], r["output"])
+    ]
 
 # %% ../../nbs/07c_dpo.ipynb #e06ae8c1
-def evaluate_dpo_loader(loader, policy: nn.Module, reference: nn.Module, beta: float = 0.1,
-                        num_batches: int | None = None) -> dict:
-    "Mean loss, rewards, margin and reward accuracy over the first `num_batches` batches of `loader`."
+def evaluate_dpo_loader(
+    loader,
+    policy: nn.Module,
+    reference: nn.Module,
+    beta: float = 0.1,
+    num_batches: int | None = None,
+) -> dict:
+    """Mean loss, rewards, margin and reward accuracy over the first `num_batches`
+    batches of `loader`."""
     was_training = policy.training
     policy.eval()
     rows = []
     with torch.no_grad():
         for i, batch in enumerate(loader):
-            if num_batches is not None and i >= num_batches: break
+            if num_batches is not None and i >= num_batches:
+                break
             r = dpo_loss_batch(batch, policy, reference, beta)
             rows.append({**r, "loss": r["loss"].item()})
     policy.train(was_training)
-    if not rows: raise PreferenceError("The loader yielded no batches; give it at least one preference pair.")
+    if not rows:
+        raise PreferenceError(
+            "The loader yielded no batches; give it at least one preference pair."
+        )
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
 # %% ../../nbs/07c_dpo.ipynb #05acc0dc
-def train_model_dpo(policy: nn.Module, reference: nn.Module, train_loader, val_loader, optimizer,
-                    num_epochs: int, beta: float = 0.1, eval_freq: int = 5, eval_iter: int = 5,
-                    progress: bool = True) -> dict:
-    "DPO training; every `eval_freq` steps, train and validation loss, rewards, margin and accuracy."
+def train_model_dpo(
+    policy: nn.Module,
+    reference: nn.Module,
+    train_loader,
+    val_loader,
+    optimizer,
+    num_epochs: int,
+    beta: float = 0.1,
+    eval_freq: int = 5,
+    eval_iter: int = 5,
+    progress: bool = True,
+) -> dict:
+    """DPO training; every `eval_freq` steps, train and validation loss, rewards, margin
+    and accuracy."""
     history = {"step": [], "tokens_seen": []}
     step, seen = -1, 0
     for epoch in range(num_epochs):
-        bar = progress_bar(train_loader, desc=f"DPO epoch {epoch + 1}/{num_epochs}",
-                           leave=False, disable=not progress)
+        bar = progress_bar(
+            train_loader,
+            desc=f"DPO epoch {epoch + 1}/{num_epochs}",
+            leave=False,
+            disable=not progress,
+        )
         for batch in bar:
             policy.train()
             optimizer.zero_grad()
@@ -171,57 +285,90 @@ def train_model_dpo(policy: nn.Module, reference: nn.Module, train_loader, val_l
             step += 1
             seen += batch["chosen"].numel() + batch["rejected"].numel()
             if step % eval_freq == 0:
-                history["step"].append(step); history["tokens_seen"].append(seen)
+                history["step"].append(step)
+                history["tokens_seen"].append(seen)
                 for split, loader in (("train", train_loader), ("val", val_loader)):
-                    for k, v in evaluate_dpo_loader(loader, policy, reference, beta, eval_iter).items():
+                    for k, v in evaluate_dpo_loader(
+                        loader, policy, reference, beta, eval_iter
+                    ).items():
                         history.setdefault(f"{split}_{k}", []).append(v)
-                bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", margin=f"{history['train_margin'][-1]:.3f}")
+                bar.set_postfix(
+                    loss=f"{history['train_loss'][-1]:.3f}",
+                    margin=f"{history['train_margin'][-1]:.3f}",
+                )
     return history
 
+
 def plot_dpo_history(history: dict, path=None):
-    "The book's DPO curves: reward margin and reward accuracy on train and validation pairs, by step."
+    """The book's DPO curves: reward margin and reward accuracy on train and validation
+    pairs, by step."""
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key, label in ((axes[0], "margin", "reward margin"), (axes[1], "accuracy", "reward accuracy")):
+    for ax, key, label in (
+        (axes[0], "margin", "reward margin"),
+        (axes[1], "accuracy", "reward accuracy"),
+    ):
         ax.plot(history["step"], history[f"train_{key}"], label="training pairs")
-        ax.plot(history["step"], history[f"val_{key}"], linestyle="-.", label="validation pairs")
-        ax.set_xlabel("step"); ax.set_ylabel(label); ax.legend()
+        ax.plot(
+            history["step"],
+            history[f"val_{key}"],
+            linestyle="-.",
+            label="validation pairs",
+        )
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.legend()
     fig.tight_layout()
-    if path is not None: fig.savefig(path)
+    if path is not None:
+        fig.savefig(path)
     return fig
 
 # %% ../../nbs/07c_dpo.ipynb #68cfda03
 @dataclass
 class DPOModelConfig:
-    sft: str | None = None          # `llm-zero finetune instruct` run: start and frozen reference
+    sft: str | None = (
+        None  # `llm-zero finetune instruct` run: start and frozen reference
+    )
+
 
 @dataclass
 class DPODataConfig:
-    path: str | None = None         # None: the book's instruction-data.json (chapter 7's split)
-    limit: int | None = None        # use only the first N records
-    max_pairs: int | None = None    # train on only the first N training pairs
+    path: str | None = (
+        None  # None: the book's instruction-data.json (chapter 7's split)
+    )
+    limit: int | None = None  # use only the first N records
+    max_pairs: int | None = None  # train on only the first N training pairs
     batch_size: int = 8
-    max_new_tokens: int = 64        # length budget of the answers that become rejected ones
+    max_new_tokens: int = 64  # length budget of the answers that become rejected ones
+
 
 @dataclass
 class DPOTrainConfig(FinetuneTrainConfig):
     "Chapter 7b's optimisation, at DPO's gentler rate and decay, plus DPO's beta."
+
     lr: float = 5e-6
     weight_decay: float = 0.01
     beta: float = 0.1
 
+
 @dataclass
 class DPOGenerateConfig:
-    max_new_tokens: int = 64        # length budget of the test answers both models are judged on
+    max_new_tokens: int = (
+        64  # length budget of the test answers both models are judged on
+    )
     test_limit: int | None = None
+
 
 @dataclass
 class DPORunConfig(FinetuneRunConfig):
     out: str = "experiments/finetune-dpo"
 
+
 @dataclass
 class DPOConfig:
     "`llm-zero finetune dpo` (this chapter)."
+
     model: DPOModelConfig = field(default_factory=DPOModelConfig)
     data: DPODataConfig = field(default_factory=DPODataConfig)
     train: DPOTrainConfig = field(default_factory=DPOTrainConfig)
@@ -231,164 +378,283 @@ class DPOConfig:
     def check(self):
         check_run_sections(self)
         t, d, g = self.train, self.data, self.generate
-        for key, v in [("data.max_new_tokens", d.max_new_tokens),
-                       ("generate.max_new_tokens", g.max_new_tokens)]:
-            if v < 1: raise ConfigError(f"{key} must be at least 1, got {v}.")
-        if not t.beta > 0: raise ConfigError(f"train.beta must be positive, got {t.beta}.")
+        for key, v in [
+            ("data.max_new_tokens", d.max_new_tokens),
+            ("generate.max_new_tokens", g.max_new_tokens),
+        ]:
+            if v < 1:
+                raise ConfigError(f"{key} must be at least 1, got {v}.")
+        if not t.beta > 0:
+            raise ConfigError(f"train.beta must be positive, got {t.beta}.")
 
 # %% ../../nbs/07c_dpo.ipynb #235a523d
 def _dpo_history(records: list[dict]) -> dict:
-    "The evaluations among a run's metrics records as lists by key, for `plot_dpo_history`."
+    """The evaluations among a run's metrics records as lists by key, for
+    `plot_dpo_history`."""
     evals = [r for r in records if "val_margin" in r]
-    keys = [k for k in (evals[0] if evals else {}) if k != "elapsed_s"]  # timing is no history
+    keys = [
+        k for k in (evals[0] if evals else {}) if k != "elapsed_s"
+    ]  # timing is no history
     return {k: [r.get(k) for r in evals] for k in keys}
+
 
 def _instruction_splits(cfg: DPOConfig) -> tuple[list, list, list]:
     "Chapter 7's train, validation and test records under the run's data settings."
     d, g = cfg.data, cfg.generate
     data = load_instruction_data(d.path)
-    train_d, val_d, test_d = split_instruction_data(data[:d.limit] if d.limit else data)
-    return train_d, val_d, test_d if g.test_limit is None else test_d[:g.test_limit]
+    train_d, val_d, test_d = split_instruction_data(
+        data[: d.limit] if d.limit else data
+    )
+    return train_d, val_d, test_d if g.test_limit is None else test_d[: g.test_limit]
+
 
 def pairs_made_from(cfg: DPOConfig) -> dict:
-    "What a run's pairs.json comes from: the SFT weights and the data settings that shape the pairs."
+    """What a run's pairs.json comes from: the SFT weights and the data settings that
+    shape the pairs."""
     d = cfg.data
-    return {"sft_weights_sha256": sha256_file(find_checkpoint(cfg.model.sft) / MODEL_FILE),
-            "data.path": d.path, "data.limit": d.limit,
-            "data.max_new_tokens": d.max_new_tokens}
+    return {
+        "sft_weights_sha256": sha256_file(find_checkpoint(cfg.model.sft) / MODEL_FILE),
+        "data.path": d.path,
+        "data.limit": d.limit,
+        "data.max_new_tokens": d.max_new_tokens,
+    }
+
 
 def read_pairs(path, made_from: dict) -> dict:
     "The pairs in a run's pairs.json; a damaged or foreign file is a one-line error."
     fix = "delete it to make the pairs again"
-    try: pairs = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        pairs = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise PreferenceError(f"{path} is not valid JSON ({e}); {fix}.") from None
     if not isinstance(pairs, dict):
-        raise PreferenceError(f"{path} must hold an object with 'train' and 'validation' lists, "
-                              f"got a {type(pairs).__name__}; {fix}.")
+        raise PreferenceError(
+            f"{path} must hold an object with 'train' and 'validation' lists, "
+            f"got a {type(pairs).__name__}; {fix}."
+        )
     for key in ("train", "validation"):
         if not isinstance(pairs.get(key), list):
             raise PreferenceError(f"{path} has no '{key}' list; {fix}.")
-        try: validate_instruction_records(pairs[key], ("instruction", "input", "chosen", "rejected"))
+        try:
+            validate_instruction_records(
+                pairs[key], ("instruction", "input", "chosen", "rejected")
+            )
         except InstructionDataError as e:
             raise PreferenceError(f"{path}, '{key}': {e} ({fix})") from None
     was = pairs.get("made_from")
     if was is None:
-        print(f"{path} does not record what it was made from (an older run); it is used as it is.")
+        print(
+            f"{path} does not record what it was made from (an older run); it is used"
+            " as it is."
+        )
     elif was != made_from:
         differ = ", ".join(k for k in made_from if was.get(k) != made_from[k])
-        raise PreferenceError(f"{path} was made with another {differ} than this run's; {fix}, or "
-                              "run with the model.sft and data settings it was made with.")
+        raise PreferenceError(
+            f"{path} was made with another {differ} than this run's; {fix}, or "
+            "run with the model.sft and data settings it was made with."
+        )
     return pairs
 
+
 def drop_equal_pairs(pairs: list[dict], split: str) -> list[dict]:
-    "The pairs whose answers differ (an equal pair teaches DPO nothing); says how many went."
+    """The pairs whose answers differ (an equal pair teaches DPO nothing); says how many
+    went."""
     kept = [p for p in pairs if p["chosen"].strip() != p["rejected"].strip()]
     if len(kept) < len(pairs):
-        print(f"Dropped {len(pairs) - len(kept)} of {len(pairs)} {split} pairs whose chosen and "
-              "rejected answers are the same.")
+        print(
+            f"Dropped {len(pairs) - len(kept)} of {len(pairs)} {split} pairs whose"
+            " chosen and rejected answers are the same."
+        )
     return kept
 
+
 def _preference_sets(cfg: DPOConfig, run_dir, sft, tok, splits, context: int, eos: int):
-    "Training and validation `PreferenceDataset`s of the run's pairs.json (made first if absent)."
+    """Training and validation `PreferenceDataset`s of the run's pairs.json (made first
+    if absent)."""
     d = cfg.data
     pairs_file, made_from = run_dir / "pairs.json", pairs_made_from(cfg)
     if not pairs_file.is_file():
-        answered = {k: generate_answers(sft, recs, tok, d.max_new_tokens)
-                    for k, recs in zip(("train", "validation"), splits)}
-        made = {k: drop_equal_pairs(make_preference_pairs(a), k) for k, a in answered.items()}
+        answered = {
+            k: generate_answers(sft, recs, tok, d.max_new_tokens)
+            for k, recs in zip(("train", "validation"), splits)
+        }
+        made = {
+            k: drop_equal_pairs(make_preference_pairs(a), k)
+            for k, a in answered.items()
+        }
         write_json(pairs_file, {"made_from": made_from, **made})
     pairs = read_pairs(pairs_file, made_from)
     kept = {k: drop_equal_pairs(pairs[k], k) for k in ("train", "validation")}
-    kept["train"] = kept["train"][:d.max_pairs]  # None: all of them
-    sets = {k: PreferenceDataset(v, tok, max_length=context, eos_id=eos)
-            for k, v in kept.items()}
+    kept["train"] = kept["train"][: d.max_pairs]  # None: all of them
+    sets = {
+        k: PreferenceDataset(v, tok, max_length=context, eos_id=eos)
+        for k, v in kept.items()
+    }
     if not len(sets["train"]) or not len(sets["validation"]):
         n_train, n_val = len(sets["train"]), len(sets["validation"])
-        raise PreferenceError(f"{pairs_file} leaves {n_train} training and {n_val} validation pairs "
-                              "with different answers that fit the context; DPO needs both (use "
-                              "more records: data.limit).")
+        raise PreferenceError(
+            f"{pairs_file} leaves {n_train} training and {n_val} validation pairs "
+            "with different answers that fit the context; DPO needs both (use "
+            "more records: data.limit)."
+        )
     return sets
 
-def _judge_dpo(result: dict, run_dir, sft, policy, tok, test_d, history: dict, sets: dict, cfg,
-               eos: int, start: float) -> dict:
-    "Plot the run, answer the test records with both models and judge them; write the scores."
+
+def _judge_dpo(
+    result: dict,
+    run_dir,
+    sft,
+    policy,
+    tok,
+    test_d,
+    history: dict,
+    sets: dict,
+    cfg,
+    eos: int,
+    start: float,
+) -> dict:
+    """Plot the run, answer the test records with both models and judge them; write the
+    scores."""
     plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
-    answers = {name: generate_answers(m, test_d, tok, cfg.generate.max_new_tokens, eos_id=eos)
-               for name, m in (("sft", sft), ("dpo", policy.eval()))}
-    scores = {**result, "pairs": {k: len(v) for k, v in sets.items()},
-              "skipped_pairs": sets["train"].skipped,
-              "preference_dpo_vs_sft": compare_models(answers["dpo"], answers["sft"]),
-              **{name: answer_scores(a) for name, a in answers.items()},
-              "elapsed_s": time.time() - start}
-    for name, obj in (("test-answers.json", answers), ("scores.json", scores),
-                      ("metrics.json", history)):
+    answers = {
+        name: generate_answers(m, test_d, tok, cfg.generate.max_new_tokens, eos_id=eos)
+        for name, m in (("sft", sft), ("dpo", policy.eval()))
+    }
+    scores = {
+        **result,
+        "pairs": {k: len(v) for k, v in sets.items()},
+        "skipped_pairs": sets["train"].skipped,
+        "preference_dpo_vs_sft": compare_models(answers["dpo"], answers["sft"]),
+        **{name: answer_scores(a) for name, a in answers.items()},
+        "elapsed_s": time.time() - start,
+    }
+    for name, obj in (
+        ("test-answers.json", answers),
+        ("scores.json", scores),
+        ("metrics.json", history),
+    ):
         write_json(run_dir / name, obj)
     return scores
 
-def finetune_dpo(cfg: DPOConfig, out=None, progress: bool = True, resume: bool = False) -> dict:
-    "Run this chapter's DPO on the instruction-tuned checkpoint `model.sft`; returns the scores."
+
+def finetune_dpo(
+    cfg: DPOConfig, out=None, progress: bool = True, resume: bool = False
+) -> dict:
+    """Run this chapter's DPO on the instruction-tuned checkpoint `model.sft`; returns
+    the scores."""
     t = cfg.train
     if cfg.model.sft is None:
-        raise PreferenceError("model.sft is not set: give the run folder of `llm-zero finetune "
-                              "instruct`, e.g. model.sft=experiments/finetune-instruct.")
+        raise PreferenceError(
+            "model.sft is not set: give the run folder of `llm-zero finetune "
+            "instruct`, e.g. model.sft=experiments/finetune-instruct."
+        )
     run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data"))
     sft, tok, _ = load_language_model(cfg.model.sft, device)
-    # Rebuilt from the SFT base on every start (resume too): never trained, never checkpointed.
+    # Rebuilt from the SFT base on every start (resume too): never trained, never
+    # checkpointed.
     reference = frozen_copy(sft)
     train_d, val_d, test_d = _instruction_splits(cfg)
     eos, context = getattr(tok, "eos_id", None) or 50256, _context_length(sft)
     start = time.time()
     sets = _preference_sets(cfg, run_dir, sft, tok, (train_d, val_d), context, eos)
     per_epoch, order = epoch_order(len(sets["train"]), cfg.data.batch_size, t.seed)
-    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "scores.json"): return done
-    collate = partial(preference_collate, pad_token_id=eos, allowed_max_length=context,
-                      device=device)
-    loaders = {k: DataLoader(v, batch_size=cfg.data.batch_size, collate_fn=collate)
-               for k, v in sets.items()}
+    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "scores.json"):
+        return done
+    collate = partial(
+        preference_collate, pad_token_id=eos, allowed_max_length=context, device=device
+    )
+    loaders = {
+        k: DataLoader(v, batch_size=cfg.data.batch_size, collate_fn=collate)
+        for k, v in sets.items()
+    }
     torch.manual_seed(t.seed)
     policy = copy.deepcopy(sft).train()
-    # The engine's batches are tensors: a step's batch is its pairs' indices, collated in the loss.
+
+    # The engine's batches are tensors: a step's batch is its pairs' indices, collated
+    # in the loss.
     def loss(model, idx, _):
         batch = collate([sets["train"][int(i)] for i in idx])
         return dpo_loss_batch(batch, model, reference, t.beta)["loss"]
+
     def evaluate(step):
-        tr, va = (evaluate_dpo_loader(loaders[k], policy, reference, t.beta, t.eval_iter)
-                  for k in ("train", "validation"))
-        return {"val_loss": va.pop("loss"), "train_eval_loss": tr.pop("loss"),
-                **{f"train_{k}": v for k, v in tr.items()},
-                **{f"val_{k}": v for k, v in va.items()}}
+        tr, va = (
+            evaluate_dpo_loader(loaders[k], policy, reference, t.beta, t.eval_iter)
+            for k in ("train", "validation")
+        )
+        return {
+            "val_loss": va.pop("loss"),
+            "train_eval_loss": tr.pop("loss"),
+            **{f"train_{k}": v for k, v in tr.items()},
+            **{f"val_{k}": v for k, v in va.items()},
+        }
+
     meta = {"task": "dpo", "model": dict(policy.cfg), "prompt_format": "alpaca"}
-    s, loop = _run(cfg, policy, run_dir, ckpts, latest, device,
-                   lambda step: (order(step), order(step)), per_epoch, evaluate,
-                   lambda step: meta, tok, order,
-                   lambda i: sum(min(len(sets["train"][i][k]), context) for k in ("chosen", "rejected")),
-                   loss=loss, progress=progress, resume=resume)
+    s, loop = _run(
+        cfg,
+        policy,
+        run_dir,
+        ckpts,
+        latest,
+        device,
+        lambda step: (order(step), order(step)),
+        per_epoch,
+        evaluate,
+        lambda step: meta,
+        tok,
+        order,
+        lambda i: sum(
+            min(len(sets["train"][i][k]), context) for k in ("chosen", "rejected")
+        ),
+        loss=loss,
+        progress=progress,
+        resume=resume,
+    )
     result = {**s, "run_dir": str(run_dir)}
-    if s["interrupted"]: return result
+    if s["interrupted"]:
+        return result
     history = _dpo_history(loop.metrics.records)
-    return _judge_dpo(result, run_dir, sft, policy, tok, test_d, history, sets, cfg, eos, start)
+    return _judge_dpo(
+        result, run_dir, sft, policy, tok, test_d, history, sets, cfg, eos, start
+    )
+
 
 def cmd_finetune_dpo(args) -> int:
     "llm-zero finetune dpo."
     cfg = load_config(args.config, args.overrides + threads_override(args), DPOConfig)
     s = finetune_dpo(cfg, args.out, not args.quiet, args.resume)
-    if s["interrupted"]: return _stopped(s)
+    if s["interrupted"]:
+        return _stopped(s)
     _say_finished(s)
     p = s["preference_dpo_vs_sft"]
-    rate = ("no decided items" if p["win_rate"] is None
-            else f"win rate {p['win_rate']:.1%} of decided items")
-    print(f"judge, DPO vs SFT: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses ({rate})")
-    print(f"{'model':<6}{'ROUGE-L':>9}{'exact':>8}"
-          + "".join(f"{k:>12}" for k in (*FAILURES, "any")))
+    rate = (
+        "no decided items"
+        if p["win_rate"] is None
+        else f"win rate {p['win_rate']:.1%} of decided items"
+    )
+    print(
+        f"judge, DPO vs SFT: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses"
+        f" ({rate})"
+    )
+    print(
+        f"{'model':<6}{'ROUGE-L':>9}{'exact':>8}"
+        + "".join(f"{k:>12}" for k in (*FAILURES, "any"))
+    )
     for name in ("sft", "dpo"):
         f = s[name]["failure_rate"]
-        print(f"{name:<6}{s[name]['rouge_l']:>9.3f}{s[name]['exact_match']:>8.1%}"
-              + "".join(f"{f[k]:>12.1%}" for k in (*FAILURES, "any")))
+        print(
+            f"{name:<6}{s[name]['rouge_l']:>9.3f}{s[name]['exact_match']:>8.1%}"
+            + "".join(f"{f[k]:>12.1%}" for k in (*FAILURES, "any"))
+        )
     print(f"checkpoint {s['checkpoint']}")
     return 0
 
+
 def add_dpo_command(fsub):
     "Register `llm-zero finetune dpo` on the `finetune` subparsers."
-    add_finetune_task(fsub, "dpo", cmd_finetune_dpo, DPOConfig,
-                      "an instruction follower with DPO (chapter 7c)")
+    add_finetune_task(
+        fsub,
+        "dpo",
+        cmd_finetune_dpo,
+        DPOConfig,
+        "an instruction follower with DPO (chapter 7c)",
+    )

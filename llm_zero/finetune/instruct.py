@@ -15,7 +15,11 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from ..core import atomic_write, progress_bar
-from ..data.dataset import RESPONSE_HEADING, format_input, validate_instruction_records
+from llm_zero.data.dataset import (
+    RESPONSE_HEADING,
+    format_input,
+    validate_instruction_records,
+)
 from ..model.generation import _context_length, generate
 
 # %% auto #0
@@ -25,7 +29,9 @@ __all__ = ['OLLAMA_URL', 'InstructionDataset', 'custom_collate_fn', 'check_langu
 
 # %% ../../nbs/07_instruction.ipynb #e5354761
 class InstructionDataset(Dataset):
-    "Token ids of formatted prompt + response; with `mask_instruction`, items are `(ids, prompt_length)`."
+    """Token ids of formatted prompt + response; with `mask_instruction`, items are
+    `(ids, prompt_length)`."""
+
     def __init__(self, data: list[dict], tokenizer, mask_instruction: bool = False):
         self.data = validate_instruction_records(data)
         self.mask_instruction = mask_instruction
@@ -40,110 +46,198 @@ class InstructionDataset(Dataset):
         ids = self.encoded_texts[index]
         return (ids, self.prompt_lengths[index]) if self.mask_instruction else ids
 
-    def __len__(self): return len(self.data)
+    def __len__(self):
+        return len(self.data)
 
 # %% ../../nbs/07_instruction.ipynb #d6b20263
-def custom_collate_fn(batch, pad_token_id: int = 50256, ignore_index: int = -100,
-                      allowed_max_length: int | None = None, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    "Pad, shift and mask a batch of token-id lists (or `(ids, prompt_length)` pairs) into `(inputs, targets)`."
-    if not batch: raise ValueError("custom_collate_fn got an empty batch.")
-    items = [(list(b[0]), int(b[1])) if isinstance(b, tuple) else (list(b), 0) for b in batch]
+def custom_collate_fn(
+    batch,
+    pad_token_id: int = 50256,
+    ignore_index: int = -100,
+    allowed_max_length: int | None = None,
+    device="cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad, shift and mask a batch of token-id lists (or `(ids, prompt_length)` pairs)
+    into `(inputs, targets)`."""
+    if not batch:
+        raise ValueError("custom_collate_fn got an empty batch.")
+    items = [
+        (list(b[0]), int(b[1])) if isinstance(b, tuple) else (list(b), 0) for b in batch
+    ]
     width = max(len(ids) for ids, _ in items) + 1  # room for the end-of-text token
     inputs, targets = [], []
     for ids, prompt_len in items:
         padded = ids + [pad_token_id] * (width - len(ids))
         x, y = torch.tensor(padded[:-1]), torch.tensor(padded[1:])
-        y[len(ids):] = ignore_index  # y[len(ids) - 1] is the end-of-text token the model must learn
-        if prompt_len > 1: y[:prompt_len - 1] = ignore_index  # targets that are prompt tokens
-        if allowed_max_length is not None: x, y = x[:allowed_max_length], y[:allowed_max_length]
-        inputs.append(x); targets.append(y)
+        # y[len(ids) - 1] is the end-of-text token the model must learn
+        y[len(ids) :] = ignore_index
+        if prompt_len > 1:
+            y[: prompt_len - 1] = ignore_index  # targets that are prompt tokens
+        if allowed_max_length is not None:
+            x, y = x[:allowed_max_length], y[:allowed_max_length]
+        inputs.append(x)
+        targets.append(y)
     return torch.stack(inputs).to(device), torch.stack(targets).to(device)
 
 # %% ../../nbs/07_instruction.ipynb #3bacfbd4
 def check_language_model(model: nn.Module, vocab_size: int | None = None) -> nn.Module:
     "Raise a clear error unless `model`'s output head predicts tokens (not classes)."
     head = getattr(model, "out_head", None)
-    n_out = getattr(head, "out_features", None) or getattr(getattr(head, "linear", None), "out_features", None)
-    expected = vocab_size or getattr(model, "cfg", {}).get("vocab_size") or model.tok_emb.num_embeddings
+    n_out = getattr(head, "out_features", None) or getattr(
+        getattr(head, "linear", None), "out_features", None
+    )
+    expected = (
+        vocab_size
+        or getattr(model, "cfg", {}).get("vocab_size")
+        or model.tok_emb.num_embeddings
+    )
     if n_out != expected:
-        raise ValueError(f"This model's out_head has {n_out} outputs, not the {expected} of its vocabulary: it is a "
-                         "classifier (chapter 6), not a language model. Use classify_review / `llm-zero finetune "
-                         "classify` with it, or start instruction tuning and generation from a language model.")
+        raise ValueError(
+            f"This model's out_head has {n_out} outputs, not the {expected} of its"
+            " vocabulary: it is a classifier (chapter 6), not a language model. Use"
+            " classify_review / `llm-zero finetune classify` with it, or start"
+            " instruction tuning and generation from a language model."
+        )
     return model
 
 # %% ../../nbs/07_instruction.ipynb #c80961d6
 def extract_response(generated_text: str, prompt: str) -> str:
-    "The answer in `generated_text` (prompt + continuation): after the response heading, before any end-of-text."
-    text = generated_text[len(prompt):] if generated_text.startswith(prompt) else generated_text
+    """The answer in `generated_text` (prompt + continuation): after the response
+    heading, before any end-of-text."""
+    text = (
+        generated_text[len(prompt) :]
+        if generated_text.startswith(prompt)
+        else generated_text
+    )
     text = text.split("<|endoftext|>")[0]
     return text.replace("### Response:", "", 1).strip()
 
 # %% ../../nbs/07_instruction.ipynb #2acb0b58
-def generate_responses(model: nn.Module, data: list[dict], tokenizer, max_new_tokens: int = 256,
-                       key: str = "model_response", eos_id: int = 50256, device="cpu") -> list[dict]:
+def generate_responses(
+    model: nn.Module,
+    data: list[dict],
+    tokenizer,
+    max_new_tokens: int = 256,
+    key: str = "model_response",
+    eos_id: int = 50256,
+    device="cpu",
+) -> list[dict]:
     "Copies of `data` with the model's greedy answer to each prompt under `key`."
     check_language_model(model)
     model.eval()
     context = _context_length(model)
     out = []
-    for entry in progress_bar(validate_instruction_records(data), desc="generating",
-                              leave=False):
+    for entry in progress_bar(
+        validate_instruction_records(data), desc="generating", leave=False
+    ):
         prompt = format_input(entry) + RESPONSE_HEADING
         ids = torch.tensor([tokenizer.encode(prompt)[-context:]], device=device)
-        new = generate(model, ids, max_new_tokens=max_new_tokens, context_size=context, eos_id=eos_id, use_cache=True)[0, ids.shape[1]:]
-        out.append({**entry, key: extract_response(prompt + tokenizer.decode(new.tolist()), prompt)})
+        new = generate(
+            model,
+            ids,
+            max_new_tokens=max_new_tokens,
+            context_size=context,
+            eos_id=eos_id,
+            use_cache=True,
+        )[0, ids.shape[1] :]
+        out.append(
+            {
+                **entry,
+                key: extract_response(prompt + tokenizer.decode(new.tolist()), prompt),
+            }
+        )
     return out
+
 
 def save_responses(data: list[dict], path: str | os.PathLike) -> Path:
     "Write records with responses as indented JSON; returns the path."
     path = Path(path)
-    with atomic_write(path) as tmp: tmp.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")
     return path
 
 # %% ../../nbs/07_instruction.ipynb #2df53b8f
 OLLAMA_URL = "http://localhost:11434/api/chat"
 
+
 class OllamaUnavailable(RuntimeError):
     "No Ollama server answers on the local machine."
+
 
 def _check_local(url: str) -> str:
     host = urllib.parse.urlparse(url).hostname
     if host not in ("localhost", "127.0.0.1", "::1"):
-        raise ValueError(f"The LLM judge only talks to a local Ollama server; {url!r} is not on localhost.")
+        raise ValueError(
+            f"The LLM judge only talks to a local Ollama server; {url!r} is not on"
+            " localhost."
+        )
     return url
+
 
 def ollama_running(url: str = OLLAMA_URL, timeout: float = 1.0) -> bool:
     "Whether an Ollama server answers at `url`'s host and port."
     u = urllib.parse.urlparse(_check_local(url))
     try:
-        with urllib.request.urlopen(f"{u.scheme}://{u.netloc}/api/tags", timeout=timeout) as r: return r.status == 200
-    except OSError: return False
+        with urllib.request.urlopen(
+            f"{u.scheme}://{u.netloc}/api/tags", timeout=timeout
+        ) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 # %% ../../nbs/07_instruction.ipynb #4fd6a665
-def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_URL, seed: int = 123, timeout: float = 600) -> str:
+def query_model(
+    prompt: str,
+    model: str = "llama3",
+    url: str = OLLAMA_URL,
+    seed: int = 123,
+    timeout: float = 600,
+) -> str:
     "The local Ollama `model`'s deterministic reply to `prompt`."
     if not ollama_running(url):
-        raise OllamaUnavailable(f"No Ollama server is running at {url}. Install Ollama, run `ollama serve` and "
-                                f"`ollama pull {model}`, then try again; the offline scores (score_responses) need no server.")
-    payload = {"model": model, "messages": [{"role": "user", "content": prompt}],
-               "options": {"seed": seed, "temperature": 0, "num_ctx": 2048}}
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        raise OllamaUnavailable(
+            f"No Ollama server is running at {url}. Install Ollama, run `ollama serve`"
+            f" and `ollama pull {model}`, then try again; the offline scores"
+            " (score_responses) need no server."
+        )
+    payload = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "options": {"seed": seed, "temperature": 0, "num_ctx": 2048},
+    }
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     reply = []
     with urllib.request.urlopen(req, timeout=timeout) as r:
         for line in r:  # Ollama streams one JSON object per line
-            if line.strip(): reply.append(json.loads(line)["message"]["content"])
+            if line.strip():
+                reply.append(json.loads(line)["message"]["content"])
     return "".join(reply)
 
-def generate_model_scores(json_data: list[dict], json_key: str = "model_response", model: str = "llama3",
-                          url: str = OLLAMA_URL) -> list[int]:
-    "Judge scores (0-100) from a local Ollama `model` for each entry's `json_key` response; unparsable replies are skipped."
+
+def generate_model_scores(
+    json_data: list[dict],
+    json_key: str = "model_response",
+    model: str = "llama3",
+    url: str = OLLAMA_URL,
+) -> list[int]:
+    """Judge scores (0-100) from a local Ollama `model` for each entry's `json_key`
+    response; unparsable replies are skipped."""
     scores = []
     for entry in progress_bar(json_data, desc="scoring"):
-        prompt = (f"Given the input `{format_input(entry)}` and correct output `{entry['output']}`, "
-                  f"score the model response `{entry[json_key]}` on a scale from 0 to 100, where 100 is the best score. "
-                  "Respond with the integer number only.")
+        prompt = (
+            f"Given the input `{format_input(entry)}` and correct output"
+            f" `{entry['output']}`, score the model response `{entry[json_key]}` on a"
+            " scale from 0 to 100, where 100 is the best score. Respond with the"
+            " integer number only."
+        )
         reply = query_model(prompt, model, url)
         m = re.fullmatch(r"\s*(\d{1,3})\s*", reply)
-        if m: scores.append(int(m.group(1)))
-        else: print(f"Could not read a score from {reply!r}")
+        if m:
+            scores.append(int(m.group(1)))
+        else:
+            print(f"Could not read a score from {reply!r}")
     return scores

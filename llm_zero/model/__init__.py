@@ -4,7 +4,18 @@
 __all__ = []
 
 # %% ../../nbs/api/model.ipynb #92ebd9a7
-from . import attention, generation, gpt, gqa, hf, llama, llama_hf, lora, loss, rope
+from llm_zero.model import (
+    attention,
+    generation,
+    gpt,
+    gqa,
+    hf,
+    llama,
+    llama_hf,
+    lora,
+    loss,
+    rope,
+)
 from .attention import *
 from .gpt import *
 from .gqa import *
@@ -16,6 +27,15 @@ from .lora import *
 from .loss import *
 from .rope import *
 
-__all__ = [*attention.__all__, *gpt.__all__, *generation.__all__, *hf.__all__, *loss.__all__,
-           *rope.__all__, *gqa.__all__, *llama.__all__, *llama_hf.__all__,
-           *lora.__all__]
+__all__ = [
+    *attention.__all__,
+    *gpt.__all__,
+    *generation.__all__,
+    *hf.__all__,
+    *loss.__all__,
+    *rope.__all__,
+    *gqa.__all__,
+    *llama.__all__,
+    *llama_hf.__all__,
+    *lora.__all__,
+]

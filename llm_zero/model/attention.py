@@ -14,6 +14,7 @@ __all__ = ['ATTN_IMPLS', 'SelfAttention_v1', 'SelfAttention_v2', 'CausalAttentio
 # %% ../../nbs/03_attention.ipynb #cd6c3c5f
 class SelfAttention_v1(nn.Module):
     "Scaled dot-product self-attention with raw `(d_in, d_out)` weight matrices."
+
     def __init__(self, d_in, d_out):
         super().__init__()
         self.W_query = nn.Parameter(torch.rand(d_in, d_out))
@@ -29,6 +30,7 @@ class SelfAttention_v1(nn.Module):
 # %% ../../nbs/03_attention.ipynb #bcf4b50b
 class SelfAttention_v2(nn.Module):
     "Scaled dot-product self-attention with `nn.Linear` projections."
+
     def __init__(self, d_in, d_out, qkv_bias=False):
         super().__init__()
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -43,7 +45,9 @@ class SelfAttention_v2(nn.Module):
 
 # %% ../../nbs/03_attention.ipynb #ba23c068
 class CausalAttention(nn.Module):
-    "Single-head causal self-attention over batches, with dropout on the attention weights."
+    """Single-head causal self-attention over batches, with dropout on the attention
+    weights."""
+
     def __init__(self, d_in, d_out, context_length, dropout, qkv_bias=False):
         super().__init__()
         self.d_out = d_out
@@ -51,7 +55,9 @@ class CausalAttention(nn.Module):
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.dropout = nn.Dropout(dropout)
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
+        self.register_buffer(
+            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        )
 
     def forward(self, x):
         b, num_tokens, d_in = x.shape
@@ -65,10 +71,15 @@ class CausalAttention(nn.Module):
 # %% ../../nbs/03_attention.ipynb #0461252e
 class MultiHeadAttentionWrapper(nn.Module):
     "`num_heads` independent `CausalAttention` heads whose outputs are concatenated."
+
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
         super().__init__()
         self.heads = nn.ModuleList(
-            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias) for _ in range(num_heads)])
+            [
+                CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
+                for _ in range(num_heads)
+            ]
+        )
 
     def forward(self, x):
         return torch.cat([head(x) for head in self.heads], dim=-1)
@@ -78,13 +89,28 @@ ATTN_IMPLS = ("reference", "sdpa")
 
 # %% ../../nbs/03_attention.ipynb #6a92b2e5
 class MultiHeadAttention(nn.Module):
-    "Causal multi-head self-attention: `num_heads` heads split from one query/key/value projection of width `d_out`."
-    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, attn_impl="reference"):
+    """Causal multi-head self-attention: `num_heads` heads split from one
+    query/key/value projection of width `d_out`."""
+
+    def __init__(
+        self,
+        d_in,
+        d_out,
+        context_length,
+        dropout,
+        num_heads,
+        qkv_bias=False,
+        attn_impl="reference",
+    ):
         super().__init__()
         if d_out % num_heads != 0:
-            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads}).")
+            raise ValueError(
+                f"d_out ({d_out}) must be divisible by num_heads ({num_heads})."
+            )
         if attn_impl not in ATTN_IMPLS:
-            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}.")
+            raise ValueError(
+                f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}."
+            )
         self.d_out, self.num_heads, self.head_dim = d_out, num_heads, d_out // num_heads
         self.attn_impl = attn_impl
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -92,7 +118,9 @@ class MultiHeadAttention(nn.Module):
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(dropout)
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
+        self.register_buffer(
+            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        )
 
     def split_heads(self, t):
         "`(b, num_tokens, d_out)` -> `(b, num_heads, num_tokens, head_dim)`"
@@ -113,14 +141,17 @@ class MultiHeadAttention(nn.Module):
             keys, values = kv_cache.update(keys, values)
         past = keys.shape[2] - num_tokens
         if attn_mask is None and past + num_tokens > self.mask.shape[0]:
-            raise ValueError(f"{past + num_tokens} tokens exceed this layer's context_length "
-                             f"({self.mask.shape[0]}); crop the input to the last {self.mask.shape[0]} tokens.")
+            raise ValueError(
+                f"{past + num_tokens} tokens exceed this layer's context_length"
+                f" ({self.mask.shape[0]}); crop the input to the last"
+                f" {self.mask.shape[0]} tokens."
+            )
         if self.attn_impl == "sdpa":
             context_vec = self._sdpa(queries, keys, values, past, attn_mask)
         else:
             attn_scores = queries @ keys.transpose(2, 3)
             if attn_mask is None:
-                hidden = self.mask.bool()[past:past + num_tokens, :past + num_tokens]
+                hidden = self.mask.bool()[past : past + num_tokens, : past + num_tokens]
             else:
                 hidden = ~attn_mask
             attn_scores.masked_fill_(hidden, -torch.inf)
@@ -132,11 +163,20 @@ class MultiHeadAttention(nn.Module):
 
     def _fused_qkv(self, x):
         # One matmul against the three weight matrices stacked is faster than three, and
-        # building the stack on the fly keeps the parameters (and state dicts) of the reference path.
-        weight = torch.cat((self.W_query.weight, self.W_key.weight, self.W_value.weight))
-        bias = None if self.W_query.bias is None else torch.cat((self.W_query.bias, self.W_key.bias, self.W_value.bias))
+        # building the stack on the fly keeps the parameters (and state dicts) of the
+        # reference path.
+        weight = torch.cat(
+            (self.W_query.weight, self.W_key.weight, self.W_value.weight)
+        )
+        bias = (
+            None
+            if self.W_query.bias is None
+            else torch.cat((self.W_query.bias, self.W_key.bias, self.W_value.bias))
+        )
         b, num_tokens, _ = x.shape
-        qkv = F.linear(x, weight, bias).view(b, num_tokens, 3, self.num_heads, self.head_dim)
+        qkv = F.linear(x, weight, bias).view(
+            b, num_tokens, 3, self.num_heads, self.head_dim
+        )
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
     def _sdpa(self, queries, keys, values, past, attn_mask):
@@ -146,6 +186,14 @@ class MultiHeadAttention(nn.Module):
             if past == 0:
                 is_causal = num_tokens > 1
             elif num_tokens > 1:
-                attn_mask = ~self.mask.bool()[past:past + num_tokens, :past + num_tokens]
-        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask, is_causal=is_causal,
-                                              dropout_p=self.dropout.p if self.training else 0.0)
+                attn_mask = ~self.mask.bool()[
+                    past : past + num_tokens, : past + num_tokens
+                ]
+        return F.scaled_dot_product_attention(
+            queries,
+            keys,
+            values,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
+            dropout_p=self.dropout.p if self.training else 0.0,
+        )

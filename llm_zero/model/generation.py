@@ -12,11 +12,17 @@ __all__ = ['sampling_probs', 'sample_next_token', 'LayerKVCache', 'KVCache', 'le
 
 # %% ../../nbs/04a_generate.ipynb #2b2900e1
 def _check_sampling(temperature, top_k, top_p):
-    def number(v): return not isinstance(v, bool) and isinstance(v, (int, float))
+    def number(v):
+        return not isinstance(v, bool) and isinstance(v, (int, float))
+
     if not number(temperature) or not 0 <= temperature < float("inf"):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), "
-                         f"got {temperature!r}.")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(
+            "temperature must be a finite number >= 0 (0 means greedy), "
+            f"got {temperature!r}."
+        )
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
+    ):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
     if top_p is not None and (not number(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be a number in (0, 1] or None, got {top_p!r}.")
@@ -26,8 +32,9 @@ def _nucleus(probs, top_p):
     "`probs` with every token outside the top-`top_p` nucleus of its row set to 0."
     sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
     above = sorted_probs.cumsum(dim=-1) - sorted_probs
-    # A token stays if the tokens more likely than it hold less than top_p: the most likely stay,
-    # and equal tokens share the mass above the first of them, so they stay or go together.
+    # A token stays if the tokens more likely than it hold less than top_p: the most
+    # likely stay, and equal tokens share the mass above the first of them, so they stay
+    # or go together.
     first_equal = torch.searchsorted(-sorted_probs, -sorted_probs)
     # In float64, so that a top_p too small for float32 (1e-300) still exceeds 0.
     drop_sorted = above.gather(-1, first_equal).double() >= top_p
@@ -35,40 +42,59 @@ def _nucleus(probs, top_p):
 
 # %% ../../nbs/04a_generate.ipynb #49d85ecf
 def _limit_probs(x: torch.Tensor, temperature: float) -> torch.Tensor:
-    "softmax(x / temperature) by rows, where computing it directly overflows: its exact limit."
+    """softmax(x / temperature) by rows, where computing it directly overflows: its
+    exact limit."""
     rows = x.to("cpu", torch.float64)  # Apple's MPS has no float64; these rows are rare
     if rows.isnan().any() or (rows == -torch.inf).all(dim=-1).any():
-        raise ValueError("The logits hold NaN, or a row with every token at -inf: no token can "
-                         "be sampled; check the model's output.")
+        raise ValueError(
+            "The logits hold NaN, or a row with every token at -inf: no token can "
+            "be sampled; check the model's output."
+        )
     top = rows.amax(dim=-1, keepdim=True)
-    # The gap to the most likely token: 0 for it (+inf included), -inf for tokens out of reach.
-    # gap / temperature is then never NaN: a gap that overflows is a token that never comes.
+    # The gap to the most likely token: 0 for it (+inf included), -inf for tokens out of
+    # reach. gap / temperature is then never NaN: a gap that overflows is a token that
+    # never comes.
     gaps = torch.where(rows == top, 0.0, rows - top)
     return torch.softmax(gaps / temperature, dim=-1).to(x.device, x.dtype)
 
 # %% ../../nbs/04a_generate.ipynb #d684a3ab
-def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int | None = None,
-                   top_p: float | None = None) -> torch.Tensor:
+def sampling_probs(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> torch.Tensor:
     "The distribution that `sample_next_token` draws from, one row per row of `logits`."
     _check_sampling(temperature, top_k, top_p)
-    x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 logits too
+    x = logits.to(
+        torch.promote_types(logits.dtype, torch.float32)
+    )  # bfloat16 logits too
     if temperature == 0:  # greedy: the first of the most likely tokens
         return torch.zeros_like(x).scatter_(-1, x.argmax(dim=-1, keepdim=True), 1.0)
     if top_k is not None and top_k < x.shape[-1]:
         kth = torch.topk(x, top_k, dim=-1).values[:, -1:]
         x = x.masked_fill(x < kth, -torch.inf)
     z = x / temperature
-    probs = torch.softmax(z, dim=-1)  # the book's formula, bit for bit, where z is finite
-    overflowed = ~torch.isfinite(z.amax(dim=-1))  # a tiny or huge temperature, +inf logits
+    probs = torch.softmax(
+        z, dim=-1
+    )  # the book's formula, bit for bit, where z is finite
+    overflowed = ~torch.isfinite(
+        z.amax(dim=-1)
+    )  # a tiny or huge temperature, +inf logits
     if overflowed.any():
         probs[overflowed] = _limit_probs(x[overflowed], temperature)
     return _nucleus(probs, top_p) if top_p is not None and top_p < 1 else probs
 
 # %% ../../nbs/04a_generate.ipynb #9e4653bd
-def sample_next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
-                      top_p: float | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    "One token id per row of the `(batch, vocab)` `logits`: greedy at temperature 0, else sampled."
+def sample_next_token(
+    logits: torch.Tensor,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One token id per row of the `(batch, vocab)` `logits`: greedy at temperature 0,
+    else sampled."""
     _check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return torch.argmax(logits, dim=-1, keepdim=True)
@@ -78,43 +104,58 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int
 # %% ../../nbs/04a_generate.ipynb #df9139f6
 class LayerKVCache:
     "Keys and values of one attention layer, preallocated for `max_len` positions."
+
     def __init__(self, max_len: int):
         self.max_len, self.length = max_len, 0
         self.keys = self.values = None
 
-    def update(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "Append `(batch, heads, new, head_dim)` keys and values; return those of all positions so far."
+    def update(
+        self, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append `(batch, heads, new, head_dim)` keys and values; return those of all
+        positions so far."""
         end = self.length + keys.shape[2]
         if end > self.max_len:
-            raise ValueError(f"The KV cache holds {self.max_len} positions; {end} were requested. "
-                             "Start a new cache (generate() recomputes once the context window slides).")
+            raise ValueError(
+                f"The KV cache holds {self.max_len} positions; {end} were requested."
+                " Start a new cache (generate() recomputes once the context window"
+                " slides)."
+            )
         if self.keys is None:
             b, h, _, d = keys.shape
             self.keys = keys.new_empty(b, h, self.max_len, d)
             self.values = values.new_empty(b, h, self.max_len, values.shape[-1])
-        self.keys[:, :, self.length:end] = keys
-        self.values[:, :, self.length:end] = values
+        self.keys[:, :, self.length : end] = keys
+        self.values[:, :, self.length : end] = values
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]
 
 # %% ../../nbs/04a_generate.ipynb #8e227664
 def _context_length(model) -> int:
-    "The longest input of `model`: its config's `context_length`, or its position table (the book's GPTModel)."
+    """The longest input of `model`: its config's `context_length`, or its position
+    table (the book's GPTModel)."""
     cfg = getattr(model, "cfg", None)
     return cfg["context_length"] if cfg is not None else model.pos_emb.num_embeddings
 
+
 class KVCache:
-    "A `LayerKVCache` per transformer block; pass it as `model(idx, kv_cache=cache)` to process only new tokens."
+    """A `LayerKVCache` per transformer block; pass it as `model(idx, kv_cache=cache)`
+    to process only new tokens."""
+
     def __init__(self, n_layers: int, max_len: int):
         self.layers = [LayerKVCache(max_len) for _ in range(n_layers)]
 
     @classmethod
     def for_model(cls, model, max_len: int | None = None) -> KVCache:
-        "An empty cache for `model`, for up to `max_len` positions (default: its context length)."
+        """An empty cache for `model`, for up to `max_len` positions (default: its
+        context length)."""
         return cls(len(model.trf_blocks), max_len or _context_length(model))
 
-    def __getitem__(self, i): return self.layers[i]
-    def __len__(self): return len(self.layers)
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
 
     @property
     def length(self) -> int:
@@ -122,63 +163,128 @@ class KVCache:
         return self.layers[0].length
 
 # %% ../../nbs/04a_generate.ipynb #0ce9c4fc
-def left_pad(prompts: Sequence[Sequence[int] | torch.Tensor], pad_id: int = 0,
-             device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "Stack token-id `prompts` of different lengths into left-padded `(idx, attention_mask)` tensors."
+def left_pad(
+    prompts: Sequence[Sequence[int] | torch.Tensor],
+    pad_id: int = 0,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack token-id `prompts` of different lengths into left-padded `(idx,
+    attention_mask)` tensors."""
     rows = [torch.as_tensor(p, dtype=torch.long).flatten() for p in prompts]
     if not rows or any(r.numel() == 0 for r in rows):
-        raise ValueError("left_pad needs at least one prompt, and every prompt needs at least one token.")
+        raise ValueError(
+            "left_pad needs at least one prompt, and every prompt needs at least one"
+            " token."
+        )
     width = max(r.numel() for r in rows)
     idx = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        idx[i, width - r.numel():] = r
-        mask[i, width - r.numel():] = 1
+        idx[i, width - r.numel() :] = r
+        mask[i, width - r.numel() :] = 1
     return idx.to(device), mask.to(device)
 
 # %% ../../nbs/04a_generate.ipynb #cbafdb86
-def _check_generate_args(model, idx, max_new_tokens, context_size, eos_id, attention_mask):
-    if not isinstance(idx, torch.Tensor) or idx.ndim != 2 or idx.dtype.is_floating_point or idx.shape[1] == 0:
-        raise ValueError("idx must be an integer tensor of token ids of shape (batch, num_tokens) with at least "
-                         "one token; for one prompt use torch.tensor([ids]), for several use left_pad(prompts).")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
+def _check_generate_args(
+    model, idx, max_new_tokens, context_size, eos_id, attention_mask
+):
+    if (
+        not isinstance(idx, torch.Tensor)
+        or idx.ndim != 2
+        or idx.dtype.is_floating_point
+        or idx.shape[1] == 0
+    ):
+        raise ValueError(
+            "idx must be an integer tensor of token ids of shape (batch, num_tokens)"
+            " with at least one token; for one prompt use torch.tensor([ids]), for"
+            " several use left_pad(prompts)."
+        )
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 0
+    ):
+        raise ValueError(
+            f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}."
+        )
     ctx = _context_length(model)
-    if isinstance(context_size, bool) or not isinstance(context_size, int) or not 1 <= context_size <= ctx:
-        raise ValueError(f"context_size must be an integer in [1, {ctx}] (the model's context_length), "
-                         f"got {context_size!r}.")
+    if (
+        isinstance(context_size, bool)
+        or not isinstance(context_size, int)
+        or not 1 <= context_size <= ctx
+    ):
+        raise ValueError(
+            f"context_size must be an integer in [1, {ctx}] (the model's"
+            f" context_length), got {context_size!r}."
+        )
     vocab = model.out_head.out_features
-    if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, int) or not 0 <= eos_id < vocab):
-        raise ValueError(f"eos_id must be a token id in [0, {vocab}) or None, got {eos_id!r}.")
+    if eos_id is not None and (
+        isinstance(eos_id, bool)
+        or not isinstance(eos_id, int)
+        or not 0 <= eos_id < vocab
+    ):
+        raise ValueError(
+            f"eos_id must be a token id in [0, {vocab}) or None, got {eos_id!r}."
+        )
     if attention_mask is not None:
         if attention_mask.shape != idx.shape:
-            raise ValueError(f"attention_mask must have the shape of idx, {tuple(idx.shape)}, "
-                             f"got {tuple(attention_mask.shape)}.")
+            raise ValueError(
+                f"attention_mask must have the shape of idx, {tuple(idx.shape)}, "
+                f"got {tuple(attention_mask.shape)}."
+            )
         m = attention_mask.bool()
         if not (m[:, -1].all() and (m[:, 1:] >= m[:, :-1]).all()):
-            raise ValueError("attention_mask must describe left padding: zeros, then ones, ending with a real "
-                             "token in every row (left_pad(prompts) builds it).")
+            raise ValueError(
+                "attention_mask must describe left padding: zeros, then ones, ending"
+                " with a real token in every row (left_pad(prompts) builds it)."
+            )
 
 # %% ../../nbs/04a_generate.ipynb #73852632
-def generate_stream(model, idx: torch.Tensor, max_new_tokens: int, context_size: int, temperature: float = 0.0,
-                    top_k: int | None = None, top_p: float | None = None, eos_id: int | None = None,
-                    use_cache: bool = False, attention_mask: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    "Yield the next token ids of every row of `idx`, shape `(batch, 1)`, one step at a time (see `generate`)."
-    _check_generate_args(model, idx, max_new_tokens, context_size, eos_id, attention_mask)
+def generate_stream(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    context_size: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    use_cache: bool = False,
+    attention_mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the next token ids of every row of `idx`, shape `(batch, 1)`, one step at a
+    time (see `generate`)."""
+    _check_generate_args(
+        model, idx, max_new_tokens, context_size, eos_id, attention_mask
+    )
     _check_sampling(temperature, top_k, top_p)
-    cache = KVCache.for_model(model, min(context_size, idx.shape[1] + max_new_tokens)) if use_cache else None
+    cache = (
+        KVCache.for_model(model, min(context_size, idx.shape[1] + max_new_tokens))
+        if use_cache
+        else None
+    )
     done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     with torch.no_grad():
         for _ in range(max_new_tokens):
             if cache is not None and idx.shape[1] <= context_size:
-                # Only the tokens the cache has not seen: the whole prompt first, then one at a time.
-                logits = model(idx[:, cache.length:], kv_cache=cache, attention_mask=attention_mask)
+                # Only the tokens the cache has not seen: the whole prompt first, then
+                # one at a time.
+                logits = model(
+                    idx[:, cache.length :],
+                    kv_cache=cache,
+                    attention_mask=attention_mask,
+                )
             elif attention_mask is None:
                 logits = model(idx[:, -context_size:])
             else:
-                logits = model(idx[:, -context_size:], attention_mask=attention_mask[:, -context_size:])
-            next_ids = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+                logits = model(
+                    idx[:, -context_size:],
+                    attention_mask=attention_mask[:, -context_size:],
+                )
+            next_ids = sample_next_token(
+                logits[:, -1, :], temperature, top_k, top_p, generator
+            )
             if eos_id is not None:
                 next_ids = next_ids.masked_fill(done[:, None], eos_id)
                 done |= next_ids[:, 0] == eos_id
@@ -187,18 +293,41 @@ def generate_stream(model, idx: torch.Tensor, max_new_tokens: int, context_size:
             yield next_ids
             idx = torch.cat((idx, next_ids), dim=1)
             if attention_mask is not None:
-                attention_mask = torch.cat((attention_mask, torch.ones_like(next_ids)), dim=1)
+                attention_mask = torch.cat(
+                    (attention_mask, torch.ones_like(next_ids)), dim=1
+                )
 
 # %% ../../nbs/04a_generate.ipynb #c6b3ca03
-def generate(model, idx: torch.Tensor, max_new_tokens: int, context_size: int, temperature: float = 0.0,
-             top_k: int | None = None, top_p: float | None = None, eos_id: int | None = None,
-             use_cache: bool = False, attention_mask: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def generate(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    context_size: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    use_cache: bool = False,
+    attention_mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Append up to `max_new_tokens` tokens to the `(batch, num_tokens)` ids `idx` and return the result.
 
     Greedy when `temperature` is 0; otherwise sampled after optional `top_k` and nucleus `top_p` filtering.
     Stops early once every row has produced `eos_id`. `use_cache=True` keeps a KV cache (same tokens, faster).
-    For prompts of different lengths pass left-padded ids and their `attention_mask` (see `left_pad`)."""
-    steps = generate_stream(model, idx, max_new_tokens, context_size, temperature, top_k, top_p, eos_id,
-                            use_cache, attention_mask, generator)
+    For prompts of different lengths pass left-padded ids and their `attention_mask` (see `left_pad`).
+    """
+    steps = generate_stream(
+        model,
+        idx,
+        max_new_tokens,
+        context_size,
+        temperature,
+        top_k,
+        top_p,
+        eos_id,
+        use_cache,
+        attention_mask,
+        generator,
+    )
     return torch.cat([idx, *steps], dim=1)

@@ -19,7 +19,7 @@ __all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_
 
 # %% ../../nbs/04_gpt_model.ipynb #7a89d8ef
 GPT_CONFIG_124M = {
-    "vocab_size": 50257,     # GPT-2's BPE vocabulary
+    "vocab_size": 50257,  # GPT-2's BPE vocabulary
     "context_length": 1024,
     "emb_dim": 768,
     "n_heads": 12,
@@ -33,31 +33,53 @@ GPT_CONFIG_355M = {**GPT_CONFIG_124M, "emb_dim": 1024, "n_layers": 24, "n_heads"
 GPT_CONFIG_774M = {**GPT_CONFIG_124M, "emb_dim": 1280, "n_layers": 36, "n_heads": 20}
 GPT_CONFIG_1558M = {**GPT_CONFIG_124M, "emb_dim": 1600, "n_layers": 48, "n_heads": 25}
 
-GPT_CONFIGS = {"gpt2": GPT_CONFIG_124M, "gpt2-medium": GPT_CONFIG_355M,
-               "gpt2-large": GPT_CONFIG_774M, "gpt2-xl": GPT_CONFIG_1558M}
+GPT_CONFIGS = {
+    "gpt2": GPT_CONFIG_124M,
+    "gpt2-medium": GPT_CONFIG_355M,
+    "gpt2-large": GPT_CONFIG_774M,
+    "gpt2-xl": GPT_CONFIG_1558M,
+}
 
 # %% ../../nbs/04_gpt_model.ipynb #5dcf92a3
-_CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "qkv_bias")
+_CONFIG_KEYS = (
+    "vocab_size",
+    "context_length",
+    "emb_dim",
+    "n_heads",
+    "n_layers",
+    "drop_rate",
+    "qkv_bias",
+)
 _OPTIONAL_KEYS = {"impl": "reference"}
 IMPLS = ("reference", "fast")
 
+
 def upgrade_impl_key(cfg: Mapping, category=DeprecationWarning) -> dict:
-    "A copy of `cfg` with the old key `attn_impl` (`'sdpa'`: fast) rewritten as `impl`, and a warning."
+    """A copy of `cfg` with the old key `attn_impl` (`'sdpa'`: fast) rewritten as
+    `impl`, and a warning."""
     cfg = dict(cfg)
     if "attn_impl" not in cfg:
         return cfg
     old = cfg.pop("attn_impl")
     new = {"sdpa": "fast"}.get(old, old)
     if cfg.get("impl", new) != new:
-        raise ValueError(f"Config keys 'attn_impl' ({old!r}) and 'impl' ({cfg['impl']!r}) disagree; "
-                         "keep only 'impl'.")
-    warnings.warn(f"The config key 'attn_impl' is deprecated; write impl: {new!r} instead.",
-                  category, stacklevel=3)
+        raise ValueError(
+            f"Config keys 'attn_impl' ({old!r}) and 'impl' ({cfg['impl']!r}) disagree; "
+            "keep only 'impl'."
+        )
+    warnings.warn(
+        f"The config key 'attn_impl' is deprecated; write impl: {new!r} instead.",
+        category,
+        stacklevel=3,
+    )
     return {**cfg, "impl": new}
 
 
-def check_config_keys(cfg: Mapping, required, optional: Mapping, model: str, example: str) -> dict:
-    "A copy of `cfg` with the `optional` defaults filled in; `ValueError` on a missing or unknown key."
+def check_config_keys(
+    cfg: Mapping, required, optional: Mapping, model: str, example: str
+) -> dict:
+    """A copy of `cfg` with the `optional` defaults filled in; `ValueError` on a missing
+    or unknown key."""
     if not isinstance(cfg, Mapping):
         raise TypeError(f"A {model} config must be a dict, got {type(cfg).__name__}.")
     known = (*required, *optional)
@@ -65,41 +87,67 @@ def check_config_keys(cfg: Mapping, required, optional: Mapping, model: str, exa
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"Unknown {model} config key {key!r}.{hint} Valid keys: {', '.join(known)}.")
+            raise ValueError(
+                f"Unknown {model} config key {key!r}.{hint} Valid keys:"
+                f" {', '.join(known)}."
+            )
     missing = [k for k in required if k not in cfg]
     if missing:
-        raise ValueError(f"{model} config is missing key {missing[0]!r} (missing: {', '.join(missing)}); "
-                         f"start from {example}, e.g. {{**{example}, ...}}.")
+        raise ValueError(
+            f"{model} config is missing key {missing[0]!r} (missing:"
+            f" {', '.join(missing)}); start from {example}, e.g. {{**{example}, ...}}."
+        )
     return {**optional, **cfg}
+
 
 def check_positive_ints(cfg: Mapping, keys, model: str):
     "`ValueError` unless every one of `keys` of `cfg` is a positive integer."
     for key in keys:
         v = cfg[key]
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{model} config key {key!r} must be a positive integer, got {v!r}.")
+            raise ValueError(
+                f"{model} config key {key!r} must be a positive integer, got {v!r}."
+            )
+
 
 def validate_config(cfg: Mapping) -> dict:
-    "A checked copy of the GPT config `cfg`, with optional keys filled in; `ValueError` naming the bad key otherwise."
+    """A checked copy of the GPT config `cfg`, with optional keys filled in;
+    `ValueError` naming the bad key otherwise."""
     if isinstance(cfg, Mapping):
         cfg = upgrade_impl_key(cfg)
     cfg = check_config_keys(cfg, _CONFIG_KEYS, _OPTIONAL_KEYS, "GPT", "GPT_CONFIG_124M")
-    check_positive_ints(cfg, ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"), "GPT")
+    check_positive_ints(
+        cfg, ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"), "GPT"
+    )
     if cfg["emb_dim"] % cfg["n_heads"]:
-        raise ValueError(f"GPT config key 'emb_dim' ({cfg['emb_dim']}) must be divisible by "
-                         f"'n_heads' ({cfg['n_heads']}).")
+        raise ValueError(
+            f"GPT config key 'emb_dim' ({cfg['emb_dim']}) must be divisible by "
+            f"'n_heads' ({cfg['n_heads']})."
+        )
     rate = cfg["drop_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"GPT config key 'drop_rate' must be a number in [0, 1), got {rate!r}.")
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float))
+        or not 0 <= rate < 1
+    ):
+        raise ValueError(
+            f"GPT config key 'drop_rate' must be a number in [0, 1), got {rate!r}."
+        )
     if not isinstance(cfg["qkv_bias"], bool):
-        raise ValueError(f"GPT config key 'qkv_bias' must be True or False, got {cfg['qkv_bias']!r}.")
+        raise ValueError(
+            f"GPT config key 'qkv_bias' must be True or False, got {cfg['qkv_bias']!r}."
+        )
     if cfg["impl"] not in IMPLS:
-        raise ValueError(f"GPT config key 'impl' must be one of {IMPLS}, got {cfg['impl']!r}.")
+        raise ValueError(
+            f"GPT config key 'impl' must be one of {IMPLS}, got {cfg['impl']!r}."
+        )
     return cfg
 
 # %% ../../nbs/04_gpt_model.ipynb #37542609
 class LayerNorm(nn.Module):
-    "Normalise the last dimension to mean 0 and variance 1, then apply a learned `scale` and `shift`."
+    """Normalise the last dimension to mean 0 and variance 1, then apply a learned
+    `scale` and `shift`."""
+
     def __init__(self, emb_dim, fused=False):
         super().__init__()
         self.eps = 1e-5
@@ -117,6 +165,7 @@ class LayerNorm(nn.Module):
 # %% ../../nbs/04_gpt_model.ipynb #83c06ad3
 class GELU(nn.Module):
     "GELU activation, tanh approximation (as in GPT-2)."
+
     def __init__(self, fused=False):
         super().__init__()
         self.fused = fused
@@ -124,11 +173,22 @@ class GELU(nn.Module):
     def forward(self, x):
         if self.fused:
             return F.gelu(x, approximate="tanh")
-        return 0.5 * x * (1 + torch.tanh(torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))))
+        return (
+            0.5
+            * x
+            * (
+                1
+                + torch.tanh(
+                    torch.sqrt(torch.tensor(2.0 / torch.pi))
+                    * (x + 0.044715 * torch.pow(x, 3))
+                )
+            )
+        )
 
 # %% ../../nbs/04_gpt_model.ipynb #5bd5cea6
 class FeedForward(nn.Module):
     "Position-wise MLP: `emb_dim -> 4*emb_dim -> GELU -> emb_dim`."
+
     def __init__(self, cfg):
         super().__init__()
         self.layers = nn.Sequential(
@@ -142,13 +202,20 @@ class FeedForward(nn.Module):
 
 # %% ../../nbs/04_gpt_model.ipynb #013311aa
 class TransformerBlock(nn.Module):
-    "Pre-LayerNorm transformer block: `x + attention(norm1(x))`, then `x + feed_forward(norm2(x))`."
+    """Pre-LayerNorm transformer block: `x + attention(norm1(x))`, then `x +
+    feed_forward(norm2(x))`."""
+
     def __init__(self, cfg):
         super().__init__()
         self.att = MultiHeadAttention(
-            d_in=cfg["emb_dim"], d_out=cfg["emb_dim"], context_length=cfg["context_length"],
-            num_heads=cfg["n_heads"], dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
-            attn_impl="sdpa" if cfg.get("impl") == "fast" else "reference")
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+            attn_impl="sdpa" if cfg.get("impl") == "fast" else "reference",
+        )
         self.ff = FeedForward(cfg)
         self.norm1 = LayerNorm(cfg["emb_dim"], fused=cfg.get("impl") == "fast")
         self.norm2 = LayerNorm(cfg["emb_dim"], fused=cfg.get("impl") == "fast")
@@ -156,55 +223,93 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x, kv_cache=None, attn_mask=None):
         shortcut = x
-        x = self.drop_shortcut(self.att(self.norm1(x), kv_cache=kv_cache, attn_mask=attn_mask))
+        x = self.drop_shortcut(
+            self.att(self.norm1(x), kv_cache=kv_cache, attn_mask=attn_mask)
+        )
         x = x + shortcut
         shortcut = x
         x = self.drop_shortcut(self.ff(self.norm2(x)))
         return x + shortcut
 
 # %% ../../nbs/04_gpt_model.ipynb #a0774721
-def check_token_ids(in_idx, context_length: int, vocab_size: int, past: int = 0, attention_mask=None):
-    "Raise `ValueError` naming what is wrong with the token ids `in_idx` or the `attention_mask`."
-    # Only O(1) work and one min/max reduction: cheap next to the forward pass (see the tests).
+def check_token_ids(
+    in_idx, context_length: int, vocab_size: int, past: int = 0, attention_mask=None
+):
+    """Raise `ValueError` naming what is wrong with the token ids `in_idx` or the
+    `attention_mask`."""
+    # Only O(1) work and one min/max reduction: cheap next to the forward pass (see the
+    # tests).
     if not isinstance(in_idx, torch.Tensor):
-        raise ValueError(f"The model expects integer token ids of shape (batch, num_tokens) in a tensor, "
-                         f"got {type(in_idx).__name__}; e.g. torch.tensor([ids]).")
-    if in_idx.dtype.is_floating_point or in_idx.dtype.is_complex or in_idx.dtype == torch.bool:
-        raise ValueError(f"The model expects integer token ids, got a {in_idx.dtype} tensor; "
-                         "convert with idx.long() (it takes ids, not embeddings or probabilities).")
+        raise ValueError(
+            "The model expects integer token ids of shape (batch, num_tokens) in a"
+            f" tensor, got {type(in_idx).__name__}; e.g. torch.tensor([ids])."
+        )
+    if (
+        in_idx.dtype.is_floating_point
+        or in_idx.dtype.is_complex
+        or in_idx.dtype == torch.bool
+    ):
+        raise ValueError(
+            f"The model expects integer token ids, got a {in_idx.dtype} tensor; "
+            "convert with idx.long() (it takes ids, not embeddings or probabilities)."
+        )
     if in_idx.ndim != 2:
-        raise ValueError(f"The model expects token ids of shape (batch, num_tokens), got shape "
-                         f"{tuple(in_idx.shape)}; for a single sequence use idx.unsqueeze(0).")
+        raise ValueError(
+            "The model expects token ids of shape (batch, num_tokens), got shape "
+            f"{tuple(in_idx.shape)}; for a single sequence use idx.unsqueeze(0)."
+        )
     n = past + in_idx.shape[1]
     if n > context_length:
-        raise ValueError(f"Input of {n} tokens is longer than context_length={context_length}; "
-                         f"crop it to the last {context_length} tokens, e.g. idx[:, -{context_length}:].")
-    if in_idx.numel() and not torch.compiler.is_compiling():  # a data-dependent branch would break the graph
+        raise ValueError(
+            f"Input of {n} tokens is longer than context_length={context_length}; crop"
+            f" it to the last {context_length} tokens, e.g. idx[:, -{context_length}:]."
+        )
+    if (
+        in_idx.numel() and not torch.compiler.is_compiling()
+    ):  # a data-dependent branch would break the graph
         lo, hi = torch.aminmax(in_idx)
         if lo < 0 or hi >= vocab_size:
             bad = (lo if lo < 0 else hi).item()
-            raise ValueError(f"Token id {bad} is outside the vocabulary [0, {vocab_size}) of this model "
-                             "(vocab_size in its config).")
+            raise ValueError(
+                f"Token id {bad} is outside the vocabulary [0, {vocab_size}) of this"
+                " model (vocab_size in its config)."
+            )
     if attention_mask is not None and attention_mask.shape != (in_idx.shape[0], n):
-        raise ValueError(f"attention_mask must have shape (batch, cached + new tokens) = "
-                         f"{(in_idx.shape[0], n)}, got {tuple(attention_mask.shape)}.")
+        raise ValueError(
+            "attention_mask must have shape (batch, cached + new tokens) = "
+            f"{(in_idx.shape[0], n)}, got {tuple(attention_mask.shape)}."
+        )
 
 # %% ../../nbs/04_gpt_model.ipynb #ca76daeb
 def next_token_loss(hidden, out_head: nn.Linear, targets, fast: bool, workspace=None):
-    "Mean cross-entropy of `out_head(hidden)` against `targets`; `fast` fuses the head with the loss."
+    """Mean cross-entropy of `out_head(hidden)` against `targets`; `fast` fuses the head
+    with the loss."""
     if not isinstance(targets, torch.Tensor) or targets.shape != hidden.shape[:-1]:
-        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-        raise ValueError(f"targets must have the shape of the input ids, {tuple(hidden.shape[:-1])}; got {got}.")
-    compiling = torch.compiler.is_compiling()  # the compiler fuses the two-step loss itself
+        got = (
+            tuple(targets.shape)
+            if isinstance(targets, torch.Tensor)
+            else type(targets).__name__
+        )
+        raise ValueError(
+            f"targets must have the shape of the input ids, {tuple(hidden.shape[:-1])};"
+            f" got {got}."
+        )
+    compiling = (
+        torch.compiler.is_compiling()
+    )  # the compiler fuses the two-step loss itself
     if fast and not compiling:
-        return linear_cross_entropy(hidden, out_head.weight, targets, workspace=workspace)
+        return linear_cross_entropy(
+            hidden, out_head.weight, targets, workspace=workspace
+        )
     if not compiling:  # a data-dependent branch would break the graph
         check_targets(targets, out_head.out_features)
     return F.cross_entropy(out_head(hidden).float().flatten(0, 1), targets.flatten())
 
 # %% ../../nbs/04_gpt_model.ipynb #bfa01f76
 class GPTModel(nn.Module):
-    "GPT-2 style decoder-only transformer; `cfg` uses the keys of `GPT_CONFIG_124M` (plus optional `impl`)."
+    """GPT-2 style decoder-only transformer; `cfg` uses the keys of `GPT_CONFIG_124M`
+    (plus optional `impl`)."""
+
     def __init__(self, cfg):
         super().__init__()
         cfg = validate_config(cfg)
@@ -212,25 +317,48 @@ class GPTModel(nn.Module):
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
-        self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.trf_blocks = nn.Sequential(
+            *[TransformerBlock(cfg) for _ in range(cfg["n_layers"])]
+        )
         self.final_norm = LayerNorm(cfg["emb_dim"], fused=cfg["impl"] == "fast")
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
-        self._logits_workspace = LogitsWorkspace()  # scratch memory of the fused loss, not a parameter
+        self._logits_workspace = (
+            LogitsWorkspace()
+        )  # scratch memory of the fused loss, not a parameter
 
     def forward(self, in_idx, kv_cache=None, attention_mask=None, targets=None):
         past = 0 if kv_cache is None else kv_cache.length
-        check_token_ids(in_idx, self.cfg["context_length"], self.cfg["vocab_size"], past, attention_mask)
-        pos, attn_mask = positions_and_mask(in_idx.shape[1], past, attention_mask, in_idx.device)
+        check_token_ids(
+            in_idx,
+            self.cfg["context_length"],
+            self.cfg["vocab_size"],
+            past,
+            attention_mask,
+        )
+        pos, attn_mask = positions_and_mask(
+            in_idx.shape[1], past, attention_mask, in_idx.device
+        )
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(pos))
         for i, block in enumerate(self.trf_blocks):
-            x = block(x, kv_cache=None if kv_cache is None else kv_cache[i], attn_mask=attn_mask)
+            x = block(
+                x,
+                kv_cache=None if kv_cache is None else kv_cache[i],
+                attn_mask=attn_mask,
+            )
         x = self.final_norm(x)
         if targets is None:
             return self.out_head(x)
-        return next_token_loss(x, self.out_head, targets, self.cfg["impl"] == "fast", self._logits_workspace)
+        return next_token_loss(
+            x,
+            self.out_head,
+            targets,
+            self.cfg["impl"] == "fast",
+            self._logits_workspace,
+        )
 
     def set_impl(self, impl: str):
-        "Switch to the `'reference'` or the `'fast'` computation (fused kernels and loss), keeping the weights."
+        """Switch to the `'reference'` or the `'fast'` computation (fused kernels and
+        loss), keeping the weights."""
         self.cfg = validate_config({**self.cfg, "impl": impl})
         for m in self.modules():
             if isinstance(m, MultiHeadAttention):
@@ -241,16 +369,21 @@ class GPTModel(nn.Module):
 
 # %% ../../nbs/04_gpt_model.ipynb #e2bbaef0
 def positions_and_mask(num_tokens: int, past: int, attention_mask=None, device=None):
-    "Positions of the new tokens, `(num_tokens,)` or per row `(batch, num_tokens)`, and the padded mask or None."
+    """Positions of the new tokens, `(num_tokens,)` or per row `(batch, num_tokens)`,
+    and the padded mask or None."""
     if attention_mask is None:
         return torch.arange(past, past + num_tokens, device=device), None
     pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
     return pos, _padded_causal_mask(attention_mask.bool(), num_tokens)
 
+
 def _padded_causal_mask(key_mask, num_queries):
-    "Boolean `(b, 1, num_queries, num_keys)` mask: causal, no padded keys, and each query always sees itself."
+    """Boolean `(b, 1, num_queries, num_keys)` mask: causal, no padded keys, and each
+    query always sees itself."""
     num_keys = key_mask.shape[1]
-    q_pos = torch.arange(num_keys - num_queries, num_keys, device=key_mask.device)[:, None]
+    q_pos = torch.arange(num_keys - num_queries, num_keys, device=key_mask.device)[
+        :, None
+    ]
     k_pos = torch.arange(num_keys, device=key_mask.device)[None, :]
     allowed = (k_pos <= q_pos) & key_mask[:, None, :] | (k_pos == q_pos)
     return allowed[:, None]
@@ -285,11 +418,13 @@ def module_calls(
     return calls
 
 # %% ../../nbs/04_gpt_model.ipynb #d121c9cf
-_CALL_COLOURS = {"Norm": "#fce5cd", "Dropout": "#d9ead3"}   # anything else: "#cfe2f3"
+_CALL_COLOURS = {"Norm": "#fce5cd", "Dropout": "#d9ead3"}  # anything else: "#cfe2f3"
+
 
 def draw_calls(calls: list[tuple], ax, title: str | None = None, fontsize: int = 9):
     "Draw `module_calls` output on `ax`: a top-down flow of boxes, output shapes beside."
     from matplotlib.patches import FancyBboxPatch
+
     n = len(calls)
     ax.set(xlim=(0, 1), ylim=(n - 0.4, -0.9))
     ax.axis("off")
@@ -297,23 +432,53 @@ def draw_calls(calls: list[tuple], ax, title: str | None = None, fontsize: int =
         ax.text(0, -0.7, title, fontsize=fontsize + 1, weight="bold", va="center")
     for i, (name, kind, shape, n_params) in enumerate(calls):
         fc = next((c for k, c in _CALL_COLOURS.items() if k in kind), "#cfe2f3")
-        ax.add_patch(FancyBboxPatch((0, i - 0.36), 0.6, 0.72, fc=fc, ec="#666", lw=0.7,
-                                    boxstyle="round,pad=0,rounding_size=0.1",
-                                    mutation_aspect=1 / 3))
-        size = (f", {n_params / 1e6:.1f}M" if n_params >= 50_000
-                else f", {n_params:,}" if n_params else "")
-        ax.text(0.3, i, f"{name}\n{kind}{size}", ha="center", va="center",
-                fontsize=fontsize, linespacing=1.1)
-        ax.text(0.63, i, str(shape).replace(" ", ""), va="center", fontsize=fontsize,
-                family="monospace")
+        ax.add_patch(
+            FancyBboxPatch(
+                (0, i - 0.36),
+                0.6,
+                0.72,
+                fc=fc,
+                ec="#666",
+                lw=0.7,
+                boxstyle="round,pad=0,rounding_size=0.1",
+                mutation_aspect=1 / 3,
+            )
+        )
+        size = (
+            f", {n_params / 1e6:.1f}M"
+            if n_params >= 50_000
+            else f", {n_params:,}" if n_params else ""
+        )
+        ax.text(
+            0.3,
+            i,
+            f"{name}\n{kind}{size}",
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            linespacing=1.1,
+        )
+        ax.text(
+            0.63,
+            i,
+            str(shape).replace(" ", ""),
+            va="center",
+            fontsize=fontsize,
+            family="monospace",
+        )
         if i + 1 < n:
-            ax.annotate("", (0.3, i + 0.64), (0.3, i + 0.36),
-                        arrowprops=dict(arrowstyle="->", lw=0.8))
+            ax.annotate(
+                "",
+                (0.3, i + 0.64),
+                (0.3, i + 0.36),
+                arrowprops=dict(arrowstyle="->", lw=0.8),
+            )
 
 # %% ../../nbs/04_gpt_model.ipynb #69baa53f
 @torch.no_grad()
 def generate_text_simple(model, idx, max_new_tokens, context_size):
-    "Append `max_new_tokens` greedily chosen tokens to the `(batch, num_tokens)` ids `idx`."
+    """Append `max_new_tokens` greedily chosen tokens to the `(batch, num_tokens)` ids
+    `idx`."""
     for _ in range(max_new_tokens):
         logits = model(idx[:, -context_size:])[:, -1, :]
         idx_next = torch.argmax(logits, dim=-1, keepdim=True)
@@ -321,17 +486,30 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 # %% ../../nbs/06_classification.ipynb #54f0b9bd
-def to_classifier(model: nn.Module, num_classes: int = 2, trainable_blocks: int = 1) -> nn.Module:
-    "Replace `model.out_head` by a `num_classes` head; freeze all but the head, final norm and the top `trainable_blocks` blocks."
+def to_classifier(
+    model: nn.Module, num_classes: int = 2, trainable_blocks: int = 1
+) -> nn.Module:
+    """Replace `model.out_head` by a `num_classes` head; freeze all but the head, final
+    norm and the top `trainable_blocks` blocks."""
     if not hasattr(model, "out_head") or not isinstance(model.out_head, nn.Linear):
-        raise TypeError(f"Expected a GPTModel with an `out_head` Linear layer, got {type(model).__name__}.")
-    if num_classes < 2: raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+        raise TypeError(
+            "Expected a GPTModel with an `out_head` Linear layer, got"
+            f" {type(model).__name__}."
+        )
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
     n_blocks = len(model.trf_blocks)
-    if trainable_blocks == -1: trainable_blocks = n_blocks
+    if trainable_blocks == -1:
+        trainable_blocks = n_blocks
     if not 0 <= trainable_blocks <= n_blocks:
-        raise ValueError(f"trainable_blocks must be -1 or between 0 and {n_blocks}, got {trainable_blocks}.")
-    for p in model.parameters(): p.requires_grad = False
+        raise ValueError(
+            f"trainable_blocks must be -1 or between 0 and {n_blocks}, got"
+            f" {trainable_blocks}."
+        )
+    for p in model.parameters():
+        p.requires_grad = False
     model.out_head = nn.Linear(model.out_head.in_features, num_classes)
-    for module in [*model.trf_blocks[n_blocks - trainable_blocks:], model.final_norm]:
-        for p in module.parameters(): p.requires_grad = True
+    for module in [*model.trf_blocks[n_blocks - trainable_blocks :], model.final_norm]:
+        for p in module.parameters():
+            p.requires_grad = True
     return model

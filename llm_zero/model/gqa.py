@@ -15,7 +15,9 @@ __all__ = ['SwiGLUFeedForward', 'GroupedQueryAttention', 'kv_cache_bytes']
 
 # %% ../../nbs/04d_swiglu_gqa.ipynb #f90cf01f
 class SwiGLUFeedForward(nn.Module):
-    "Gated feed-forward network: `fc3(silu(fc1(x)) * fc2(x))`, widths `emb_dim -> hidden_dim -> emb_dim`."
+    """Gated feed-forward network: `fc3(silu(fc1(x)) * fc2(x))`, widths `emb_dim ->
+    hidden_dim -> emb_dim`."""
+
     def __init__(self, emb_dim: int, hidden_dim: int, dtype: torch.dtype | None = None):
         super().__init__()
         self.fc1 = nn.Linear(emb_dim, hidden_dim, bias=False, dtype=dtype)
@@ -27,63 +29,128 @@ class SwiGLUFeedForward(nn.Module):
 
 # %% ../../nbs/04d_swiglu_gqa.ipynb #e22d047f
 class GroupedQueryAttention(nn.Module):
-    "Causal attention with `num_heads` query heads sharing `num_kv_groups` key/value heads, RoPE and optional QK-norm."
-    def __init__(self, d_in: int, num_heads: int, num_kv_groups: int, head_dim: int | None = None,
-                 qk_norm: bool = False, norm_eps: float = 1e-6, dtype: torch.dtype | None = None,
-                 attn_impl: str = "reference"):
+    """Causal attention with `num_heads` query heads sharing `num_kv_groups` key/value
+    heads, RoPE and optional QK-norm."""
+
+    def __init__(
+        self,
+        d_in: int,
+        num_heads: int,
+        num_kv_groups: int,
+        head_dim: int | None = None,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
+        dtype: torch.dtype | None = None,
+        attn_impl: str = "reference",
+    ):
         super().__init__()
         if attn_impl not in ATTN_IMPLS:
-            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}.")
+            raise ValueError(
+                f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}."
+            )
         if num_heads % num_kv_groups:
-            raise ValueError(f"num_heads ({num_heads}) must be divisible by num_kv_groups ({num_kv_groups}).")
+            raise ValueError(
+                f"num_heads ({num_heads}) must be divisible by num_kv_groups"
+                f" ({num_kv_groups})."
+            )
         if head_dim is None:
             if d_in % num_heads:
-                raise ValueError(f"d_in ({d_in}) must be divisible by num_heads ({num_heads}), "
-                                 "or give head_dim explicitly.")
+                raise ValueError(
+                    f"d_in ({d_in}) must be divisible by num_heads ({num_heads}), "
+                    "or give head_dim explicitly."
+                )
             head_dim = d_in // num_heads
-        self.num_heads, self.num_kv_groups, self.head_dim = num_heads, num_kv_groups, head_dim
+        self.num_heads, self.num_kv_groups, self.head_dim = (
+            num_heads,
+            num_kv_groups,
+            head_dim,
+        )
         self.group_size = num_heads // num_kv_groups
         self.attn_impl = attn_impl
         self.W_query = nn.Linear(d_in, num_heads * head_dim, bias=False, dtype=dtype)
         self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=False, dtype=dtype)
-        self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=False, dtype=dtype)
+        self.W_value = nn.Linear(
+            d_in, num_kv_groups * head_dim, bias=False, dtype=dtype
+        )
         self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=False, dtype=dtype)
         self.q_norm = RMSNorm(head_dim, norm_eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(head_dim, norm_eps, dtype) if qk_norm else None
 
     def forward(self, x, cos, sin, kv_cache=None, attn_mask=None):
         b, n, _ = x.shape
-        queries = self.W_query(x).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
-        keys = self.W_key(x).view(b, n, self.num_kv_groups, self.head_dim).transpose(1, 2)
-        values = self.W_value(x).view(b, n, self.num_kv_groups, self.head_dim).transpose(1, 2)
+        queries = (
+            self.W_query(x).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        )
+        keys = (
+            self.W_key(x).view(b, n, self.num_kv_groups, self.head_dim).transpose(1, 2)
+        )
+        values = (
+            self.W_value(x)
+            .view(b, n, self.num_kv_groups, self.head_dim)
+            .transpose(1, 2)
+        )
         if self.q_norm is not None:
             queries, keys = self.q_norm(queries), self.k_norm(keys)
         queries, keys = apply_rope(queries, cos, sin), apply_rope(keys, cos, sin)
-        if kv_cache is not None:  # the cache holds n_kv_groups heads: that is the saving
+        if (
+            kv_cache is not None
+        ):  # the cache holds n_kv_groups heads: that is the saving
             keys, values = kv_cache.update(keys, values)
         if self.attn_impl == "sdpa":
             context = self._sdpa(queries, keys, values, attn_mask)
-            return self.out_proj(context.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+            return self.out_proj(
+                context.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)
+            )
         keys = keys.repeat_interleave(self.group_size, dim=1)
         values = values.repeat_interleave(self.group_size, dim=1)
         if attn_mask is None:
             past = keys.shape[2] - n
-            attn_mask = torch.ones(n, past + n, dtype=torch.bool, device=x.device).tril(diagonal=past)
-        scores = (queries @ keys.transpose(2, 3)) / self.head_dim ** 0.5
+            attn_mask = torch.ones(n, past + n, dtype=torch.bool, device=x.device).tril(
+                diagonal=past
+            )
+        scores = (queries @ keys.transpose(2, 3)) / self.head_dim**0.5
         weights = torch.softmax(scores.masked_fill(~attn_mask, -torch.inf), dim=-1)
-        context = (weights @ values).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)
+        context = (
+            (weights @ values)
+            .transpose(1, 2)
+            .reshape(b, n, self.num_heads * self.head_dim)
+        )
         return self.out_proj(context)
 
     def _sdpa(self, queries, keys, values, attn_mask):
         n, past = queries.shape[2], keys.shape[2] - queries.shape[2]
         is_causal = attn_mask is None and past == 0 and n > 1
         if attn_mask is None and past and n > 1:
-            attn_mask = torch.ones(n, past + n, dtype=torch.bool, device=queries.device).tril(diagonal=past)
-        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask, is_causal=is_causal,
-                                              enable_gqa=True)
+            attn_mask = torch.ones(
+                n, past + n, dtype=torch.bool, device=queries.device
+            ).tril(diagonal=past)
+        return F.scaled_dot_product_attention(
+            queries,
+            keys,
+            values,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
+            enable_gqa=True,
+        )
 
 # %% ../../nbs/04d_swiglu_gqa.ipynb #e1238557
-def kv_cache_bytes(n_layers: int, n_kv_groups: int, head_dim: int, num_tokens: int, batch: int = 1,
-                   dtype: torch.dtype = torch.float32) -> int:
-    "Bytes of a full KV cache: keys and values of `n_kv_groups` heads per layer for every token."
-    return 2 * n_layers * n_kv_groups * head_dim * num_tokens * batch * torch.finfo(dtype).bits // 8
+def kv_cache_bytes(
+    n_layers: int,
+    n_kv_groups: int,
+    head_dim: int,
+    num_tokens: int,
+    batch: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> int:
+    """Bytes of a full KV cache: keys and values of `n_kv_groups` heads per layer for
+    every token."""
+    return (
+        2
+        * n_layers
+        * n_kv_groups
+        * head_dim
+        * num_tokens
+        * batch
+        * torch.finfo(dtype).bits
+        // 8
+    )

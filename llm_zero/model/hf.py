@@ -18,18 +18,32 @@ from .gpt import GPTModel
 __all__ = ['gpt_from_hf', 'gpt_to_hf', 'load_weights_into_gpt', 'load_gpt2_params_from_tf_ckpt']
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #0f501759
-_TOP = [("tok_emb.weight", "wte.weight", False), ("pos_emb.weight", "wpe.weight", False),
-        ("final_norm.scale", "ln_f.weight", False), ("final_norm.shift", "ln_f.bias", False)]
-_BLOCK = [("norm1.scale", "ln_1.weight", False), ("norm1.shift", "ln_1.bias", False),
-          ("att.out_proj.weight", "attn.c_proj.weight", True), ("att.out_proj.bias", "attn.c_proj.bias", False),
-          ("norm2.scale", "ln_2.weight", False), ("norm2.shift", "ln_2.bias", False),
-          ("ff.layers.0.weight", "mlp.c_fc.weight", True), ("ff.layers.0.bias", "mlp.c_fc.bias", False),
-          ("ff.layers.2.weight", "mlp.c_proj.weight", True), ("ff.layers.2.bias", "mlp.c_proj.bias", False)]
+_TOP = [
+    ("tok_emb.weight", "wte.weight", False),
+    ("pos_emb.weight", "wpe.weight", False),
+    ("final_norm.scale", "ln_f.weight", False),
+    ("final_norm.shift", "ln_f.bias", False),
+]
+_BLOCK = [
+    ("norm1.scale", "ln_1.weight", False),
+    ("norm1.shift", "ln_1.bias", False),
+    ("att.out_proj.weight", "attn.c_proj.weight", True),
+    ("att.out_proj.bias", "attn.c_proj.bias", False),
+    ("norm2.scale", "ln_2.weight", False),
+    ("norm2.shift", "ln_2.bias", False),
+    ("ff.layers.0.weight", "mlp.c_fc.weight", True),
+    ("ff.layers.0.bias", "mlp.c_fc.bias", False),
+    ("ff.layers.2.weight", "mlp.c_proj.weight", True),
+    ("ff.layers.2.bias", "mlp.c_proj.bias", False),
+]
 _QKV = ("W_query", "W_key", "W_value")  # the order of the column blocks in c_attn
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #dddccd4c
-def _hf_to_ours(hf: Mapping[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
-    "Rename, transpose and split a GPT-2 state dict (Hugging Face names, no prefix) into `GPTModel` names."
+def _hf_to_ours(
+    hf: Mapping[str, torch.Tensor], n_layers: int
+) -> dict[str, torch.Tensor]:
+    """Rename, transpose and split a GPT-2 state dict (Hugging Face names, no prefix)
+    into `GPTModel` names."""
     ours = {o: hf[h].T if t else hf[h] for o, h, t in _TOP}
     ours["out_head.weight"] = hf.get("lm_head.weight", hf["wte.weight"])
     for i in range(n_layers):
@@ -42,91 +56,161 @@ def _hf_to_ours(hf: Mapping[str, torch.Tensor], n_layers: int) -> dict[str, torc
     return ours
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #b981b81c
-def _ours_to_hf(ours: Mapping[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
-    "Inverse of `_hf_to_ours`: `GPTModel` names to GPT-2's (Hugging Face names, no prefix)."
+def _ours_to_hf(
+    ours: Mapping[str, torch.Tensor], n_layers: int
+) -> dict[str, torch.Tensor]:
+    """Inverse of `_hf_to_ours`: `GPTModel` names to GPT-2's (Hugging Face names, no
+    prefix)."""
     hf = {h: ours[o].T if t else ours[o] for o, h, t in _TOP}
     hf["lm_head.weight"] = ours["out_head.weight"]
     for i in range(n_layers):
         src, dst = f"trf_blocks.{i}.", f"h.{i}."
         hf |= {dst + h: ours[src + o].T if t else ours[src + o] for o, h, t in _BLOCK}
         weights = [ours[f"{src}att.{name}.weight"] for name in _QKV]
-        biases = [ours.get(f"{src}att.{name}.bias", w.new_zeros(w.shape[0])) for name, w in zip(_QKV, weights)]
+        biases = [
+            ours.get(f"{src}att.{name}.bias", w.new_zeros(w.shape[0]))
+            for name, w in zip(_QKV, weights)
+        ]
         hf[dst + "attn.c_attn.weight"] = torch.cat([w.T for w in weights], dim=1)
         hf[dst + "attn.c_attn.bias"] = torch.cat(biases)
     return hf
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #bb5a609b
-def _load_hf_into(gpt: torch.nn.Module, hf: Mapping[str, torch.Tensor], describe=repr) -> torch.nn.Module:
-    "Copy a GPT-2 state dict (Hugging Face names, no prefix) into `gpt`, checking every name and shape first."
+def _load_hf_into(
+    gpt: torch.nn.Module, hf: Mapping[str, torch.Tensor], describe=repr
+) -> torch.nn.Module:
+    """Copy a GPT-2 state dict (Hugging Face names, no prefix) into `gpt`, checking
+    every name and shape first."""
     params = dict(gpt.named_parameters(remove_duplicate=False))
     n_layers = len(gpt.trf_blocks)
     if "trf_blocks.0.att.W_query.bias" not in params:
-        raise ValueError("GPT-2 has query/key/value biases but this model was built with qkv_bias=False; "
-                         "build it with qkv_bias=True.")
+        raise ValueError(
+            "GPT-2 has query/key/value biases but this model was built with"
+            " qkv_bias=False; build it with qkv_bias=True."
+        )
     expected = _ours_to_hf({k: p.to("meta") for k, p in params.items()}, n_layers)
-    missing = [k for k in expected if k not in hf and k != "lm_head.weight"]  # a tied head may be left out
+    missing = [
+        k for k in expected if k not in hf and k != "lm_head.weight"
+    ]  # a tied head may be left out
     unexpected = [k for k in hf if k not in expected]
     if missing or unexpected:
-        listed = lambda keys: ", ".join(map(describe, keys[:5])) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "") or "none"
-        raise ValueError(f"the weights do not fit a GPTModel with n_layers={n_layers}: "
-                         f"missing {listed(missing)}; unexpected {listed(unexpected)}")
+        listed = (
+            lambda keys: ", ".join(map(describe, keys[:5]))
+            + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+            or "none"
+        )
+        raise ValueError(
+            f"the weights do not fit a GPTModel with n_layers={n_layers}: "
+            f"missing {listed(missing)}; unexpected {listed(unexpected)}"
+        )
     for k, v in hf.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise ValueError(f"tensor {describe(k)} has shape {tuple(v.shape)}, but the model expects "
-                             f"{tuple(expected[k].shape)}: the checkpoint and the model's config disagree.")
+            raise ValueError(
+                f"tensor {describe(k)} has shape {tuple(v.shape)}, but the model"
+                f" expects {tuple(expected[k].shape)}: the checkpoint and the model's"
+                " config disagree."
+            )
     with torch.no_grad():
         for name, value in _hf_to_ours(hf, n_layers).items():
             params[name].copy_(value)
     return gpt
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #a72f8f1c
-_GPT2_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25}  # emb_dim -> n_heads of gpt2, -medium, -large, -xl
+_GPT2_HEADS = {
+    768: 12,
+    1024: 16,
+    1280: 20,
+    1600: 25,
+}  # emb_dim -> n_heads of gpt2, -medium, -large, -xl
 
-_SUPPORTED = {"layer_norm_epsilon": (1e-5,), "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
-              "scale_attn_weights": (True,), "scale_attn_by_inverse_layer_idx": (False,),
-              "reorder_and_upcast_attn": (False,), "add_cross_attention": (False,)}
+_SUPPORTED = {
+    "layer_norm_epsilon": (1e-5,),
+    "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
+    "scale_attn_weights": (True,),
+    "scale_attn_by_inverse_layer_idx": (False,),
+    "reorder_and_upcast_attn": (False,),
+    "add_cross_attention": (False,),
+}
 
-def _config_from_hf(hf: Mapping[str, torch.Tensor], hf_config: Mapping | None, **overrides) -> dict:
-    "A `GPTModel` config for the GPT-2 state dict `hf`, from its shapes and (if given) its Hugging Face config."
+
+def _config_from_hf(
+    hf: Mapping[str, torch.Tensor], hf_config: Mapping | None, **overrides
+) -> dict:
+    """A `GPTModel` config for the GPT-2 state dict `hf`, from its shapes and (if given)
+    its Hugging Face config."""
     if "wte.weight" not in hf or "wpe.weight" not in hf:
-        raise ValueError(f"not a GPT-2 state dict: it has no 'wte.weight'/'wpe.weight' (keys start {list(hf)[:3]})")
+        raise ValueError(
+            "not a GPT-2 state dict: it has no 'wte.weight'/'wpe.weight' (keys start"
+            f" {list(hf)[:3]})"
+        )
     vocab_size, emb_dim = hf["wte.weight"].shape
-    n_layers = 1 + max((int(m[1]) for k in hf if (m := re.match(r"h\.(\d+)\.", k))), default=-1)
-    cfg = {"vocab_size": vocab_size, "context_length": hf["wpe.weight"].shape[0], "emb_dim": emb_dim,
-           "n_layers": n_layers, "drop_rate": 0.0, "qkv_bias": True}
+    n_layers = 1 + max(
+        (int(m[1]) for k in hf if (m := re.match(r"h\.(\d+)\.", k))), default=-1
+    )
+    cfg = {
+        "vocab_size": vocab_size,
+        "context_length": hf["wpe.weight"].shape[0],
+        "emb_dim": emb_dim,
+        "n_layers": n_layers,
+        "drop_rate": 0.0,
+        "qkv_bias": True,
+    }
     if hf_config is not None:
         for key, ok in _SUPPORTED.items():
             if hf_config.get(key, ok[0]) not in ok:
-                raise ValueError(f"config.json has {key}={hf_config[key]!r}; GPTModel supports only {ok}")
+                raise ValueError(
+                    f"config.json has {key}={hf_config[key]!r}; GPTModel supports only"
+                    f" {ok}"
+                )
         if hf_config.get("n_inner") not in (None, 4 * emb_dim):
-            raise ValueError(f"config.json has n_inner={hf_config['n_inner']}; GPTModel's feed-forward width is 4 * emb_dim = {4 * emb_dim}")
+            raise ValueError(
+                f"config.json has n_inner={hf_config['n_inner']}; GPTModel's"
+                f" feed-forward width is 4 * emb_dim = {4 * emb_dim}"
+            )
         cfg["n_heads"] = hf_config["n_head"]
         cfg["drop_rate"] = hf_config.get("resid_pdrop", 0.0)
     elif "n_heads" not in overrides:
-        if vocab_size != 50257 or cfg["context_length"] != 1024 or emb_dim not in _GPT2_HEADS:
-            raise ValueError("a bare state dict does not say how many attention heads the model has; "
-                             "pass n_heads=..., or a folder with config.json")
+        if (
+            vocab_size != 50257
+            or cfg["context_length"] != 1024
+            or emb_dim not in _GPT2_HEADS
+        ):
+            raise ValueError(
+                "a bare state dict does not say how many attention heads the model has;"
+                " pass n_heads=..., or a folder with config.json"
+            )
         cfg["n_heads"] = _GPT2_HEADS[emb_dim]
     return cfg | overrides
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #766070d5
 def _from_hub(name: str) -> Path:
-    "Download `config.json` and `model.safetensors` of hub model `name`; the local folder."
+    """Download `config.json` and `model.safetensors` of hub model `name`; the local
+    folder."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError as e:
-        raise ImportError(f"{name!r} is not a local file or folder, and fetching it from the Hugging Face hub "
-                          "needs huggingface_hub: pip install huggingface_hub") from e
+        raise ImportError(
+            f"{name!r} is not a local file or folder, and fetching it from the Hugging"
+            " Face hub needs huggingface_hub: pip install huggingface_hub"
+        ) from e
     try:
-        return Path(snapshot_download(name, allow_patterns=["config.json", "model.safetensors"]))
-    except Exception as e:  # offline, unknown name, HTTP errors: all mean the same thing to the caller
-        raise OSError(f"could not fetch {name!r} from the Hugging Face hub ({type(e).__name__}: {e}). "
-                      "Without network access, pass a folder with config.json and model.safetensors "
-                      "(gpt_to_hf and llama_to_hf write one) or a .safetensors file instead.") from e
+        return Path(
+            snapshot_download(name, allow_patterns=["config.json", "model.safetensors"])
+        )
+    except (
+        Exception
+    ) as e:  # offline, unknown name, HTTP errors: all mean the same thing to the caller
+        raise OSError(
+            f"could not fetch {name!r} from the Hugging Face hub ({type(e).__name__}:"
+            f" {e}). Without network access, pass a folder with config.json and"
+            " model.safetensors (gpt_to_hf and llama_to_hf write one) or a"
+            " .safetensors file instead."
+        ) from e
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #ef2f37fa
 def _read_source(source) -> tuple[dict[str, torch.Tensor], dict | None]:
-    "The state dict (Hugging Face names, no prefix) and config (or None) that `source` holds."
+    """The state dict (Hugging Face names, no prefix) and config (or None) that `source`
+    holds."""
     hf_config = None
     if isinstance(source, torch.nn.Module):
         sd, hf_config = source.state_dict(), source.config.to_dict()
@@ -135,34 +219,48 @@ def _read_source(source) -> tuple[dict[str, torch.Tensor], dict | None]:
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if not path.exists():
-            if isinstance(source, str) and not source.endswith((".safetensors", ".json")) and not source.startswith((".", "/", "~")):
+            if (
+                isinstance(source, str)
+                and not source.endswith((".safetensors", ".json"))
+                and not source.startswith((".", "/", "~"))
+            ):
                 path = _from_hub(source)
             else:
                 raise FileNotFoundError(f"no such file or folder: {str(path)!r}")
         weights = path / "model.safetensors" if path.is_dir() else path
         if not weights.is_file():
-            raise FileNotFoundError(f"{str(path)!r} has no model.safetensors; expected a folder as "
-                                    "save_pretrained, gpt_to_hf or llama_to_hf write it")
+            raise FileNotFoundError(
+                f"{str(path)!r} has no model.safetensors; expected a folder as "
+                "save_pretrained, gpt_to_hf or llama_to_hf write it"
+            )
         sd = load_file(weights)
         if (config_file := weights.parent / "config.json").is_file():
             hf_config = json.loads(config_file.read_text())
     else:
-        raise TypeError(f"expected a transformers model, a state dict, or a path or hub name, "
-                        f"not {type(source).__name__}")
+        raise TypeError(
+            "expected a transformers model, a state dict, or a path or hub name, "
+            f"not {type(source).__name__}"
+        )
     sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
-    return {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}, hf_config
+    return {
+        k: v
+        for k, v in sd.items()
+        if not k.endswith((".attn.bias", ".attn.masked_bias"))
+    }, hf_config
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #2116057e
 def gpt_from_hf(source, **cfg_overrides) -> GPTModel:
     """A `GPTModel` holding GPT-2 weights from `source`: a `transformers` `GPT2LMHeadModel`, its state dict,
-    a folder with `model.safetensors` (and `config.json`), a `.safetensors` file, or a hub name like "gpt2"."""
+    a folder with `model.safetensors` (and `config.json`), a `.safetensors` file, or a hub name like "gpt2".
+    """
     hf, hf_config = _read_source(source)
     cfg = _config_from_hf(hf, hf_config, **cfg_overrides)
     return _load_hf_into(GPTModel(cfg), hf).eval()
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #1e63ce8b
 def gpt_to_hf(model: torch.nn.Module, folder: str | os.PathLike) -> Path:
-    "Write `model` as a Hugging Face GPT-2 folder (config.json, model.safetensors) that `GPT2LMHeadModel.from_pretrained` loads."
+    """Write `model` as a Hugging Face GPT-2 folder (config.json, model.safetensors)
+    that `GPT2LMHeadModel.from_pretrained` loads."""
     folder = Path(folder)
     vocab_size, emb_dim = model.tok_emb.weight.shape
     n_layers = len(model.trf_blocks)
@@ -170,35 +268,76 @@ def gpt_to_hf(model: torch.nn.Module, folder: str | os.PathLike) -> Path:
     tied = torch.equal(hf["lm_head.weight"], hf["wte.weight"])
     if tied:
         del hf["lm_head.weight"]
-    eos = 50256 if vocab_size > 50256 else None  # GPT-2's <|endoftext|>, when the vocabulary has it
+    eos = (
+        50256 if vocab_size > 50256 else None
+    )  # GPT-2's <|endoftext|>, when the vocabulary has it
     p = model.drop_emb.p
-    config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": vocab_size,
-              "n_positions": model.pos_emb.weight.shape[0], "n_embd": emb_dim, "n_layer": n_layers,
-              "n_head": model.trf_blocks[0].att.num_heads, "n_inner": None, "activation_function": "gelu_new",
-              "layer_norm_epsilon": 1e-5, "resid_pdrop": p, "embd_pdrop": p, "attn_pdrop": p,
-              "tie_word_embeddings": tied, "bos_token_id": eos, "eos_token_id": eos}
+    config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": vocab_size,
+        "n_positions": model.pos_emb.weight.shape[0],
+        "n_embd": emb_dim,
+        "n_layer": n_layers,
+        "n_head": model.trf_blocks[0].att.num_heads,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": p,
+        "embd_pdrop": p,
+        "attn_pdrop": p,
+        "tie_word_embeddings": tied,
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+    }
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k if k == "lm_head.weight" else "transformer." + k: v.detach().cpu().contiguous() for k, v in hf.items()},
-              folder / "model.safetensors", metadata={"format": "pt"})
+    save_file(
+        {
+            k if k == "lm_head.weight" else "transformer." + k: (
+                v.detach().cpu().contiguous()
+            )
+            for k, v in hf.items()
+        },
+        folder / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return folder
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #e4c06088
 _LEAF = {"w": "weight", "g": "weight", "b": "bias"}
 
+
 def _openai_to_hf(params: Mapping) -> dict[str, torch.Tensor]:
     "Flatten OpenAI's nested GPT-2 parameter dict into Hugging Face names (no prefix)."
-    hf = {"wte.weight": params["wte"], "wpe.weight": params["wpe"], "ln_f.weight": params["g"], "ln_f.bias": params["b"]}
+    hf = {
+        "wte.weight": params["wte"],
+        "wpe.weight": params["wpe"],
+        "ln_f.weight": params["g"],
+        "ln_f.bias": params["b"],
+    }
     for i, block in enumerate(params["blocks"]):
-        for module, leaves in [("ln_1", block["ln_1"]), ("ln_2", block["ln_2"]),
-                               ("attn.c_attn", block["attn"]["c_attn"]), ("attn.c_proj", block["attn"]["c_proj"]),
-                               ("mlp.c_fc", block["mlp"]["c_fc"]), ("mlp.c_proj", block["mlp"]["c_proj"])]:
+        for module, leaves in [
+            ("ln_1", block["ln_1"]),
+            ("ln_2", block["ln_2"]),
+            ("attn.c_attn", block["attn"]["c_attn"]),
+            ("attn.c_proj", block["attn"]["c_proj"]),
+            ("mlp.c_fc", block["mlp"]["c_fc"]),
+            ("mlp.c_proj", block["mlp"]["c_proj"]),
+        ]:
             hf |= {f"h.{i}.{module}.{_LEAF[k]}": v for k, v in leaves.items()}
     return {k: torch.as_tensor(v) for k, v in hf.items()}
 
+
 def _openai_name(hf_key: str) -> str:
     "How `params` spells the tensor with Hugging Face name `hf_key`."
-    top = {"wte.weight": "wte", "wpe.weight": "wpe", "ln_f.weight": "g", "ln_f.bias": "b", "lm_head.weight": "wte"}
+    top = {
+        "wte.weight": "wte",
+        "wpe.weight": "wpe",
+        "ln_f.weight": "g",
+        "ln_f.bias": "b",
+        "lm_head.weight": "wte",
+    }
     if hf_key in top:
         return f"params[{top[hf_key]!r}]"
     i, *path, leaf = hf_key.removeprefix("h.").split(".")
@@ -207,27 +346,40 @@ def _openai_name(hf_key: str) -> str:
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #1caf352f
 def load_weights_into_gpt(gpt: torch.nn.Module, params: Mapping) -> torch.nn.Module:
-    "Load OpenAI's GPT-2 parameter dict `params` (numpy arrays or tensors) into `gpt`, built with `qkv_bias=True`."
+    """Load OpenAI's GPT-2 parameter dict `params` (numpy arrays or tensors) into `gpt`,
+    built with `qkv_bias=True`."""
     try:
         hf = _openai_to_hf(params)
     except KeyError as e:
-        raise ValueError(f"params has no entry {e}; expected OpenAI's GPT-2 layout: 'wte', 'wpe', 'g', 'b' and "
-                         "'blocks'[i] with 'ln_1', 'ln_2', 'attn' ('c_attn', 'c_proj') and 'mlp' ('c_fc', 'c_proj')") from e
+        raise ValueError(
+            f"params has no entry {e}; expected OpenAI's GPT-2 layout: 'wte', 'wpe',"
+            " 'g', 'b' and 'blocks'[i] with 'ln_1', 'ln_2', 'attn' ('c_attn',"
+            " 'c_proj') and 'mlp' ('c_fc', 'c_proj')"
+        ) from e
     return _load_hf_into(gpt, hf, describe=_openai_name)
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #a960ab41
 def load_gpt2_params_from_tf_ckpt(ckpt_path: str | os.PathLike, n_layer: int) -> dict:
-    "OpenAI's GPT-2 TensorFlow checkpoint as the nested `params` dict `load_weights_into_gpt` takes (needs tensorflow)."
+    """OpenAI's GPT-2 TensorFlow checkpoint as the nested `params` dict
+    `load_weights_into_gpt` takes (needs tensorflow)."""
     try:
         import tensorflow as tf
     except ImportError as e:
-        raise ImportError("reading OpenAI's TensorFlow checkpoint needs tensorflow (pip install tensorflow); "
-                          "gpt_from_hf('gpt2') loads the same weights from the Hugging Face hub without it") from e
+        raise ImportError(
+            "reading OpenAI's TensorFlow checkpoint needs tensorflow (pip install"
+            " tensorflow); gpt_from_hf('gpt2') loads the same weights from the Hugging"
+            " Face hub without it"
+        ) from e
     params = {"blocks": [{} for _ in range(n_layer)]}
     for name, _ in tf.train.list_variables(str(ckpt_path)):
         *path, leaf = name.removeprefix("model/").split("/")
-        # the book's layout drops the first component: h3 selects the block, ln_f is implied by g/b
-        node = params["blocks"][int(path[0][1:])] if path and re.fullmatch(r"h\d+", path[0]) else params
+        # the book's layout drops the first component: h3 selects the block, ln_f is
+        # implied by g/b
+        node = (
+            params["blocks"][int(path[0][1:])]
+            if path and re.fullmatch(r"h\d+", path[0])
+            else params
+        )
         for part in path[1:]:
             node = node.setdefault(part, {})
         node[leaf] = tf.train.load_variable(str(ckpt_path), name).squeeze()

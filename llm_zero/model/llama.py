@@ -8,8 +8,16 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
-from .gpt import (IMPLS, GPTModel, check_config_keys, check_positive_ints, check_token_ids,
-                                next_token_loss, positions_and_mask, validate_config)
+from llm_zero.model.gpt import (
+    IMPLS,
+    GPTModel,
+    check_config_keys,
+    check_positive_ints,
+    check_token_ids,
+    next_token_loss,
+    positions_and_mask,
+    validate_config,
+)
 from .loss import LogitsWorkspace
 from .gqa import GroupedQueryAttention, SwiGLUFeedForward
 from .rope import RMSNorm, compute_rope_params
@@ -20,113 +28,244 @@ __all__ = ['LLAMA32_CONFIG_1B', 'QWEN3_CONFIG_0_6B', 'MODEL_ARCHS', 'LlamaBlock'
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #a5421db1
 LLAMA32_CONFIG_1B = {
-    "vocab_size": 128_256, "context_length": 131_072, "emb_dim": 2048, "n_heads": 32, "n_layers": 16,
-    "hidden_dim": 8192, "n_kv_groups": 8, "rope_base": 500_000.0, "dtype": torch.bfloat16,
-    "rope_freq": {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_context_length": 8192},
+    "vocab_size": 128_256,
+    "context_length": 131_072,
+    "emb_dim": 2048,
+    "n_heads": 32,
+    "n_layers": 16,
+    "hidden_dim": 8192,
+    "n_kv_groups": 8,
+    "rope_base": 500_000.0,
+    "dtype": torch.bfloat16,
+    "rope_freq": {
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_context_length": 8192,
+    },
     "tie_embeddings": True,
 }
 
 QWEN3_CONFIG_0_6B = {
-    "vocab_size": 151_936, "context_length": 40_960, "emb_dim": 1024, "n_heads": 16, "n_layers": 28,
-    "hidden_dim": 3072, "head_dim": 128, "qk_norm": True, "n_kv_groups": 8, "rope_base": 1_000_000.0,
-    "dtype": torch.bfloat16, "tie_embeddings": True,
+    "vocab_size": 151_936,
+    "context_length": 40_960,
+    "emb_dim": 1024,
+    "n_heads": 16,
+    "n_layers": 28,
+    "hidden_dim": 3072,
+    "head_dim": 128,
+    "qk_norm": True,
+    "n_kv_groups": 8,
+    "rope_base": 1_000_000.0,
+    "dtype": torch.bfloat16,
+    "tie_embeddings": True,
 }
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #2ffee1e4
-_ROPE_FREQ_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_context_length")
+_ROPE_FREQ_KEYS = (
+    "factor",
+    "low_freq_factor",
+    "high_freq_factor",
+    "original_context_length",
+)
 
-def _validate_llama_style(cfg: Mapping, required, optional, model: str, example: str) -> dict:
+
+def _validate_llama_style(
+    cfg: Mapping, required, optional, model: str, example: str
+) -> dict:
     cfg = check_config_keys(cfg, required, optional, model, example)
-    check_positive_ints(cfg, ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
-                              "hidden_dim", "n_kv_groups"), model)
+    check_positive_ints(
+        cfg,
+        (
+            "vocab_size",
+            "context_length",
+            "emb_dim",
+            "n_heads",
+            "n_layers",
+            "hidden_dim",
+            "n_kv_groups",
+        ),
+        model,
+    )
     if cfg["n_heads"] % cfg["n_kv_groups"]:
-        raise ValueError(f"{model} config key 'n_heads' ({cfg['n_heads']}) must be divisible by "
-                         f"'n_kv_groups' ({cfg['n_kv_groups']}).")
+        raise ValueError(
+            f"{model} config key 'n_heads' ({cfg['n_heads']}) must be divisible by "
+            f"'n_kv_groups' ({cfg['n_kv_groups']})."
+        )
     head_dim = cfg.get("head_dim") or cfg["emb_dim"] // cfg["n_heads"]
     if cfg.get("head_dim") is None and cfg["emb_dim"] % cfg["n_heads"]:
-        raise ValueError(f"{model} config key 'emb_dim' ({cfg['emb_dim']}) must be divisible by 'n_heads' "
-                         f"({cfg['n_heads']}) unless 'head_dim' is given.")
+        raise ValueError(
+            f"{model} config key 'emb_dim' ({cfg['emb_dim']}) must be divisible by"
+            f" 'n_heads' ({cfg['n_heads']}) unless 'head_dim' is given."
+        )
     if head_dim % 2:
-        raise ValueError(f"{model} heads have {head_dim} dimensions; RoPE needs an even number.")
+        raise ValueError(
+            f"{model} heads have {head_dim} dimensions; RoPE needs an even number."
+        )
     for key in ("rope_base", "norm_eps"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or cfg[key] <= 0:
-            raise ValueError(f"{model} config key {key!r} must be a positive number, got {cfg[key]!r}.")
-    dtype = getattr(torch, cfg["dtype"], None) if isinstance(cfg["dtype"], str) else cfg["dtype"]
+        if (
+            isinstance(cfg[key], bool)
+            or not isinstance(cfg[key], (int, float))
+            or cfg[key] <= 0
+        ):
+            raise ValueError(
+                f"{model} config key {key!r} must be a positive number, got"
+                f" {cfg[key]!r}."
+            )
+    dtype = (
+        getattr(torch, cfg["dtype"], None)
+        if isinstance(cfg["dtype"], str)
+        else cfg["dtype"]
+    )
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"{model} config key 'dtype' must be a floating-point torch dtype such as "
-                         f"torch.float32 or 'bfloat16', got {cfg['dtype']!r}.")
+        raise ValueError(
+            f"{model} config key 'dtype' must be a floating-point torch dtype such as "
+            f"torch.float32 or 'bfloat16', got {cfg['dtype']!r}."
+        )
     freq = cfg.get("rope_freq")
-    if freq is not None and (not isinstance(freq, Mapping) or set(freq) != set(_ROPE_FREQ_KEYS)):
-        raise ValueError(f"{model} config key 'rope_freq' must be None or a dict with the keys "
-                         f"{', '.join(_ROPE_FREQ_KEYS)}; got {freq!r}.")
+    if freq is not None and (
+        not isinstance(freq, Mapping) or set(freq) != set(_ROPE_FREQ_KEYS)
+    ):
+        raise ValueError(
+            f"{model} config key 'rope_freq' must be None or a dict with the keys "
+            f"{', '.join(_ROPE_FREQ_KEYS)}; got {freq!r}."
+        )
     if cfg["impl"] not in IMPLS:
-        raise ValueError(f"{model} config key 'impl' must be one of {IMPLS}, got {cfg['impl']!r}.")
+        raise ValueError(
+            f"{model} config key 'impl' must be one of {IMPLS}, got {cfg['impl']!r}."
+        )
     for key in ("tie_embeddings", "qk_norm"):
         if key in cfg and not isinstance(cfg[key], bool):
-            raise ValueError(f"{model} config key {key!r} must be True or False, got {cfg[key]!r}.")
+            raise ValueError(
+                f"{model} config key {key!r} must be True or False, got {cfg[key]!r}."
+            )
     return {**cfg, "dtype": dtype}
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #efdef8c0
 class LlamaBlock(nn.Module):
-    "Pre-RMSNorm block: `x + attention(norm1(x))`, then `x + SwiGLU(norm2(x))`; also Qwen3's block."
+    """Pre-RMSNorm block: `x + attention(norm1(x))`, then `x + SwiGLU(norm2(x))`; also
+    Qwen3's block."""
+
     def __init__(self, cfg: Mapping):
         super().__init__()
         dtype, eps = cfg["dtype"], cfg["norm_eps"]
-        self.att = GroupedQueryAttention(cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg.get("head_dim"),
-                                         cfg.get("qk_norm", False), eps, dtype,
-                                         attn_impl="sdpa" if cfg.get("impl") == "fast" else "reference")
+        self.att = GroupedQueryAttention(
+            cfg["emb_dim"],
+            cfg["n_heads"],
+            cfg["n_kv_groups"],
+            cfg.get("head_dim"),
+            cfg.get("qk_norm", False),
+            eps,
+            dtype,
+            attn_impl="sdpa" if cfg.get("impl") == "fast" else "reference",
+        )
         self.ff = SwiGLUFeedForward(cfg["emb_dim"], cfg["hidden_dim"], dtype)
         self.norm1 = RMSNorm(cfg["emb_dim"], eps, dtype)
         self.norm2 = RMSNorm(cfg["emb_dim"], eps, dtype)
 
     def forward(self, x, cos, sin, kv_cache=None, attn_mask=None):
-        x = x + self.att(self.norm1(x), cos, sin, kv_cache=kv_cache, attn_mask=attn_mask)
+        x = x + self.att(
+            self.norm1(x), cos, sin, kv_cache=kv_cache, attn_mask=attn_mask
+        )
         return x + self.ff(self.norm2(x))
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #b86548ac
 class Llama3Model(nn.Module):
-    "Llama 3 decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU; `cfg` uses the keys of `LLAMA32_CONFIG_1B`."
-    _REQUIRED = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "hidden_dim", "n_kv_groups",
-                 "rope_base")
-    _OPTIONAL = {"dtype": torch.float32, "rope_freq": None, "tie_embeddings": False, "norm_eps": 1e-5,
-                 "impl": "reference"}
+    """Llama 3 decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU; `cfg` uses the
+    keys of `LLAMA32_CONFIG_1B`."""
+
+    _REQUIRED = (
+        "vocab_size",
+        "context_length",
+        "emb_dim",
+        "n_heads",
+        "n_layers",
+        "hidden_dim",
+        "n_kv_groups",
+        "rope_base",
+    )
+    _OPTIONAL = {
+        "dtype": torch.float32,
+        "rope_freq": None,
+        "tie_embeddings": False,
+        "norm_eps": 1e-5,
+        "impl": "reference",
+    }
     _EXAMPLE = "LLAMA32_CONFIG_1B"
 
     @classmethod
     def validate_config(cls, cfg: Mapping) -> dict:
-        "A checked copy of `cfg` with the optional keys filled in; `ValueError` naming the bad key otherwise."
-        return _validate_llama_style(cfg, cls._REQUIRED, cls._OPTIONAL, cls.__name__, cls._EXAMPLE)
+        """A checked copy of `cfg` with the optional keys filled in; `ValueError` naming
+        the bad key otherwise."""
+        return _validate_llama_style(
+            cfg, cls._REQUIRED, cls._OPTIONAL, cls.__name__, cls._EXAMPLE
+        )
 
     def __init__(self, cfg: Mapping):
         super().__init__()
         self.cfg = cfg = self.validate_config(cfg)
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"], dtype=cfg["dtype"])
-        self.trf_blocks = nn.ModuleList([LlamaBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.tok_emb = nn.Embedding(
+            cfg["vocab_size"], cfg["emb_dim"], dtype=cfg["dtype"]
+        )
+        self.trf_blocks = nn.ModuleList(
+            [LlamaBlock(cfg) for _ in range(cfg["n_layers"])]
+        )
         self.final_norm = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], cfg["dtype"])
-        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False, dtype=cfg["dtype"])
+        self.out_head = nn.Linear(
+            cfg["emb_dim"], cfg["vocab_size"], bias=False, dtype=cfg["dtype"]
+        )
         if cfg["tie_embeddings"]:
             self.out_head.weight = self.tok_emb.weight
-        cos, sin = compute_rope_params(self.trf_blocks[0].att.head_dim, cfg["rope_base"], cfg["context_length"],
-                                       cfg.get("rope_freq"))
+        cos, sin = compute_rope_params(
+            self.trf_blocks[0].att.head_dim,
+            cfg["rope_base"],
+            cfg["context_length"],
+            cfg.get("rope_freq"),
+        )
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
-        self._logits_workspace = LogitsWorkspace()  # scratch memory of the fused loss, not a parameter
+        self._logits_workspace = (
+            LogitsWorkspace()
+        )  # scratch memory of the fused loss, not a parameter
 
     def forward(self, in_idx, kv_cache=None, attention_mask=None, targets=None):
         past = 0 if kv_cache is None else kv_cache.length
-        check_token_ids(in_idx, self.cfg["context_length"], self.cfg["vocab_size"], past, attention_mask)
-        pos, attn_mask = positions_and_mask(in_idx.shape[1], past, attention_mask, in_idx.device)
-        cos, sin = self.cos[pos].unsqueeze(-3), self.sin[pos].unsqueeze(-3)  # broadcast over the heads
+        check_token_ids(
+            in_idx,
+            self.cfg["context_length"],
+            self.cfg["vocab_size"],
+            past,
+            attention_mask,
+        )
+        pos, attn_mask = positions_and_mask(
+            in_idx.shape[1], past, attention_mask, in_idx.device
+        )
+        cos, sin = self.cos[pos].unsqueeze(-3), self.sin[pos].unsqueeze(
+            -3
+        )  # broadcast over the heads
         x = self.tok_emb(in_idx)
         for i, block in enumerate(self.trf_blocks):
-            x = block(x, cos, sin, kv_cache=None if kv_cache is None else kv_cache[i], attn_mask=attn_mask)
+            x = block(
+                x,
+                cos,
+                sin,
+                kv_cache=None if kv_cache is None else kv_cache[i],
+                attn_mask=attn_mask,
+            )
         x = self.final_norm(x)
         if targets is None:
             return self.out_head(x)
-        return next_token_loss(x, self.out_head, targets, self.cfg["impl"] == "fast", self._logits_workspace)
+        return next_token_loss(
+            x,
+            self.out_head,
+            targets,
+            self.cfg["impl"] == "fast",
+            self._logits_workspace,
+        )
 
     def set_impl(self, impl: str):
-        "Switch to the `'reference'` or the `'fast'` computation (fused attention and loss), keeping the weights."
+        """Switch to the `'reference'` or the `'fast'` computation (fused attention and
+        loss), keeping the weights."""
         self.cfg = self.validate_config({**self.cfg, "impl": impl})
         for block in self.trf_blocks:
             block.att.attn_impl = "sdpa" if impl == "fast" else "reference"
@@ -134,10 +273,18 @@ class Llama3Model(nn.Module):
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #9889e016
 class Qwen3Model(Llama3Model):
-    "Qwen3 decoder: `Llama3Model` plus QK-norm and a free `head_dim`; `cfg` uses the keys of `QWEN3_CONFIG_0_6B`."
+    """Qwen3 decoder: `Llama3Model` plus QK-norm and a free `head_dim`; `cfg` uses the
+    keys of `QWEN3_CONFIG_0_6B`."""
+
     _REQUIRED = Llama3Model._REQUIRED
-    _OPTIONAL = {"dtype": torch.float32, "head_dim": None, "qk_norm": True, "tie_embeddings": False,
-                 "norm_eps": 1e-6, "impl": "reference"}
+    _OPTIONAL = {
+        "dtype": torch.float32,
+        "head_dim": None,
+        "qk_norm": True,
+        "tie_embeddings": False,
+        "norm_eps": 1e-6,
+        "impl": "reference",
+    }
     _EXAMPLE = "QWEN3_CONFIG_0_6B"
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #00d92014
@@ -145,21 +292,27 @@ MODEL_ARCHS = {"gpt2": GPTModel, "llama3": Llama3Model, "qwen3": Qwen3Model}
 # GPT-2's own keys; at these values they describe Llama and Qwen too.
 _GPT2_ONLY = {"drop_rate": 0.0, "qkv_bias": False}
 
+
 def arch_config(cfg: Mapping) -> dict:
-    "A checked copy of `cfg` for the model `cfg['arch']` names (default `'gpt2'`), `None`s dropped."
+    """A checked copy of `cfg` for the model `cfg['arch']` names (default `'gpt2'`),
+    `None`s dropped."""
     if not isinstance(cfg, Mapping):
         raise TypeError(f"A model config must be a dict, got {type(cfg).__name__}.")
     cfg = {k: v for k, v in cfg.items() if v is not None}
     arch = cfg.pop("arch", "gpt2")
     if arch not in MODEL_ARCHS:
-        raise ValueError(f"Unknown model arch {arch!r}; "
-                         f"choose one of {', '.join(map(repr, MODEL_ARCHS))}.")
+        raise ValueError(
+            f"Unknown model arch {arch!r}; "
+            f"choose one of {', '.join(map(repr, MODEL_ARCHS))}."
+        )
     if arch == "gpt2":
         return {"arch": arch, **validate_config(cfg)}
     for key, neutral in _GPT2_ONLY.items():
         if cfg.pop(key, neutral) != neutral:
-            raise ValueError(f"Config key {key!r} is a GPT-2 setting that {arch} does not have; "
-                             f"set it to {neutral!r} or remove it.")
+            raise ValueError(
+                f"Config key {key!r} is a GPT-2 setting that {arch} does not have; "
+                f"set it to {neutral!r} or remove it."
+            )
     return {"arch": arch, **MODEL_ARCHS[arch].validate_config(cfg)}
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #f18754e6
@@ -170,10 +323,16 @@ def build_model(cfg: Mapping) -> nn.Module:
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #19dce7e4
 def config_of(model: nn.Module) -> dict:
-    "The JSON-ready config of `model`, with its `arch`, from which `build_model` rebuilds it."
+    """The JSON-ready config of `model`, with its `arch`, from which `build_model`
+    rebuilds it."""
     arch = next((name for name, cls in MODEL_ARCHS.items() if type(model) is cls), None)
     if arch is None:
         names = ", ".join(c.__name__ for c in MODEL_ARCHS.values())
         raise TypeError(f"config_of needs one of {names}, got {type(model).__name__}.")
-    return {"arch": arch, **{k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v
-                             for k, v in model.cfg.items()}}
+    return {
+        "arch": arch,
+        **{
+            k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v
+            for k, v in model.cfg.items()
+        },
+    }

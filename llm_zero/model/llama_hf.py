@@ -18,69 +18,119 @@ from .llama import Llama3Model, Qwen3Model
 __all__ = ['llama_from_hf', 'llama_to_hf']
 
 # %% ../../nbs/04f_llama_qwen_weights.ipynb #8726c173
-_TOP = [("tok_emb.weight", "model.embed_tokens.weight"), ("final_norm.scale", "model.norm.weight"),
-        ("out_head.weight", "lm_head.weight")]
-_LAYER = [("att.W_query.weight", "self_attn.q_proj.weight"), ("att.W_key.weight", "self_attn.k_proj.weight"),
-          ("att.W_value.weight", "self_attn.v_proj.weight"), ("att.out_proj.weight", "self_attn.o_proj.weight"),
-          ("att.q_norm.scale", "self_attn.q_norm.weight"), ("att.k_norm.scale", "self_attn.k_norm.weight"),
-          ("ff.fc1.weight", "mlp.gate_proj.weight"), ("ff.fc2.weight", "mlp.up_proj.weight"),
-          ("ff.fc3.weight", "mlp.down_proj.weight"), ("norm1.scale", "input_layernorm.weight"),
-          ("norm2.scale", "post_attention_layernorm.weight")]
+_TOP = [
+    ("tok_emb.weight", "model.embed_tokens.weight"),
+    ("final_norm.scale", "model.norm.weight"),
+    ("out_head.weight", "lm_head.weight"),
+]
+_LAYER = [
+    ("att.W_query.weight", "self_attn.q_proj.weight"),
+    ("att.W_key.weight", "self_attn.k_proj.weight"),
+    ("att.W_value.weight", "self_attn.v_proj.weight"),
+    ("att.out_proj.weight", "self_attn.o_proj.weight"),
+    ("att.q_norm.scale", "self_attn.q_norm.weight"),
+    ("att.k_norm.scale", "self_attn.k_norm.weight"),
+    ("ff.fc1.weight", "mlp.gate_proj.weight"),
+    ("ff.fc2.weight", "mlp.up_proj.weight"),
+    ("ff.fc3.weight", "mlp.down_proj.weight"),
+    ("norm1.scale", "input_layernorm.weight"),
+    ("norm2.scale", "post_attention_layernorm.weight"),
+]
+
 
 def _name_pairs(n_layers: int) -> list[tuple[str, str]]:
-    "(our name, Hugging Face name) of every parameter a Llama/Qwen3 model of `n_layers` blocks can have."
-    return _TOP + [(f"trf_blocks.{i}.{ours}", f"model.layers.{i}.{theirs}")
-                   for i in range(n_layers) for ours, theirs in _LAYER]
+    """(our name, Hugging Face name) of every parameter a Llama/Qwen3 model of
+    `n_layers` blocks can have."""
+    return _TOP + [
+        (f"trf_blocks.{i}.{ours}", f"model.layers.{i}.{theirs}")
+        for i in range(n_layers)
+        for ours, theirs in _LAYER
+    ]
 
 # %% ../../nbs/04f_llama_qwen_weights.ipynb #08995572
 def _rope_settings(hf_config: Mapping) -> tuple[float, dict]:
-    "RoPE base and scaling dict of a config.json in either the old or the new transformers layout."
+    """RoPE base and scaling dict of a config.json in either the old or the new
+    transformers layout."""
     params = hf_config.get("rope_parameters") or {}
     scaling = hf_config.get("rope_scaling") or params
-    return float(params.get("rope_theta", hf_config.get("rope_theta", 10_000.0))), scaling
+    return (
+        float(params.get("rope_theta", hf_config.get("rope_theta", 10_000.0))),
+        scaling,
+    )
+
 
 def _config_from_hf(hf_config: Mapping, **overrides) -> tuple[type, dict]:
     "The model class and our config for a Hugging Face Llama or Qwen3 `config.json`."
     kind = hf_config.get("model_type")
     if kind not in ("llama", "qwen3"):
-        raise ValueError(f"config.json has model_type={kind!r}; llama_from_hf reads 'llama' and 'qwen3' models "
-                         "(gpt_from_hf reads GPT-2).")
-    for key, ok in [("attention_bias", False), ("mlp_bias", False), ("hidden_act", "silu"),
-                    ("use_sliding_window", False)]:
+        raise ValueError(
+            f"config.json has model_type={kind!r}; llama_from_hf reads 'llama' and"
+            " 'qwen3' models (gpt_from_hf reads GPT-2)."
+        )
+    for key, ok in [
+        ("attention_bias", False),
+        ("mlp_bias", False),
+        ("hidden_act", "silu"),
+        ("use_sliding_window", False),
+    ]:
         if hf_config.get(key, ok) != ok:
-            raise ValueError(f"config.json has {key}={hf_config[key]!r}; Llama3Model/Qwen3Model support only {ok!r}.")
+            raise ValueError(
+                f"config.json has {key}={hf_config[key]!r}; Llama3Model/Qwen3Model"
+                f" support only {ok!r}."
+            )
     heads, emb_dim = hf_config["num_attention_heads"], hf_config["hidden_size"]
     base, scaling = _rope_settings(hf_config)
-    cfg = {"vocab_size": hf_config["vocab_size"], "context_length": hf_config["max_position_embeddings"],
-           "emb_dim": emb_dim, "n_heads": heads, "n_layers": hf_config["num_hidden_layers"],
-           "hidden_dim": hf_config["intermediate_size"],
-           "n_kv_groups": hf_config.get("num_key_value_heads") or heads, "rope_base": base,
-           "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),
-           "norm_eps": float(hf_config["rms_norm_eps"])}
+    cfg = {
+        "vocab_size": hf_config["vocab_size"],
+        "context_length": hf_config["max_position_embeddings"],
+        "emb_dim": emb_dim,
+        "n_heads": heads,
+        "n_layers": hf_config["num_hidden_layers"],
+        "hidden_dim": hf_config["intermediate_size"],
+        "n_kv_groups": hf_config.get("num_key_value_heads") or heads,
+        "rope_base": base,
+        "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),
+        "norm_eps": float(hf_config["rms_norm_eps"]),
+    }
     rope_type = scaling.get("rope_type", scaling.get("type", "default"))
     head_dim = hf_config.get("head_dim") or emb_dim // heads
     if kind == "qwen3":
         if rope_type != "default":
-            raise ValueError(f"config.json has RoPE type {rope_type!r}; Qwen3Model supports only the default.")
+            raise ValueError(
+                f"config.json has RoPE type {rope_type!r}; Qwen3Model supports only the"
+                " default."
+            )
         return Qwen3Model, {**cfg, "head_dim": head_dim, "qk_norm": True, **overrides}
     if head_dim != emb_dim // heads:
-        raise ValueError(f"config.json has head_dim={head_dim}; Llama3Model uses hidden_size / num_attention_heads "
-                         f"= {emb_dim // heads}.")
+        raise ValueError(
+            f"config.json has head_dim={head_dim}; Llama3Model uses hidden_size /"
+            f" num_attention_heads = {emb_dim // heads}."
+        )
     if rope_type == "llama3":
-        cfg["rope_freq"] = {"factor": scaling["factor"], "low_freq_factor": scaling["low_freq_factor"],
-                            "high_freq_factor": scaling["high_freq_factor"],
-                            "original_context_length": scaling["original_max_position_embeddings"]}
+        cfg["rope_freq"] = {
+            "factor": scaling["factor"],
+            "low_freq_factor": scaling["low_freq_factor"],
+            "high_freq_factor": scaling["high_freq_factor"],
+            "original_context_length": scaling["original_max_position_embeddings"],
+        }
     elif rope_type != "default":
-        raise ValueError(f"config.json has RoPE type {rope_type!r}; Llama3Model supports 'default' and 'llama3'.")
+        raise ValueError(
+            f"config.json has RoPE type {rope_type!r}; Llama3Model supports 'default'"
+            " and 'llama3'."
+        )
     return Llama3Model, {**cfg, **overrides}
 
 # %% ../../nbs/04f_llama_qwen_weights.ipynb #ab5cc034
 def llama_from_hf(source, **cfg_overrides) -> Llama3Model:
     """A `Llama3Model` or `Qwen3Model` holding the weights of `source`: a `transformers` `LlamaForCausalLM` or
-    `Qwen3ForCausalLM`, a folder with `config.json` and `model.safetensors`, or a hub name like "Qwen/Qwen3-0.6B"."""
+    `Qwen3ForCausalLM`, a folder with `config.json` and `model.safetensors`, or a hub name like "Qwen/Qwen3-0.6B".
+    """
     hf, hf_config = _read_source(source)
     if hf_config is None:
-        raise ValueError("a Llama or Qwen3 checkpoint needs its config.json; pass the folder or the model.")
+        raise ValueError(
+            "a Llama or Qwen3 checkpoint needs its config.json; pass the folder or the"
+            " model."
+        )
     cls, cfg = _config_from_hf(hf_config, **cfg_overrides)
     cfg.setdefault("dtype", hf["model.embed_tokens.weight"].dtype)
     model = cls(cfg)
@@ -92,15 +142,22 @@ def llama_from_hf(source, **cfg_overrides) -> Llama3Model:
         ours["out_head.weight"] = ours.get("tok_emb.weight")
     hf = {k: v for k, v in hf.items() if not k.endswith("rotary_emb.inv_freq")}
     if hf:
-        raise ValueError(f"the checkpoint has tensors that {cls.__name__} has no place for: "
-                         f"{', '.join(sorted(hf)[:5])}")
+        raise ValueError(
+            f"the checkpoint has tensors that {cls.__name__} has no place for: "
+            f"{', '.join(sorted(hf)[:5])}"
+        )
     expected = model.state_dict()
     for name, t in expected.items():
         if ours.get(name) is None:
-            raise ValueError(f"the checkpoint lacks {name} ({dict(_name_pairs(cfg['n_layers'])).get(name, name)}).")
+            raise ValueError(
+                f"the checkpoint lacks {name}"
+                f" ({dict(_name_pairs(cfg['n_layers'])).get(name, name)})."
+            )
         if ours[name].shape != t.shape:
-            raise ValueError(f"{name} has shape {tuple(ours[name].shape)} in the checkpoint, "
-                             f"{tuple(t.shape)} in a {cls.__name__} of this config.")
+            raise ValueError(
+                f"{name} has shape {tuple(ours[name].shape)} in the checkpoint, "
+                f"{tuple(t.shape)} in a {cls.__name__} of this config."
+            )
     model.load_state_dict(ours)
     return model.eval()
 
@@ -109,27 +166,49 @@ def _config_to_hf(model: Llama3Model) -> dict:
     "A Hugging Face config.json for `model`."
     c = model.cfg
     kind = "qwen3" if isinstance(model, Qwen3Model) else "llama"
-    config = {"architectures": ["Qwen3ForCausalLM" if kind == "qwen3" else "LlamaForCausalLM"], "model_type": kind,
-              "vocab_size": c["vocab_size"], "max_position_embeddings": c["context_length"],
-              "hidden_size": c["emb_dim"],
-              "num_attention_heads": c["n_heads"], "num_hidden_layers": c["n_layers"],
-              "intermediate_size": c["hidden_dim"], "num_key_value_heads": c["n_kv_groups"],
-              "head_dim": model.trf_blocks[0].att.head_dim, "rms_norm_eps": c["norm_eps"], "rope_theta": c["rope_base"],
-              "tie_word_embeddings": c["tie_embeddings"], "hidden_act": "silu", "attention_bias": False,
-              "torch_dtype": str(c["dtype"]).removeprefix("torch.")}
+    config = {
+        "architectures": [
+            "Qwen3ForCausalLM" if kind == "qwen3" else "LlamaForCausalLM"
+        ],
+        "model_type": kind,
+        "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c["context_length"],
+        "hidden_size": c["emb_dim"],
+        "num_attention_heads": c["n_heads"],
+        "num_hidden_layers": c["n_layers"],
+        "intermediate_size": c["hidden_dim"],
+        "num_key_value_heads": c["n_kv_groups"],
+        "head_dim": model.trf_blocks[0].att.head_dim,
+        "rms_norm_eps": c["norm_eps"],
+        "rope_theta": c["rope_base"],
+        "tie_word_embeddings": c["tie_embeddings"],
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "torch_dtype": str(c["dtype"]).removeprefix("torch."),
+    }
     if c.get("rope_freq"):
         f = c["rope_freq"]
-        config["rope_scaling"] = {"rope_type": "llama3", "factor": f["factor"], "low_freq_factor": f["low_freq_factor"],
-                                  "high_freq_factor": f["high_freq_factor"],
-                                  "original_max_position_embeddings": f["original_context_length"]}
+        config["rope_scaling"] = {
+            "rope_type": "llama3",
+            "factor": f["factor"],
+            "low_freq_factor": f["low_freq_factor"],
+            "high_freq_factor": f["high_freq_factor"],
+            "original_max_position_embeddings": f["original_context_length"],
+        }
     return config
 
+
 def llama_to_hf(model: Llama3Model, folder: str | os.PathLike) -> Path:
-    "Write `model` as a Hugging Face folder (config.json, model.safetensors) that `from_pretrained` loads."
+    """Write `model` as a Hugging Face folder (config.json, model.safetensors) that
+    `from_pretrained` loads."""
     folder = Path(folder)
     sd = model.state_dict()
-    tensors = {theirs: sd[mine].detach().cpu().contiguous() for mine, theirs in _name_pairs(model.cfg["n_layers"])
-               if mine in sd and not (mine == "out_head.weight" and model.cfg["tie_embeddings"])}
+    tensors = {
+        theirs: sd[mine].detach().cpu().contiguous()
+        for mine, theirs in _name_pairs(model.cfg["n_layers"])
+        if mine in sd
+        and not (mine == "out_head.weight" and model.cfg["tie_embeddings"])
+    }
     with atomic_write(folder / "model.safetensors") as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})
     with atomic_write(folder / "config.json") as tmp:

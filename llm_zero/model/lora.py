@@ -15,7 +15,9 @@ __all__ = ['LoRALayer', 'LinearWithLoRA', 'replace_linear_with_lora', 'merge_lor
 
 # %% ../../nbs/E_lora.ipynb #009b13b9
 class LoRALayer(nn.Module):
-    "Low-rank update `x @ A @ B * alpha / rank`, with A initialised like nn.Linear's weight and B at zero."
+    """Low-rank update `x @ A @ B * alpha / rank`, with A initialised like nn.Linear's
+    weight and B at zero."""
+
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
         super().__init__()
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
@@ -26,7 +28,8 @@ class LoRALayer(nn.Module):
         self.B = nn.Parameter(torch.zeros(rank, out_dim))
 
     @property
-    def scaling(self) -> float: return self.alpha / self.rank
+    def scaling(self) -> float:
+        return self.alpha / self.rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scaling * (x @ self.A @ self.B)
@@ -38,24 +41,36 @@ class LoRALayer(nn.Module):
 # %% ../../nbs/E_lora.ipynb #f03c6cfe
 class LinearWithLoRA(nn.Module):
     "An `nn.Linear` plus a trainable low-rank update."
+
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
         super().__init__()
         self.linear = linear
         w = linear.weight
-        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha).to(device=w.device, dtype=w.dtype)
+        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha).to(
+            device=w.device, dtype=w.dtype
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x) + self.lora(x)
 
     def merged(self) -> nn.Linear:
-        "A plain `nn.Linear` computing the same function, with the update added to the weight."
+        """A plain `nn.Linear` computing the same function, with the update added to the
+        weight."""
         lin = self.linear
-        out = nn.Linear(lin.in_features, lin.out_features, bias=lin.bias is not None, device=lin.weight.device, dtype=lin.weight.dtype)
+        out = nn.Linear(
+            lin.in_features,
+            lin.out_features,
+            bias=lin.bias is not None,
+            device=lin.weight.device,
+            dtype=lin.weight.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(lin.weight + self.lora.delta_weight())
-            if lin.bias is not None: out.bias.copy_(lin.bias)
+            if lin.bias is not None:
+                out.bias.copy_(lin.bias)
         out.weight.requires_grad_(lin.weight.requires_grad)
-        if lin.bias is not None: out.bias.requires_grad_(lin.bias.requires_grad)
+        if lin.bias is not None:
+            out.bias.requires_grad_(lin.bias.requires_grad)
         return out
 
 # %% ../../nbs/E_lora.ipynb #99fab646
@@ -64,25 +79,33 @@ def replace_linear_with_lora(model: nn.Module, rank: int, alpha: float) -> nn.Mo
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}.")
     for name, child in model.named_children():
-        if isinstance(child, nn.Linear): setattr(model, name, LinearWithLoRA(child, rank, alpha))
-        elif not isinstance(child, LinearWithLoRA): replace_linear_with_lora(child, rank, alpha)
+        if isinstance(child, nn.Linear):
+            setattr(model, name, LinearWithLoRA(child, rank, alpha))
+        elif not isinstance(child, LinearWithLoRA):
+            replace_linear_with_lora(child, rank, alpha)
     return model
 
 # %% ../../nbs/E_lora.ipynb #4204d176
 def merge_lora(model: nn.Module) -> nn.Module:
     "Replace every `LinearWithLoRA` inside `model` (in place) by its merged `nn.Linear`."
     for name, child in model.named_children():
-        if isinstance(child, LinearWithLoRA): setattr(model, name, child.merged())
-        else: merge_lora(child)
+        if isinstance(child, LinearWithLoRA):
+            setattr(model, name, child.merged())
+        else:
+            merge_lora(child)
     return model
 
 # %% ../../nbs/E_lora.ipynb #a4161562
-def to_lora_classifier(model: nn.Module, rank: int, alpha: float, num_classes: int = 2) -> nn.Module:
-    "Chapter 6's classifier with every weight frozen and LoRA adapters on all linear layers."
+def to_lora_classifier(
+    model: nn.Module, rank: int, alpha: float, num_classes: int = 2
+) -> nn.Module:
+    """Chapter 6's classifier with every weight frozen and LoRA adapters on all linear
+    layers."""
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}.")
     model = to_classifier(model, num_classes=num_classes, trainable_blocks=0)
-    for p in model.parameters(): p.requires_grad = False
+    for p in model.parameters():
+        p.requires_grad = False
     return replace_linear_with_lora(model, rank, alpha)
 
 # %% ../../nbs/E_lora.ipynb #c3219de5

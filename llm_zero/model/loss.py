@@ -13,41 +13,62 @@ _BLOCK_BYTES = 4 << 20  # a few MB: stays in the last-level cache of current CPU
 
 
 def softmax_rows_(logits: torch.Tensor) -> torch.Tensor:
-    "Overwrite each row of the 2-D `logits` with its softmax; return the rows' log-sum-exp."
+    """Overwrite each row of the 2-D `logits` with its softmax; return the rows'
+    log-sum-exp."""
     n, vocab = logits.shape
     rows = max(1, _BLOCK_BYTES // (vocab * logits.element_size()))
     lse = torch.empty(n, dtype=logits.dtype, device=logits.device)
     for start in range(0, n, rows):
-        block = logits[start:start + rows]
+        block = logits[start : start + rows]
         peak = block.amax(dim=1, keepdim=True)
         block.sub_(peak).exp_()
         total = block.sum(dim=1, keepdim=True)
         block.div_(total)
-        lse[start:start + rows] = (peak + total.log()).squeeze(1)
+        lse[start : start + rows] = (peak + total.log()).squeeze(1)
     return lse
 
 # %% ../../nbs/05a_fused_loss.ipynb #e7002876
-def check_targets(targets: torch.Tensor, vocab_size: int, ignore_index: int = -100) -> None:
-    "Raise a `ValueError` naming the first entry of `targets` that is neither a token id below `vocab_size` nor `ignore_index`."
-    if not isinstance(targets, torch.Tensor) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        what = f"a {targets.dtype} tensor" if isinstance(targets, torch.Tensor) else type(targets).__name__
+def check_targets(
+    targets: torch.Tensor, vocab_size: int, ignore_index: int = -100
+) -> None:
+    """Raise a `ValueError` naming the first entry of `targets` that is neither a token
+    id below `vocab_size` nor `ignore_index`."""
+    if (
+        not isinstance(targets, torch.Tensor)
+        or targets.dtype.is_floating_point
+        or targets.dtype == torch.bool
+    ):
+        what = (
+            f"a {targets.dtype} tensor"
+            if isinstance(targets, torch.Tensor)
+            else type(targets).__name__
+        )
         raise ValueError(f"targets must be an integer tensor of token ids, got {what}.")
     bad = ((targets < 0) | (targets >= vocab_size)) & (targets != ignore_index)
     if bad.any():
         where = tuple(bad.nonzero()[0].tolist())
-        raise ValueError(f"Target id {targets[where].item()} at position {where} is outside the vocabulary "
-                         f"[0, {vocab_size}); targets must be token ids, or {ignore_index} (ignore_index) for "
-                         "positions left out of the loss.")
+        raise ValueError(
+            f"Target id {targets[where].item()} at position {where} is outside the"
+            f" vocabulary [0, {vocab_size}); targets must be token ids, or"
+            f" {ignore_index} (ignore_index) for positions left out of the loss."
+        )
 
 # %% ../../nbs/05a_fused_loss.ipynb #fa7740d7
 class LogitsWorkspace:
-    "One reusable buffer for the logits of `linear_cross_entropy`, kept between training steps."
+    """One reusable buffer for the logits of `linear_cross_entropy`, kept between
+    training steps."""
+
     def __init__(self):
         self._free = None
 
     def take(self, shape, dtype, device) -> torch.Tensor:
         buf, self._free = self._free, None  # never hand the same memory out twice
-        if buf is None or buf.shape != torch.Size(shape) or buf.dtype != dtype or buf.device != torch.device(device):
+        if (
+            buf is None
+            or buf.shape != torch.Size(shape)
+            or buf.dtype != dtype
+            or buf.device != torch.device(device)
+        ):
             buf = torch.empty(shape, dtype=dtype, device=device)
         return buf
 
@@ -62,16 +83,28 @@ class LogitsWorkspace:
 
 # %% ../../nbs/05a_fused_loss.ipynb #4887f40b
 class LinearCrossEntropy(torch.autograd.Function):
-    "Mean cross-entropy of `hidden @ weight.T`; the logits' buffer is reused for their gradient (see `linear_cross_entropy`)."
+    """Mean cross-entropy of `hidden @ weight.T`; the logits' buffer is reused for their
+    gradient (see `linear_cross_entropy`)."""
+
     @staticmethod
     def forward(ctx, hidden, weight, targets, ignore_index, workspace, need_grad):
         device = hidden.device.type
-        mm_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        mm_dtype = (
+            torch.get_autocast_dtype(device)
+            if torch.is_autocast_enabled(device)
+            else hidden.dtype
+        )
         with torch.autocast(device, enabled=False):
             h, w = hidden.to(mm_dtype), weight.to(mm_dtype)
             shape = (h.shape[0], w.shape[0])
-            dtype = torch.promote_types(mm_dtype, torch.float32)  # the softmax runs in float32 at least
-            buf = workspace.take(shape, dtype, hidden.device) if workspace else torch.empty(shape, dtype=dtype, device=hidden.device)
+            dtype = torch.promote_types(
+                mm_dtype, torch.float32
+            )  # the softmax runs in float32 at least
+            buf = (
+                workspace.take(shape, dtype, hidden.device)
+                if workspace
+                else torch.empty(shape, dtype=dtype, device=hidden.device)
+            )
             if mm_dtype == dtype:
                 torch.mm(h, w.t(), out=buf)
             else:
@@ -82,47 +115,90 @@ class LinearCrossEntropy(torch.autograd.Function):
             target_logits = buf.gather(1, safe_targets[:, None]).squeeze(1)
             row_loss = softmax_rows_(buf) - target_logits
             count = keep.sum()
-            loss = (row_loss if every_row else row_loss.masked_fill(~keep, 0)).sum() / count
+            loss = (
+                row_loss if every_row else row_loss.masked_fill(~keep, 0)
+            ).sum() / count
         if not need_grad:
-            if workspace: workspace.give_back(buf)
+            if workspace:
+                workspace.give_back(buf)
             return loss
         buf[torch.arange(shape[0], device=buf.device), safe_targets] -= 1
         if not every_row:
             buf[~keep] = 0
         ctx.save_for_backward(h, w, count)
-        ctx.grad_buf, ctx.workspace, ctx.dtypes = buf, workspace, (hidden.dtype, weight.dtype)
+        ctx.grad_buf, ctx.workspace, ctx.dtypes = (
+            buf,
+            workspace,
+            (hidden.dtype, weight.dtype),
+        )
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
         grad_buf = ctx.grad_buf
         if grad_buf is None:
-            raise RuntimeError("With a workspace, linear_cross_entropy hands its gradient buffer back after the first "
-                               "backward pass; a second one (retain_graph=True) is not supported. Call it without a "
-                               "workspace, or compute the loss from logits (GPTModel: impl='reference').")
+            raise RuntimeError(
+                "With a workspace, linear_cross_entropy hands its gradient buffer back"
+                " after the first backward pass; a second one (retain_graph=True) is"
+                " not supported. Call it without a workspace, or compute the loss from"
+                " logits (GPTModel: impl='reference')."
+            )
         if ctx.workspace:
             ctx.grad_buf = None  # the workspace may hand the buffer to the next loss
         h, w, count = ctx.saved_tensors
-        scale = torch.where(count > 0, grad_loss / count.clamp(min=1), 0.0)  # PyTorch: no counted rows, zero gradient
+        scale = torch.where(
+            count > 0, grad_loss / count.clamp(min=1), 0.0
+        )  # PyTorch: no counted rows, zero gradient
         with torch.autocast(h.device.type, enabled=False):
             g = grad_buf if grad_buf.dtype == h.dtype else grad_buf.to(h.dtype)
-            grad_hidden = (g @ w).mul_(scale).to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
-            grad_weight = (g.t() @ (h * scale.to(h.dtype))).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-        if ctx.workspace: ctx.workspace.give_back(grad_buf)
+            grad_hidden = (
+                (g @ w).mul_(scale).to(ctx.dtypes[0])
+                if ctx.needs_input_grad[0]
+                else None
+            )
+            grad_weight = (
+                (g.t() @ (h * scale.to(h.dtype))).to(ctx.dtypes[1])
+                if ctx.needs_input_grad[1]
+                else None
+            )
+        if ctx.workspace:
+            ctx.workspace.give_back(grad_buf)
         return grad_hidden, grad_weight, None, None, None, None
 
 # %% ../../nbs/05a_fused_loss.ipynb #30897732
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         ignore_index: int = -100, workspace: LogitsWorkspace | None = None) -> torch.Tensor:
-    "`F.cross_entropy(F.linear(hidden, weight).flatten(0, -2), targets.flatten(), ignore_index=ignore_index)`, fused (see above)."
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int = -100,
+    workspace: LogitsWorkspace | None = None,
+) -> torch.Tensor:
+    """`F.cross_entropy(F.linear(hidden, weight).flatten(0, -2), targets.flatten(),
+    ignore_index=ignore_index)`, fused (see above)."""
     if weight.ndim != 2 or hidden.shape[-1:] != weight.shape[1:]:
-        raise ValueError(f"hidden (..., d) and weight (vocab_size, d) must share d; got hidden {tuple(hidden.shape)} "
-                         f"and weight {tuple(weight.shape)}.")
+        raise ValueError(
+            "hidden (..., d) and weight (vocab_size, d) must share d; got hidden"
+            f" {tuple(hidden.shape)} and weight {tuple(weight.shape)}."
+        )
     if not isinstance(targets, torch.Tensor) or targets.shape != hidden.shape[:-1]:
-        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-        raise ValueError(f"targets must have the shape of hidden without its last dimension, "
-                         f"{tuple(hidden.shape[:-1])}; got {got}.")
+        got = (
+            tuple(targets.shape)
+            if isinstance(targets, torch.Tensor)
+            else type(targets).__name__
+        )
+        raise ValueError(
+            "targets must have the shape of hidden without its last dimension, "
+            f"{tuple(hidden.shape[:-1])}; got {got}."
+        )
     check_targets(targets, weight.shape[0], ignore_index)
-    need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    return LinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1),
-                                    ignore_index, workspace, need_grad)
+    need_grad = torch.is_grad_enabled() and (
+        hidden.requires_grad or weight.requires_grad
+    )
+    return LinearCrossEntropy.apply(
+        hidden.reshape(-1, hidden.shape[-1]),
+        weight,
+        targets.reshape(-1),
+        ignore_index,
+        workspace,
+        need_grad,
+    )

@@ -13,8 +13,12 @@ __all__ = ['RMSNorm', 'rope_inv_freq', 'llama3_scale_inv_freq', 'compute_rope_pa
 
 # %% ../../nbs/04c_rmsnorm_rope.ipynb #f7758d3f
 class RMSNorm(nn.Module):
-    "Divide the last dimension by its root mean square (computed in float32), then apply a learned `scale`."
-    def __init__(self, emb_dim: int, eps: float = 1e-6, dtype: torch.dtype | None = None):
+    """Divide the last dimension by its root mean square (computed in float32), then
+    apply a learned `scale`."""
+
+    def __init__(
+        self, emb_dim: int, eps: float = 1e-6, dtype: torch.dtype | None = None
+    ):
         super().__init__()
         self.eps = eps
         self.scale = nn.Parameter(torch.ones(emb_dim, dtype=dtype))
@@ -26,36 +30,55 @@ class RMSNorm(nn.Module):
 
 # %% ../../nbs/04c_rmsnorm_rope.ipynb #df4f0eb3
 def rope_inv_freq(head_dim: int, base: float = 10_000.0) -> torch.Tensor:
-    "The `head_dim // 2` rotation frequencies `base ** (-2i / head_dim)` of RoPE, in radians per token."
+    """The `head_dim // 2` rotation frequencies `base ** (-2i / head_dim)` of RoPE, in
+    radians per token."""
     if head_dim % 2:
-        raise ValueError(f"RoPE rotates pairs of numbers, so head_dim must be even, got {head_dim}.")
+        raise ValueError(
+            f"RoPE rotates pairs of numbers, so head_dim must be even, got {head_dim}."
+        )
     return 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
 
 # %% ../../nbs/04c_rmsnorm_rope.ipynb #29b04734
-def llama3_scale_inv_freq(inv_freq: torch.Tensor, factor: float, low_freq_factor: float,
-                          high_freq_factor: float, original_context_length: int) -> torch.Tensor:
-    "Llama 3's `rope_scaling` of type `llama3`: slow down the low RoPE frequencies, keep the high ones."
-    ratio = original_context_length * inv_freq / (2 * math.pi)    # L / wavelength
+def llama3_scale_inv_freq(
+    inv_freq: torch.Tensor,
+    factor: float,
+    low_freq_factor: float,
+    high_freq_factor: float,
+    original_context_length: int,
+) -> torch.Tensor:
+    """Llama 3's `rope_scaling` of type `llama3`: slow down the low RoPE frequencies,
+    keep the high ones."""
+    ratio = original_context_length * inv_freq / (2 * math.pi)  # L / wavelength
     s = ((ratio - low_freq_factor) / (high_freq_factor - low_freq_factor)).clamp(0, 1)
     return (1 - s) * inv_freq / factor + s * inv_freq
 
 # %% ../../nbs/04c_rmsnorm_rope.ipynb #c40092dc
-def compute_rope_params(head_dim: int, theta_base: float = 10_000.0, context_length: int = 4096,
-                        freq_config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "`(cos, sin)` tables of shape `(context_length, head_dim)`; `freq_config`: Llama 3's `rope_freq`."
+def compute_rope_params(
+    head_dim: int,
+    theta_base: float = 10_000.0,
+    context_length: int = 4096,
+    freq_config: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(cos, sin)` tables of shape `(context_length, head_dim)`; `freq_config`: Llama
+    3's `rope_freq`."""
     inv_freq = rope_inv_freq(head_dim, theta_base)
     if freq_config is not None:
         inv_freq = llama3_scale_inv_freq(inv_freq, **freq_config)
-    angles = torch.arange(context_length, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    angles = (
+        torch.arange(context_length, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    )
     angles = torch.cat((angles, angles), dim=-1)
     return angles.cos(), angles.sin()
 
 # %% ../../nbs/04c_rmsnorm_rope.ipynb #99e3a609
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    "`(x1, x2) -> (-x2, x1)` over the two halves of the last dimension: a quarter turn of every pair."
+    """`(x1, x2) -> (-x2, x1)` over the two halves of the last dimension: a quarter turn
+    of every pair."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
 
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    "Rotate the `(..., num_tokens, head_dim)` queries or keys `x` by the angles whose `cos`, `sin` are given."
+    """Rotate the `(..., num_tokens, head_dim)` queries or keys `x` by the angles whose
+    `cos`, `sin` are given."""
     return (x * cos + rotate_half(x) * sin).to(x.dtype)

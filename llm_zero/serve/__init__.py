@@ -11,4 +11,10 @@ from .page import *
 from .app import *
 from .chat import *
 
-__all__ = [*schemas.__all__, *worker.__all__, *page.__all__, *app.__all__, *chat.__all__]
+__all__ = [
+    *schemas.__all__,
+    *worker.__all__,
+    *page.__all__,
+    *app.__all__,
+    *chat.__all__,
+]

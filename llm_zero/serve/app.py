@@ -23,8 +23,14 @@ from ..core import InputError, LLMZeroError
 from ..train.checkpoint import load_language_model
 from ..model.generation import _context_length
 from .page import CHAT_PAGE
-from .schemas import (APIError, ChatRequest, CompletionRequest, _budget,
-                                    _Sampling, _validation_error)
+from llm_zero.serve.schemas import (
+    APIError,
+    ChatRequest,
+    CompletionRequest,
+    _budget,
+    _Sampling,
+    _validation_error,
+)
 from .worker import ModelWorker, Piece, render_chat
 
 # %% auto #0
@@ -34,23 +40,40 @@ __all__ = ['LOOPBACK_HOSTS', 'MAX_BODY_BYTES', 'Gate', 'create_app', 'running_se
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MAX_BODY_BYTES = 1 << 20
 
+
 def _host_name(header: str) -> str:
     "The host name of a `Host` header, without its port: '[::1]:8000' -> '::1'."
-    if header.startswith("["): return header[1:].partition("]")[0]
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
     return header.rpartition(":")[0] if header.count(":") == 1 else header
+
 
 async def _send_error(send, err: APIError):
     "Answer `err` in OpenAI's shape straight through ASGI."
     body = json.dumps(err.body()).encode()
-    await send({"type": "http.response.start", "status": err.status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
+
 
 class Gate:
     "ASGI middleware: allowed `Host` names only, the API key if set, bodies up to a size."
-    def __init__(self, app, hosts=LOOPBACK_HOSTS, api_key: str | None = None,
-                 max_body: int = MAX_BODY_BYTES):
+
+    def __init__(
+        self,
+        app,
+        hosts=LOOPBACK_HOSTS,
+        api_key: str | None = None,
+        max_body: int = MAX_BODY_BYTES,
+    ):
         self.app, self.api_key, self.max_body = app, api_key, max_body
         self.hosts = {h.lower() for h in hosts}
 
@@ -59,17 +82,24 @@ class Gate:
         headers = dict(scope["headers"])
         host = _host_name(headers.get(b"host", b"").decode("latin-1").lower())
         if "*" not in self.hosts and host not in self.hosts:
-            return APIError(f"This server does not answer to the host name {host!r}; if "
-                            "that is its own name, start it with --allowed-host "
-                            f"{host or 'NAME'}.", param="Host", code="invalid_host")
+            return APIError(
+                f"This server does not answer to the host name {host!r}; if "
+                "that is its own name, start it with --allowed-host "
+                f"{host or 'NAME'}.",
+                param="Host",
+                code="invalid_host",
+            )
         key = f"Bearer {self.api_key}".encode()
         given = headers.get(b"authorization", b"")
         # the chat page itself is public: it asks for the key
         public = scope["path"] == "/"
         if self.api_key and not public and not secrets.compare_digest(given, key):
-            return APIError("Missing or wrong API key: send the key given to --api-key "
-                            "as the header 'Authorization: Bearer KEY'.", 401,
-                            code="invalid_api_key")
+            return APIError(
+                "Missing or wrong API key: send the key given to --api-key "
+                "as the header 'Authorization: Bearer KEY'.",
+                401,
+                code="invalid_api_key",
+            )
         return None
 
     async def _body(self, receive) -> tuple[list[dict], APIError | None]:
@@ -79,42 +109,59 @@ class Gate:
             message = await receive()
             more = message["type"] == "http.request" and message.get("more_body", False)
             size += len(message.get("body", b""))
-            if size <= self.max_body: messages.append(message)
-            elif size > 64 * self.max_body: break  # not worth draining: the socket closes
-        if size <= self.max_body: return messages, None
-        return [], APIError(f"The request body has more than {self.max_body:,} bytes, "
-                            "the most this server accepts; send a shorter prompt.", 413,
-                            code="request_too_large")
+            if size <= self.max_body:
+                messages.append(message)
+            elif size > 64 * self.max_body:
+                break  # not worth draining: the socket closes
+        if size <= self.max_body:
+            return messages, None
+        return [], APIError(
+            f"The request body has more than {self.max_body:,} bytes, "
+            "the most this server accepts; send a shorter prompt.",
+            413,
+            code="request_too_large",
+        )
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http": return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         if (err := self.refusal(scope)) is None:
             messages, err = await self._body(receive)
-        if err is not None: return await _send_error(send, err)
+        if err is not None:
+            return await _send_error(send, err)
         replay = iter(messages)
 
         async def receive_again():  # the body once more, then the client's next messages
             return next(replay, None) or await receive()
+
         await self.app(scope, receive_again, send)
 
 # %% ../../nbs/08c_serve_app.ipynb #f3e19434
 _log = logging.getLogger("llm_zero.serve")
 
+
 def _sse(obj) -> str:
     "One server-sent event carrying `obj` as JSON."
     return f"data: {json.dumps(obj)}\n\n"
 
+
 def _as_api_error(e: Exception) -> APIError:
     "What a failed generation answers: bad input a 400, a bug of ours a 500 (logged)."
-    if isinstance(e, APIError): return e
-    if isinstance(e, LLMZeroError): return APIError(str(e))
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, LLMZeroError):
+        return APIError(str(e))
     _log.error("generation failed", exc_info=e)
     return APIError(f"Internal error: {e!r}", 500, type="server_error")
 
+
 async def _unless_disconnected(request: Request, work):
     "The result of awaiting `work`; None, `work` cancelled, if the client hangs up first."
+
     async def hung_up():
-        while (await request.receive())["type"] != "http.disconnect": pass
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
     job, watch = asyncio.ensure_future(work), asyncio.ensure_future(hung_up())
     await asyncio.wait([job, watch], return_when=asyncio.FIRST_COMPLETED)
     watch.cancel()
@@ -127,48 +174,93 @@ async def _unless_disconnected(request: Request, work):
 def _choice(kind: str, text: str, finish_reason: str | None, stream: bool) -> dict:
     "One entry of a reply's `choices`: a chat message (or delta), or a completion text."
     if kind == "completion":
-        return {"index": 0, "text": text, "logprobs": None,
-                "finish_reason": finish_reason}
+        return {
+            "index": 0,
+            "text": text,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
     if not stream:
-        return {"index": 0, "message": {"role": "assistant", "content": text},
-                "finish_reason": finish_reason}
-    return {"index": 0, "delta": {} if finish_reason else {"content": text},
-            "finish_reason": finish_reason}
+        return {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish_reason,
+        }
+    return {
+        "index": 0,
+        "delta": {} if finish_reason else {"content": text},
+        "finish_reason": finish_reason,
+    }
 
-async def _respond(request: Request, req: _Sampling, ids: list[int], stops: list[str],
-                   max_tokens: int, kind: str, name: str):
+
+async def _respond(
+    request: Request,
+    req: _Sampling,
+    ids: list[int],
+    stops: list[str],
+    max_tokens: int,
+    kind: str,
+    name: str,
+):
     "The reply to a checked request: a JSON body, or with `req.stream` an event stream."
-    job = request.app.state.worker.pieces(prompt_ids=ids, max_tokens=max_tokens,
-                                          temperature=req.temperature, top_p=req.top_p,
-                                          stop=stops, seed=req.seed)
-    head = {"id": f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{secrets.token_hex(12)}",
-            "object": "chat.completion" if kind == "chat" else "text_completion",
-            "created": int(time.time()), "model": name}
+    job = request.app.state.worker.pieces(
+        prompt_ids=ids,
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=stops,
+        seed=req.seed,
+    )
+    head = {
+        "id": f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{secrets.token_hex(12)}",
+        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "created": int(time.time()),
+        "model": name,
+    }
 
     def usage(p: Piece):
-        return {"prompt_tokens": len(ids), "completion_tokens": p.tokens,
-                "total_tokens": len(ids) + p.tokens}
+        return {
+            "prompt_tokens": len(ids),
+            "completion_tokens": p.tokens,
+            "total_tokens": len(ids) + p.tokens,
+        }
 
     if not req.stream:
-        async def collect(): return [p async for p in job]
-        try: got = await _unless_disconnected(request, collect())
-        except Exception as e: raise _as_api_error(e) from None
-        finally: job.cancel()
-        if got is None: return Response(status_code=499)  # nobody is left to read it
+
+        async def collect():
+            return [p async for p in job]
+
+        try:
+            got = await _unless_disconnected(request, collect())
+        except Exception as e:
+            raise _as_api_error(e) from None
+        finally:
+            job.cancel()
+        if got is None:
+            return Response(status_code=499)  # nobody is left to read it
         text = "".join(p.text for p in got)
-        return {**head, "choices": [_choice(kind, text, got[-1].finish_reason, False)],
-                "usage": usage(got[-1])}
+        return {
+            **head,
+            "choices": [_choice(kind, text, got[-1].finish_reason, False)],
+            "usage": usage(got[-1]),
+        }
 
     chunk = {**head, "object": head["object"] + ".chunk"} if kind == "chat" else head
+
     async def events():
         try:
             if kind == "chat":
-                first = {"index": 0, "delta": {"role": "assistant", "content": ""},
-                         "finish_reason": None}
+                first = {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "finish_reason": None,
+                }
                 yield _sse({**chunk, "choices": [first]})
             async for p in job:
                 if p.text:
-                    yield _sse({**chunk, "choices": [_choice(kind, p.text, None, True)]})
+                    yield _sse(
+                        {**chunk, "choices": [_choice(kind, p.text, None, True)]}
+                    )
                 if p.finish_reason is not None:
                     end = _choice(kind, "", p.finish_reason, True)
                     yield _sse({**chunk, "choices": [end]})
@@ -179,12 +271,15 @@ async def _respond(request: Request, req: _Sampling, ids: list[int], stops: list
             yield _sse(_as_api_error(e).body())
         finally:
             job.cancel()
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 # %% ../../nbs/08c_serve_app.ipynb #de710248
 def _openai_errors(app: FastAPI):
     "Answer every error in OpenAI's shape, FastAPI's own (404, 405, bad bodies) too."
+
     @app.exception_handler(APIError)
     async def api_error(request, exc: APIError):
         return JSONResponse(exc.body(), status_code=exc.status)
@@ -196,25 +291,37 @@ def _openai_errors(app: FastAPI):
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
         method, path = request.method, request.url.path
-        what = {404: f"Unknown URL ({method} {path}); see GET /v1/models",
-                405: f"{method} is not allowed on {path}"}
+        what = {
+            404: f"Unknown URL ({method} {path}); see GET /v1/models",
+            405: f"{method} is not allowed on {path}",
+        }
         what = what.get(exc.status_code, str(exc.detail))
         code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code)
         return await api_error(request, APIError(what, exc.status_code, code=code))
 
     @app.exception_handler(Exception)
     async def server_error(request, exc: Exception):  # uvicorn still logs the traceback
-        return await api_error(request, APIError(f"Internal error: {exc!r}", 500,
-                                                 type="server_error"))
+        return await api_error(
+            request, APIError(f"Internal error: {exc!r}", 500, type="server_error")
+        )
+
 
 def _max_token_bytes(tok) -> int:
     "The most UTF-8 bytes a token stands for: a text with more per token cannot fit."
     return max(len(tok.decode([i]).encode()) for i in range(tok.vocab_size))
 
 # %% ../../nbs/08c_serve_app.ipynb #ddcdb251
-def create_app(model, tok, name: str, prompt_format: str | None = None, *,
-               allowed_hosts=LOOPBACK_HOSTS, api_key: str | None = None,
-               max_body: int = MAX_BODY_BYTES, max_queue: int = 64) -> FastAPI:
+def create_app(
+    model,
+    tok,
+    name: str,
+    prompt_format: str | None = None,
+    *,
+    allowed_hosts=LOOPBACK_HOSTS,
+    api_key: str | None = None,
+    max_body: int = MAX_BODY_BYTES,
+    max_queue: int = 64,
+) -> FastAPI:
     "An OpenAI-compatible FastAPI app serving `model` (tokenizer `tok`) as `name`."
     context, created = _context_length(model), int(time.time())
     max_chars = context * _max_token_bytes(tok)
@@ -230,28 +337,46 @@ def create_app(model, tok, name: str, prompt_format: str | None = None, *,
     _openai_errors(app)
 
     def card():
-        return {"id": name, "object": "model", "created": created, "owned_by": "llm-zero"}
+        return {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "llm-zero",
+        }
 
     def check_model(model_id: str):
         if model_id != name:
-            raise APIError(f"The model {model_id!r} does not exist; this server serves "
-                           f"{name!r} (see GET /v1/models).", 404, param="model",
-                           code="model_not_found")
+            raise APIError(
+                f"The model {model_id!r} does not exist; this server serves "
+                f"{name!r} (see GET /v1/models).",
+                404,
+                param="model",
+                code="model_not_found",
+            )
 
     async def encode(text: str, param: str) -> list[int]:
         "Token ids of request text, special tokens' text as plain text, off the loop."
-        if len(text) > max_chars:  # cannot fit: refuse before spending time tokenizing it
-            raise APIError(f"This model's maximum context length is {context} tokens and "
-                           f"the {param} has {len(text):,} characters, more than that "
-                           "many tokens can hold; shorten it.", param=param,
-                           code="context_length_exceeded")
-        try: ids = await asyncio.to_thread(tok.encode_ordinary, text)
-        except ValueError as e: raise APIError(str(e), param=param) from None
-        if not ids: raise APIError(f"The {param} is empty; give some text.", param=param)
+        if (
+            len(text) > max_chars
+        ):  # cannot fit: refuse before spending time tokenizing it
+            raise APIError(
+                f"This model's maximum context length is {context} tokens and "
+                f"the {param} has {len(text):,} characters, more than that "
+                "many tokens can hold; shorten it.",
+                param=param,
+                code="context_length_exceeded",
+            )
+        try:
+            ids = await asyncio.to_thread(tok.encode_ordinary, text)
+        except ValueError as e:
+            raise APIError(str(e), param=param) from None
+        if not ids:
+            raise APIError(f"The {param} is empty; give some text.", param=param)
         return ids
 
     @app.get("/v1/models")
-    async def list_models(): return {"object": "list", "data": [card()]}
+    async def list_models():
+        return {"object": "list", "data": [card()]}
 
     @app.get("/v1/models/{model_id}")
     async def get_model(model_id: str):
@@ -265,39 +390,58 @@ def create_app(model, tok, name: str, prompt_format: str | None = None, *,
         ids = await encode(req.prompt, "prompt") if text else req.prompt
         max_tokens = _budget(len(ids), req.max_tokens, 16, context)
         if not ids or not all(0 <= i < tok.vocab_size for i in ids):
-            raise APIError("prompt token ids must be a non-empty list of ids in "
-                           f"[0, {tok.vocab_size}).", param="prompt")
-        return await _respond(request, req, ids, req.stop, max_tokens, "completion",
-                              name)
+            raise APIError(
+                "prompt token ids must be a non-empty list of ids in "
+                f"[0, {tok.vocab_size}).",
+                param="prompt",
+            )
+        return await _respond(
+            request, req, ids, req.stop, max_tokens, "completion", name
+        )
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
         check_model(req.model)
-        prompt, stops = render_chat([m.model_dump() for m in req.messages], prompt_format)
+        prompt, stops = render_chat(
+            [m.model_dump() for m in req.messages], prompt_format
+        )
         ids = await encode(prompt, "messages")
-        max_tokens = _budget(len(ids), req.max_completion_tokens or req.max_tokens, None,
-                             context, "messages")
+        max_tokens = _budget(
+            len(ids),
+            req.max_completion_tokens or req.max_tokens,
+            None,
+            context,
+            "messages",
+        )
         stops += req.stop
         return await _respond(request, req, ids, stops, max_tokens, "chat", name)
 
     @app.get("/", response_class=HTMLResponse)
-    async def chat_page(): return CHAT_PAGE
+    async def chat_page():
+        return CHAT_PAGE
 
     return app
 
 # %% ../../nbs/08c_serve_app.ipynb #84700a9c
 @contextlib.contextmanager
-def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float = 60):
-    "Serve `app` with uvicorn in a background thread; yields its base URL and stops it on exit."
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+def running_server(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float = 60
+):
+    """Serve `app` with uvicorn in a background thread; yields its base URL and stops it
+    on exit."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError(f"uvicorn did not start on {host}:{port} within {timeout} s; "
-                               "see its log above.")
+            raise RuntimeError(
+                f"uvicorn did not start on {host}:{port} within {timeout} s; "
+                "see its log above."
+            )
         time.sleep(0.01)
     bound_host, bound_port = server.servers[0].sockets[0].getsockname()[:2]
     try:
@@ -312,8 +456,12 @@ def load_served(checkpoint, name: str | None = None, device="cpu"):
     model, tok, meta = load_language_model(checkpoint, device)
     path = Path(checkpoint).resolve()
     path = path.parent if path.is_file() else path
-    if name is None:  # the run folder's name, also when given a checkpoint folder inside it
-        name = path.parent.parent.name if path.parent.name == "checkpoints" else path.name
+    if (
+        name is None
+    ):  # the run folder's name, also when given a checkpoint folder inside it
+        name = (
+            path.parent.parent.name if path.parent.name == "checkpoints" else path.name
+        )
     return model, tok, name, meta.get("prompt_format")
 
 # %% ../../nbs/08c_serve_app.ipynb #4dd670c8
@@ -323,20 +471,33 @@ def _bind(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as e:
-        raise InputError(f"Cannot listen on {host!r} ({e.strerror or e}); give --host an "
-                         "address of this machine, such as 127.0.0.1.") from None
+        raise InputError(
+            f"Cannot listen on {host!r} ({e.strerror or e}); give --host an "
+            "address of this machine, such as 127.0.0.1."
+        ) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise InputError(f"Cannot listen on {host}:{port} ({e.strerror or e}); choose "
-                         "another --port, or stop the program that uses it.") from None
+        raise InputError(
+            f"Cannot listen on {host}:{port} ({e.strerror or e}); choose "
+            "another --port, or stop the program that uses it."
+        ) from None
     return sock
 
-def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
-          device="cpu", *, allowed_hosts=(), api_key: str | None = None,
-          max_queue: int = 64) -> None:
+
+def serve(
+    checkpoint,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str | None = None,
+    device="cpu",
+    *,
+    allowed_hosts=(),
+    api_key: str | None = None,
+    max_queue: int = 64,
+) -> None:
     "Serve `checkpoint` on `host`:`port` until interrupted (what `llm-zero serve` runs)."
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InputError(f"The port must be an integer in 0..65535, got {port!r}.")
@@ -345,14 +506,24 @@ def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, name: str | Non
         model, tok, name, fmt = load_served(checkpoint, name, device)
         own = [] if host in ("0.0.0.0", "::") else [host]  # a wildcard is no host name
         hosts = [*LOOPBACK_HOSTS, *own, *allowed_hosts]
-        app = create_app(model, tok, name, fmt, allowed_hosts=hosts, api_key=api_key,
-                         max_queue=max_queue)
+        app = create_app(
+            model,
+            tok,
+            name,
+            fmt,
+            allowed_hosts=hosts,
+            api_key=api_key,
+            max_queue=max_queue,
+        )
         port = sock.getsockname()[1]
         what = fmt or "a base model: chat turns as a plain transcript"
-        print(f"Serving {name} ({what}) on "
-              f"http://{host}:{port}: chat page at /, OpenAI API under /v1"
-              f"{', API key required' if api_key else ''}; host names "
-              f"{', '.join(dict.fromkeys(hosts))}. Ctrl+C stops.", flush=True)
+        print(
+            f"Serving {name} ({what}) on "
+            f"http://{host}:{port}: chat page at /, OpenAI API under /v1"
+            f"{', API key required' if api_key else ''}; host names "
+            f"{', '.join(dict.fromkeys(hosts))}. Ctrl+C stops.",
+            flush=True,
+        )
         config = uvicorn.Config(app, host=host, port=port, log_level="info")
         uvicorn.Server(config).run(sockets=[sock])
     finally:

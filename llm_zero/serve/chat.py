@@ -21,61 +21,99 @@ def _longest_tail(text: str, fits: Callable[[str], bool]) -> str:
     lo, hi = 0, len(text)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if fits(text[len(text) - mid:]): lo = mid
-        else: hi = mid - 1
-    return text[len(text) - lo:]
+        if fits(text[len(text) - mid :]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[len(text) - lo :]
 
-def chat_prompt(tok, instruction: str, input_text: str = "", room: int | None = None,
-                preamble: bool = True) -> tuple[list[int], int]:
+
+def chat_prompt(
+    tok,
+    instruction: str,
+    input_text: str = "",
+    room: int | None = None,
+    preamble: bool = True,
+) -> tuple[list[int], int]:
     """Token ids of the Alpaca prompt for `instruction` (and `input_text`) in at most
     `room` tokens, and how many characters were cut to fit: the template stays whole, the
     instruction (then the input) loses its beginning."""
+
     def ids(ins: str, inp: str) -> list[int]:
         text = format_input({"instruction": ins, "input": inp}) + RESPONSE_HEADING
-        return tok.encode_ordinary(text if preamble else text.removeprefix(PREAMBLE).lstrip())
+        return tok.encode_ordinary(
+            text if preamble else text.removeprefix(PREAMBLE).lstrip()
+        )
+
     def fits(ins: str, inp: str) -> bool:
         return room is None or len(ids(ins, inp)) <= room
-    if fits(instruction, input_text): return ids(instruction, input_text), 0
+
+    if fits(instruction, input_text):
+        return ids(instruction, input_text), 0
     if not fits("", ""):
-        raise InputError(f"The model's context leaves {room} tokens for the prompt, too "
-                         "few for the instruction template alone; use a model with a "
-                         "longer context.")
+        raise InputError(
+            f"The model's context leaves {room} tokens for the prompt, too "
+            "few for the instruction template alone; use a model with a "
+            "longer context."
+        )
     if fits("", input_text):
         ins, inp = _longest_tail(instruction, lambda s: fits(s, input_text)), input_text
-    else: ins, inp = "", _longest_tail(input_text, lambda s: fits("", s))
+    else:
+        ins, inp = "", _longest_tail(input_text, lambda s: fits("", s))
     return ids(ins, inp), len(instruction) + len(input_text) - len(ins) - len(inp)
 
 # %% ../../nbs/08d_chat.ipynb #f998c898
 STOP = "\n\n### Instruction:"  # where a model that learned the template starts a turn
 
-def chat_stream(model, tok, instruction: str, input_text: str = "",
-                max_tokens: int = 256,
-                warn: Callable[[str], None] = lambda msg: None) -> Iterator[str]:
+
+def chat_stream(
+    model,
+    tok,
+    instruction: str,
+    input_text: str = "",
+    max_tokens: int = 256,
+    warn: Callable[[str], None] = lambda msg: None,
+) -> Iterator[str]:
     "The greedy answer to `instruction`, piece by piece; `warn` hears of a cut prompt."
     context = _context_length(model)
-    # the answer keeps at least a quarter of the context when the prompt must be cut, unless
-    # the template alone needs more: a short-context model then answers in what is left
+    # the answer keeps at least a quarter of the context when the prompt must be cut,
+    # unless the template alone needs more: a short-context model then answers in what
+    # is left
     room = context - min(max_tokens, context // 4)
-    try: ids, cut = chat_prompt(tok, instruction, input_text, room)
+    try:
+        ids, cut = chat_prompt(tok, instruction, input_text, room)
     except InputError:
-        try: ids, cut = chat_prompt(tok, instruction, input_text, context - 1)
+        try:
+            ids, cut = chat_prompt(tok, instruction, input_text, context - 1)
         except InputError:  # shorter still: the headings stay, the preamble goes
-            ids, cut = chat_prompt(tok, instruction, input_text, context - 1, preamble=False)
-            warn(f"The model's context of {context} tokens cannot hold the prompt's preamble; "
-                 "it was left out (the instruction and response headings were kept).")
-    if cut: warn(f"The instruction was {cut:,} characters too long for the model's "
-                 f"context of {context} tokens; its beginning was left out (the template "
-                 "was kept).")
-    pieces = completion_pieces(model, tok, ids, min(max_tokens, context - len(ids)),
-                               temperature=0, stop=[STOP])
+            ids, cut = chat_prompt(
+                tok, instruction, input_text, context - 1, preamble=False
+            )
+            warn(
+                f"The model's context of {context} tokens cannot hold the prompt's"
+                " preamble; it was left out (the instruction and response headings"
+                " were kept)."
+            )
+    if cut:
+        warn(
+            f"The instruction was {cut:,} characters too long for the model's "
+            f"context of {context} tokens; its beginning was left out (the template "
+            "was kept)."
+        )
+    pieces = completion_pieces(
+        model, tok, ids, min(max_tokens, context - len(ids)), temperature=0, stop=[STOP]
+    )
     started = False
     for p in pieces:
         text = p.text if started else p.text.lstrip()  # the answer starts at a word
         started = started or bool(text)
-        if text: yield text
+        if text:
+            yield text
 
-def chat_reply(model, tok, instruction: str, input_text: str = "",
-               max_new_tokens: int = 256) -> str:
+
+def chat_reply(
+    model, tok, instruction: str, input_text: str = "", max_new_tokens: int = 256
+) -> str:
     "The model's whole answer to one instruction in the Alpaca format."
     pieces = chat_stream(model, tok, instruction, input_text, max_new_tokens)
     return "".join(pieces).strip()
@@ -83,23 +121,34 @@ def chat_reply(model, tok, instruction: str, input_text: str = "",
 # %% ../../nbs/08d_chat.ipynb #5034a8a0
 def check_instruction_tuned(meta: dict, checkpoint) -> None:
     "Refuse a checkpoint whose meta does not say it learned the Alpaca template."
-    if meta.get("prompt_format") == "alpaca": return
+    if meta.get("prompt_format") == "alpaca":
+        return
     task = meta.get("task", "pretrain")
-    raise InputError(f"{checkpoint} was not instruction-tuned (it was trained by "
-                     f"{task!r}, with no prompt format), so it cannot chat; fine-tune it "
-                     f"with `llm-zero finetune instruct` (model.base={checkpoint}), or "
-                     "continue text with `llm-zero generate`.")
+    raise InputError(
+        f"{checkpoint} was not instruction-tuned (it was trained by "
+        f"{task!r}, with no prompt format), so it cannot chat; fine-tune it "
+        f"with `llm-zero finetune instruct` (model.base={checkpoint}), or "
+        "continue text with `llm-zero generate`."
+    )
 
-def run_chat(checkpoint, prompt: str | None = None, input_text: str = "",
-         max_tokens: int = 256) -> int:
+
+def run_chat(
+    checkpoint, prompt: str | None = None, input_text: str = "", max_tokens: int = 256
+) -> int:
     "What `llm-zero chat` runs: answer `prompt` or each line of stdin, to stdout."
     if prompt is not None and not prompt.strip():
         raise InputError("The --prompt is empty; give an instruction to answer.")
     model, tok, meta = load_language_model(checkpoint)
     check_instruction_tuned(meta, checkpoint)
-    def warn(msg): print(f"llm-zero chat: {msg}", file=sys.stderr, flush=True)
-    asks = [(prompt, input_text)] if prompt is not None else (
-        (line.strip(), "") for line in sys.stdin if line.strip())
+
+    def warn(msg):
+        print(f"llm-zero chat: {msg}", file=sys.stderr, flush=True)
+
+    asks = (
+        [(prompt, input_text)]
+        if prompt is not None
+        else ((line.strip(), "") for line in sys.stdin if line.strip())
+    )
     for instruction, inp in asks:
         for text in chat_stream(model, tok, instruction, inp, max_tokens, warn):
             sys.stdout.write(text)

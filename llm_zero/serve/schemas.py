@@ -16,25 +16,51 @@ __all__ = ['UNSUPPORTED', 'APIError', 'CompletionRequest', 'ChatMessage', 'ChatR
 # %% ../../nbs/08_serve.ipynb #3539149a
 class APIError(LLMZeroError, ValueError):
     "A refused request: its HTTP `status` and OpenAI's error `type`, `param` and `code`."
-    def __init__(self, message: str, status: int = 400, param: str | None = None,
-                 code: str | None = None, type: str = "invalid_request_error"):
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ):
         super().__init__(message)
         self.status, self.param, self.code, self.type = status, param, code, type
 
     def body(self) -> dict:
         "The JSON body of the error response."
-        return {"error": {"message": str(self), "type": self.type, "param": self.param,
-                          "code": self.code}}
+        return {
+            "error": {
+                "message": str(self),
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 # %% ../../nbs/08_serve.ipynb #dd59123f
-# OpenAI request fields this server does not implement, with the values that mean "off"; clients
-# often send them switched off, which is fine, but one switched on must not be silently ignored.
-UNSUPPORTED = {"presence_penalty": (0,), "frequency_penalty": (0,), "logit_bias": ({},),
-               "logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,), "best_of": (1,),
-               "suffix": ("",), "tools": ([],), "response_format": ({"type": "text"},)}
+# OpenAI request fields this server does not implement, with the values that mean "off";
+# clients often send them switched off, which is fine, but one switched on must not be
+# silently ignored.
+UNSUPPORTED = {
+    "presence_penalty": (0,),
+    "frequency_penalty": (0,),
+    "logit_bias": ({},),
+    "logprobs": (False, 0),
+    "top_logprobs": (0,),
+    "echo": (False,),
+    "best_of": (1,),
+    "suffix": ("",),
+    "tools": ([],),
+    "response_format": ({"type": "text"},),
+}
+
 
 class _Sampling(BaseModel):
-    "The fields both generation endpoints share; other fields are ignored, see `UNSUPPORTED`."
+    """The fields both generation endpoints share; other fields are ignored, see
+    `UNSUPPORTED`."""
+
     model_config = ConfigDict(extra="ignore")
     model: str
     max_tokens: int | None = Field(None, ge=1)
@@ -50,28 +76,41 @@ class _Sampling(BaseModel):
     @classmethod
     def _supported(cls, data):
         for key, off in UNSUPPORTED.items():
-            if isinstance(data, dict) and data.get(key) is not None and data[key] not in off:
-                raise ValueError(f"{key}={data[key]!r} is not supported by this server; leave it out")
+            if (
+                isinstance(data, dict)
+                and data.get(key) is not None
+                and data[key] not in off
+            ):
+                raise ValueError(
+                    f"{key}={data[key]!r} is not supported by this server; leave it out"
+                )
         return data
 
     @field_validator("stop")
     @classmethod
     def _stops(cls, v):
         v = [v] if isinstance(v, str) else (v or [])
-        if len(v) > 4 or not all(v): raise ValueError("stop takes up to 4 non-empty strings")
+        if len(v) > 4 or not all(v):
+            raise ValueError("stop takes up to 4 non-empty strings")
         return v
+
 
 class CompletionRequest(_Sampling):
     "The body of `POST /v1/completions`."
+
     prompt: str | list[int]
+
 
 class ChatMessage(BaseModel):
     "One chat turn."
+
     role: Literal["system", "user", "assistant"]
     content: str
 
+
 class ChatRequest(_Sampling):
     "The body of `POST /v1/chat/completions`."
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
 
@@ -81,24 +120,40 @@ def _validation_error(exc: RequestValidationError) -> APIError:
     err = exc.errors()[0]
     if err["type"] == "json_invalid":
         why = err.get("ctx", {}).get("error", err["msg"])
-        return APIError(f"The request body is not valid JSON ({why}); send a JSON object.",
-                        code="invalid_json")
+        return APIError(
+            f"The request body is not valid JSON ({why}); send a JSON object.",
+            code="invalid_json",
+        )
     loc = [str(p) for p in err["loc"][1:]]
     param = loc[0] if loc else None
     return APIError(f"{'.'.join(loc) or 'body'}: {err['msg']}.", param=param)
 
-def _budget(n_prompt: int, max_tokens: int | None, default: int | None, context: int,
-            param: str = "prompt") -> int:
-    "The number of tokens to generate, or an error if prompt and answer cannot fit in `context`."
+
+def _budget(
+    n_prompt: int,
+    max_tokens: int | None,
+    default: int | None,
+    context: int,
+    param: str = "prompt",
+) -> int:
+    """The number of tokens to generate, or an error if prompt and answer cannot fit in
+    `context`."""
     if n_prompt >= context:
-        raise APIError(f"This model's maximum context length is {context} tokens and the prompt "
-                       f"has {n_prompt}; shorten the prompt.", param=param,
-                       code="context_length_exceeded")
+        raise APIError(
+            f"This model's maximum context length is {context} tokens and the prompt "
+            f"has {n_prompt}; shorten the prompt.",
+            param=param,
+            code="context_length_exceeded",
+        )
     room = context - n_prompt
-    if max_tokens is None: return min(default or room, room)
+    if max_tokens is None:
+        return min(default or room, room)
     if max_tokens > room:
-        raise APIError(f"This model's maximum context length is {context} tokens; you requested "
-                       f"{n_prompt + max_tokens} ({n_prompt} in the prompt, {max_tokens} for the "
-                       f"completion). Lower max_tokens to at most {room} or shorten the prompt.",
-                       param="max_tokens", code="context_length_exceeded")
+        raise APIError(
+            f"This model's maximum context length is {context} tokens; you requested "
+            f"{n_prompt + max_tokens} ({n_prompt} in the prompt, {max_tokens} for the "
+            f"completion). Lower max_tokens to at most {room} or shorten the prompt.",
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
     return max_tokens

@@ -21,29 +21,42 @@ from .schemas import APIError
 __all__ = ['render_chat', 'Piece', 'text_pieces', 'completion_pieces', 'Job', 'ModelWorker']
 
 # %% ../../nbs/08a_serve_worker.ipynb #edc2c91a
-def render_chat(messages: list[dict], prompt_format: str | None = None) -> tuple[str, list[str]]:
-    "The prompt text for chat `messages` in `prompt_format`, and the stop strings ending a reply."
+def render_chat(
+    messages: list[dict], prompt_format: str | None = None
+) -> tuple[str, list[str]]:
+    """The prompt text for chat `messages` in `prompt_format`, and the stop strings
+    ending a reply."""
     if not messages or messages[-1]["role"] != "user":
-        raise APIError("messages must end with a user turn: the model answers the last user "
-                       "message.", param="messages")
+        raise APIError(
+            "messages must end with a user turn: the model answers the last user "
+            "message.",
+            param="messages",
+        )
     if prompt_format == "alpaca":
         system = [m["content"] for m in messages if m["role"] == "system"]
         text = "\n\n".join(system) if system else PREAMBLE
         for m in messages:
-            if m["role"] == "user": text += f"\n\n### Instruction:\n{m['content']}"
-            elif m["role"] == "assistant": text += RESPONSE_HEADING + m["content"]
+            if m["role"] == "user":
+                text += f"\n\n### Instruction:\n{m['content']}"
+            elif m["role"] == "assistant":
+                text += RESPONSE_HEADING + m["content"]
         return text + RESPONSE_HEADING, ["\n\n### Instruction:"]
     if prompt_format is not None:
-        raise ValueError(f"Unknown prompt format {prompt_format!r}; known: 'alpaca' or None.")
+        raise ValueError(
+            f"Unknown prompt format {prompt_format!r}; known: 'alpaca' or None."
+        )
     text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
     return text + "Assistant:", ["\nUser:"]
 
 # %% ../../nbs/08a_serve_worker.ipynb #addae489
 class Piece(NamedTuple):
-    "New text for the client, tokens generated so far, and on the last piece why it ended."
+    """New text for the client, tokens generated so far, and on the last piece why it
+    ended."""
+
     text: str
     tokens: int
     finish_reason: str | None = None
+
 
 def _held_back(text: str, stops: Iterable[str]) -> int:
     "Length of the longest end of `text` that is the beginning of a stop string."
@@ -55,40 +68,62 @@ def _held_back(text: str, stops: Iterable[str]) -> int:
                 break
     return best
 
-def text_pieces(tok, token_ids: Iterable[int], max_tokens: int,
-                stops: Iterable[str] = ()) -> Iterator[Piece]:
-    "Decode a stream of token ids into `Piece`s, ending at the first of `stops` or the stream's end."
+
+def text_pieces(
+    tok, token_ids: Iterable[int], max_tokens: int, stops: Iterable[str] = ()
+) -> Iterator[Piece]:
+    """Decode a stream of token ids into `Piece`s, ending at the first of `stops` or the
+    stream's end."""
     stops, ids, sent = [s for s in stops if s], [], 0
     for t in token_ids:
         ids.append(int(t))
         text = tok.decode(ids)
-        if text.endswith("\ufffd"): continue  # part of a multi-byte character: wait for the rest
+        if text.endswith("\ufffd"):
+            continue  # part of a multi-byte character: wait for the rest
         hits = [i for i in (text.find(s, sent) for s in stops) if i >= 0]
         if hits:
-            yield Piece(text[sent:min(hits)], len(ids), "stop")
+            yield Piece(text[sent : min(hits)], len(ids), "stop")
             return
         keep = len(text) - _held_back(text, stops)
         if keep > sent:
             yield Piece(text[sent:keep], len(ids))
             sent = keep
-    yield Piece(tok.decode(ids)[sent:], len(ids), "length" if len(ids) >= max_tokens else "stop")
+    yield Piece(
+        tok.decode(ids)[sent:], len(ids), "length" if len(ids) >= max_tokens else "stop"
+    )
 
 # %% ../../nbs/08a_serve_worker.ipynb #21bca3fd
-def completion_pieces(model, tok, prompt_ids: list[int], max_tokens: int,
-                      temperature: float = 1.0, top_p: float | None = None,
-                      stop: Iterable[str] = (), seed: int | None = None) -> Iterator[Piece]:
+def completion_pieces(
+    model,
+    tok,
+    prompt_ids: list[int],
+    max_tokens: int,
+    temperature: float = 1.0,
+    top_p: float | None = None,
+    stop: Iterable[str] = (),
+    seed: int | None = None,
+) -> Iterator[Piece]:
     "The `Piece`s of `model`'s continuation of `prompt_ids` (see `text_pieces`)."
     device = next(model.parameters()).device
     gen = torch.Generator(device=device)
     gen.manual_seed(secrets.randbits(63) if seed is None else seed)
-    steps = generate_stream(model, torch.tensor([prompt_ids], device=device), max_tokens,
-                            _context_length(model), temperature, top_p=top_p,
-                            eos_id=tok.eos_id, use_cache=True, generator=gen)
+    steps = generate_stream(
+        model,
+        torch.tensor([prompt_ids], device=device),
+        max_tokens,
+        _context_length(model),
+        temperature,
+        top_p=top_p,
+        eos_id=tok.eos_id,
+        use_cache=True,
+        generator=gen,
+    )
     return text_pieces(tok, (t.item() for t in steps), max_tokens, stop)
 
 # %% ../../nbs/08a_serve_worker.ipynb #ca759447
 class Job:
     "A job queued on a `ModelWorker`: `async for` its pieces; `cancel()` drops it."
+
     def __init__(self, kwargs: dict):
         self.kwargs, self.cancelled = kwargs, threading.Event()
         self._loop, self._results = asyncio.get_running_loop(), asyncio.Queue()
@@ -98,25 +133,31 @@ class Job:
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens
             self._loop.call_soon_threadsafe(self._results.put_nowait, item)
 
-    def cancel(self): self.cancelled.set()
+    def cancel(self):
+        self.cancelled.set()
 
     async def __aiter__(self):
         try:
             while True:
                 item = await self._results.get()
-                if isinstance(item, Exception): raise item
+                if isinstance(item, Exception):
+                    raise item
                 yield item
-                if item.finish_reason is not None: return
+                if item.finish_reason is not None:
+                    return
         finally:  # the request ended, or its client hung up: the worker drops the job
             self.cancel()
 
+
 class ModelWorker:
     "Runs `completion_pieces` jobs on one model in its own thread, one job at a time."
+
     def __init__(self, model, tok, max_queue: int = 64):
         self.model, self.tok, self.max_queue = model, tok, max_queue
         self._jobs, self._lock, self._pending = queue.SimpleQueue(), threading.Lock(), 0
-        self._thread = threading.Thread(target=self._run, name="llm-zero-model",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="llm-zero-model", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -127,23 +168,30 @@ class ModelWorker:
     def _run(self):
         while (job := self._jobs.get()) is not None:
             try:
-                if job.cancelled.is_set(): continue  # its client hung up while it waited
+                if job.cancelled.is_set():
+                    continue  # its client hung up while it waited
                 for piece in completion_pieces(self.model, self.tok, **job.kwargs):
-                    if job.cancelled.is_set(): break
+                    if job.cancelled.is_set():
+                        break
                     job.emit(piece)
             except Exception as e:  # the request answers it, in OpenAI's shape
                 job.emit(e)
             finally:
-                with self._lock: self._pending -= 1
+                with self._lock:
+                    self._pending -= 1
 
     def pieces(self, **kwargs) -> Job:
         "Queue a job (`completion_pieces`'s arguments), unless `max_queue` jobs wait."
         with self._lock:
             if self._pending >= self.max_queue:
-                raise APIError(f"The server is busy: {self._pending} requests are queued "
-                               f"or running (--max-queue {self.max_queue}); try again "
-                               "shortly.", 503, code="server_overloaded",
-                               type="server_error")
+                raise APIError(
+                    f"The server is busy: {self._pending} requests are queued "
+                    f"or running (--max-queue {self.max_queue}); try again "
+                    "shortly.",
+                    503,
+                    code="server_overloaded",
+                    type="server_error",
+                )
             self._pending += 1
         job = Job(kwargs)
         self._jobs.put(job)

@@ -26,36 +26,102 @@ __all__ = ['PATTERNS', 'resolve_pattern', 'compile_pattern', 'count_pairs', 'mer
 
 # %% ../../nbs/02a_bpe.ipynb #3a7ed79e
 PATTERNS: dict[str, str] = {
-    "gpt2": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s""",
-    "cl100k": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    "gpt2": (
+        r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+    ),
+    "cl100k": (
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+    ),
 }
 
+
 def resolve_pattern(pattern: str) -> str:
-    "The regex for a built-in pattern name ('gpt2', 'cl100k'), or `pattern` itself if it compiles."
-    if pattern in PATTERNS: return PATTERNS[pattern]
+    """The regex for a built-in pattern name ('gpt2', 'cl100k'), or `pattern` itself if
+    it compiles."""
+    if pattern in PATTERNS:
+        return PATTERNS[pattern]
     if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a regex string or one of {sorted(PATTERNS)}, not {type(pattern).__name__}")
-    try: compile_pattern(pattern)
+        raise TypeError(
+            f"pattern must be a regex string or one of {sorted(PATTERNS)}, not"
+            f" {type(pattern).__name__}"
+        )
+    try:
+        compile_pattern(pattern)
     except regex.error as e:
-        raise ValueError(f"pattern {pattern!r} is not a valid regex ({e}); use one of {sorted(PATTERNS)} "
-                         f"or a pattern the `regex` package accepts") from None
+        raise ValueError(
+            f"pattern {pattern!r} is not a valid regex ({e}); use one of"
+            f" {sorted(PATTERNS)} or a pattern the `regex` package accepts"
+        ) from None
     return pattern
 
 # %% ../../nbs/02a_bpe.ipynb #1c7d9c4f
-_UNICODE_17_ONLY = {  # code point ranges of the \p{L} and \p{N} characters tiktoken's engine does not know
+# code point ranges of the \p{L} and \p{N} characters tiktoken's engine does not know
+_UNICODE_17_ONLY = {
     "L": [
-        (0x558, 0x558), (0x58B, 0x58C), (0x88F, 0x88F), (0xC5C, 0xC5C), (0xCDC, 0xCDC), (0x208F, 0x208F),
-        (0x209D, 0x209F), (0xA7CE, 0xA7CF), (0xA7D2, 0xA7D2), (0xA7D4, 0xA7D4), (0xA7DD, 0xA7DD), (0xA7E2, 0xA7E2),
-        (0xA7F1, 0xA7F1), (0xAB6C, 0xAB6D), (0x107BB, 0x107BF), (0x10940, 0x10959), (0x10EC5, 0x10EC7), (0x10ED9, 0x10EEE),
-        (0x11B0A, 0x11B0A), (0x11DB0, 0x11DDB), (0x11DF1, 0x11DF1), (0x16EA0, 0x16EB8), (0x16EBB, 0x16ED3), (0x16FF2, 0x16FF3),
-        (0x187F8, 0x187FF), (0x18CD6, 0x18CDA), (0x18D09, 0x18D20), (0x18D80, 0x18DF2), (0x18E00, 0x19191), (0x191A0, 0x191D2),
-        (0x1B123, 0x1B128), (0x1B168, 0x1B168), (0x1D6A6, 0x1D6A6), (0x1DF1F, 0x1DF24), (0x1DF2B, 0x1DF81), (0x1DF90, 0x1DF96),
-        (0x1DFCD, 0x1DFFF), (0x1E6C0, 0x1E6DE), (0x1E6E0, 0x1E6E2), (0x1E6E4, 0x1E6E5), (0x1E6E7, 0x1E6ED), (0x1E6F0, 0x1E6F4),
-        (0x1E6FE, 0x1E6FF), (0x2B73A, 0x2B73F), (0x2B81E, 0x2B81E), (0x2CEA2, 0x2CEAD), (0x323B0, 0x33479), (0x3D000, 0x3FC3F),
+        (0x558, 0x558),
+        (0x58B, 0x58C),
+        (0x88F, 0x88F),
+        (0xC5C, 0xC5C),
+        (0xCDC, 0xCDC),
+        (0x208F, 0x208F),
+        (0x209D, 0x209F),
+        (0xA7CE, 0xA7CF),
+        (0xA7D2, 0xA7D2),
+        (0xA7D4, 0xA7D4),
+        (0xA7DD, 0xA7DD),
+        (0xA7E2, 0xA7E2),
+        (0xA7F1, 0xA7F1),
+        (0xAB6C, 0xAB6D),
+        (0x107BB, 0x107BF),
+        (0x10940, 0x10959),
+        (0x10EC5, 0x10EC7),
+        (0x10ED9, 0x10EEE),
+        (0x11B0A, 0x11B0A),
+        (0x11DB0, 0x11DDB),
+        (0x11DF1, 0x11DF1),
+        (0x16EA0, 0x16EB8),
+        (0x16EBB, 0x16ED3),
+        (0x16FF2, 0x16FF3),
+        (0x187F8, 0x187FF),
+        (0x18CD6, 0x18CDA),
+        (0x18D09, 0x18D20),
+        (0x18D80, 0x18DF2),
+        (0x18E00, 0x19191),
+        (0x191A0, 0x191D2),
+        (0x1B123, 0x1B128),
+        (0x1B168, 0x1B168),
+        (0x1D6A6, 0x1D6A6),
+        (0x1DF1F, 0x1DF24),
+        (0x1DF2B, 0x1DF81),
+        (0x1DF90, 0x1DF96),
+        (0x1DFCD, 0x1DFFF),
+        (0x1E6C0, 0x1E6DE),
+        (0x1E6E0, 0x1E6E2),
+        (0x1E6E4, 0x1E6E5),
+        (0x1E6E7, 0x1E6ED),
+        (0x1E6F0, 0x1E6F4),
+        (0x1E6FE, 0x1E6FF),
+        (0x2B73A, 0x2B73F),
+        (0x2B81E, 0x2B81E),
+        (0x2CEA2, 0x2CEAD),
+        (0x323B0, 0x33479),
+        (0x3D000, 0x3FC3F),
     ],
-    "N": [(0x11DE0, 0x11DE9), (0x1246F, 0x1246F), (0x12475, 0x1247F), (0x12550, 0x12686), (0x16FF4, 0x16FF6)],
+    "N": [
+        (0x11DE0, 0x11DE9),
+        (0x1246F, 0x1246F),
+        (0x12475, 0x1247F),
+        (0x12550, 0x12686),
+        (0x16FF4, 0x16FF6),
+    ],
 }
-_NEWER_CHARS = frozenset(chr(c) for ranges in _UNICODE_17_ONLY.values() for a, b in ranges for c in range(a, b + 1))
+_NEWER_CHARS = frozenset(
+    chr(c)
+    for ranges in _UNICODE_17_ONLY.values()
+    for a, b in ranges
+    for c in range(a, b + 1)
+)
+
 
 def compile_pattern(pattern: str) -> regex.Pattern:
     "Compile `pattern` so that `\\p{L}` and `\\p{N}` mean what they mean inside tiktoken (Unicode 16)."
@@ -67,14 +133,18 @@ def compile_pattern(pattern: str) -> regex.Pattern:
 # %% ../../nbs/02a_bpe.ipynb #403215aa
 class _Chunker:
     "Split text into chunks as tiktoken does with `pattern`; picklable, unlike a closure."
+
     def __init__(self, pattern: str):
         self.plain, self.exact = regex.compile(pattern), compile_pattern(pattern)
+
     def __call__(self, text: str) -> list[str]:
         exact = not text.isascii() and not _NEWER_CHARS.isdisjoint(set(text))
         return (self.exact if exact else self.plain).findall(text)
 
 # %% ../../nbs/02a_bpe.ipynb #4b8e57dd
-def count_pairs(ids: list[int], counts: dict | None = None, weight: int = 1) -> dict[tuple[int, int], int]:
+def count_pairs(
+    ids: list[int], counts: dict | None = None, weight: int = 1
+) -> dict[tuple[int, int], int]:
     "Add `weight` to `counts[(a, b)]` for every adjacent pair of `ids`; return `counts`."
     counts = {} if counts is None else counts
     for pair in zip(ids, ids[1:]):
@@ -97,10 +167,13 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 
 # %% ../../nbs/02a_bpe.ipynb #441c2123
 class Merges(NamedTuple):
-    "What BPE training learns: `vocab[id]` is a token's bytes; `merges[k]` is `((a, b), c)` for the k-th merge."
+    """What BPE training learns: `vocab[id]` is a token's bytes; `merges[k]` is `((a,
+    b), c)` for the k-th merge."""
+
     vocab: list[bytes]
     merges: list[tuple[tuple[int, int], int]]
     n_tokens: list[int]  # n_tokens[k]: tokens in the training text after k merges
+
 
 def _merged_id(vocab: list[bytes], index: dict[bytes, int], a: int, b: int) -> int:
     "The id of bytes `vocab[a] + vocab[b]`, appended to `vocab` if new."
@@ -112,15 +185,18 @@ def _merged_id(vocab: list[bytes], index: dict[bytes, int], a: int, b: int) -> i
 
 # %% ../../nbs/02a_bpe.ipynb #987d8093
 def learn_merges_naive(chunks: Iterable[str], vocab_size: int) -> Merges:
-    "Textbook BPE: recount all pairs of all `chunks` before each merge, until `vocab_size` tokens."
+    """Textbook BPE: recount all pairs of all `chunks` before each merge, until
+    `vocab_size` tokens."""
     vocab = [bytes([i]) for i in range(256)]
     index = {t: i for i, t in enumerate(vocab)}
     seqs = [list(c.encode("utf-8")) for c in chunks]
     merges, n_tokens = [], [sum(map(len, seqs))]
     while len(vocab) < vocab_size:
         counts = {}
-        for s in seqs: count_pairs(s, counts)
-        if not counts: break  # every chunk is a single token: nothing left to merge
+        for s in seqs:
+            count_pairs(s, counts)
+        if not counts:
+            break  # every chunk is a single token: nothing left to merge
         pair = min(counts, key=lambda p: (-counts[p], p))
         new_id = _merged_id(vocab, index, *pair)
         seqs = [merge_pair(s, pair, new_id) for s in seqs]
@@ -129,11 +205,18 @@ def learn_merges_naive(chunks: Iterable[str], vocab_size: int) -> Merges:
     return Merges(vocab, merges, n_tokens)
 
 # %% ../../nbs/02a_bpe.ipynb #50385b2b
-def merge_in_word(word: list[int], pair: tuple[int, int], c: int, f: int, counts: dict,
-                  changed: set) -> tuple[list[int], list[tuple[int, int]]] | None:
-    "Merge each `pair` in `word` into `c`, moving weight `f` from the old pairs to the new in `counts`."
+def merge_in_word(
+    word: list[int], pair: tuple[int, int], c: int, f: int, counts: dict, changed: set
+) -> tuple[list[int], list[tuple[int, int]]] | None:
+    """Merge each `pair` in `word` into `c`, moving weight `f` from the old pairs to the
+    new in `counts`."""
     a, b = pair
-    n, i, new, done = len(word), 0, [], -1  # done: old pairs up to this index are handled
+    n, i, new, done = (
+        len(word),
+        0,
+        [],
+        -1,
+    )  # done: old pairs up to this index are handled
     while i < n:
         if word[i] == a and i + 1 < n and word[i + 1] == b:
             for j in range(max(i - 1, done + 1), min(i + 2, n - 1)):
@@ -146,10 +229,12 @@ def merge_in_word(word: list[int], pair: tuple[int, int], c: int, f: int, counts
         else:
             new.append(word[i])
             i += 1
-    if done < 0: return None  # the pair does not occur (any more)
+    if done < 0:
+        return None  # the pair does not occur (any more)
     added, last = [], -1  # last: new pairs up to this index are counted
     for k, t in enumerate(new):
-        if t != c: continue
+        if t != c:
+            continue
         for j in range(max(k - 1, last + 1), min(k + 1, len(new) - 1)):
             p = (new[j], new[j + 1])
             counts[p] = counts.get(p, 0) + f
@@ -159,11 +244,18 @@ def merge_in_word(word: list[int], pair: tuple[int, int], c: int, f: int, counts
     return new, added
 
 # %% ../../nbs/02a_bpe.ipynb #d18d138e
-_ID_BITS = 21  # pair ids packed into heap keys: supports vocabularies up to 2**21 tokens
+_ID_BITS = (
+    21  # pair ids packed into heap keys: supports vocabularies up to 2**21 tokens
+)
 
-def learn_merges(chunk_counts: dict[str, int], vocab_size: int, progress: bool = False) -> Merges:
-    "BPE on distinct chunks with frequencies: incremental pair counts, a pair->chunks index, a lazy heap."
-    if vocab_size > 1 << _ID_BITS: raise ValueError(f"vocab_size must be at most {1 << _ID_BITS:,}")
+
+def learn_merges(
+    chunk_counts: dict[str, int], vocab_size: int, progress: bool = False
+) -> Merges:
+    """BPE on distinct chunks with frequencies: incremental pair counts, a pair->chunks
+    index, a lazy heap."""
+    if vocab_size > 1 << _ID_BITS:
+        raise ValueError(f"vocab_size must be at most {1 << _ID_BITS:,}")
     vocab = [bytes([i]) for i in range(256)]
     index = {t: i for i, t in enumerate(vocab)}
     words = [list(c.encode("utf-8")) for c in chunk_counts]
@@ -174,46 +266,61 @@ def learn_merges(chunk_counts: dict[str, int], vocab_size: int, progress: bool =
             counts[pair] = counts.get(pair, 0) + f
             where.setdefault(pair, set()).add(w)
     shift, mask = 2 * _ID_BITS, (1 << _ID_BITS) - 1
-    def key(pair, count): return (-count << shift) | (pair[0] << _ID_BITS) | pair[1]
+
+    def key(pair, count):
+        return (-count << shift) | (pair[0] << _ID_BITS) | pair[1]
+
     heap = [key(p, c) for p, c in counts.items()]
     heapq.heapify(heap)
     merges, n_tokens = [], [sum(len(w) * f for w, f in zip(words, freqs))]
-    with progress_bar(total=max(vocab_size - len(vocab), 0), disable=not progress,
-                      desc="BPE merges") as bar:
+    with progress_bar(
+        total=max(vocab_size - len(vocab), 0), disable=not progress, desc="BPE merges"
+    ) as bar:
         while len(vocab) < vocab_size and heap:
             top = heapq.heappop(heap)
             a, b = pair = ((top >> _ID_BITS) & mask, top & mask)
-            if counts.get(pair) != -(top >> shift): continue  # stale entry: the count changed since
+            if counts.get(pair) != -(top >> shift):
+                continue  # stale entry: the count changed since
             c = _merged_id(vocab, index, a, b)
             changed, saved = set(), 0
             for w in where.pop(pair):
                 merged = merge_in_word(words[w], pair, c, freqs[w], counts, changed)
-                if merged is None: continue  # listed in `where`, but an earlier merge used up the pair
+                if merged is None:
+                    continue  # listed in `where`, but an earlier merge used up the pair
                 new, added = merged
                 saved += (len(words[w]) - len(new)) * freqs[w]
-                for p in added: where.setdefault(p, set()).add(w)
+                for p in added:
+                    where.setdefault(p, set()).add(w)
                 words[w] = new
             for p in changed:
                 n = counts[p]
-                if n > 0: heapq.heappush(heap, key(p, n))
-                else: del counts[p]
+                if n > 0:
+                    heapq.heappush(heap, key(p, n))
+                else:
+                    del counts[p]
             merges.append((pair, c))
             n_tokens.append(n_tokens[-1] - saved)
             bar.update(1)
     return Merges(vocab, merges, n_tokens)
 
 # %% ../../nbs/02a_bpe.ipynb #545e8c48
-def bpe_encode_chunk(piece: bytes, ranks: dict[bytes, int], max_rank: int | None = None) -> list[int]:
-    "Ids of byte string `piece`: merge the lowest-ranked adjacent pair (leftmost on ties) until none is left."
-    if max_rank is None and piece in ranks: return [ranks[piece]]
+def bpe_encode_chunk(
+    piece: bytes, ranks: dict[bytes, int], max_rank: int | None = None
+) -> list[int]:
+    """Ids of byte string `piece`: merge the lowest-ranked adjacent pair (leftmost on
+    ties) until none is left."""
+    if max_rank is None and piece in ranks:
+        return [ranks[piece]]
     limit = sys.maxsize if max_rank is None else max_rank
     get, n = ranks.get, len(piece)
-    # A part is piece[i:nxt[i]], named by its start i; prv links back. rank[i] is the rank of the
-    # pair that starts at part i (None if it is not a usable token).
+    # A part is piece[i:nxt[i]], named by its start i; prv links back. rank[i] is the
+    # rank of the pair that starts at part i (None if it is not a usable token).
     nxt, prv, rank = list(range(1, n + 2)), list(range(-1, n)), [None] * n
+
     def pair_rank(i, end):
         r = get(piece[i:end])
         return r if r is not None and r < limit else None
+
     heap = []
     for i in range(n - 1):
         if (r := pair_rank(i, i + 2)) is not None:
@@ -222,103 +329,155 @@ def bpe_encode_chunk(piece: bytes, ranks: dict[bytes, int], max_rank: int | None
     heapq.heapify(heap)
     while heap:
         r, i = heapq.heappop(heap)
-        if rank[i] != r: continue  # stale: this part was merged away or grew since
+        if rank[i] != r:
+            continue  # stale: this part was merged away or grew since
         j = nxt[i]
         k = nxt[i] = nxt[j]
         prv[k], rank[j] = i, None
         for p in (i, prv[i]):  # the two pairs that now contain the merged part
-            if p < 0: continue
+            if p < 0:
+                continue
             end = nxt[nxt[p]]
             rank[p] = r = pair_rank(p, end) if end <= n else None
-            if r is not None: heapq.heappush(heap, (r, p))
+            if r is not None:
+                heapq.heappush(heap, (r, p))
     out, i = [], 0
     while i < n:
-        out.append(ranks[piece[i:nxt[i]]])
+        out.append(ranks[piece[i : nxt[i]]])
         i = nxt[i]
     return out
 
 # %% ../../nbs/02a_bpe.ipynb #c9bb2545
 def byte_alphabet() -> list[str]:
-    "GPT-2's printable stand-in for each byte value: `byte_alphabet()[b]` spells byte `b`."
-    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+    """GPT-2's printable stand-in for each byte value: `byte_alphabet()[b]` spells byte
+    `b`."""
+    printable = {
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    }
     out, extra = [], 256
     for b in range(256):
-        if b in printable: out.append(chr(b))
+        if b in printable:
+            out.append(chr(b))
         else:
             out.append(chr(extra))
             extra += 1
     return out
 
+
 _BYTE_CHARS = byte_alphabet()
 _CHAR_BYTES = {ch: b for b, ch in enumerate(_BYTE_CHARS)}
 
-def _spell(token: bytes) -> str: return "".join(_BYTE_CHARS[b] for b in token)
 
-def _unspell(text: str) -> bytes: return bytes(_CHAR_BYTES[ch] for ch in text)
+def _spell(token: bytes) -> str:
+    return "".join(_BYTE_CHARS[b] for b in token)
+
+
+def _unspell(text: str) -> bytes:
+    return bytes(_CHAR_BYTES[ch] for ch in text)
 
 # %% ../../nbs/02a_bpe.ipynb #54e0748e
 def _check_text(text) -> str:
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, not {type(text).__name__}; decode bytes first (e.g. data.decode('utf-8'))")
+        raise TypeError(
+            f"text must be a str, not {type(text).__name__}; decode bytes first (e.g."
+            " data.decode('utf-8'))"
+        )
     return text
 
+
 def _scrub_surrogates(text: str) -> str:
-    "`text` with lone surrogates replaced by U+FFFD (and surrogate pairs joined), as tiktoken does."
+    """`text` with lone surrogates replaced by U+FFFD (and surrogate pairs joined), as
+    tiktoken does."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
 
 @functools.lru_cache(maxsize=64)
 def _special_regex(tokens: frozenset[str]):
-    "A regex matching any of `tokens`, longest first, or None for no tokens (cached: encode asks often)."
+    """A regex matching any of `tokens`, longest first, or None for no tokens (cached:
+    encode asks often)."""
     tokens = sorted(tokens, key=lambda t: (-len(t), t))
     return regex.compile("|".join(map(regex.escape, tokens))) if tokens else None
 
 # %% ../../nbs/02a_bpe.ipynb #ccc08ef8
 class BPETokenizer:
-    "Byte-level BPE with tiktoken's semantics: regex chunks, rank-ordered merges, special tokens."
-    FORMAT, VERSION = "llm_zero-bpe", 1
-    CACHE_SIZE = 200_000  # chunks; cleared when full, which keeps memory bounded on endless streams
+    """Byte-level BPE with tiktoken's semantics: regex chunks, rank-ordered merges,
+    special tokens."""
 
-    def __init__(self, ranks: dict[bytes, int], pattern: str = "gpt2", special_tokens: dict[str, int] | None = None):
+    FORMAT, VERSION = "llm_zero-bpe", 1
+    # chunks; cleared when full, which keeps memory bounded on endless streams
+    CACHE_SIZE = 200_000
+
+    def __init__(
+        self,
+        ranks: dict[bytes, int],
+        pattern: str = "gpt2",
+        special_tokens: dict[str, int] | None = None,
+    ):
         self.pattern = resolve_pattern(pattern)
         self.ranks = dict(ranks)
         self.special_tokens = dict(special_tokens or {})
         missing = [b for b in range(256) if bytes([b]) not in self.ranks]
         if missing:
-            raise ValueError(f"ranks lack the single bytes {missing[:8]}{'...' if len(missing) > 8 else ''}; "
-                             f"a byte-level BPE vocabulary needs all 256 so that any text can be encoded")
+            raise ValueError(
+                "ranks lack the single bytes"
+                f" {missing[:8]}{'...' if len(missing) > 8 else ''}; a byte-level BPE"
+                " vocabulary needs all 256 so that any text can be encoded"
+            )
         self.decoder = {i: t for t, i in self.ranks.items()}
         if len(self.decoder) != len(self.ranks):
-            raise ValueError("two learned tokens share an id; every token needs its own id")
+            raise ValueError(
+                "two learned tokens share an id; every token needs its own id"
+            )
         for s, i in self.special_tokens.items():
             if not isinstance(s, str) or not s:
                 raise ValueError(f"special token {s!r} must be a non-empty string")
             if i in self.decoder:
-                raise ValueError(f"special token {s!r} has id {i}, which is already the learned token "
-                                 f"{self.decoder[i]!r}; give it an id of {self.max_token_value + 1} or more")
+                raise ValueError(
+                    f"special token {s!r} has id {i}, which is already the learned"
+                    f" token {self.decoder[i]!r}; give it an id of"
+                    f" {self.max_token_value + 1} or more"
+                )
             if self.special_tokens and list(self.special_tokens.values()).count(i) > 1:
-                raise ValueError(f"special token {s!r} shares id {i} with another special token")
+                raise ValueError(
+                    f"special token {s!r} shares id {i} with another special token"
+                )
             self.decoder[i] = s.encode("utf-8")
         self._chunks = _Chunker(self.pattern)
         self._special_re = _special_regex(frozenset(self.special_tokens))
         self._cache: dict[str, list[int]] = {}
 
     @property
-    def max_token_value(self) -> int: return max(self.decoder)
+    def max_token_value(self) -> int:
+        return max(self.decoder)
+
     @property
-    def n_vocab(self) -> int: return self.max_token_value + 1
-    vocab_size = n_vocab  # the name the rest of the project uses (tiktoken's is n_vocab)
+    def n_vocab(self) -> int:
+        return self.max_token_value + 1
+
+    vocab_size = (
+        n_vocab  # the name the rest of the project uses (tiktoken's is n_vocab)
+    )
+
     def __repr__(self):
-        return f"BPETokenizer(n_vocab={self.n_vocab:,}, {len(self.ranks):,} learned, special={sorted(self.special_tokens)})"
+        return (
+            f"BPETokenizer(n_vocab={self.n_vocab:,}, {len(self.ranks):,} learned,"
+            f" special={sorted(self.special_tokens)})"
+        )
 
     def encode_ordinary(self, text: str) -> list[int]:
         "Token ids of `text`, treating special-token text as ordinary text."
         _check_text(text)
-        try: return self._encode_chunks(text)
-        except UnicodeEncodeError: return self._encode_chunks(_scrub_surrogates(text))
+        try:
+            return self._encode_chunks(text)
+        except UnicodeEncodeError:
+            return self._encode_chunks(_scrub_surrogates(text))
 
     def _encode_chunks(self, text: str) -> list[int]:
         cache = self._cache
-        if len(cache) > self.CACHE_SIZE: cache.clear()
+        if len(cache) > self.CACHE_SIZE:
+            cache.clear()
         chunks = self._chunks(text)
         parts = list(map(cache.get, chunks))  # the common case, all hits, stays in C
         if None in parts:
@@ -326,181 +485,339 @@ class BPETokenizer:
                 if ids is None:
                     chunk = chunks[k]
                     ids = cache.get(chunk)
-                    if ids is None: ids = cache[chunk] = bpe_encode_chunk(chunk.encode("utf-8"), self.ranks)
+                    if ids is None:
+                        ids = cache[chunk] = bpe_encode_chunk(
+                            chunk.encode("utf-8"), self.ranks
+                        )
                     parts[k] = ids
         return list(chain.from_iterable(parts))
 
-    def encode(self, text: str, allowed_special: Iterable[str] | str = (), disallowed_special: Iterable[str] | str = "all") -> list[int]:
-        "Token ids of `text`; special-token text is an error unless allowed (tiktoken's semantics)."
+    def encode(
+        self,
+        text: str,
+        allowed_special: Iterable[str] | str = (),
+        disallowed_special: Iterable[str] | str = "all",
+    ) -> list[int]:
+        """Token ids of `text`; special-token text is an error unless allowed
+        (tiktoken's semantics)."""
         _check_text(text)
-        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
-        disallowed = set(self.special_tokens) - allowed if disallowed_special == "all" else set(disallowed_special)
+        allowed = (
+            set(self.special_tokens)
+            if allowed_special == "all"
+            else set(allowed_special)
+        )
+        disallowed = (
+            set(self.special_tokens) - allowed
+            if disallowed_special == "all"
+            else set(disallowed_special)
+        )
         if disallowed and (hit := _special_regex(frozenset(disallowed)).search(text)):
-            raise ValueError(f"text contains the special token {hit.group()!r}, which is disallowed: pass "
-                             f"allowed_special={{{hit.group()!r}}} to encode it as a special token, or "
-                             f"disallowed_special=() to encode it as ordinary text")
+            raise ValueError(
+                f"text contains the special token {hit.group()!r}, which is disallowed:"
+                f" pass allowed_special={{{hit.group()!r}}} to encode it as a special"
+                " token, or disallowed_special=() to encode it as ordinary text"
+            )
         allowed &= set(self.special_tokens)
-        if not allowed: return self.encode_ordinary(text)
-        special_re = self._special_re if allowed == set(self.special_tokens) else _special_regex(frozenset(allowed))
+        if not allowed:
+            return self.encode_ordinary(text)
+        special_re = (
+            self._special_re
+            if allowed == set(self.special_tokens)
+            else _special_regex(frozenset(allowed))
+        )
         out, start = [], 0
         for hit in special_re.finditer(text):
-            out += self.encode_ordinary(text[start:hit.start()])
+            out += self.encode_ordinary(text[start : hit.start()])
             out.append(self.special_tokens[hit.group()])
             start = hit.end()
         return out + self.encode_ordinary(text[start:])
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        "The bytes of the tokens `ids` (a list, or a tensor or array, of ints), concatenated."
-        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)  # tensors hash by identity: use plain ints
-        try: return b"".join([self.decoder[i] for i in ids])
+        """The bytes of the tokens `ids` (a list, or a tensor or array, of ints),
+        concatenated."""
+        ids = (
+            ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        )  # tensors hash by identity: use plain ints
+        try:
+            return b"".join([self.decoder[i] for i in ids])
         except (KeyError, TypeError):
             bad = next(i for i in ids if i not in self.decoder)
-            raise ValueError(f"token id {bad!r} is not in the vocabulary (valid ids: 0..{self.max_token_value}"
-                             f"{', with gaps' if len(self.decoder) != self.n_vocab else ''})") from None
+            raise ValueError(
+                f"token id {bad!r} is not in the vocabulary (valid ids:"
+                f" 0..{self.max_token_value}"
+                f"{', with gaps' if len(self.decoder) != self.n_vocab else ''})"
+            ) from None
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
-        "The text of the tokens `ids`; invalid UTF-8 becomes U+FFFD (or as `errors` says)."
+        """The text of the tokens `ids`; invalid UTF-8 becomes U+FFFD (or as `errors`
+        says)."""
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
-    def tokenize(self, text: str, allowed_special: Iterable[str] | str = "all") -> list[str]:
+    def tokenize(
+        self, text: str, allowed_special: Iterable[str] | str = "all"
+    ) -> list[str]:
         "The tokens of `text` as strings; bytes of a split character show as `\\x..` escapes."
-        return [self.decoder[i].decode("utf-8", errors="backslashreplace") for i in self.encode(text, allowed_special)]
+        return [
+            self.decoder[i].decode("utf-8", errors="backslashreplace")
+            for i in self.encode(text, allowed_special)
+        ]
 
 # %% ../../nbs/02a_bpe.ipynb #83fd4908
 @patch(cls_method=True)
-def train(cls: BPETokenizer, text_or_texts: str | Iterable[str], vocab_size: int, pattern: str = "gpt2",
-           special_tokens: Iterable[str] = (), progress: bool = False) -> BPETokenizer:
-    "Learn a byte-level BPE vocabulary of `vocab_size` ids (special tokens included; fewer if the text runs out of pairs)."
-    if isinstance(text_or_texts, (bytes, bytearray)) or not isinstance(text_or_texts, (str, Iterable)):
-        raise TypeError(f"text_or_texts must be a str or an iterable of str, not {type(text_or_texts).__name__}")
+def train(
+    cls: BPETokenizer,
+    text_or_texts: str | Iterable[str],
+    vocab_size: int,
+    pattern: str = "gpt2",
+    special_tokens: Iterable[str] = (),
+    progress: bool = False,
+) -> BPETokenizer:
+    """Learn a byte-level BPE vocabulary of `vocab_size` ids (special tokens included;
+    fewer if the text runs out of pairs)."""
+    if isinstance(text_or_texts, (bytes, bytearray)) or not isinstance(
+        text_or_texts, (str, Iterable)
+    ):
+        raise TypeError(
+            "text_or_texts must be a str or an iterable of str, not"
+            f" {type(text_or_texts).__name__}"
+        )
     texts = [text_or_texts] if isinstance(text_or_texts, str) else list(text_or_texts)
     for k, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(f"training text {k} is a {type(t).__name__}; pass a str or an iterable of str")
+            raise TypeError(
+                f"training text {k} is a {type(t).__name__}; pass a str or an iterable"
+                " of str"
+            )
     specials = list(dict.fromkeys(special_tokens))
     if not isinstance(vocab_size, int) or vocab_size < 256 + len(specials):
-        raise ValueError(f"vocab_size={vocab_size!r} is too small: byte-level BPE needs the 256 byte tokens"
-                         f"{f' plus {len(specials)} special tokens' if specials else ''}, "
-                         f"so use at least {256 + len(specials)}")
-    chunks, special_re = _Chunker(resolve_pattern(pattern)), _special_regex(frozenset(specials))
+        raise ValueError(
+            f"vocab_size={vocab_size!r} is too small: byte-level BPE needs the 256 byte"
+            f" tokens{f' plus {len(specials)} special tokens' if specials else ''}, so"
+            f" use at least {256 + len(specials)}"
+        )
+    chunks, special_re = _Chunker(resolve_pattern(pattern)), _special_regex(
+        frozenset(specials)
+    )
     counts = Counter()
     for t in texts:
         for piece in (special_re.split(t) if special_re else [t]):
             counts.update(chunks(_scrub_surrogates(piece)))
     learned = learn_merges(counts, vocab_size - len(specials), progress)
     n = len(learned.vocab)
-    return cls({t: i for i, t in enumerate(learned.vocab)}, resolve_pattern(pattern),
-               {s: n + k for k, s in enumerate(specials)})
+    return cls(
+        {t: i for i, t in enumerate(learned.vocab)},
+        resolve_pattern(pattern),
+        {s: n + k for k, s in enumerate(specials)},
+    )
 
 # %% ../../nbs/02a_bpe.ipynb #648b0f59
-def _merge_of(token: bytes, rank: int, ranks: dict[bytes, int], decoder: dict[int, bytes]) -> tuple[bytes, bytes]:
-    "Two lower-ranked tokens that join to `token`: BPE's own split if it has two parts, else the first that fits."
+def _merge_of(
+    token: bytes, rank: int, ranks: dict[bytes, int], decoder: dict[int, bytes]
+) -> tuple[bytes, bytes]:
+    """Two lower-ranked tokens that join to `token`: BPE's own split if it has two
+    parts, else the first that fits."""
     parts = bpe_encode_chunk(token, ranks, max_rank=rank)
-    if len(parts) == 2: return decoder[parts[0]], decoder[parts[1]]
+    if len(parts) == 2:
+        return decoder[parts[0]], decoder[parts[1]]
     for k in range(1, len(token)):
-        if ranks.get(token[:k], rank) < rank and ranks.get(token[k:], rank) < rank: return token[:k], token[k:]
-    raise ValueError(f"token {token!r} (id {rank}) is not two lower-ranked tokens joined, so it cannot be written as a merge")
+        if ranks.get(token[:k], rank) < rank and ranks.get(token[k:], rank) < rank:
+            return token[:k], token[k:]
+    raise ValueError(
+        f"token {token!r} (id {rank}) is not two lower-ranked tokens joined, so it"
+        " cannot be written as a merge"
+    )
 
 # %% ../../nbs/02a_bpe.ipynb #33226465
 class BPEFileError(LLMZeroError, ValueError):
     "A tokenizer file that is not in the expected format, or is damaged."
 
+
 @patch
 def save(self: BPETokenizer, path: str | os.PathLike) -> Path:
-    "Write the tokenizer to `path` as text: a versioned header, then one token (or merge) per line."
+    """Write the tokenizer to `path` as text: a versioned header, then one token (or
+    merge) per line."""
     path, n = Path(path), len(self.ranks)
     if max(self.ranks.values()) != n - 1:
-        raise ValueError(f"learned token ids must be 0..{n - 1} without gaps to be saved in order")
-    lines = [f"#{self.FORMAT} {self.VERSION}", "#pattern " + json.dumps(self.pattern),
-             "#special " + json.dumps(self.special_tokens, ensure_ascii=False)]
+        raise ValueError(
+            f"learned token ids must be 0..{n - 1} without gaps to be saved in order"
+        )
+    lines = [
+        f"#{self.FORMAT} {self.VERSION}",
+        "#pattern " + json.dumps(self.pattern),
+        "#special " + json.dumps(self.special_tokens, ensure_ascii=False),
+    ]
     for i in range(n):
         token = self.decoder[i]
-        lines.append(_spell(token) if len(token) == 1 else
-                     " ".join(map(_spell, _merge_of(token, i, self.ranks, self.decoder))))
-    with atomic_write(path) as tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        lines.append(
+            _spell(token)
+            if len(token) == 1
+            else " ".join(map(_spell, _merge_of(token, i, self.ranks, self.decoder)))
+        )
+    with atomic_write(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
 
 @patch(cls_method=True)
 def load(cls: BPETokenizer, path: str | os.PathLike) -> BPETokenizer:
-    "Read a tokenizer written by `save`; raise `BPEFileError` naming the problem if it is not one."
+    """Read a tokenizer written by `save`; raise `BPEFileError` naming the problem if it
+    is not one."""
     path = Path(path)
+
     def fail(msg, line=None):
         raise BPEFileError(f"{path}{f', line {line}' if line else ''}: {msg}")
-    try: lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError: fail("not a BPETokenizer file (not UTF-8 text)")
+
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError:
+        fail("not a BPETokenizer file (not UTF-8 text)")
     magic = f"#{cls.FORMAT} "
     if not lines[0].startswith(magic):
-        fail(f"not a BPETokenizer file: it should start with '{magic}{cls.VERSION}' but starts with {lines[0][:40]!r}. "
-             f"For OpenAI's GPT-2 files use BPETokenizer.from_gpt2, for .tiktoken files BPETokenizer.from_tiktoken")
-    version = lines[0][len(magic):].strip()
+        fail(
+            f"not a BPETokenizer file: it should start with '{magic}{cls.VERSION}' but"
+            f" starts with {lines[0][:40]!r}. For OpenAI's GPT-2 files use"
+            " BPETokenizer.from_gpt2, for .tiktoken files BPETokenizer.from_tiktoken"
+        )
+    version = lines[0][len(magic) :].strip()
     if version != str(cls.VERSION):
-        fail(f"format version {version!r}; this llm_zero reads version {cls.VERSION} (upgrade llm_zero for newer files)")
+        fail(
+            f"format version {version!r}; this llm_zero reads version {cls.VERSION}"
+            " (upgrade llm_zero for newer files)"
+        )
     header = {}
     for k, key in [(1, "pattern"), (2, "special")]:
-        if len(lines) <= k or not lines[k].startswith(f"#{key} "): fail(f"expected the '#{key} ' header line", k + 1)
-        try: header[key] = json.loads(lines[k][len(key) + 2:])
-        except json.JSONDecodeError as e: fail(f"the {key} is not valid JSON ({e})", k + 1)
+        if len(lines) <= k or not lines[k].startswith(f"#{key} "):
+            fail(f"expected the '#{key} ' header line", k + 1)
+        try:
+            header[key] = json.loads(lines[k][len(key) + 2 :])
+        except json.JSONDecodeError as e:
+            fail(f"the {key} is not valid JSON ({e})", k + 1)
     special = header["special"]
-    if not isinstance(header["pattern"], str) or not isinstance(special, dict) or not all(
-            isinstance(s, str) and isinstance(i, int) for s, i in special.items()):
-        fail("the pattern must be a JSON string and the special tokens a JSON object of str to int")
+    if (
+        not isinstance(header["pattern"], str)
+        or not isinstance(special, dict)
+        or not all(
+            isinstance(s, str) and isinstance(i, int) for s, i in special.items()
+        )
+    ):
+        fail(
+            "the pattern must be a JSON string and the special tokens a JSON object of"
+            " str to int"
+        )
     ranks = {}
     for lineno, line in enumerate(lines[3:], start=4):
-        if not line and lineno == len(lines): break
-        try: parts = [_unspell(p) for p in line.split(" ")]
-        except KeyError as e: fail(f"character {e.args[0]!r} is not in the byte alphabet", lineno)
-        if not 1 <= len(parts) <= 2 or not all(parts): fail(f"expected a byte or two tokens separated by one space, got {line!r}", lineno)
-        if len(parts) == 1 and len(parts[0]) != 1: fail(f"{line!r} is neither a single byte nor a merge of two tokens", lineno)
-        if len(parts) == 2 and not all(p in ranks for p in parts): fail(f"merge {line!r} uses a token not defined above it", lineno)
+        if not line and lineno == len(lines):
+            break
+        try:
+            parts = [_unspell(p) for p in line.split(" ")]
+        except KeyError as e:
+            fail(f"character {e.args[0]!r} is not in the byte alphabet", lineno)
+        if not 1 <= len(parts) <= 2 or not all(parts):
+            fail(
+                f"expected a byte or two tokens separated by one space, got {line!r}",
+                lineno,
+            )
+        if len(parts) == 1 and len(parts[0]) != 1:
+            fail(f"{line!r} is neither a single byte nor a merge of two tokens", lineno)
+        if len(parts) == 2 and not all(p in ranks for p in parts):
+            fail(f"merge {line!r} uses a token not defined above it", lineno)
         token = b"".join(parts)
-        if token in ranks: fail(f"token {line!r} repeats line {ranks[token] + 4}", lineno)
+        if token in ranks:
+            fail(f"token {line!r} repeats line {ranks[token] + 4}", lineno)
         ranks[token] = len(ranks)
-    try: return cls(ranks, header["pattern"], special)
-    except ValueError as e: fail(str(e))
+    try:
+        return cls(ranks, header["pattern"], special)
+    except ValueError as e:
+        fail(str(e))
 
 # %% ../../nbs/02a_bpe.ipynb #9fe6ae83
 @patch(cls_method=True)
-def from_gpt2(cls: BPETokenizer, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> BPETokenizer:
+def from_gpt2(
+    cls: BPETokenizer, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike
+) -> BPETokenizer:
     "GPT-2's tokenizer from OpenAI's `encoder.json` and `vocab.bpe` files."
-    enc_text, bpe_text = (Path(p).read_text(encoding="utf-8") for p in (encoder_json, vocab_bpe))
+    enc_text, bpe_text = (
+        Path(p).read_text(encoding="utf-8") for p in (encoder_json, vocab_bpe)
+    )
     if enc_text.startswith("#version") or bpe_text.lstrip().startswith("{"):
-        raise BPEFileError(f"{encoder_json} and {vocab_bpe} are passed in the wrong order: encoder.json (the "
-                           f"token -> id JSON object) comes first, vocab.bpe (the merge list) second")
-    try: encoder = json.loads(enc_text)
-    except json.JSONDecodeError as e: raise BPEFileError(f"{encoder_json} is not valid JSON ({e})") from None
-    if not isinstance(encoder, dict) or not all(isinstance(i, int) for i in encoder.values()):
-        raise BPEFileError(f"{encoder_json} must hold one JSON object mapping each token to its integer id")
+        raise BPEFileError(
+            f"{encoder_json} and {vocab_bpe} are passed in the wrong order:"
+            " encoder.json (the token -> id JSON object) comes first, vocab.bpe (the"
+            " merge list) second"
+        )
+    try:
+        encoder = json.loads(enc_text)
+    except json.JSONDecodeError as e:
+        raise BPEFileError(f"{encoder_json} is not valid JSON ({e})") from None
+    if not isinstance(encoder, dict) or not all(
+        isinstance(i, int) for i in encoder.values()
+    ):
+        raise BPEFileError(
+            f"{encoder_json} must hold one JSON object mapping each token to its"
+            " integer id"
+        )
     merges = [l for l in bpe_text.split("\n") if l and not l.startswith("#version")]
     try:
         ranks = {_unspell(ch): encoder[ch] for ch in _BYTE_CHARS}
         for k, line in enumerate(merges):
             left, right = line.split(" ")
-            if encoder[left + right] != 256 + k: raise ValueError(f"merge {k} ({line!r}) has id {encoder[left + right]}, not {256 + k}")
+            if encoder[left + right] != 256 + k:
+                raise ValueError(
+                    f"merge {k} ({line!r}) has id {encoder[left + right]}, not"
+                    f" {256 + k}"
+                )
             ranks[_unspell(left + right)] = 256 + k
     except (KeyError, ValueError) as e:
-        raise BPEFileError(f"{encoder_json} and {vocab_bpe} are not a matching pair of GPT-2 files: {e}") from None
+        raise BPEFileError(
+            f"{encoder_json} and {vocab_bpe} are not a matching pair of GPT-2"
+            f" files: {e}"
+        ) from None
     learned_ids = set(ranks.values())
-    return cls(ranks, "gpt2", {t: i for t, i in encoder.items() if i not in learned_ids})
+    return cls(
+        ranks, "gpt2", {t: i for t, i in encoder.items() if i not in learned_ids}
+    )
 
 # %% ../../nbs/02a_bpe.ipynb #d31e5ddf
 @patch(cls_method=True)
-def from_tiktoken(cls: BPETokenizer, path: str | os.PathLike, pattern: str, special_tokens: dict[str, int] | None = None) -> BPETokenizer:
-    "A tokenizer from a tiktoken rank file (`<base64 token> <rank>` per line; gzip if it ends in .gz)."
+def from_tiktoken(
+    cls: BPETokenizer,
+    path: str | os.PathLike,
+    pattern: str,
+    special_tokens: dict[str, int] | None = None,
+) -> BPETokenizer:
+    """A tokenizer from a tiktoken rank file (`<base64 token> <rank>` per line; gzip if
+    it ends in .gz)."""
     import gzip
+
     path = Path(path)
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    data = (
+        gzip.decompress(path.read_bytes())
+        if path.suffix == ".gz"
+        else path.read_bytes()
+    )
     ranks = {}
     for lineno, line in enumerate(data.splitlines(), start=1):
-        if not line: continue
+        if not line:
+            continue
         try:
             token, rank = line.split()
             ranks[base64.b64decode(token, validate=True)] = int(rank)
         except ValueError:
-            raise BPEFileError(f"{path}, line {lineno}: expected '<base64 token> <rank>', got {line[:60]!r}") from None
+            raise BPEFileError(
+                f"{path}, line {lineno}: expected '<base64 token> <rank>', got"
+                f" {line[:60]!r}"
+            ) from None
     return cls(ranks, pattern, special_tokens)
+
 
 @patch
 def to_tiktoken(self: BPETokenizer, name: str = "llm_zero_bpe"):
     "The same tokenizer as a `tiktoken.Encoding`, which encodes the same ids in Rust."
     import tiktoken
-    return tiktoken.Encoding(name, pat_str=self.pattern, mergeable_ranks=self.ranks, special_tokens=self.special_tokens)
+
+    return tiktoken.Encoding(
+        name,
+        pat_str=self.pattern,
+        mergeable_ranks=self.ranks,
+        special_tokens=self.special_tokens,
+    )

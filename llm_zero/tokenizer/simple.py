@@ -12,6 +12,7 @@ __all__ = ['TOKEN_PATTERN', 'UNK_TOKEN', 'EOT_TOKEN', 'split_text', 'build_vocab
 # %% ../../nbs/02_text_data.ipynb #f725b193
 TOKEN_PATTERN = re.compile(r'(--|[,.:;?_!"()\']|\s)')
 
+
 def split_text(text: str) -> list[str]:
     "Split `text` into words and punctuation marks, dropping whitespace."
     return [piece for piece in (p.strip() for p in TOKEN_PATTERN.split(text)) if piece]
@@ -27,6 +28,7 @@ def build_vocab(tokens, special_tokens: tuple[str, ...] = ()) -> dict[str, int]:
 # %% ../../nbs/02_text_data.ipynb #92a0cec4
 class SimpleTokenizerV1:
     "Word-level tokenizer over a fixed vocabulary; unknown words are an error."
+
     def __init__(self, vocab: dict[str, int]):
         self.str_to_int = dict(vocab)
         self.int_to_str = {i: s for s, i in vocab.items()}
@@ -35,9 +37,11 @@ class SimpleTokenizerV1:
         try:
             return self.str_to_int[token]
         except KeyError:
-            raise KeyError(f"{token!r} is not in the vocabulary ({len(self.str_to_int)} tokens). "
-                           f"Add it to the text the vocabulary is built from, or use SimpleTokenizerV2, "
-                           f"which maps unknown words to <|unk|>.") from None
+            raise KeyError(
+                f"{token!r} is not in the vocabulary ({len(self.str_to_int)} tokens)."
+                " Add it to the text the vocabulary is built from, or use"
+                " SimpleTokenizerV2, which maps unknown words to <|unk|>."
+            ) from None
 
     def encode(self, text: str) -> list[int]:
         "Token ids of `text`."
@@ -47,12 +51,15 @@ class SimpleTokenizerV1:
         "Text of the token ids `ids`, with punctuation re-attached to the word before it."
         unknown = [i for i in ids if i not in self.int_to_str]
         if unknown:
-            raise KeyError(f"Token id {unknown[0]} is not in the vocabulary (valid ids: 0..{len(self.int_to_str) - 1}).")
+            raise KeyError(
+                f"Token id {unknown[0]} is not in the vocabulary (valid ids:"
+                f" 0..{len(self.int_to_str) - 1})."
+            )
         text = " ".join(self.int_to_str[i] for i in ids)
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)
 
 # %% ../../nbs/02_text_data.ipynb #c9f1c2e7
-_PALETTE = ("#cfe2f3", "#fce5cd")   # alternating, so neighbouring pieces stand apart
+_PALETTE = ("#cfe2f3", "#fce5cd")  # alternating, so neighbouring pieces stand apart
 
 
 def token_figure(rows, width: float = 6.8, fontsize: int = 9):
@@ -100,13 +107,17 @@ def token_figure(rows, width: float = 6.8, fontsize: int = 9):
 # %% ../../nbs/02_text_data.ipynb #b1e372bf
 UNK_TOKEN, EOT_TOKEN = "<|unk|>", "<|endoftext|>"
 
+
 class SimpleTokenizerV2(SimpleTokenizerV1):
     "Word-level tokenizer that maps unknown words to `<|unk|>` and knows `<|endoftext|>`."
+
     def __init__(self, vocab: dict[str, int]):
         missing = [t for t in (UNK_TOKEN, EOT_TOKEN) if t not in vocab]
         if missing:
-            raise ValueError(f"The vocabulary lacks the special tokens {missing}; build it with "
-                             f"build_vocab(tokens, special_tokens=('{EOT_TOKEN}', '{UNK_TOKEN}')).")
+            raise ValueError(
+                f"The vocabulary lacks the special tokens {missing}; build it with "
+                f"build_vocab(tokens, special_tokens=('{EOT_TOKEN}', '{UNK_TOKEN}'))."
+            )
         super().__init__(vocab)
 
     def _id(self, token: str) -> int:

@@ -23,38 +23,78 @@ __all__ = ['METASPACE', 'metaspace_split', 'UnigramTokenizer']
 # %% ../../nbs/02c_unigram.ipynb #0652bf2e
 METASPACE = "\u2581"  # ▁, SentencePiece's visible stand-in for a space
 
+
 def metaspace_split(text: str) -> list[str]:
-    "Words of `text` as Hugging Face's `Metaspace()` makes them: spaces become `▁`, a `▁` is prepended, each `▁` starts a word."
-    if not text: return []
+    """Words of `text` as Hugging Face's `Metaspace()` makes them: spaces become `▁`, a
+    `▁` is prepended, each `▁` starts a word."""
+    if not text:
+        return []
     s = text.replace(" ", METASPACE)
-    if not s.startswith(METASPACE): s = METASPACE + s
+    if not s.startswith(METASPACE):
+        s = METASPACE + s
     return [METASPACE + w for w in s.split(METASPACE)[1:]]
 
 # %% ../../nbs/02c_unigram.ipynb #0670d401
-_UNK_PENALTY = 10.0  # an unknown character scores this far below the worst piece (as in Hugging Face and SentencePiece)
+# an unknown character scores this far below the worst piece (as in Hugging Face and
+# SentencePiece)
+_UNK_PENALTY = 10.0
 _FORMAT, _VERSION = "llm_zero.unigram", 1
 
+
 class UnigramTokenizer:
-    "SentencePiece-style unigram language-model tokenizer: `▁` meta-space, Viterbi encoding, EM training."
+    """SentencePiece-style unigram language-model tokenizer: `▁` meta-space, Viterbi
+    encoding, EM training."""
+
     def __init__(self, pieces, unk_id: int = 0, byte_fallback: bool = False):
         pieces = list(pieces)
         for i, pair in enumerate(pieces):
-            if isinstance(pair, str) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ValueError(f"Piece {i} is {pair!r}: expected (piece, score) pairs.")
-        if not pieces: raise ValueError("A UnigramTokenizer needs at least one piece (the unknown piece).")
+            if (
+                isinstance(pair, str)
+                or not isinstance(pair, (tuple, list))
+                or len(pair) != 2
+            ):
+                raise ValueError(
+                    f"Piece {i} is {pair!r}: expected (piece, score) pairs."
+                )
+        if not pieces:
+            raise ValueError(
+                "A UnigramTokenizer needs at least one piece (the unknown piece)."
+            )
         seen = {}
         for i, (p, s) in enumerate(pieces):
-            if not isinstance(p, str) or not p: raise ValueError(f"Piece {i} is {p!r}: pieces must be non-empty strings.")
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
-                raise ValueError(f"Piece {i} ({p!r}) has score {s!r}: scores must be finite numbers.")
-            if p in seen: raise ValueError(f"Piece {p!r} appears twice (ids {seen[p]} and {i}): pieces must be unique.")
+            if not isinstance(p, str) or not p:
+                raise ValueError(
+                    f"Piece {i} is {p!r}: pieces must be non-empty strings."
+                )
+            if (
+                isinstance(s, bool)
+                or not isinstance(s, (int, float))
+                or not math.isfinite(s)
+            ):
+                raise ValueError(
+                    f"Piece {i} ({p!r}) has score {s!r}: scores must be finite numbers."
+                )
+            if p in seen:
+                raise ValueError(
+                    f"Piece {p!r} appears twice (ids {seen[p]} and {i}): pieces must be"
+                    " unique."
+                )
             seen[p] = i
-        if isinstance(unk_id, bool) or not isinstance(unk_id, int) or not 0 <= unk_id < len(pieces):
-            raise ValueError(f"unk_id={unk_id!r} is not the id of a piece: use 0..{len(pieces) - 1}.")
+        if (
+            isinstance(unk_id, bool)
+            or not isinstance(unk_id, int)
+            or not 0 <= unk_id < len(pieces)
+        ):
+            raise ValueError(
+                f"unk_id={unk_id!r} is not the id of a piece: use 0..{len(pieces) - 1}."
+            )
         self.pieces, self.scores = [p for p, _ in pieces], [float(s) for _, s in pieces]
         self.unk_id, self.byte_fallback = unk_id, bool(byte_fallback)
-        self._vocab = {p: (i, s) for i, (p, s) in enumerate(zip(self.pieces, self.scores))}
-        # One dict as a trie: every prefix of a piece maps to its (end offset, id, score) if it is a piece, else None.
+        self._vocab = {
+            p: (i, s) for i, (p, s) in enumerate(zip(self.pieces, self.scores))
+        }
+        # One dict as a trie: every prefix of a piece maps to its (end offset, id,
+        # score) if it is a piece, else None.
         self._trie = {p[:k]: None for p in self.pieces for k in range(1, len(p))}
         self._trie.update({p: (len(p), i, s) for p, (i, s) in self._vocab.items()})
         self._max_len = max(map(len, self.pieces))
@@ -67,65 +107,107 @@ class UnigramTokenizer:
 
     @classmethod
     def from_pieces(cls, pieces, unk_id: int = 0, byte_fallback: bool = False):
-        "A tokenizer from `(piece, score)` pairs, id = list position, like Hugging Face's `Unigram(vocab, unk_id)`."
+        """A tokenizer from `(piece, score)` pairs, id = list position, like Hugging
+        Face's `Unigram(vocab, unk_id)`."""
         return cls(pieces, unk_id, byte_fallback)
 
-    def __len__(self): return len(self.pieces)
+    def __len__(self):
+        return len(self.pieces)
+
     @property
-    def vocab_size(self) -> int: return len(self.pieces)
-    def __repr__(self): return f"UnigramTokenizer(vocab_size={len(self)}, unk_id={self.unk_id}, byte_fallback={self.byte_fallback})"
+    def vocab_size(self) -> int:
+        return len(self.pieces)
+
+    def __repr__(self):
+        return (
+            f"UnigramTokenizer(vocab_size={len(self)}, unk_id={self.unk_id},"
+            f" byte_fallback={self.byte_fallback})"
+        )
 
     def _edges(self, word: str, i: int):
-        "(end, id, score) of every piece starting at position `i` of `word`, plus an unknown edge if no single character matches."
+        """(end, id, score) of every piece starting at position `i` of `word`, plus an
+        unknown edge if no single character matches."""
         out, trie = [], self._trie
         for j in range(i + 1, min(len(word), i + self._max_len) + 1):
             hit = trie.get(word[i:j], False)
-            if hit is False: break  # not a prefix of any piece: no longer match either
-            if hit is not None: out.append(hit if i == 0 else (hit[0] + i, hit[1], hit[2]))
-        if not out or out[0][0] != i + 1: out.append((i + 1, self.unk_id, self._unk_score))
+            if hit is False:
+                break  # not a prefix of any piece: no longer match either
+            if hit is not None:
+                out.append(hit if i == 0 else (hit[0] + i, hit[1], hit[2]))
+        if not out or out[0][0] != i + 1:
+            out.append((i + 1, self.unk_id, self._unk_score))
         return out
 
-    def _segment(self, word: str, alpha: float | None = None, rng: random.Random | None = None) -> list[str]:
-        "Best (or, given `alpha`, sampled) segmentation of one word as strings; runs of unknown characters are fused."
+    def _segment(
+        self, word: str, alpha: float | None = None, rng: random.Random | None = None
+    ) -> list[str]:
+        """Best (or, given `alpha`, sampled) segmentation of one word as strings; runs
+        of unknown characters are fused."""
         n = len(word)
-        if alpha is None: start, ids = _viterbi(self, word)
-        else: start, ids = _sample_path(self, word, alpha, rng)
+        if alpha is None:
+            start, ids = _viterbi(self, word)
+        else:
+            start, ids = _sample_path(self, word, alpha, rng)
         tokens, unknown, j = [], [], n
         while j > 0:
             i = start[j]
-            if ids[j] == self.unk_id: unknown.append(word[i:j])
+            if ids[j] == self.unk_id:
+                unknown.append(word[i:j])
             else:
-                if unknown: tokens.append("".join(reversed(unknown))); unknown = []
+                if unknown:
+                    tokens.append("".join(reversed(unknown)))
+                    unknown = []
                 tokens.append(word[i:j])
             j = i
-        if unknown: tokens.append("".join(reversed(unknown)))
+        if unknown:
+            tokens.append("".join(reversed(unknown)))
         return tokens[::-1]
 
     def _ids(self, tokens: list[str]) -> list[int]:
-        "Ids of segment strings; a fused unknown run becomes its UTF-8 byte pieces (byte fallback) or `unk_id`."
+        """Ids of segment strings; a fused unknown run becomes its UTF-8 byte pieces
+        (byte fallback) or `unk_id`."""
         out = []
         for t in tokens:
             hit = self._vocab.get(t)
-            if hit is not None: out.append(hit[0]); continue
-            b = [self._byte_ids.get(x) for x in t.encode("utf-8")] if self.byte_fallback else [None]
-            if None in b: out.append(self.unk_id)
-            else: out += b
+            if hit is not None:
+                out.append(hit[0])
+                continue
+            b = (
+                [self._byte_ids.get(x) for x in t.encode("utf-8")]
+                if self.byte_fallback
+                else [None]
+            )
+            if None in b:
+                out.append(self.unk_id)
+            else:
+                out += b
         return out
 
-    def encode(self, text: str, *, sample: bool = False, alpha: float = 0.1, rng: random.Random | None = None) -> list[int]:
-        "Token ids of `text`: the Viterbi segmentation, or with `sample=True` one drawn with probability ∝ P(x)**alpha."
-        if not isinstance(text, str): raise TypeError(f"encode expects a str, got {type(text).__name__}.")
+    def encode(
+        self,
+        text: str,
+        *,
+        sample: bool = False,
+        alpha: float = 0.1,
+        rng: random.Random | None = None,
+    ) -> list[int]:
+        """Token ids of `text`: the Viterbi segmentation, or with `sample=True` one
+        drawn with probability ∝ P(x)**alpha."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects a str, got {type(text).__name__}.")
         out = []
         if sample:
             rng = rng or random.Random()
-            for w in metaspace_split(text): out += self._ids(self._segment(w, alpha, rng))
+            for w in metaspace_split(text):
+                out += self._ids(self._segment(w, alpha, rng))
             return out
         cache = self._cache
         for w in metaspace_split(text):
             ids = cache.get(w)
             if ids is None:
                 ids = self._ids(self._segment(w))
-                if len(cache) < 500_000: cache[w] = ids  # words repeat: Zipf makes this cache very effective
+                if len(cache) < 500_000:
+                    cache[w] = ids  # words repeat: Zipf makes this cache very effective
             out += ids
         return out
 
@@ -134,170 +216,313 @@ class UnigramTokenizer:
         return [self.pieces[i] for i in self.encode(text, **kwargs)]
 
     def decode(self, ids) -> str:
-        "Text of token ids: `▁` back to spaces, byte pieces joined and decoded as UTF-8 (invalid bytes become U+FFFD)."
+        """Text of token ids: `▁` back to spaces, byte pieces joined and decoded as
+        UTF-8 (invalid bytes become U+FFFD)."""
         parts, pending, n = [], bytearray(), len(self.pieces)
         for i in ids:
-            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
-                raise ValueError(f"Token id {i!r} is out of range: this tokenizer has ids 0..{n - 1}.")
+            if (
+                isinstance(i, (bool, np.bool_))
+                or not isinstance(i, (int, np.integer))
+                or not 0 <= i < n
+            ):
+                raise ValueError(
+                    f"Token id {i!r} is out of range: this tokenizer has ids"
+                    f" 0..{n - 1}."
+                )
             b = self._byte_of.get(int(i))
-            if b is not None: pending.append(b); continue
-            if pending: parts.append(pending.decode("utf-8", "replace")); pending.clear()
+            if b is not None:
+                pending.append(b)
+                continue
+            if pending:
+                parts.append(pending.decode("utf-8", "replace"))
+                pending.clear()
             parts.append(self.pieces[i])
-        if pending: parts.append(pending.decode("utf-8", "replace"))
+        if pending:
+            parts.append(pending.decode("utf-8", "replace"))
         text = "".join(parts).replace(METASPACE, " ")
         return text[1:] if text.startswith(" ") else text
 
     def save(self, path) -> Path:
         "Write a versioned, human-readable JSON file with one `[piece, score]` per line."
         path = Path(path)
-        head = json.dumps(dict(format=_FORMAT, version=_VERSION, unk_id=self.unk_id, byte_fallback=self.byte_fallback))
-        rows = ",\n".join(json.dumps([p, s], ensure_ascii=False) for p, s in zip(self.pieces, self.scores))
+        head = json.dumps(
+            dict(
+                format=_FORMAT,
+                version=_VERSION,
+                unk_id=self.unk_id,
+                byte_fallback=self.byte_fallback,
+            )
+        )
+        rows = ",\n".join(
+            json.dumps([p, s], ensure_ascii=False)
+            for p, s in zip(self.pieces, self.scores)
+        )
         with atomic_write(path) as tmp:
-            tmp.write_text(head[:-1] + ',\n"pieces": [\n' + rows + "\n]}\n", encoding="utf-8")
+            tmp.write_text(
+                head[:-1] + ',\n"pieces": [\n' + rows + "\n]}\n", encoding="utf-8"
+            )
         return path
 
     @classmethod
     def load(cls, path) -> UnigramTokenizer:
-        "Read a file written by `save`; any other file raises `ValueError` naming the file and the problem."
+        """Read a file written by `save`; any other file raises `ValueError` naming the
+        file and the problem."""
         path, fix = Path(path), "expected a file written by UnigramTokenizer.save"
-        try: d = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is not a UnigramTokenizer file ({e}); {fix}.") from None
+            raise ValueError(
+                f"{path} is not a UnigramTokenizer file ({e}); {fix}."
+            ) from None
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a UnigramTokenizer file (no \"format\": {_FORMAT!r}); {fix}.")
+            raise ValueError(
+                f'{path} is not a UnigramTokenizer file (no "format": {_FORMAT!r});'
+                f" {fix}."
+            )
         if d.get("version") != _VERSION:
-            raise ValueError(f"{path} has format version {d.get('version')!r}; this llm_zero reads version {_VERSION}.")
+            raise ValueError(
+                f"{path} has format version {d.get('version')!r}; this llm_zero reads"
+                f" version {_VERSION}."
+            )
         pieces = d.get("pieces")
-        if not isinstance(pieces, list) or not all(isinstance(r, list) and len(r) == 2 for r in pieces):
-            raise ValueError(f"{path} is corrupt: \"pieces\" must be a list of [piece, score] pairs; {fix}.")
-        try: return cls(pieces, d.get("unk_id"), d.get("byte_fallback", False))
-        except ValueError as e: raise ValueError(f"{path} is corrupt: {e}") from None
+        if not isinstance(pieces, list) or not all(
+            isinstance(r, list) and len(r) == 2 for r in pieces
+        ):
+            raise ValueError(
+                f'{path} is corrupt: "pieces" must be a list of [piece, score] pairs;'
+                f" {fix}."
+            )
+        try:
+            return cls(pieces, d.get("unk_id"), d.get("byte_fallback", False))
+        except ValueError as e:
+            raise ValueError(f"{path} is corrupt: {e}") from None
 
     @classmethod
-    def train(cls, text_or_texts, vocab_size: int, *, byte_fallback: bool = False, unk_piece: str = "<unk>",
-              max_piece_length: int = 16, split_by_script: bool = True, seed_size: int = 1_000_000,
-              shrinking_factor: float = 0.75, num_sub_iterations: int = 2, progress: bool = False) -> UnigramTokenizer:
-        "Learn `vocab_size` pieces (specials included) from a text or texts by EM and pruning, as SentencePiece does."
+    def train(
+        cls,
+        text_or_texts,
+        vocab_size: int,
+        *,
+        byte_fallback: bool = False,
+        unk_piece: str = "<unk>",
+        max_piece_length: int = 16,
+        split_by_script: bool = True,
+        seed_size: int = 1_000_000,
+        shrinking_factor: float = 0.75,
+        num_sub_iterations: int = 2,
+        progress: bool = False,
+    ) -> UnigramTokenizer:
+        """Learn `vocab_size` pieces (specials included) from a text or texts by EM and
+        pruning, as SentencePiece does."""
         texts = _as_texts(text_or_texts)
         words, last = Counter(), Counter()  # every word, and the words that end a text
         for t in texts:
-            ws = metaspace_split(t); words.update(ws); last.update(ws[-1:])
-        if not words: raise ValueError("No text to train on: text_or_texts is empty.")
-        specials = [unk_piece] + ([f"<0x{b:02X}>" for b in range(256)] if byte_fallback else [])
+            ws = metaspace_split(t)
+            words.update(ws)
+            last.update(ws[-1:])
+        if not words:
+            raise ValueError("No text to train on: text_or_texts is empty.")
+        specials = [unk_piece] + (
+            [f"<0x{b:02X}>" for b in range(256)] if byte_fallback else []
+        )
         n_chars = len({c for w in words for c in w})
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < n_chars + len(specials):
-            raise ValueError(f"vocab_size={vocab_size!r} is below the {n_chars} distinct characters of the text plus "
-                             f"{len(specials)} special piece(s): use vocab_size >= {n_chars + len(specials)}.")
-        learned, history = _train_pieces(words, last, vocab_size - len(specials), max_piece_length=max_piece_length,
-                                         split_by_script=split_by_script, seed_size=seed_size,
-                                         shrinking_factor=shrinking_factor, num_sub_iterations=num_sub_iterations,
-                                         progress=progress)
-        # A learned piece that spells a special (a literal "<unk>" in the text) would be a duplicate.
-        tok = cls([(p, 0.0) for p in specials] + [(p, s) for p, s in learned if p not in specials], 0, byte_fallback)
+        if (
+            isinstance(vocab_size, bool)
+            or not isinstance(vocab_size, int)
+            or vocab_size < n_chars + len(specials)
+        ):
+            raise ValueError(
+                f"vocab_size={vocab_size!r} is below the {n_chars} distinct characters"
+                f" of the text plus {len(specials)} special piece(s): use vocab_size >="
+                f" {n_chars + len(specials)}."
+            )
+        learned, history = _train_pieces(
+            words,
+            last,
+            vocab_size - len(specials),
+            max_piece_length=max_piece_length,
+            split_by_script=split_by_script,
+            seed_size=seed_size,
+            shrinking_factor=shrinking_factor,
+            num_sub_iterations=num_sub_iterations,
+            progress=progress,
+        )
+        # A learned piece that spells a special (a literal "<unk>" in the text) would be
+        # a duplicate.
+        tok = cls(
+            [(p, 0.0) for p in specials]
+            + [(p, s) for p, s in learned if p not in specials],
+            0,
+            byte_fallback,
+        )
         tok.history = history
         if len(tok) < vocab_size:
-            warnings.warn(f"The text only supports {len(tok)} pieces (asked for vocab_size={vocab_size}): "
-                          f"it has too few repeated substrings. Train on more text or ask for fewer pieces.", stacklevel=2)
+            warnings.warn(
+                f"The text only supports {len(tok)} pieces (asked for"
+                f" vocab_size={vocab_size}): it has too few repeated substrings. Train"
+                " on more text or ask for fewer pieces.",
+                stacklevel=2,
+            )
         return tok
 
 # %% ../../nbs/02c_unigram.ipynb #97b8b78b
 def _viterbi(tok: UnigramTokenizer, word: str):
-    "Best path through the lattice of `word`: for each node, the start and id of its best incoming edge."
+    """Best path through the lattice of `word`: for each node, the start and id of its
+    best incoming edge."""
     n = len(word)
     best, start, ids = [0.0] + [-math.inf] * n, [0] * (n + 1), [tok.unk_id] * (n + 1)
     for i in range(n):
         base = best[i]
         for j, pid, score in tok._edges(word, i):
-            if base + score > best[j]: best[j], start[j], ids[j] = base + score, i, pid
+            if base + score > best[j]:
+                best[j], start[j], ids[j] = base + score, i, pid
     return start, ids
 
 # %% ../../nbs/02c_unigram.ipynb #e71a9d4e
 def _sample_path(tok: UnigramTokenizer, word: str, alpha: float, rng: random.Random):
-    "Forward-filter, backward-sample: a path drawn with probability proportional to P(path)**alpha."
+    """Forward-filter, backward-sample: a path drawn with probability proportional to
+    P(path)**alpha."""
     n = len(word)
     into = [[] for _ in range(n + 1)]
     for i in range(n):
-        for j, pid, score in tok._edges(word, i): into[j].append((i, pid, alpha * score))
+        for j, pid, score in tok._edges(word, i):
+            into[j].append((i, pid, alpha * score))
     fwd = [0.0] + [-math.inf] * n
     for j in range(1, n + 1):
         v = [fwd[i] + s for i, _, s in into[j]]
-        m = max(v); fwd[j] = m + math.log(sum(math.exp(x - m) for x in v))
+        m = max(v)
+        fwd[j] = m + math.log(sum(math.exp(x - m) for x in v))
     start, ids, j = [0] * (n + 1), [0] * (n + 1), n
     while j > 0:
-        i, pid, _ = rng.choices(into[j], weights=[math.exp(fwd[i] + s - fwd[j]) for i, _, s in into[j]])[0]
+        i, pid, _ = rng.choices(
+            into[j], weights=[math.exp(fwd[i] + s - fwd[j]) for i, _, s in into[j]]
+        )[0]
         start[j], ids[j], j = i, pid, i
     return start, ids
 
 # %% ../../nbs/02c_unigram.ipynb #a79af0e1
 @cache
 def _script(c: str) -> str:
-    "A coarse Unicode script: letters by the first word of their name, marks 'Inherited', anything else 'Common'."
+    """A coarse Unicode script: letters by the first word of their name, marks
+    'Inherited', anything else 'Common'."""
     cat = unicodedata.category(c)
-    if cat[0] == "M": return "Inherited"
-    if cat[0] != "L": return "Common"
+    if cat[0] == "M":
+        return "Inherited"
+    if cat[0] != "L":
+        return "Common"
     name = unicodedata.name(c, "").split(" ", 1)[0]
-    # Kana count as Han so that words mixing kanji and kana can be pieces, as in SentencePiece.
+    # Kana count as Han so that words mixing kanji and kana can be pieces, as in
+    # SentencePiece.
     return "Han" if name.startswith(("CJK", "HIRAGANA", "KATAKANA")) else name
 
 # %% ../../nbs/02c_unigram.ipynb #552e9099
 def _piece_limits(word: str, max_len: int, split_by_script: bool) -> list[int]:
     "For each start i, the largest end j such that `word[i:j]` may be a piece."
     n = len(word)
-    run_end = [n] * (n + 1)  # where the run of same-script characters through position k ends
+    run_end = [n] * (
+        n + 1
+    )  # where the run of same-script characters through position k ends
     if split_by_script:
         for k in range(n - 2, -1, -1):
-            run_end[k] = run_end[k + 1] if _script(word[k]) == _script(word[k + 1]) else k + 1
+            run_end[k] = (
+                run_end[k + 1] if _script(word[k]) == _script(word[k + 1]) else k + 1
+            )
     lim = [min(run_end[i], i + max_len) for i in range(n)]
     # The meta-space belongs to no script: it may prefix a run of any script.
-    if n and word[0] == METASPACE: lim[0] = min(run_end[1] if n > 1 else 1, max_len)
+    if n and word[0] == METASPACE:
+        lim[0] = min(run_end[1] if n > 1 else 1, max_len)
     return lim
 
 # %% ../../nbs/02c_unigram.ipynb #1b71c1a2
-def _seed_pieces(words: list[str], freqs: np.ndarray, ends: np.ndarray, max_len: int, split_by_script: bool, seed_size: int):
-    "Characters plus the top `seed_size` right-branching substrings by count x length, with initial log-probabilities."
+def _seed_pieces(
+    words: list[str],
+    freqs: np.ndarray,
+    ends: np.ndarray,
+    max_len: int,
+    split_by_script: bool,
+    seed_size: int,
+):
+    """Characters plus the top `seed_size` right-branching substrings by count x length,
+    with initial log-probabilities."""
     chars, subs, ext = Counter(), {}, {}
     limits = [_piece_limits(w, max_len, split_by_script) for w in words]
     for w, f, f_end, lim in zip(words, freqs, ends, limits):
         n = len(w)
-        for c in w: chars[c] += f
+        for c in w:
+            chars[c] += f
         for i, hi in enumerate(lim):
             for j in range(i + 2, hi + 1):
-                s = w[i:j]; subs[s] = subs.get(s, 0) + f
-            if hi - i < 2: continue
-            # What follows the longest valid piece from i: a character it cannot absorb, the next word or the end.
-            if hi < n: t = w[i:hi + 1]; ext[t] = ext.get(t, 0) + f
+                s = w[i:j]
+                subs[s] = subs.get(s, 0) + f
+            if hi - i < 2:
+                continue
+            # What follows the longest valid piece from i: a character it cannot absorb,
+            # the next word or the end.
+            if hi < n:
+                t = w[i : hi + 1]
+                ext[t] = ext.get(t, 0) + f
             else:
-                t = w[i:] + METASPACE; ext[t] = ext.get(t, 0) + f - f_end
-                t = w[i:] + "\0"; ext[t] = ext.get(t, 0) + f_end
-    redundant = {s[:-1] for d in (subs, ext) for s, c in d.items() if len(s) > 2 and subs[s[:-1]] == c}
-    cands = sorted(((c * len(s), s) for s, c in subs.items() if c >= 2 and s not in redundant),
-                   key=lambda t: (-t[0], t[1]))[:seed_size]
-    pieces = [c for c, _ in sorted(chars.items(), key=lambda t: (-t[1], t[0]))] + [s for _, s in cands]
-    value = np.array([chars[c] for c in pieces[:len(chars)]] + [v for v, _ in cands], np.float64)
+                t = w[i:] + METASPACE
+                ext[t] = ext.get(t, 0) + f - f_end
+                t = w[i:] + "\0"
+                ext[t] = ext.get(t, 0) + f_end
+    redundant = {
+        s[:-1]
+        for d in (subs, ext)
+        for s, c in d.items()
+        if len(s) > 2 and subs[s[:-1]] == c
+    }
+    cands = sorted(
+        ((c * len(s), s) for s, c in subs.items() if c >= 2 and s not in redundant),
+        key=lambda t: (-t[0], t[1]),
+    )[:seed_size]
+    pieces = [c for c, _ in sorted(chars.items(), key=lambda t: (-t[1], t[0]))] + [
+        s for _, s in cands
+    ]
+    value = np.array(
+        [chars[c] for c in pieces[: len(chars)]] + [v for v, _ in cands], np.float64
+    )
     return pieces, np.log(value) - np.log(value.sum()), len(chars), limits
 
 # %% ../../nbs/02c_unigram.ipynb #cb5d9b21
 class _Lattices:
-    "The lattices of many strings as flat numpy arrays, for vectorised forward-backward and Viterbi."
+    """The lattices of many strings as flat numpy arrays, for vectorised
+    forward-backward and Viterbi."""
+
     def __init__(self, lens, ew, s_pos, e_pos, piece):
         self.lens = np.asarray(lens, np.int64)
-        self.first = np.cumsum(self.lens + 1) - (self.lens + 1)  # global node of each string's position 0
+        self.first = np.cumsum(self.lens + 1) - (
+            self.lens + 1
+        )  # global node of each string's position 0
         self.last = self.first + self.lens
         self.n_nodes = int(self.last[-1]) + 1 if len(self.lens) else 0
         self.ew, self.piece = np.asarray(ew, np.int64), np.asarray(piece, np.int64)
-        self.s_pos, self.e_pos = np.asarray(s_pos, np.int64), np.asarray(e_pos, np.int64)
-        self.src, self.dst = self.first[self.ew] + self.s_pos, self.first[self.ew] + self.e_pos
+        self.s_pos, self.e_pos = np.asarray(s_pos, np.int64), np.asarray(
+            e_pos, np.int64
+        )
+        self.src, self.dst = (
+            self.first[self.ew] + self.s_pos,
+            self.first[self.ew] + self.e_pos,
+        )
         self.fwd = self._groups(self.e_pos, self.dst)
         self.bwd = self._groups(-self.s_pos, self.src)
 
     def subset(self, keep) -> _Lattices:
         "The same strings with only the edges where `keep` is true."
-        return _Lattices(self.lens, self.ew[keep], self.s_pos[keep], self.e_pos[keep], self.piece[keep])
+        return _Lattices(
+            self.lens,
+            self.ew[keep],
+            self.s_pos[keep],
+            self.e_pos[keep],
+            self.piece[keep],
+        )
 
     @staticmethod
     def _groups(pos, node):
-        "Edges grouped by `pos` (processing order); within a group, runs of edges that share `node`."
-        if not len(pos): return []
+        """Edges grouped by `pos` (processing order); within a group, runs of edges that
+        share `node`."""
+        if not len(pos):
+            return []
         order = np.lexsort((node, pos))
         pos, node = pos[order], node[order]
         bounds = np.flatnonzero(np.diff(pos)) + 1
@@ -305,20 +530,27 @@ class _Lattices:
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(pos)]):
             nd = node[lo:hi]
             starts = np.flatnonzero(np.r_[True, nd[1:] != nd[:-1]])
-            groups.append((order[lo:hi], starts, nd[starts], np.diff(np.r_[starts, hi - lo])))
+            groups.append(
+                (order[lo:hi], starts, nd[starts], np.diff(np.r_[starts, hi - lo]))
+            )
         return groups
 
     def _sweep(self, edge_score, groups, init, frm):
-        "One pass of log-sum-exp dynamic programming over `groups`, reading nodes `frm` of each edge."
-        a = np.full(self.n_nodes, -np.inf); a[init] = 0.0
+        """One pass of log-sum-exp dynamic programming over `groups`, reading nodes
+        `frm` of each edge."""
+        a = np.full(self.n_nodes, -np.inf)
+        a[init] = 0.0
         for idx, starts, nodes, lens in groups:
             v = a[frm[idx]] + edge_score[idx]
             m = np.maximum.reduceat(v, starts)
-            a[nodes] = m + np.log(np.add.reduceat(np.exp(v - np.repeat(m, lens)), starts))
+            a[nodes] = m + np.log(
+                np.add.reduceat(np.exp(v - np.repeat(m, lens)), starts)
+            )
         return a
 
     def marginals(self, edge_score, weight):
-        "Expected uses of each edge (times its string's `weight`), and each string's log-likelihood."
+        """Expected uses of each edge (times its string's `weight`), and each string's
+        log-likelihood."""
         alpha = self._sweep(edge_score, self.fwd, self.first, self.src)
         beta = self._sweep(edge_score, self.bwd, self.last, self.dst)
         logz = alpha[self.last]
@@ -326,8 +558,10 @@ class _Lattices:
         return post * weight[self.ew], logz
 
     def viterbi(self, edge_score):
-        "Best path of every string: its log-probability, and the (string, piece) pairs along the paths."
-        best = np.full(self.n_nodes, -np.inf); best[self.first] = 0.0
+        """Best path of every string: its log-probability, and the (string, piece) pairs
+        along the paths."""
+        best = np.full(self.n_nodes, -np.inf)
+        best[self.first] = 0.0
         back = np.zeros(self.n_nodes, np.int64)
         for idx, starts, nodes, lens in self.fwd:
             v = best[self.src[idx]] + edge_score[idx]
@@ -335,113 +569,206 @@ class _Lattices:
             best[nodes] = m
             hit = np.flatnonzero(v == np.repeat(m, lens))
             seg = np.repeat(np.arange(len(starts)), lens)[hit]
-            back[nodes] = idx[hit[np.r_[True, seg[1:] != seg[:-1]]]]  # first maximum of each run
+            back[nodes] = idx[
+                hit[np.r_[True, seg[1:] != seg[:-1]]]
+            ]  # first maximum of each run
         words, pieces = [], []
-        w = np.flatnonzero(np.isfinite(best[self.last]))  # a string with no edges left has no path
+        w = np.flatnonzero(
+            np.isfinite(best[self.last])
+        )  # a string with no edges left has no path
         cur = self.last[w]
         while (act := cur != self.first[w]).any():
             w, e = w[act], back[cur[act]]
-            words.append(w); pieces.append(self.piece[e]); cur = self.src[e]
+            words.append(w)
+            pieces.append(self.piece[e])
+            cur = self.src[e]
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
         return best[self.last], cat(words), cat(pieces)
 
 # %% ../../nbs/02c_unigram.ipynb #ac3ad16a
 def _digamma(x):
-    "Digamma function for x > 0: shift up to x >= 7 with psi(x) = psi(x+1) - 1/x, then the asymptotic series."
-    x = np.array(x, dtype=np.float64); r = np.zeros_like(x)
+    """Digamma function for x > 0: shift up to x >= 7 with psi(x) = psi(x+1) - 1/x, then
+    the asymptotic series."""
+    x = np.array(x, dtype=np.float64)
+    r = np.zeros_like(x)
     while (small := x < 7).any():
-        r[small] -= 1 / x[small]; x[small] += 1
-    x -= 0.5; z2 = 1 / (x * x); z4 = z2 * z2
-    return r + np.log(x) + z2 / 24 - 7 / 960 * z4 + 31 / 8064 * z4 * z2 - 127 / 30720 * z4 * z4
+        r[small] -= 1 / x[small]
+        x[small] += 1
+    x -= 0.5
+    z2 = 1 / (x * x)
+    z4 = z2 * z2
+    return (
+        r
+        + np.log(x)
+        + z2 / 24
+        - 7 / 960 * z4
+        + 31 / 8064 * z4 * z2
+        - 127 / 30720 * z4 * z4
+    )
 
 # %% ../../nbs/02c_unigram.ipynb #7c78ab99
 def _word_edges(words: list[str], limits: list[list[int]], index: dict[str, int]):
-    "Every occurrence of a seed piece in every word, as (word, start, end, piece) columns."
+    """Every occurrence of a seed piece in every word, as (word, start, end, piece)
+    columns."""
     ew, sp, ep, pc = [], [], [], []
     for k, (w, lim) in enumerate(zip(words, limits)):
         for i, hi in enumerate(lim):
             for j in range(i + 1, hi + 1):
                 p = index.get(w[i:j])
-                if p is not None: ew.append(k); sp.append(i); ep.append(j); pc.append(p)
+                if p is not None:
+                    ew.append(k)
+                    sp.append(i)
+                    ep.append(j)
+                    pc.append(p)
     return ew, sp, ep, pc
 
 # %% ../../nbs/02c_unigram.ipynb #fc3184cd
 def _piece_lattices(lat: _Lattices, n_pieces: int, n_chars: int):
-    "Lattices of the multi-character pieces (ids n_chars..n_pieces-1) without their own edge, cut out of `lat`."
+    """Lattices of the multi-character pieces (ids n_chars..n_pieces-1) without their
+    own edge, cut out of `lat`."""
     pid = np.arange(n_chars, n_pieces)
-    first_edge = np.full(n_pieces, -1); first_edge[lat.piece[::-1]] = np.arange(len(lat.piece))[::-1]
+    first_edge = np.full(n_pieces, -1)
+    first_edge[lat.piece[::-1]] = np.arange(len(lat.piece))[::-1]
     occ = first_edge[pid]
     w, i, j = lat.ew[occ], lat.s_pos[occ], lat.e_pos[occ]
-    lo, hi = np.searchsorted(lat.src, lat.first[w] + i), np.searchsorted(lat.src, lat.first[w] + j)
+    lo, hi = np.searchsorted(lat.src, lat.first[w] + i), np.searchsorted(
+        lat.src, lat.first[w] + j
+    )
     n = hi - lo
     owner = np.repeat(np.arange(len(pid)), n)
     e = np.arange(owner.size) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
-    keep = (lat.e_pos[e] <= j[owner]) & ~((lat.s_pos[e] == i[owner]) & (lat.e_pos[e] == j[owner]))
+    keep = (lat.e_pos[e] <= j[owner]) & ~(
+        (lat.s_pos[e] == i[owner]) & (lat.e_pos[e] == j[owner])
+    )
     e, owner = e[keep], owner[keep]
-    return _Lattices(j - i, owner, lat.s_pos[e] - i[owner], lat.e_pos[e] - i[owner], lat.piece[e]), pid
+    return (
+        _Lattices(
+            j - i, owner, lat.s_pos[e] - i[owner], lat.e_pos[e] - i[owner], lat.piece[e]
+        ),
+        pid,
+    )
 
 # %% ../../nbs/02c_unigram.ipynb #48de4e20
 def _prune(lat, plat, owner, alive, score, freqs, is_char, target):
-    "Keep the `target` pieces whose removal would cost the most likelihood (characters always stay)."
+    """Keep the `target` pieces whose removal would cost the most likelihood (characters
+    always stay)."""
     sub = lat.subset(alive[lat.piece])
     _, w, p = sub.viterbi(score[sub.piece])
     freq = np.bincount(p, weights=freqs[w], minlength=len(alive))  # Viterbi counts c(v)
     total = freq.sum()
     psub = plat.subset(alive[plat.piece] & alive[owner[plat.ew]])
-    alt_score, pw, pp = psub.viterbi(score[psub.piece])  # second-best segmentation of each piece
-    split_already = np.zeros(len(alive), bool); split_already[owner] = alt_score > score[owner]
+    alt_score, pw, pp = psub.viterbi(
+        score[psub.piece]
+    )  # second-best segmentation of each piece
+    split_already = np.zeros(len(alive), bool)
+    split_already[owner] = alt_score > score[owner]
     k = np.bincount(pw, minlength=len(owner)).astype(np.float64)
     fv = freq[owner]
     with np.errstate(divide="ignore", invalid="ignore"):
-        logp_alt = np.bincount(pw, weights=np.log(freq[pp] + fv[pw]), minlength=len(owner)) - k * np.log(total + fv * (k - 1))
+        logp_alt = np.bincount(
+            pw, weights=np.log(freq[pp] + fv[pw]), minlength=len(owner)
+        ) - k * np.log(total + fv * (k - 1))
         loss = np.full(len(alive), -np.inf)
         loss[owner] = fv / freqs.sum() * (np.log(fv) - np.log(total) - logp_alt)
     cand = np.flatnonzero(alive & ~is_char & (freq > 0) & ~split_already)
-    cand = cand[np.lexsort((cand, -loss[cand]))][:max(0, target - int(is_char.sum()))]
-    kept = is_char.copy(); kept[cand] = True
+    cand = cand[np.lexsort((cand, -loss[cand]))][: max(0, target - int(is_char.sum()))]
+    kept = is_char.copy()
+    kept[cand] = True
     return kept
 
 # %% ../../nbs/02c_unigram.ipynb #2ce8c65a
-def _train_pieces(word_counts: Counter, last_counts: Counter, n_pieces: int, *, max_piece_length=16,
-                  split_by_script=True, seed_size=1_000_000, shrinking_factor=0.75, num_sub_iterations=2, progress=False):
-    "Unigram EM with pruning; returns [(piece, log-prob)] best first, and the training history."
+def _train_pieces(
+    word_counts: Counter,
+    last_counts: Counter,
+    n_pieces: int,
+    *,
+    max_piece_length=16,
+    split_by_script=True,
+    seed_size=1_000_000,
+    shrinking_factor=0.75,
+    num_sub_iterations=2,
+    progress=False,
+):
+    """Unigram EM with pruning; returns [(piece, log-prob)] best first, and the training
+    history."""
     words = sorted(word_counts)
     freqs = np.array([word_counts[w] for w in words], np.float64)
     ends = np.array([last_counts[w] for w in words], np.float64)
-    pieces, score, n_chars, limits = _seed_pieces(words, freqs, ends, max_piece_length, split_by_script, seed_size)
-    lat = _Lattices([len(w) for w in words], *_word_edges(words, limits, {p: k for k, p in enumerate(pieces)}))
+    pieces, score, n_chars, limits = _seed_pieces(
+        words, freqs, ends, max_piece_length, split_by_script, seed_size
+    )
+    lat = _Lattices(
+        [len(w) for w in words],
+        *_word_edges(words, limits, {p: k for k, p in enumerate(pieces)}),
+    )
     plat, owner = _piece_lattices(lat, len(pieces), n_chars)
     is_char = np.arange(len(pieces)) < n_chars
     alive, desired, history = np.ones(len(pieces), bool), int(n_pieces * 1.1), []
-    bar = progress_bar(desc="unigram EM", total=max(0, len(pieces) - desired),
-                       unit=" pieces removed", disable=not progress)
+    bar = progress_bar(
+        desc="unigram EM",
+        total=max(0, len(pieces) - desired),
+        unit=" pieces removed",
+        disable=not progress,
+    )
     tick = lambda: bar.update(min(bar.total, len(pieces) - int(alive.sum())) - bar.n)
     while True:
         for _ in range(num_sub_iterations):
             sub = lat.subset(alive[lat.piece])
-            post, logz = sub.marginals(score[sub.piece], freqs)                        # E-step
+            post, logz = sub.marginals(score[sub.piece], freqs)  # E-step
             expected = np.bincount(sub.piece, weights=post, minlength=len(pieces))
-            history.append(dict(step=len(history), pieces=int(alive.sum()), loss=float(-(freqs @ logz) / freqs.sum())))
-            alive &= (expected >= 0.5) | is_char                                       # M-step
-            expected = np.where(is_char, np.maximum(expected, 0.5), np.where(alive, expected, 1.0))
-            score = np.where(alive, _digamma(expected) - _digamma(expected[alive].sum()), -np.inf)
+            history.append(
+                dict(
+                    step=len(history),
+                    pieces=int(alive.sum()),
+                    loss=float(-(freqs @ logz) / freqs.sum()),
+                )
+            )
+            alive &= (expected >= 0.5) | is_char  # M-step
+            expected = np.where(
+                is_char, np.maximum(expected, 0.5), np.where(alive, expected, 1.0)
+            )
+            score = np.where(
+                alive, _digamma(expected) - _digamma(expected[alive].sum()), -np.inf
+            )
             tick()
-        if alive.sum() <= desired: break
-        alive = _prune(lat, plat, owner, alive, score, freqs, is_char, max(desired, int(shrinking_factor * alive.sum())))
+        if alive.sum() <= desired:
+            break
+        alive = _prune(
+            lat,
+            plat,
+            owner,
+            alive,
+            score,
+            freqs,
+            is_char,
+            max(desired, int(shrinking_factor * alive.sum())),
+        )
         tick()
     bar.close()
     keep = np.flatnonzero(alive)
-    keep = keep[np.lexsort((keep, -score[keep], ~is_char[keep]))][:max(n_pieces, n_chars)]  # characters first
+    keep = keep[np.lexsort((keep, -score[keep], ~is_char[keep]))][
+        : max(n_pieces, n_chars)
+    ]  # characters first
     keep = keep[np.lexsort((keep, -score[keep]))]
     return [(pieces[k], float(score[k])) for k in keep], history
 
 # %% ../../nbs/02c_unigram.ipynb #d0dabe43
 def _as_texts(text_or_texts) -> list[str]:
-    "A list of texts from one str or an iterable of str, or a `TypeError` saying which item is wrong."
-    if isinstance(text_or_texts, str): return [text_or_texts]
-    if isinstance(text_or_texts, Iterable) and not isinstance(text_or_texts, (bytes, bytearray)):
+    """A list of texts from one str or an iterable of str, or a `TypeError` saying which
+    item is wrong."""
+    if isinstance(text_or_texts, str):
+        return [text_or_texts]
+    if isinstance(text_or_texts, Iterable) and not isinstance(
+        text_or_texts, (bytes, bytearray)
+    ):
         texts = list(text_or_texts)
         bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-        if bad is None: return texts
-        raise TypeError(f"text_or_texts[{bad}] is a {type(texts[bad]).__name__}, not a str: pass text (decode bytes first).")
-    raise TypeError(f"Expected a str or an iterable of str, got {type(text_or_texts).__name__}.")
+        if bad is None:
+            return texts
+        raise TypeError(
+            f"text_or_texts[{bad}] is a {type(texts[bad]).__name__}, not a str: pass"
+            " text (decode bytes first)."
+        )
+    raise TypeError(
+        f"Expected a str or an iterable of str, got {type(text_or_texts).__name__}."
+    )

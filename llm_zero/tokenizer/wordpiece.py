@@ -25,13 +25,18 @@ __all__ = ['BERT_SPECIAL_TOKENS', 'clean_text', 'space_cjk', 'remove_accents', '
 _CONTROL = regex.compile(r"[\x00\ufffd\p{Cc}\p{Cf}\p{Co}\p{Cs}--[\t\n\r]]", regex.V1)
 _WHITESPACE = regex.compile(r"\p{White_Space}")
 
+
 def clean_text(text: str) -> str:
-    "Delete control and format characters (and NUL, U+FFFD); turn every whitespace character into a space."
+    """Delete control and format characters (and NUL, U+FFFD); turn every whitespace
+    character into a space."""
     return _WHITESPACE.sub(" ", _CONTROL.sub("", text))
 
 # %% ../../nbs/02b_wordpiece.ipynb #d7c13e98
-_CJK = regex.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
-                     "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f]")
+_CJK = regex.compile(
+    "[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
+    "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f]"
+)
+
 
 def space_cjk(text: str) -> str:
     "Put a space on each side of every CJK ideograph."
@@ -40,42 +45,65 @@ def space_cjk(text: str) -> str:
 # %% ../../nbs/02b_wordpiece.ipynb #f0b0165b
 _NONSPACING_MARK = regex.compile(r"\p{Mn}")
 
+
 def remove_accents(text: str) -> str:
-    "Decompose to NFD and drop the non-spacing combining marks: 'Crème brûlée' -> 'Creme brulee'."
+    """Decompose to NFD and drop the non-spacing combining marks: 'Crème brûlée' ->
+    'Creme brulee'."""
     return _NONSPACING_MARK.sub("", unicodedata.normalize("NFD", text))
 
+
 def lowercase_chars(text: str) -> str:
-    "Lowercase each character on its own (no final-sigma rule), as BERT's normaliser does."
+    """Lowercase each character on its own (no final-sigma rule), as BERT's normaliser
+    does."""
     return text.replace("Σ", "σ").lower()
 
 # %% ../../nbs/02b_wordpiece.ipynb #2c60d77b
-def bert_normalize(text: str, lowercase: bool = True, strip_accents: bool | None = None,
-                   handle_chinese_chars: bool = True) -> str:
-    "BERT's normaliser: clean, space out CJK, strip accents (default: when lowercasing), lowercase."
+def bert_normalize(
+    text: str,
+    lowercase: bool = True,
+    strip_accents: bool | None = None,
+    handle_chinese_chars: bool = True,
+) -> str:
+    """BERT's normaliser: clean, space out CJK, strip accents (default: when
+    lowercasing), lowercase."""
     text = clean_text(text)
-    if handle_chinese_chars: text = space_cjk(text)
-    if lowercase if strip_accents is None else strip_accents: text = remove_accents(text)
+    if handle_chinese_chars:
+        text = space_cjk(text)
+    if lowercase if strip_accents is None else strip_accents:
+        text = remove_accents(text)
     return lowercase_chars(text) if lowercase else text
 
 # %% ../../nbs/02b_wordpiece.ipynb #a18b7067
 _PUNCT = r"\p{P}" + "".join("\\" + c for c in string.punctuation)
 _WORD = regex.compile(rf"[^\p{{White_Space}}{_PUNCT}]+|[{_PUNCT}]")
 
+
 def bert_pre_tokenize(text: str) -> list[str]:
-    "Split `text` at whitespace (dropped) and around each punctuation character (kept as a word)."
+    """Split `text` at whitespace (dropped) and around each punctuation character (kept
+    as a word)."""
     return _WORD.findall(text)
 
 # %% ../../nbs/02b_wordpiece.ipynb #8a6ae67a
-def wordpiece_split(word: str, vocab, unk_token: str = "[UNK]", prefix: str = "##",
-                    max_input_chars_per_word: int = 100, max_token_chars: int | None = None) -> list[str]:
-    "Split one pre-tokenized `word` into the longest-match-first pieces of `vocab` (a set or dict of strings)."
-    if len(word) > max_input_chars_per_word: return [unk_token]
-    if max_token_chars is None: max_token_chars = max(map(len, vocab), default=0)
+def wordpiece_split(
+    word: str,
+    vocab,
+    unk_token: str = "[UNK]",
+    prefix: str = "##",
+    max_input_chars_per_word: int = 100,
+    max_token_chars: int | None = None,
+) -> list[str]:
+    """Split one pre-tokenized `word` into the longest-match-first pieces of `vocab` (a
+    set or dict of strings)."""
+    if len(word) > max_input_chars_per_word:
+        return [unk_token]
+    if max_token_chars is None:
+        max_token_chars = max(map(len, vocab), default=0)
     pieces, start = [], 0
     while start < len(word):
         for end in range(min(len(word), start + max_token_chars), start, -1):
             piece = word[start:end] if start == 0 else prefix + word[start:end]
-            if piece in vocab: break
+            if piece in vocab:
+                break
         else:
             return [unk_token]
         pieces.append(piece)
@@ -84,79 +112,120 @@ def wordpiece_split(word: str, vocab, unk_token: str = "[UNK]", prefix: str = "#
 
 # %% ../../nbs/02b_wordpiece.ipynb #69ead1f6
 def _merge_word(word: list[int], a: int, b: int, new: int) -> list[int]:
-    "Replace each non-overlapping occurrence of the pair (a, b) in `word`, left to right, by `new`."
+    """Replace each non-overlapping occurrence of the pair (a, b) in `word`, left to
+    right, by `new`."""
     out, i = [], 0
     while i < len(word):
         if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
-            out.append(new); i += 2
+            out.append(new)
+            i += 2
         else:
-            out.append(word[i]); i += 1
+            out.append(word[i])
+            i += 1
     return out
 
 # %% ../../nbs/02b_wordpiece.ipynb #360f77a6
-def train_wordpiece(word_counts: dict[str, int], vocab_size: int, special_tokens: Iterable[str] = (),
-                    min_frequency: int = 2, prefix: str = "##", progress: bool = False):
-    "Likelihood-scored WordPiece training on `word_counts`; returns (vocabulary, merges as (a, b, score))."
+def train_wordpiece(
+    word_counts: dict[str, int],
+    vocab_size: int,
+    special_tokens: Iterable[str] = (),
+    min_frequency: int = 2,
+    prefix: str = "##",
+    progress: bool = False,
+):
+    """Likelihood-scored WordPiece training on `word_counts`; returns (vocabulary,
+    merges as (a, b, score))."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TypeError(f"vocab_size must be an int, not {vocab_size!r}.")
     alphabet = sorted({c for w in word_counts for c in w})
-    tokens = list(dict.fromkeys([*special_tokens, *alphabet, *(prefix + c for c in alphabet)]))
+    tokens = list(
+        dict.fromkeys([*special_tokens, *alphabet, *(prefix + c for c in alphabet)])
+    )
     if vocab_size < len(tokens):
-        raise ValueError(f"vocab_size={vocab_size} is too small: the special tokens and the {len(alphabet)} characters "
-                         f"of the training text (each as 'c' and '{prefix}c') already take {len(tokens)} entries; "
-                         f"pass vocab_size >= {len(tokens)}.")
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: the special tokens and the"
+            f" {len(alphabet)} characters of the training text (each as 'c' and"
+            f" '{prefix}c') already take {len(tokens)} entries; pass vocab_size >="
+            f" {len(tokens)}."
+        )
     ids = {t: i for i, t in enumerate(tokens)}
     words = [[ids[w[0]], *(ids[prefix + c] for c in w[1:])] for w in word_counts]
     freqs = list(word_counts.values())
     piece_count, pair_count = Counter(), Counter()
-    where, partners = defaultdict(set), defaultdict(set)   # pair -> word indices, piece -> its pairs
+    where, partners = defaultdict(set), defaultdict(
+        set
+    )  # pair -> word indices, piece -> its pairs
     for i, (w, f) in enumerate(zip(words, freqs)):
-        for p in w: piece_count[p] += f
+        for p in w:
+            piece_count[p] += f
         for pair in zip(w, w[1:]):
-            pair_count[pair] += f; where[pair].add(i); partners[pair[0]].add(pair); partners[pair[1]].add(pair)
+            pair_count[pair] += f
+            where[pair].add(i)
+            partners[pair[0]].add(pair)
+            partners[pair[1]].add(pair)
 
     def entry(pair):
         a, b = pair
         c = pair_count[pair]
         return (-c / (piece_count[a] * piece_count[b]), -c, tokens[a], tokens[b], pair)
+
     heap = [entry(p) for p, c in pair_count.items() if c >= min_frequency]
     heapq.heapify(heap)
     merges = []
-    bar = progress_bar(total=vocab_size - len(tokens), desc="WordPiece merges",
-                       disable=not progress)
+    bar = progress_bar(
+        total=vocab_size - len(tokens), desc="WordPiece merges", disable=not progress
+    )
     while len(tokens) < vocab_size and heap:
         e = heapq.heappop(heap)
         pair = e[-1]
-        if pair_count.get(pair, 0) < min_frequency or entry(pair) != e: continue   # stale
+        if pair_count.get(pair, 0) < min_frequency or entry(pair) != e:
+            continue  # stale
         a, b = pair
-        merged = tokens[a] + tokens[b][len(prefix):]
+        merged = tokens[a] + tokens[b][len(prefix) :]
         new = ids.get(merged)
         if new is None:
-            new = ids[merged] = len(tokens); tokens.append(merged); bar.update()
+            new = ids[merged] = len(tokens)
+            tokens.append(merged)
+            bar.update()
         merges.append((tokens[a], tokens[b], -e[0]))
         dpairs, dpieces = Counter(), Counter()
         for i in list(where[pair]):
             old, f = words[i], freqs[i]
             w = words[i] = _merge_word(old, a, b, new)
-            for p in {a, b, new}: dpieces[p] += f * (w.count(p) - old.count(p))
-            for p in zip(old, old[1:]): dpairs[p] -= f
-            for p in zip(w, w[1:]): dpairs[p] += f
+            for p in {a, b, new}:
+                dpieces[p] += f * (w.count(p) - old.count(p))
+            for p in zip(old, old[1:]):
+                dpairs[p] -= f
+            for p in zip(w, w[1:]):
+                dpairs[p] += f
             old_pairs, new_pairs = set(zip(old, old[1:])), set(zip(w, w[1:]))
-            for p in old_pairs - new_pairs: where[p].discard(i)
-            for p in new_pairs - old_pairs: where[p].add(i)
-        for p, d in dpieces.items(): piece_count[p] += d
+            for p in old_pairs - new_pairs:
+                where[p].discard(i)
+            for p in new_pairs - old_pairs:
+                where[p].add(i)
+        for p, d in dpieces.items():
+            piece_count[p] += d
         touched = set()
         for p, d in dpairs.items():
-            if d == 0: continue
-            pair_count[p] += d; touched.add(p)
+            if d == 0:
+                continue
+            pair_count[p] += d
+            touched.add(p)
             if pair_count[p] == 0:
-                del pair_count[p], where[p]; partners[p[0]].discard(p); partners[p[1]].discard(p)
+                del pair_count[p], where[p]
+                partners[p[0]].discard(p)
+                partners[p[1]].discard(p)
             else:
-                partners[p[0]].add(p); partners[p[1]].add(p)
+                partners[p[0]].add(p)
+                partners[p[1]].add(p)
         for p in touched | partners[a] | partners[b] | partners[new]:
-            if pair_count.get(p, 0) >= min_frequency: heapq.heappush(heap, entry(p))
-        if len(heap) > 4 * len(pair_count) + 1000:   # drop stale entries now and then to bound memory
-            heap = [entry(p) for p, c in pair_count.items() if c >= min_frequency]; heapq.heapify(heap)
+            if pair_count.get(p, 0) >= min_frequency:
+                heapq.heappush(heap, entry(p))
+        if (
+            len(heap) > 4 * len(pair_count) + 1000
+        ):  # drop stale entries now and then to bound memory
+            heap = [entry(p) for p, c in pair_count.items() if c >= min_frequency]
+            heapq.heapify(heap)
     bar.close()
     return tokens, merges
 
@@ -164,57 +233,115 @@ def train_wordpiece(word_counts: dict[str, int], vocab_size: int, special_tokens
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _FORMAT, _VERSION = "llm_zero.WordPieceTokenizer", 1
 
+
 def _check_text(text, what="text"):
     if not isinstance(text, str):
-        raise TypeError(f"{what} must be a str, not {type(text).__name__}"
-                        + ("; decode bytes first, e.g. data.decode('utf-8')." if isinstance(text, (bytes, bytearray)) else "."))
+        raise TypeError(
+            f"{what} must be a str, not {type(text).__name__}"
+            + (
+                "; decode bytes first, e.g. data.decode('utf-8')."
+                if isinstance(text, (bytes, bytearray))
+                else "."
+            )
+        )
 
 # %% ../../nbs/02b_wordpiece.ipynb #c4d6f096
 class WordPieceTokenizer:
-    "BERT's WordPiece tokenizer: BERT normalisation, word/punctuation split, greedy longest-match-first."
-    def __init__(self, vocab: Iterable[str] | dict[str, int], lowercase: bool = True, strip_accents: bool | None = None,
-                 handle_chinese_chars: bool = True, unk_token: str = "[UNK]", prefix: str = "##",
-                 max_input_chars_per_word: int = 100):
-        if isinstance(vocab, dict):   # token -> id, as Hugging Face's get_vocab() returns it
+    """BERT's WordPiece tokenizer: BERT normalisation, word/punctuation split, greedy
+    longest-match-first."""
+
+    def __init__(
+        self,
+        vocab: Iterable[str] | dict[str, int],
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        handle_chinese_chars: bool = True,
+        unk_token: str = "[UNK]",
+        prefix: str = "##",
+        max_input_chars_per_word: int = 100,
+    ):
+        if isinstance(
+            vocab, dict
+        ):  # token -> id, as Hugging Face's get_vocab() returns it
             if sorted(vocab.values()) != list(range(len(vocab))):
-                raise ValueError("a vocabulary dict must map its tokens to the ids 0, 1, ..., len(vocab) - 1.")
+                raise ValueError(
+                    "a vocabulary dict must map its tokens to the ids 0, 1, ...,"
+                    " len(vocab) - 1."
+                )
             vocab = sorted(vocab, key=vocab.get)
         self.id_to_token = list(vocab)
         self.vocab = {}
         for i, t in enumerate(self.id_to_token):
-            if not isinstance(t, str): raise TypeError(f"vocabulary entry {i} is {t!r}, not a str.")
-            if t in self.vocab: raise ValueError(f"token {t!r} appears twice in the vocabulary (ids {self.vocab[t]} and {i}).")
+            if not isinstance(t, str):
+                raise TypeError(f"vocabulary entry {i} is {t!r}, not a str.")
+            if t in self.vocab:
+                raise ValueError(
+                    f"token {t!r} appears twice in the vocabulary (ids {self.vocab[t]}"
+                    f" and {i})."
+                )
             self.vocab[t] = i
         if unk_token not in self.vocab:
-            raise ValueError(f"the unknown token {unk_token!r} is not in the vocabulary; add it or pass unk_token=.")
-        self.lowercase, self.strip_accents, self.handle_chinese_chars = lowercase, strip_accents, handle_chinese_chars
-        self.unk_token, self.prefix, self.max_input_chars_per_word = unk_token, prefix, max_input_chars_per_word
+            raise ValueError(
+                f"the unknown token {unk_token!r} is not in the vocabulary; add it or"
+                " pass unk_token=."
+            )
+        self.lowercase, self.strip_accents, self.handle_chinese_chars = (
+            lowercase,
+            strip_accents,
+            handle_chinese_chars,
+        )
+        self.unk_token, self.prefix, self.max_input_chars_per_word = (
+            unk_token,
+            prefix,
+            max_input_chars_per_word,
+        )
         self._max_token_chars = max(map(len, self.id_to_token))
         self._cache: dict[str, list[int]] = {}
 
-    def __len__(self): return len(self.id_to_token)
-    def __repr__(self): return f"WordPieceTokenizer(vocab_size={len(self)}, lowercase={self.lowercase})"
+    def __len__(self):
+        return len(self.id_to_token)
+
+    def __repr__(self):
+        return f"WordPieceTokenizer(vocab_size={len(self)}, lowercase={self.lowercase})"
 
     def normalize(self, text: str) -> str:
         "The normalised text the word split sees."
-        return bert_normalize(text, self.lowercase, self.strip_accents, self.handle_chinese_chars)
+        return bert_normalize(
+            text, self.lowercase, self.strip_accents, self.handle_chinese_chars
+        )
 
     def _word_ids(self, word: str) -> list[int]:
         ids = self._cache.get(word)
         if ids is None:
-            if len(self._cache) >= 1 << 17: self._cache.clear()   # bound memory on endless streams of new words
-            pieces = wordpiece_split(word, self.vocab, self.unk_token, self.prefix,
-                                     self.max_input_chars_per_word, self._max_token_chars)
+            if len(self._cache) >= 1 << 17:
+                self._cache.clear()  # bound memory on endless streams of new words
+            pieces = wordpiece_split(
+                word,
+                self.vocab,
+                self.unk_token,
+                self.prefix,
+                self.max_input_chars_per_word,
+                self._max_token_chars,
+            )
             ids = self._cache[word] = [self.vocab[p] for p in pieces]
         return ids
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        "Token ids of `text`; with `add_special_tokens`, wrapped in [CLS] ... [SEP] as BERT's inputs are."
+        """Token ids of `text`; with `add_special_tokens`, wrapped in [CLS] ... [SEP] as
+        BERT's inputs are."""
         _check_text(text)
-        ids = [i for w in bert_pre_tokenize(self.normalize(text)) for i in self._word_ids(w)]
+        ids = [
+            i
+            for w in bert_pre_tokenize(self.normalize(text))
+            for i in self._word_ids(w)
+        ]
         if add_special_tokens:
             for t in ("[CLS]", "[SEP]"):
-                if t not in self.vocab: raise ValueError(f"add_special_tokens=True needs {t!r}, which is not in the vocabulary.")
+                if t not in self.vocab:
+                    raise ValueError(
+                        f"add_special_tokens=True needs {t!r}, which is not in the"
+                        " vocabulary."
+                    )
             ids = [self.vocab["[CLS]"], *ids, self.vocab["[SEP]"]]
         return ids
 
@@ -223,26 +350,56 @@ class WordPieceTokenizer:
         return [self.id_to_token[i] for i in self.encode(text)]
 
     def decode(self, ids) -> str:
-        "Join the pieces of `ids`: '##' pieces glue to the previous one, the others are separated by a space."
+        """Join the pieces of `ids`: '##' pieces glue to the previous one, the others
+        are separated by a space."""
         out = []
         for k, i in enumerate(ids):
-            try: i = operator.index(i)
-            except TypeError: raise TypeError(f"token ids must be integers; got {i!r} at position {k}.") from None
+            try:
+                i = operator.index(i)
+            except TypeError:
+                raise TypeError(
+                    f"token ids must be integers; got {i!r} at position {k}."
+                ) from None
             if not 0 <= i < len(self.id_to_token):
-                raise ValueError(f"token id {i} (position {k}) is out of range: this vocabulary has ids 0..{len(self) - 1}.")
+                raise ValueError(
+                    f"token id {i} (position {k}) is out of range: this vocabulary has"
+                    f" ids 0..{len(self) - 1}."
+                )
             t = self.id_to_token[i]
-            out.append(t if k == 0 else t[len(self.prefix):] if t.startswith(self.prefix) else " " + t)
+            out.append(
+                t
+                if k == 0
+                else t[len(self.prefix) :] if t.startswith(self.prefix) else " " + t
+            )
         return "".join(out)
 
     def _config(self):
-        return dict(lowercase=self.lowercase, strip_accents=self.strip_accents, handle_chinese_chars=self.handle_chinese_chars,
-                    unk_token=self.unk_token, prefix=self.prefix, max_input_chars_per_word=self.max_input_chars_per_word)
+        return dict(
+            lowercase=self.lowercase,
+            strip_accents=self.strip_accents,
+            handle_chinese_chars=self.handle_chinese_chars,
+            unk_token=self.unk_token,
+            prefix=self.prefix,
+            max_input_chars_per_word=self.max_input_chars_per_word,
+        )
 
     def save(self, path: str | os.PathLike):
-        "Write vocabulary and settings to a JSON file that `WordPieceTokenizer.load` reads."
+        """Write vocabulary and settings to a JSON file that `WordPieceTokenizer.load`
+        reads."""
         with atomic_write(path) as tmp:
-            tmp.write_text(json.dumps({"format": _FORMAT, "version": _VERSION, **self._config(),
-                                       "vocab": self.id_to_token}, ensure_ascii=False, indent=1), encoding="utf-8")
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "format": _FORMAT,
+                        "version": _VERSION,
+                        **self._config(),
+                        "vocab": self.id_to_token,
+                    },
+                    ensure_ascii=False,
+                    indent=1,
+                ),
+                encoding="utf-8",
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WordPieceTokenizer:
@@ -253,21 +410,40 @@ class WordPieceTokenizer:
         except (UnicodeDecodeError, json.JSONDecodeError):
             ok = False
         if not ok:
-            raise ValueError(f"{path} is not a WordPieceTokenizer file (JSON with format {_FORMAT!r}); "
-                             f"for a BERT vocab.txt use WordPieceTokenizer.from_vocab_file.")
+            raise ValueError(
+                f"{path} is not a WordPieceTokenizer file (JSON with format"
+                f" {_FORMAT!r}); for a BERT vocab.txt use"
+                " WordPieceTokenizer.from_vocab_file."
+            )
         if d.get("version") != _VERSION:
-            raise ValueError(f"{path} has WordPieceTokenizer format version {d.get('version')!r}; this llm_zero reads version {_VERSION}.")
+            raise ValueError(
+                f"{path} has WordPieceTokenizer format version {d.get('version')!r};"
+                f" this llm_zero reads version {_VERSION}."
+            )
         missing = [k for k in ("vocab", *cls(["[UNK]"])._config()) if k not in d]
-        if missing: raise ValueError(f"{path} is a corrupt WordPieceTokenizer file: it lacks {', '.join(missing)}.")
-        return cls(d.pop("vocab"), **{k: v for k, v in d.items() if k not in ("format", "version")})
+        if missing:
+            raise ValueError(
+                f"{path} is a corrupt WordPieceTokenizer file: it lacks"
+                f" {', '.join(missing)}."
+            )
+        return cls(
+            d.pop("vocab"),
+            **{k: v for k, v in d.items() if k not in ("format", "version")},
+        )
 
     def save_vocab(self, path: str | os.PathLike):
         "Write a BERT-style vocab.txt (one token per line, id = line number)."
-        with atomic_write(path) as tmp: tmp.write_text("".join(t + "\n" for t in self.id_to_token), encoding="utf-8")
+        with atomic_write(path) as tmp:
+            tmp.write_text(
+                "".join(t + "\n" for t in self.id_to_token), encoding="utf-8"
+            )
 
     @classmethod
-    def from_vocab_file(cls, path: str | os.PathLike, lowercase: bool = True, **kwargs) -> WordPieceTokenizer:
-        "Tokenizer over a BERT-style vocab.txt; use lowercase=False for the 'cased' models."
+    def from_vocab_file(
+        cls, path: str | os.PathLike, lowercase: bool = True, **kwargs
+    ) -> WordPieceTokenizer:
+        """Tokenizer over a BERT-style vocab.txt; use lowercase=False for the 'cased'
+        models."""
         with open(path, encoding="utf-8") as f:
             tokens = [line.rstrip() for line in f]
         if any("\n" in t or "\r" in t for t in tokens) or not tokens:
@@ -275,19 +451,44 @@ class WordPieceTokenizer:
         return cls(tokens, lowercase=lowercase, **kwargs)
 
     @classmethod
-    def train(cls, text_or_texts: str | Iterable[str], vocab_size: int, lowercase: bool = True,
-              strip_accents: bool | None = None, special_tokens: Iterable[str] = BERT_SPECIAL_TOKENS,
-              min_frequency: int = 2, max_input_chars_per_word: int = 100, progress: bool = False,
-              **kwargs) -> WordPieceTokenizer:
-        "Train a likelihood-scored WordPiece vocabulary of (at most) `vocab_size` tokens on text."
-        if isinstance(text_or_texts, (bytes, bytearray)) or not isinstance(text_or_texts, (str, Iterable)):
-            raise TypeError(f"text_or_texts must be a str or an iterable of str, not {type(text_or_texts).__name__}.")
+    def train(
+        cls,
+        text_or_texts: str | Iterable[str],
+        vocab_size: int,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        special_tokens: Iterable[str] = BERT_SPECIAL_TOKENS,
+        min_frequency: int = 2,
+        max_input_chars_per_word: int = 100,
+        progress: bool = False,
+        **kwargs,
+    ) -> WordPieceTokenizer:
+        """Train a likelihood-scored WordPiece vocabulary of (at most) `vocab_size`
+        tokens on text."""
+        if isinstance(text_or_texts, (bytes, bytearray)) or not isinstance(
+            text_or_texts, (str, Iterable)
+        ):
+            raise TypeError(
+                "text_or_texts must be a str or an iterable of str, not"
+                f" {type(text_or_texts).__name__}."
+            )
         texts = [text_or_texts] if isinstance(text_or_texts, str) else text_or_texts
-        tok = cls(special_tokens, lowercase=lowercase, strip_accents=strip_accents,
-                  max_input_chars_per_word=max_input_chars_per_word, **kwargs)
+        tok = cls(
+            special_tokens,
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            max_input_chars_per_word=max_input_chars_per_word,
+            **kwargs,
+        )
         counts = Counter()
         for k, t in enumerate(texts):
             _check_text(t, f"training text {k}")
-            counts.update(w for w in bert_pre_tokenize(tok.normalize(t)) if len(w) <= max_input_chars_per_word)
-        vocab, _ = train_wordpiece(counts, vocab_size, special_tokens, min_frequency, tok.prefix, progress)
+            counts.update(
+                w
+                for w in bert_pre_tokenize(tok.normalize(t))
+                if len(w) <= max_input_chars_per_word
+            )
+        vocab, _ = train_wordpiece(
+            counts, vocab_size, special_tokens, min_frequency, tok.prefix, progress
+        )
         return cls(vocab, **tok._config())

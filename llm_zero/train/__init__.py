@@ -4,7 +4,17 @@
 __all__ = []
 
 # %% ../../nbs/api/train.ipynb #2c9d652d
-from . import pretrain, schedule, config, tokenizers, data, checkpoint, evaluate, engine, muon
+from llm_zero.train import (
+    pretrain,
+    schedule,
+    config,
+    tokenizers,
+    data,
+    checkpoint,
+    evaluate,
+    engine,
+    muon,
+)
 from .pretrain import *
 from .schedule import *
 from .config import *
@@ -15,5 +25,14 @@ from .evaluate import *
 from .engine import *
 from .muon import *
 
-__all__ = [*pretrain.__all__, *schedule.__all__, *config.__all__, *tokenizers.__all__, *data.__all__, *checkpoint.__all__, *evaluate.__all__, *engine.__all__,
-           *muon.__all__]
+__all__ = [
+    *pretrain.__all__,
+    *schedule.__all__,
+    *config.__all__,
+    *tokenizers.__all__,
+    *data.__all__,
+    *checkpoint.__all__,
+    *evaluate.__all__,
+    *engine.__all__,
+    *muon.__all__,
+]

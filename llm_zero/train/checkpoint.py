@@ -29,8 +29,11 @@ __all__ = ['MODEL_FILE', 'STATE_FILE', 'META_FILE', 'CHECKSUMS_FILE', 'BASE_MODE
 # %% ../../nbs/05e_checkpoint.ipynb #65fa7cec
 def rng_state() -> dict:
     "The states of PyTorch's CPU and CUDA random generators."
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
 
 def set_rng_state(state: dict):
     "Restore generator states saved by `rng_state`."
@@ -41,35 +44,47 @@ def set_rng_state(state: dict):
 # %% ../../nbs/05e_checkpoint.ipynb #064e6e34
 MODEL_FILE, STATE_FILE, META_FILE = "model.safetensors", "state.pt", "meta.json"
 
+
 def _replace_folder(tmp: Path, folder: Path):
-    "Move the finished folder `tmp` to `folder`, setting any previous `folder` aside until the rename is done."
+    """Move the finished folder `tmp` to `folder`, setting any previous `folder` aside
+    until the rename is done."""
     old = folder.with_name(f".{folder.name}.old")
     shutil.rmtree(old, ignore_errors=True)
-    if folder.exists(): folder.rename(old)
+    if folder.exists():
+        folder.rename(old)
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
 
+
 def _temp_folder(folder: Path, prefix: str) -> Path:
-    "A new hidden folder beside `folder`'s contents, for building a replacement of `folder`."
+    """A new hidden folder beside `folder`'s contents, for building a replacement of
+    `folder`."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         return new_temp(folder.parent, prefix, folder=True)
-    except OSError as e: raise write_error(folder, e) from None
+    except OSError as e:
+        raise write_error(folder, e) from None
+
 
 def _weights_bytes(model: torch.nn.Module) -> bytes:
     "The model's tensors in safetensors format, each tied (shared) tensor once."
     tensors, seen = {}, set()
     for k, v in model.state_dict().items():
-        if v.numel() and v.data_ptr() in seen: continue
+        if v.numel() and v.data_ptr() in seen:
+            continue
         seen.add(v.data_ptr())
         tensors[k] = v.detach().cpu().contiguous()
     return safetensors.torch.save(tensors)
 
+
 def _write_bytes(path: Path, data: bytes):
-    with atomic_write(path) as tmp: tmp.write_bytes(data)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
+
 
 def _build_folder(folder: Path, fill, prefix: str | None = None) -> Path:
-    "Let `fill(tmp)` write the files of `folder` into a hidden temporary folder, then swap it in."
+    """Let `fill(tmp)` write the files of `folder` into a hidden temporary folder, then
+    swap it in."""
     tmp = _temp_folder(folder, prefix or f".{folder.name}.")
     try:
         fill(tmp)
@@ -79,146 +94,254 @@ def _build_folder(folder: Path, fill, prefix: str | None = None) -> Path:
         raise
     return folder
 
-def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    meta: dict | None = None, tokenizer=None) -> Path:
-    "Write weights, optimiser and RNG state, `meta` and `tokenizer` atomically to the folder `folder`."
+
+def save_checkpoint(
+    folder: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    meta: dict | None = None,
+    tokenizer=None,
+) -> Path:
+    """Write weights, optimiser and RNG state, `meta` and `tokenizer` atomically to the
+    folder `folder`."""
+
     def fill(tmp: Path):
         _write_bytes(tmp / MODEL_FILE, _weights_bytes(model))
         state = io.BytesIO()
-        torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state()},
-                   state)
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                "rng": rng_state(),
+            },
+            state,
+        )
         _write_bytes(tmp / STATE_FILE, state.getvalue())
         _write_bytes(tmp / META_FILE, json.dumps(meta or {}, indent=1).encode())
-        if tokenizer is not None: save_tokenizer(tokenizer, tmp)
+        if tokenizer is not None:
+            save_tokenizer(tokenizer, tmp)
+
     return _build_folder(Path(folder), fill)
 
 # %% ../../nbs/05e_checkpoint.ipynb #55221731
 class CheckpointError(LLMZeroError, RuntimeError):
     "A checkpoint that is missing, corrupt, or does not fit the model."
 
+
 class RunExistsError(LLMZeroError, FileExistsError):
     "A run folder that already holds checkpoints, where a new run would overwrite them."
+
 
 def _need(folder: Path, name: str) -> Path:
     p = folder / name
     if not p.is_file():
-        raise CheckpointError(f"Checkpoint {folder} has no {name}; it is incomplete or not a checkpoint folder.")
+        raise CheckpointError(
+            f"Checkpoint {folder} has no {name}; it is incomplete or not a checkpoint"
+            " folder."
+        )
     return p
 
-_META_FIELDS = {"step": "a non-negative integer", "val_loss": "a finite number or null",
-                "train_loss": "a finite number or null", "tokens": "a non-negative integer",
-                "elapsed_s": "a non-negative number", "model": "an object (the model config)"}
+
+_META_FIELDS = {
+    "step": "a non-negative integer",
+    "val_loss": "a finite number or null",
+    "train_loss": "a finite number or null",
+    "tokens": "a non-negative integer",
+    "elapsed_s": "a non-negative number",
+    "model": "an object (the model config)",
+}
+
 
 def _meta_field_ok(key: str, v) -> bool:
-    if key in ("step", "tokens"): return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-    if key == "model": return isinstance(v, dict)
-    if v is None: return key != "elapsed_s"
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): return False
+    if key in ("step", "tokens"):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    if key == "model":
+        return isinstance(v, dict)
+    if v is None:
+        return key != "elapsed_s"
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return False
     return key != "elapsed_s" or v >= 0
 
+
 def read_meta(folder: str | Path) -> dict:
-    "The `meta.json` of the checkpoint in `folder`, with the type of each known field checked."
+    """The `meta.json` of the checkpoint in `folder`, with the type of each known field
+    checked."""
     p = _need(Path(folder), META_FILE)
-    try: meta = json.loads(p.read_text(encoding="utf-8"))
-    except ValueError as e: raise CheckpointError(f"{p} is corrupt: {e}.") from None
-    if not isinstance(meta, dict): raise CheckpointError(f"{p} is corrupt: it must hold a JSON object.")
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise CheckpointError(f"{p} is corrupt: {e}.") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{p} is corrupt: it must hold a JSON object.")
     for key, want in _META_FIELDS.items():
         if key in meta and not _meta_field_ok(key, meta[key]):
-            raise CheckpointError(f"{p}: field {key!r} must be {want}, got {meta[key]!r}; "
-                                  f"the file was edited or damaged.")
+            raise CheckpointError(
+                f"{p}: field {key!r} must be {want}, got {meta[key]!r}; "
+                "the file was edited or damaged."
+            )
     return meta
+
 
 def model_config_of(folder: str | Path, meta: dict | None = None) -> dict:
     "The checked model config (with its `arch`) stored in a checkpoint's meta.json."
     p = Path(folder) / META_FILE
     meta = read_meta(folder) if meta is None else meta
     if "model" not in meta:
-        raise CheckpointError(f"{p} has no model config; it was not written by llm_zero's training engine.")
-    try: return arch_config(meta["model"])
-    except (TypeError, ValueError) as e: raise CheckpointError(f"{p}: field 'model': {e}") from None
+        raise CheckpointError(
+            f"{p} has no model config; it was not written by llm_zero's training"
+            " engine."
+        )
+    try:
+        return arch_config(meta["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{p}: field 'model': {e}") from None
+
 
 def check_tokenizer_fits(tok, vocab_size: int, folder: str | Path):
-    "Refuse a tokenizer whose ids do not match the model's `vocab_size` (an edited or foreign tokenizer.json)."
-    if tok.vocab_size == vocab_size: return
-    why = ("the model would produce ids it cannot decode" if tok.vocab_size < vocab_size
-           else "it would encode ids the model has no embedding for")
-    raise CheckpointError(f"The tokenizer of {folder} has {tok.vocab_size:,} ids but its model has "
-                          f"{vocab_size:,}: {why}; its tokenizer.json was edited or belongs to another run.")
+    """Refuse a tokenizer whose ids do not match the model's `vocab_size` (an edited or
+    foreign tokenizer.json)."""
+    if tok.vocab_size == vocab_size:
+        return
+    why = (
+        "the model would produce ids it cannot decode"
+        if tok.vocab_size < vocab_size
+        else "it would encode ids the model has no embedding for"
+    )
+    raise CheckpointError(
+        f"The tokenizer of {folder} has {tok.vocab_size:,} ids but its model has"
+        f" {vocab_size:,}: {why}; its tokenizer.json was edited or belongs to another"
+        " run."
+    )
 
 # %% ../../nbs/05e_checkpoint.ipynb #8de4c274
 CHECKSUMS_FILE = "SHA256SUMS"
 
+
 def write_checksums(folder: str | Path) -> Path:
-    "Write `folder/SHA256SUMS` (the `sha256sum` format) listing every other file of `folder`."
+    """Write `folder/SHA256SUMS` (the `sha256sum` format) listing every other file of
+    `folder`."""
     folder = Path(folder)
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != CHECKSUMS_FILE)
-    _write_bytes(folder / CHECKSUMS_FILE, "".join(f"{sha256_file(folder / n)}  {n}\n" for n in names).encode())
+    names = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.name != CHECKSUMS_FILE
+    )
+    _write_bytes(
+        folder / CHECKSUMS_FILE,
+        "".join(f"{sha256_file(folder / n)}  {n}\n" for n in names).encode(),
+    )
     return folder / CHECKSUMS_FILE
 
+
 def verify_checksums(folder: str | Path):
-    "Check every file listed in `folder/SHA256SUMS` against its digest (no file: nothing to check)."
+    """Check every file listed in `folder/SHA256SUMS` against its digest (no file:
+    nothing to check)."""
     sums = Path(folder) / CHECKSUMS_FILE
-    if not sums.is_file(): return
-    fix = "restore it (`git checkout -- FILE`) or export the folder again (`llm-zero export --format safetensors`)"
+    if not sums.is_file():
+        return
+    fix = (
+        "restore it (`git checkout -- FILE`) or export the folder again (`llm-zero"
+        " export --format safetensors`)"
+    )
     for n, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), 1):
         parts = line.split(maxsplit=1)
-        if not parts: continue
+        if not parts:
+            continue
         name = parts[-1].lstrip("*")  # sha256sum marks a binary-mode line with '*'
-        if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]) or Path(name).name != name:
-            raise CheckpointError(f"{sums} line {n} is not '<sha256>  <file name>'; {fix.replace('FILE', str(sums))}.")
+        if (
+            len(parts) != 2
+            or not re.fullmatch(r"[0-9a-f]{64}", parts[0])
+            or Path(name).name != name
+        ):
+            raise CheckpointError(
+                f"{sums} line {n} is not '<sha256>  <file name>';"
+                f" {fix.replace('FILE', str(sums))}."
+            )
         p = sums.with_name(name)
-        if not p.is_file(): raise CheckpointError(f"{p}, listed in {sums}, is missing; {fix.replace('FILE', str(p))}.")
+        if not p.is_file():
+            raise CheckpointError(
+                f"{p}, listed in {sums}, is missing; {fix.replace('FILE', str(p))}."
+            )
         if sha256_file(p) != parts[0]:
-            raise CheckpointError(f"{p} does not match its SHA-256 in {sums}: the file is damaged or was changed; "
-                                  f"{fix.replace('FILE', str(p))}.")
+            raise CheckpointError(
+                f"{p} does not match its SHA-256 in {sums}: the file is damaged or was"
+                f" changed; {fix.replace('FILE', str(p))}."
+            )
+
 
 def read_tensors(path: str | Path) -> dict:
     "The tensors of a safetensors file; a damaged file is a `CheckpointError` naming it."
-    try: return load_file(str(path))
+    try:
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is corrupt or truncated ({e}).") from None
 
 # %% ../../nbs/05e_checkpoint.ipynb #39db28d4
 def load_weights(model: torch.nn.Module, folder: str | Path):
-    "Copy the checkpoint's weights into `model`, after checking every tensor name and shape."
+    """Copy the checkpoint's weights into `model`, after checking every tensor name and
+    shape."""
     p = _need(Path(folder), MODEL_FILE)
     verify_checksums(folder)
     saved = read_tensors(p)
     expected = model.state_dict()
     # Tied parameters are stored once by safetensors; the other names share its data.
     ptrs = {}
-    for k, v in expected.items(): ptrs.setdefault(v.data_ptr(), []).append(k)
-    aliases = {k for names in ptrs.values() for k in names if any(n in saved for n in names) and k not in saved}
     for k, v in expected.items():
-        if k in aliases: continue
+        ptrs.setdefault(v.data_ptr(), []).append(k)
+    aliases = {
+        k
+        for names in ptrs.values()
+        for k in names
+        if any(n in saved for n in names) and k not in saved
+    }
+    for k, v in expected.items():
+        if k in aliases:
+            continue
         if k not in saved:
-            raise CheckpointError(f"{p} has no tensor {k!r} that the model needs: a different architecture "
-                                  f"(e.g. n_layers) or not a checkpoint of this model.")
+            raise CheckpointError(
+                f"{p} has no tensor {k!r} that the model needs: a different"
+                " architecture (e.g. n_layers) or not a checkpoint of this model."
+            )
         if tuple(saved[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"Tensor {k!r} in {p} has shape {list(saved[k].shape)}, but the model "
-                                  f"expects {list(v.shape)}: the checkpoint is from a different architecture.")
+            raise CheckpointError(
+                f"Tensor {k!r} in {p} has shape {list(saved[k].shape)}, but the model"
+                f" expects {list(v.shape)}: the checkpoint is from a different"
+                " architecture."
+            )
     extra = sorted(set(saved) - set(expected))
     if extra:
-        raise CheckpointError(f"{p} has tensor {extra[0]!r} that the model does not: a different architecture.")
+        raise CheckpointError(
+            f"{p} has tensor {extra[0]!r} that the model does not: a different"
+            " architecture."
+        )
     with torch.no_grad():
         for k, v in saved.items():
             expected[k].copy_(v)
 
 # %% ../../nbs/05e_checkpoint.ipynb #15e20e03
-def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer | None = None,
-                        restore_rng: bool = True) -> dict:
-    "Restore the optimiser and RNG states of a checkpoint (without unpickling any object); returns the raw state."
+def load_training_state(
+    folder: str | Path,
+    optimizer: torch.optim.Optimizer | None = None,
+    restore_rng: bool = True,
+) -> dict:
+    """Restore the optimiser and RNG states of a checkpoint (without unpickling any
+    object); returns the raw state."""
     p = _need(Path(folder), STATE_FILE)
-    try: state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e: raise CheckpointError(f"{p} is corrupt or not a training-state file ({e}).") from None
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"{p} is corrupt or not a training-state file ({e})."
+        ) from None
     if optimizer is not None:
-        if state.get("optimizer") is None: raise CheckpointError(f"{p} holds no optimiser state.")
+        if state.get("optimizer") is None:
+            raise CheckpointError(f"{p} holds no optimiser state.")
         optimizer.load_state_dict(state["optimizer"])
-    if restore_rng: set_rng_state(state["rng"])
+    if restore_rng:
+        set_rng_state(state["rng"])
     return state
 
 # %% ../../nbs/05e_checkpoint.ipynb #ee0da46a
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+
 
 class CheckpointManager:
     "Numbered checkpoints in `folder` with keep-last-k pruning and a `best` copy."
@@ -228,8 +351,13 @@ class CheckpointManager:
 
     def steps(self) -> list[Path]:
         "Complete numbered checkpoint folders, oldest first."
-        if not self.folder.is_dir(): return []
-        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+        if not self.folder.is_dir():
+            return []
+        found = [
+            (int(m.group(1)), p)
+            for p in self.folder.iterdir()
+            if (m := _STEP_DIR.match(p.name)) and p.is_dir()
+        ]
         return [p for _, p in sorted(found)]
 
     def latest(self) -> Path | None:
@@ -246,40 +374,58 @@ class CheckpointManager:
         b = self.best()
         return read_meta(b).get("val_loss", float("inf")) if b else float("inf")
 
-    def save(self, step: int, model, optimizer=None, meta: dict | None = None, tokenizer=None) -> Path:
-        "Save step `step`; update `best` when meta['val_loss'] improves on it; prune old ones."
-        for p in self.folder.glob(".*.tmp"): shutil.rmtree(p, ignore_errors=True)
+    def save(
+        self, step: int, model, optimizer=None, meta: dict | None = None, tokenizer=None
+    ) -> Path:
+        """Save step `step`; update `best` when meta['val_loss'] improves on it; prune
+        old ones."""
+        for p in self.folder.glob(".*.tmp"):
+            shutil.rmtree(p, ignore_errors=True)
         meta = {**(meta or {}), "step": step}
-        path = save_checkpoint(self.folder / f"step-{step:08d}", model, optimizer, meta, tokenizer)
+        path = save_checkpoint(
+            self.folder / f"step-{step:08d}", model, optimizer, meta, tokenizer
+        )
         if meta.get("val_loss") is not None and meta["val_loss"] < self.best_loss():
             self._copy_to_best(path)
-        for old in self.steps()[:-self.keep_last]:
+        for old in self.steps()[: -self.keep_last]:
             shutil.rmtree(old)
         return path
 
     def _copy_to_best(self, src: Path):
         def fill(tmp: Path):
             for f in src.iterdir():
-                try: os.link(f, tmp / f.name)
-                except OSError: shutil.copy2(f, tmp / f.name)
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:
+                    shutil.copy2(f, tmp / f.name)
+
         _build_folder(self.folder / "best", fill, ".best.")
 
 # %% ../../nbs/05e_checkpoint.ipynb #97d1239a
 def find_checkpoint(path: str | Path) -> Path:
-    "The checkpoint folder meant by `path`: a run folder, its checkpoints/ folder, a checkpoint folder or a file in one."
+    """The checkpoint folder meant by `path`: a run folder, its checkpoints/ folder, a
+    checkpoint folder or a file in one."""
     p = Path(path)
     if not p.exists():
-        raise CheckpointError(f"{p} does not exist; pass a run folder (experiments/NAME) or a checkpoint folder.")
+        raise CheckpointError(
+            f"{p} does not exist; pass a run folder (experiments/NAME) or a checkpoint"
+            " folder."
+        )
     given = p
-    if p.is_file(): p = p.parent
-    if (p / MODEL_FILE).is_file() or (p / META_FILE).is_file(): return p
+    if p.is_file():
+        p = p.parent
+    if (p / MODEL_FILE).is_file() or (p / META_FILE).is_file():
+        return p
     for folder in (p / "checkpoints", p):
         m = CheckpointManager(folder)
         found = m.best() or m.latest()
-        if found: return found
+        if found:
+            return found
     where = f"{given} is a file, and its folder {p}" if given.is_file() else str(p)
-    raise CheckpointError(f"No checkpoint found: {where} has no model.safetensors and no "
-                          "checkpoints/step-* folders.")
+    raise CheckpointError(
+        f"No checkpoint found: {where} has no model.safetensors and no "
+        "checkpoints/step-* folders."
+    )
 
 # %% ../../nbs/05e_checkpoint.ipynb #d01ee9cc
 def checkpoint_tokenizer(ck: str | Path):
@@ -289,20 +435,31 @@ def checkpoint_tokenizer(ck: str | Path):
 
 # %% ../../nbs/05e_checkpoint.ipynb #8fdbe8d8
 BASE_MODEL = "base-cpu"  # the committed base model: experiments/base-cpu
-BASE_MODEL_SHA256 = "76f2a302b83d411b818dc7f263e02d430c64d45d501f47ca7e961ea79d9aa836"  # SHA-256 of its model.safetensors
+BASE_MODEL_SHA256 = (  # SHA-256 of its model.safetensors
+    "76f2a302b83d411b818dc7f263e02d430c64d45d501f47ca7e961ea79d9aa836"
+)
 EXPERIMENTS = Path(llm_zero.__file__).resolve().parent.parent / "experiments"
 
-def base_model_dir(experiments: str | Path | None = None, sha256: str | None = None) -> Path:
-    "The folder of the committed base model (`experiments/base-cpu`), its weights checked."
+
+def base_model_dir(
+    experiments: str | Path | None = None, sha256: str | None = None
+) -> Path:
+    """The folder of the committed base model (`experiments/base-cpu`), its weights
+    checked."""
     d = Path(experiments or EXPERIMENTS) / BASE_MODEL
     weights, sha256 = d / MODEL_FILE, sha256 or BASE_MODEL_SHA256
     if not weights.is_file():
-        raise CheckpointError(f"The committed base model {d} is missing (llm_zero installed without its "
-                              "repository?); clone the repository, or set model.base to a run folder of "
-                              "`llm-zero train`, a GPT-2 name (gpt2) or tiny-gpt.")
+        raise CheckpointError(
+            f"The committed base model {d} is missing (llm_zero installed without its "
+            "repository?); clone the repository, or set model.base to a run folder of "
+            "`llm-zero train`, a GPT-2 name (gpt2) or tiny-gpt."
+        )
     if (got := sha256_file(weights)) != sha256:
-        raise CheckpointError(f"{weights} has SHA-256 {got}, not the {sha256} that llm_zero expects: restore it "
-                              f"(`git checkout -- {weights}`), or set model.base to another base.")
+        raise CheckpointError(
+            f"{weights} has SHA-256 {got}, not the {sha256} that llm_zero expects:"
+            f" restore it (`git checkout -- {weights}`), or set model.base to another"
+            " base."
+        )
     return d
 
 # %% ../../nbs/07b_finetune_cli.ipynb #1bfeb281
@@ -321,33 +478,42 @@ def classifier_of(lm: nn.Module, meta: dict) -> nn.Module:
     blocks = meta.get("trainable_blocks", 1)
     return to_classifier(lm, num_classes=n, trainable_blocks=blocks)
 
+
 def load_run(path, device="cpu") -> tuple:
-    "(model, tokenizer, meta) of any run or checkpoint folder: a language model or a classifier."
+    """(model, tokenizer, meta) of any run or checkpoint folder: a language model or a
+    classifier."""
     ck = find_checkpoint(path)
     meta = read_meta(ck)
     cfg = model_config_of(ck, meta)
     model = build_model(cfg)
-    if meta.get("task") == "classify": model = classifier_of(model, meta)
+    if meta.get("task") == "classify":
+        model = classifier_of(model, meta)
     load_weights(model, ck)
     tok = checkpoint_tokenizer(ck)
     check_tokenizer_fits(tok, cfg["vocab_size"], ck)
     return merge_lora(model).to(device).eval(), tok, meta
 
+
 def load_language_model(path, device="cpu") -> tuple:
     "`load_run` of a model that writes text; a classifier checkpoint is a clear error."
     meta = read_meta(find_checkpoint(path))
     if meta.get("task") == "classify":
-        raise CheckpointError(f"{path} is a classifier checkpoint (it outputs the labels "
-                              f"{meta.get('labels')}, not tokens), so it cannot generate text; "
-                              "use an instruction-tuned or pretrained checkpoint.")
+        raise CheckpointError(
+            f"{path} is a classifier checkpoint (it outputs the labels "
+            f"{meta.get('labels')}, not tokens), so it cannot generate text; "
+            "use an instruction-tuned or pretrained checkpoint."
+        )
     return load_run(path, device)
+
 
 def load_classifier(path, device="cpu") -> tuple:
     "`load_run` of a `llm-zero finetune classify` checkpoint; any other is a clear error."
     meta = read_meta(find_checkpoint(path))
     if meta.get("task") != "classify":
         task = meta.get("task", "pretrain")
-        raise CheckpointError(f"{path} is a language model checkpoint (task {task!r}), not a "
-                              "classifier; fine-tune it first: llm-zero finetune classify --config "
-                              f"configs/finetune_classify.yaml model.base={path}")
+        raise CheckpointError(
+            f"{path} is a language model checkpoint (task {task!r}), not a "
+            "classifier; fine-tune it first: llm-zero finetune classify --config "
+            f"configs/finetune_classify.yaml model.base={path}"
+        )
     return load_run(path, device)

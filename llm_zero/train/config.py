@@ -25,7 +25,8 @@ __all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'Tr
 @dataclass
 class ModelConfig:
     "The architecture: its name, the book's config keys and the implementation."
-    arch: str = "gpt2"             # "gpt2", "llama3" or "qwen3" (chapter 4e)
+
+    arch: str = "gpt2"  # "gpt2", "llama3" or "qwen3" (chapter 4e)
     vocab_size: int | None = None  # None: taken from the tokenizer
     context_length: int = 128
     emb_dim: int = 128
@@ -33,50 +34,67 @@ class ModelConfig:
     n_layers: int = 4
     drop_rate: float = 0.0
     qkv_bias: bool = False
-    impl: str = "fast"  # "reference" (chapters 3-4's code) or "fast" (fused kernels, same weights)
-    # Llama 3 and Qwen3 only; null (None) means "not used" for GPT-2, or the model's default:
-    hidden_dim: int | None = None        # SwiGLU width
-    n_kv_groups: int | None = None       # key/value heads of grouped-query attention
+    impl: (
+        str
+    ) = (  # "reference" (chapters 3-4's code) or "fast" (fused kernels, same weights)
+        "fast"
+    )
+    # Llama 3 and Qwen3 only; null (None) means "not used" for GPT-2, or the model's
+    # default:
+    hidden_dim: int | None = None  # SwiGLU width
+    n_kv_groups: int | None = None  # key/value heads of grouped-query attention
     rope_base: float | None = None
-    head_dim: int | None = None          # Qwen3; None: emb_dim // n_heads
-    qk_norm: bool | None = None          # Qwen3's QK-norm (its default: on)
-    tie_embeddings: bool | None = None   # share tok_emb and out_head (default: no)
-    norm_eps: float | None = None        # RMSNorm epsilon
-    rope_freq: dict | None = None        # Llama 3 only: its rope_scaling of type "llama3" (chapter 4c)
+    head_dim: int | None = None  # Qwen3; None: emb_dim // n_heads
+    qk_norm: bool | None = None  # Qwen3's QK-norm (its default: on)
+    tie_embeddings: bool | None = None  # share tok_emb and out_head (default: no)
+    norm_eps: float | None = None  # RMSNorm epsilon
+    rope_freq: dict | None = (
+        None  # Llama 3 only: its rope_scaling of type "llama3" (chapter 4c)
+    )
 
 # %% ../../nbs/05b_config.ipynb #df316c04
 @dataclass
 class DataConfig:
     "Where the tokens come from and how training windows are drawn."
-    corpus: str = "python-docs"     # a corpus name or a text file
-    prepared: str | None = None     # a folder written by `llm-zero prepare` (replaces corpus/tokenizer)
-    tokenizer: str = "char"         # "char", "bpe" or "gpt2"
-    bpe_vocab_size: int = 1024      # only for tokenizer "bpe"
-    val_fraction: float = 0.1       # the last part of the corpus is held out for validation
-    sampling: str = "random"        # "random" windows, or "sliding" windows visited once per epoch
-    stride: int | None = None       # for "sliding": None means context_length (no overlap)
+
+    corpus: str = "python-docs"  # a corpus name or a text file
+    prepared: str | None = (
+        None  # a folder written by `llm-zero prepare` (replaces corpus/tokenizer)
+    )
+    tokenizer: str = "char"  # "char", "bpe" or "gpt2"
+    bpe_vocab_size: int = 1024  # only for tokenizer "bpe"
+    val_fraction: float = 0.1  # the last part of the corpus is held out for validation
+    sampling: str = (
+        "random"  # "random" windows, or "sliding" windows visited once per epoch
+    )
+    stride: int | None = None  # for "sliding": None means context_length (no overlap)
 
 # %% ../../nbs/05b_config.ipynb #31afd528
 @dataclass
 class OptimizerConfig:
-    "AdamW (weight decay on matrices only), or Muon on the hidden matrices; gradient clipping."
-    lr: float = 1e-3                # the peak learning rate
+    """AdamW (weight decay on matrices only), or Muon on the hidden matrices; gradient
+    clipping."""
+
+    lr: float = 1e-3  # the peak learning rate
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
-    grad_clip: float | None = 1.0   # max global gradient norm; None disables clipping
-    name: str = "adamw"             # or "muon": Muon for hidden matrices, AdamW (lr) for the rest
-    muon_lr: float = 0.02           # Muon's peak rate; the schedule scales it like lr
+    grad_clip: float | None = 1.0  # max global gradient norm; None disables clipping
+    name: str = "adamw"  # or "muon": Muon for hidden matrices, AdamW (lr) for the rest
+    muon_lr: float = 0.02  # Muon's peak rate; the schedule scales it like lr
     muon_momentum: float = 0.95
     muon_weight_decay: float = 0.0
-    muon_ns_dtype: str = "bfloat16"  # Newton-Schulz precision; "float32" is faster on most CPUs
-    muon_ns_steps: int = 5           # Newton-Schulz iterations per update
+    muon_ns_dtype: str = (
+        "bfloat16"  # Newton-Schulz precision; "float32" is faster on most CPUs
+    )
+    muon_ns_steps: int = 5  # Newton-Schulz iterations per update
 
 # %% ../../nbs/05b_config.ipynb #22f2228c
 @dataclass
 class ScheduleConfig:
     "Linear warm-up from `initial_lr` to `optimizer.lr`, then cosine decay to `min_lr`."
+
     warmup_steps: int = 100
     min_lr: float = 1e-4
     initial_lr: float = 0.0
@@ -85,25 +103,33 @@ class ScheduleConfig:
 @dataclass
 class TrainConfig:
     "The optimisation loop."
-    max_steps: int = 1000           # optimiser steps
-    batch_size: int = 16            # sequences per micro-batch, summed over all processes
-    grad_accum: int = 1             # micro-batches per optimiser step
-    eval_interval: int = 250        # evaluate (and sample) every this many steps; 0: only at the end
-    eval_batches: int = 20          # validation batches per evaluation; 0: the whole split
-    bf16: bool = False              # bfloat16 autocast for the forward pass
-    compile: bool = False           # torch.compile the model
-    device: str = "auto"            # "auto", "cpu", "cuda", "cuda:1", "mps"
-    threads: int | None = None      # CPU threads for PyTorch; None keeps its default (one per core)
+
+    max_steps: int = 1000  # optimiser steps
+    batch_size: int = 16  # sequences per micro-batch, summed over all processes
+    grad_accum: int = 1  # micro-batches per optimiser step
+    eval_interval: int = (
+        250  # evaluate (and sample) every this many steps; 0: only at the end
+    )
+    eval_batches: int = 20  # validation batches per evaluation; 0: the whole split
+    bf16: bool = False  # bfloat16 autocast for the forward pass
+    compile: bool = False  # torch.compile the model
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    threads: int | None = (
+        None  # CPU threads for PyTorch; None keeps its default (one per core)
+    )
 
 # %% ../../nbs/05b_config.ipynb #45cf79bb
 @dataclass
 class RunConfig:
     "Seed, logging, checkpoints and samples."
-    name: str = "run"               # the run folder is experiments/<name> unless --out says otherwise
+
+    name: str = (
+        "run"  # the run folder is experiments/<name> unless --out says otherwise
+    )
     seed: int = 123
-    log_interval: int = 10          # write a metrics line every this many steps
+    log_interval: int = 10  # write a metrics line every this many steps
     checkpoint_interval: int = 250  # save every this many steps (and always at the end)
-    keep_last: int = 2              # keep this many recent checkpoints, plus the best one
+    keep_last: int = 2  # keep this many recent checkpoints, plus the best one
     sample_prompt: str = "The "
     sample_tokens: int = 200
     sample_temperature: float = 0.8
@@ -114,6 +140,7 @@ class RunConfig:
 @dataclass
 class Config:
     "A complete run configuration."
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -125,106 +152,221 @@ class Config:
 class ConfigError(LLMZeroError, ValueError):
     "An invalid configuration; the message names the key and what is allowed."
 
+
 def _coerce(key: str, value, annotation: str):
     "Check `value` against a field annotation such as 'int | None'; return it converted."
     kinds = [k.strip() for k in annotation.split("|")]
     if value is None:
-        if "None" in kinds: return None
+        if "None" in kinds:
+            return None
         raise ConfigError(f"{key} must not be empty (null); it expects {annotation}.")
     base = kinds[0]
-    # bool is a subclass of int in Python, so it is checked first and never accepted as a number.
+    # bool is a subclass of int in Python, so it is checked first and never accepted as
+    # a number.
     if base == "bool":
-        if isinstance(value, bool): return value
+        if isinstance(value, bool):
+            return value
     elif base == "int":
-        if isinstance(value, int) and not isinstance(value, bool): return value
-        if isinstance(value, float) and value.is_integer(): return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
     elif base == "float":
         number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool): number = float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
         elif isinstance(value, str):
-            try: number = float(value)
-            except ValueError: pass
+            try:
+                number = float(value)
+            except ValueError:
+                pass
         if number is not None:
-            if math.isfinite(number): return number
+            if math.isfinite(number):
+                return number
             raise ConfigError(f"{key} must be a finite number, got {value!r}.")
     elif base == "dict":
-        if isinstance(value, dict): return value
+        if isinstance(value, dict):
+            return value
     elif base == "str":
-        if isinstance(value, str): return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool): return str(value)
-    raise ConfigError(f"{key} expects {annotation}, got {value!r} ({type(value).__name__}).")
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(
+        f"{key} expects {annotation}, got {value!r} ({type(value).__name__})."
+    )
 
 # %% ../../nbs/05b_config.ipynb #eaced8f9
-_CHOICES = {"data.tokenizer": ("char", "bpe", "gpt2"),
-            "data.sampling": ("random", "sliding"), "optimizer.name": ("adamw", "muon")}
+_CHOICES = {
+    "data.tokenizer": ("char", "bpe", "gpt2"),
+    "data.sampling": ("random", "sliding"),
+    "optimizer.name": ("adamw", "muon"),
+}
+
 
 def check_choices(c, choices: dict):
-    "Raise ConfigError unless each dotted key of `choices` has one of its allowed values in `c`."
+    """Raise ConfigError unless each dotted key of `choices` has one of its allowed
+    values in `c`."""
     for key, allowed in choices.items():
         sec, name = key.split(".")
         v = getattr(getattr(c, sec), name)
         if v not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed))}, got {v!r}.")
+            raise ConfigError(
+                f"{key} must be one of {', '.join(map(repr, allowed))}, got {v!r}."
+            )
+
 
 def check_model_section(model) -> dict:
-    "The model section as the book's cfg dict, checked by its model's own rules (`arch_config`)."
+    """The model section as the book's cfg dict, checked by its model's own rules
+    (`arch_config`)."""
     cfg = dataclasses.asdict(model)
-    try: arch_config({**cfg, "vocab_size": cfg["vocab_size"] or 1})  # None: the tokenizer's size, later
-    except (TypeError, ValueError) as e: raise ConfigError(f"model section: {e}") from None
+    try:
+        arch_config(
+            {**cfg, "vocab_size": cfg["vocab_size"] or 1}
+        )  # None: the tokenizer's size, later
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model section: {e}") from None
     return cfg
+
 
 @patch
 def check(c: Config):
     "Raise ConfigError for the first out-of-range value of `c`."
+
     def need(ok, key, rule):
-        if not ok: raise ConfigError(f"{key} {rule}.")
+        if not ok:
+            raise ConfigError(f"{key} {rule}.")
+
     m, d, o, s, t, r = c.model, c.data, c.optimizer, c.schedule, c.train, c.run
     check_choices(c, _CHOICES)
     check_model_section(m)
-    for key, v in [("train.max_steps", t.max_steps), ("train.batch_size", t.batch_size),
-                   ("train.grad_accum", t.grad_accum), ("train.threads", 1 if t.threads is None else t.threads),
-                   ("run.log_interval", r.log_interval),
-                   ("run.checkpoint_interval", r.checkpoint_interval), ("run.keep_last", r.keep_last)]:
+    for key, v in [
+        ("train.max_steps", t.max_steps),
+        ("train.batch_size", t.batch_size),
+        ("train.grad_accum", t.grad_accum),
+        ("train.threads", 1 if t.threads is None else t.threads),
+        ("run.log_interval", r.log_interval),
+        ("run.checkpoint_interval", r.checkpoint_interval),
+        ("run.keep_last", r.keep_last),
+    ]:
         need(v >= 1, key, f"must be at least 1, got {v}")
-    need(d.bpe_vocab_size >= 257, "data.bpe_vocab_size", f"must be at least 257 (256 bytes + 1 merge), got {d.bpe_vocab_size}")
-    need(0 < d.val_fraction < 1, "data.val_fraction", f"must be in (0, 1), got {d.val_fraction}")
-    need(d.stride is None or d.stride >= 1, "data.stride", f"must be at least 1, got {d.stride}")
+    need(
+        d.bpe_vocab_size >= 257,
+        "data.bpe_vocab_size",
+        f"must be at least 257 (256 bytes + 1 merge), got {d.bpe_vocab_size}",
+    )
+    need(
+        0 < d.val_fraction < 1,
+        "data.val_fraction",
+        f"must be in (0, 1), got {d.val_fraction}",
+    )
+    need(
+        d.stride is None or d.stride >= 1,
+        "data.stride",
+        f"must be at least 1, got {d.stride}",
+    )
     need(o.lr > 0, "optimizer.lr", f"must be positive, got {o.lr}")
-    need(o.weight_decay >= 0, "optimizer.weight_decay", f"must be non-negative, got {o.weight_decay}")
-    need(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optimizer.beta1/beta2", f"must be in [0, 1), got {o.beta1}, {o.beta2}")
-    need(o.grad_clip is None or o.grad_clip > 0, "optimizer.grad_clip", f"must be positive or null, got {o.grad_clip}")
+    need(
+        o.weight_decay >= 0,
+        "optimizer.weight_decay",
+        f"must be non-negative, got {o.weight_decay}",
+    )
+    need(
+        0 <= o.beta1 < 1 and 0 <= o.beta2 < 1,
+        "optimizer.beta1/beta2",
+        f"must be in [0, 1), got {o.beta1}, {o.beta2}",
+    )
+    need(
+        o.grad_clip is None or o.grad_clip > 0,
+        "optimizer.grad_clip",
+        f"must be positive or null, got {o.grad_clip}",
+    )
     need(o.muon_lr > 0, "optimizer.muon_lr", f"must be positive, got {o.muon_lr}")
-    need(0 <= o.muon_momentum < 1, "optimizer.muon_momentum", f"must be in [0, 1), got {o.muon_momentum}")
-    need(o.muon_weight_decay >= 0, "optimizer.muon_weight_decay", f"must be non-negative, got {o.muon_weight_decay}")
-    need(o.muon_ns_dtype in ("bfloat16", "float32"), "optimizer.muon_ns_dtype",
-         f"must be bfloat16 or float32, got {o.muon_ns_dtype!r}")
-    need(1 <= o.muon_ns_steps <= 20, "optimizer.muon_ns_steps", f"must be 1 to 20, got {o.muon_ns_steps}")
-    need(0 <= s.warmup_steps <= t.max_steps, "schedule.warmup_steps",
-         f"must be between 0 and train.max_steps ({t.max_steps}), got {s.warmup_steps}")
-    need(0 <= s.min_lr <= o.lr, "schedule.min_lr", f"must be between 0 and optimizer.lr ({o.lr}), got {s.min_lr}")
-    need(s.initial_lr >= 0, "schedule.initial_lr", f"must be non-negative, got {s.initial_lr}")
-    need(t.eval_interval >= 0 and t.eval_batches >= 0, "train.eval_interval/eval_batches", "must be non-negative")
-    need(r.sample_tokens >= 0, "run.sample_tokens", f"must be non-negative, got {r.sample_tokens}")
-    need(r.sample_temperature >= 0, "run.sample_temperature", f"must be non-negative, got {r.sample_temperature}")
-    need(r.sample_top_k is None or r.sample_top_k >= 1, "run.sample_top_k", f"must be at least 1 or null, got {r.sample_top_k}")
-    need(r.sample_top_p is None or 0 < r.sample_top_p <= 1, "run.sample_top_p", f"must be in (0, 1] or null, got {r.sample_top_p}")
+    need(
+        0 <= o.muon_momentum < 1,
+        "optimizer.muon_momentum",
+        f"must be in [0, 1), got {o.muon_momentum}",
+    )
+    need(
+        o.muon_weight_decay >= 0,
+        "optimizer.muon_weight_decay",
+        f"must be non-negative, got {o.muon_weight_decay}",
+    )
+    need(
+        o.muon_ns_dtype in ("bfloat16", "float32"),
+        "optimizer.muon_ns_dtype",
+        f"must be bfloat16 or float32, got {o.muon_ns_dtype!r}",
+    )
+    need(
+        1 <= o.muon_ns_steps <= 20,
+        "optimizer.muon_ns_steps",
+        f"must be 1 to 20, got {o.muon_ns_steps}",
+    )
+    need(
+        0 <= s.warmup_steps <= t.max_steps,
+        "schedule.warmup_steps",
+        f"must be between 0 and train.max_steps ({t.max_steps}), got {s.warmup_steps}",
+    )
+    need(
+        0 <= s.min_lr <= o.lr,
+        "schedule.min_lr",
+        f"must be between 0 and optimizer.lr ({o.lr}), got {s.min_lr}",
+    )
+    need(
+        s.initial_lr >= 0,
+        "schedule.initial_lr",
+        f"must be non-negative, got {s.initial_lr}",
+    )
+    need(
+        t.eval_interval >= 0 and t.eval_batches >= 0,
+        "train.eval_interval/eval_batches",
+        "must be non-negative",
+    )
+    need(
+        r.sample_tokens >= 0,
+        "run.sample_tokens",
+        f"must be non-negative, got {r.sample_tokens}",
+    )
+    need(
+        r.sample_temperature >= 0,
+        "run.sample_temperature",
+        f"must be non-negative, got {r.sample_temperature}",
+    )
+    need(
+        r.sample_top_k is None or r.sample_top_k >= 1,
+        "run.sample_top_k",
+        f"must be at least 1 or null, got {r.sample_top_k}",
+    )
+    need(
+        r.sample_top_p is None or 0 < r.sample_top_p <= 1,
+        "run.sample_top_p",
+        f"must be in (0, 1] or null, got {r.sample_top_p}",
+    )
 
 # %% ../../nbs/05b_config.ipynb #db87c41c
 def config_from_dict(d: dict | None, cls: type = Config):
-    "A validated `cls` (default `Config`) from nested dicts; missing keys take their defaults."
+    """A validated `cls` (default `Config`) from nested dicts; missing keys take their
+    defaults."""
     d = d or {}
     if not isinstance(d, dict):
-        raise ConfigError(f"A config must be a mapping of sections, got {type(d).__name__}.")
+        raise ConfigError(
+            f"A config must be a mapping of sections, got {type(d).__name__}."
+        )
     sections = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(sections))
     if unknown:
-        raise ConfigError(f"Unknown config section {unknown[0]!r}; valid sections: {', '.join(sections)}.")
+        raise ConfigError(
+            f"Unknown config section {unknown[0]!r}; valid sections:"
+            f" {', '.join(sections)}."
+        )
     built = {}
     for name, f in sections.items():
         section = f.default_factory
         values = d.get(name) or {}
         if not isinstance(values, dict):
-            raise ConfigError(f"Config section {name!r} must be a mapping of keys, got {values!r}.")
+            raise ConfigError(
+                f"Config section {name!r} must be a mapping of keys, got {values!r}."
+            )
         if name == "model":  # configs and checkpoints written before the rename
             try:
                 values = upgrade_impl_key(values, FutureWarning)
@@ -233,8 +375,13 @@ def config_from_dict(d: dict | None, cls: type = Config):
         fields = {g.name: g for g in dataclasses.fields(section)}
         bad = sorted(set(values) - set(fields))
         if bad:
-            raise ConfigError(f"Unknown key {name}.{bad[0]}; valid keys of {name!r}: {', '.join(fields)}.")
-        built[name] = section(**{k: _coerce(f"{name}.{k}", v, fields[k].type) for k, v in values.items()})
+            raise ConfigError(
+                f"Unknown key {name}.{bad[0]}; valid keys of {name!r}:"
+                f" {', '.join(fields)}."
+            )
+        built[name] = section(
+            **{k: _coerce(f"{name}.{k}", v, fields[k].type) for k, v in values.items()}
+        )
     c = cls(**built)
     c.check()
     return c
@@ -248,48 +395,69 @@ def config_to_dict(c: Config) -> dict:
 def apply_overrides(d: dict, overrides: typing.Iterable[str]) -> dict:
     "A copy of nested dict `d` with each dotted `KEY=VALUE` override applied."
     import copy
+
     d = copy.deepcopy(d or {})
     for item in overrides:
         key, eq, raw = item.partition("=")
         parts = key.strip().split(".")
         if not eq or len(parts) != 2 or not all(p.isidentifier() for p in parts):
-            raise ConfigError(f"Override {item!r} must look like SECTION.KEY=VALUE, "
-                              "e.g. train.max_steps=100.")
+            raise ConfigError(
+                f"Override {item!r} must look like SECTION.KEY=VALUE, "
+                "e.g. train.max_steps=100."
+            )
         section, name = parts
-        try: value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:  # its message spans lines: the key and value say enough
-            raise ConfigError(f"Override {key.strip()}: {raw!r} is not valid YAML; write "
-                              "a number, true/false, null, [a, b] or text (quote text "
-                              "with : # [ { ').") from None
+            raise ConfigError(
+                f"Override {key.strip()}: {raw!r} is not valid YAML; write "
+                "a number, true/false, null, [a, b] or text (quote text "
+                "with : # [ { ')."
+            ) from None
         node = d.setdefault(section, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"Cannot override {key}: section {section!r} is not a "
-                              "mapping.")
+            raise ConfigError(
+                f"Cannot override {key}: section {section!r} is not a mapping."
+            )
         node[name] = value
     return d
 
 # %% ../../nbs/05b_config.ipynb #c8125e64
 def read_config_file(path: str | Path) -> dict:
-    "The nested dict of a YAML config file; a missing or bad file is a one-line `ConfigError`."
+    """The nested dict of a YAML config file; a missing or bad file is a one-line
+    `ConfigError`."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"Config file {p} does not exist; see configs/ for examples.")
-    try: d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:  # PyYAML's message spans lines: one line, for the command line
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (
+        yaml.YAMLError
+    ) as e:  # PyYAML's message spans lines: one line, for the command line
         why = " ".join(str(e).split())
         raise ConfigError(f"Config file {p} is not valid YAML: {why}") from None
     if not isinstance(d, dict):
-        raise ConfigError(f"Config file {p} must hold a mapping of sections, "
-                          f"got {type(d).__name__}.")
+        raise ConfigError(
+            f"Config file {p} must hold a mapping of sections, got {type(d).__name__}."
+        )
     return d
 
-def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (), cls: type = Config):
-    "Read a YAML config file (None: the defaults), apply dotted overrides, validate as a `cls`."
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: typing.Iterable[str] = (),
+    cls: type = Config,
+):
+    """Read a YAML config file (None: the defaults), apply dotted overrides, validate as
+    a `cls`."""
     d = {} if path is None else read_config_file(path)
     return config_from_dict(apply_overrides(d, overrides), cls)
 
 # %% ../../nbs/05b_config.ipynb #a6b9b8fc
 def save_config(c, path: str | Path):
-    "Write the fully resolved config `c` as YAML, all or nothing (a run is resumed from this file)."
+    """Write the fully resolved config `c` as YAML, all or nothing (a run is resumed
+    from this file)."""
     with atomic_write(path) as tmp:
-        tmp.write_text(yaml.safe_dump(config_to_dict(c), sort_keys=False), encoding="utf-8")
+        tmp.write_text(
+            yaml.safe_dump(config_to_dict(c), sort_keys=False), encoding="utf-8"
+        )

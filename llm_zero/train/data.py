@@ -23,20 +23,25 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 # %% ../../nbs/05d_token_data.ipynb #1952a86c
-def encode_corpus(tok, text: str, chunk_chars: int = 1 << 20, desc: str = "tokenizing") -> np.ndarray:
-    "Token ids of `text` as a numpy array of `token_dtype(tok.vocab_size)`, with a progress bar."
+def encode_corpus(
+    tok, text: str, chunk_chars: int = 1 << 20, desc: str = "tokenizing"
+) -> np.ndarray:
+    """Token ids of `text` as a numpy array of `token_dtype(tok.vocab_size)`, with a
+    progress bar."""
     pieces, start = [], 0
     while start < len(text):
         end = min(len(text), start + chunk_chars)
         if end < len(text):
             nl = text.rfind("\n", start, end)
-            if nl > start: end = nl + 1
+            if nl > start:
+                end = nl + 1
         pieces.append((start, end))
         start = end
     dtype = token_dtype(tok.vocab_size)
-    out = [np.asarray(tok.encode(text[a:b]), dtype=dtype)
-           for a, b in progress_bar(pieces, desc=desc, unit="MB",
-                                    disable=len(pieces) < 4)]
+    out = [
+        np.asarray(tok.encode(text[a:b]), dtype=dtype)
+        for a, b in progress_bar(pieces, desc=desc, unit="MB", disable=len(pieces) < 4)
+    ]
     return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
 
 # %% ../../nbs/05d_token_data.ipynb #1f2a0874
@@ -46,60 +51,105 @@ def split_tokens(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.n
     return ids[:cut], ids[cut:]
 
 # %% ../../nbs/05d_token_data.ipynb #f8ba480a
-def prepare_corpus(text: str, tok, out_dir: str | Path, val_fraction: float = 0.1, source: str = "") -> dict:
-    "Tokenize `text` once into `out_dir/{train,val}.bin` plus tokenizer and meta.json; returns the meta."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+def prepare_corpus(
+    text: str, tok, out_dir: str | Path, val_fraction: float = 0.1, source: str = ""
+) -> dict:
+    """Tokenize `text` once into `out_dir/{train,val}.bin` plus tokenizer and meta.json;
+    returns the meta."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     ids = encode_corpus(tok, text)
     train, val = split_tokens(ids, val_fraction)
     for name, arr in (("train.bin", train), ("val.bin", val)):
-        with atomic_write(out / name) as tmp: arr.tofile(tmp)
+        with atomic_write(out / name) as tmp:
+            arr.tofile(tmp)
     save_tokenizer(tok, out)
-    meta = {"dtype": str(ids.dtype), "vocab_size": tok.vocab_size, "tokenizer": tok.kind,
-            "train_tokens": len(train), "val_tokens": len(val), "val_fraction": val_fraction,
-            "bytes": len(text.encode("utf-8")), "source": source}
+    meta = {
+        "dtype": str(ids.dtype),
+        "vocab_size": tok.vocab_size,
+        "tokenizer": tok.kind,
+        "train_tokens": len(train),
+        "val_tokens": len(val),
+        "val_fraction": val_fraction,
+        "bytes": len(text.encode("utf-8")),
+        "source": source,
+    }
     write_json(out / "meta.json", meta)
     return meta
 
 # %% ../../nbs/05d_token_data.ipynb #ca60cffc
 def load_prepared(folder: str | Path) -> tuple[np.ndarray, np.ndarray, object, dict]:
-    "Memory maps of the train and validation tokens in `folder`, its tokenizer, and its meta."
+    """Memory maps of the train and validation tokens in `folder`, its tokenizer, and
+    its meta."""
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
-        raise DataUnavailableError(f"{folder} has no meta.json; create it with `llm-zero prepare --out {folder} ...`.")
-    try: meta = json.loads((folder / "meta.json").read_text())
-    except ValueError as e: raise DataIntegrityError(f"{folder / 'meta.json'} is corrupt ({e}); run `llm-zero prepare` again.") from None
+        raise DataUnavailableError(
+            f"{folder} has no meta.json; create it with `llm-zero prepare --out"
+            f" {folder} ...`."
+        )
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except ValueError as e:
+        raise DataIntegrityError(
+            f"{folder / 'meta.json'} is corrupt ({e}); run `llm-zero prepare` again."
+        ) from None
     maps = []
     for split in ("train", "val"):
         p = folder / f"{split}.bin"
         n = meta[f"{split}_tokens"]
         if not p.is_file() or p.stat().st_size != n * np.dtype(meta["dtype"]).itemsize:
-            raise DataIntegrityError(f"{p} is missing or has the wrong size for {n:,} {meta['dtype']} tokens; "
-                             "run `llm-zero prepare` again.")
+            raise DataIntegrityError(
+                f"{p} is missing or has the wrong size for {n:,} {meta['dtype']}"
+                " tokens; run `llm-zero prepare` again."
+            )
         maps.append(np.memmap(p, dtype=meta["dtype"], mode="r", shape=(n,)))
     return maps[0], maps[1], load_tokenizer(folder), meta
 
 # %% ../../nbs/05d_token_data.ipynb #a5885e28
 class TokenWindows:
-    "Training windows over a 1-D token array, drawn as a pure function of (seed, step, micro-step)."
+    """Training windows over a 1-D token array, drawn as a pure function of (seed, step,
+    micro-step)."""
 
-    def __init__(self, ids: np.ndarray, context_length: int, sampling: str = "random",
-                 stride: int | None = None, seed: int = 0, name: str = "training split"):
-        if not np.issubdtype(np.asarray(ids).dtype, np.integer):  # a float array would be truncated silently
-            raise InputTypeError(f"The {name} must be integer token ids, got an array of {np.asarray(ids).dtype}.")
+    def __init__(
+        self,
+        ids: np.ndarray,
+        context_length: int,
+        sampling: str = "random",
+        stride: int | None = None,
+        seed: int = 0,
+        name: str = "training split",
+    ):
+        if not np.issubdtype(
+            np.asarray(ids).dtype, np.integer
+        ):  # a float array would be truncated silently
+            raise InputTypeError(
+                f"The {name} must be integer token ids, got an array of"
+                f" {np.asarray(ids).dtype}."
+            )
         if len(ids) < context_length + 1:
-            raise ConfigError(f"The {name} has {len(ids):,} tokens, fewer than one window needs "
-                             f"(model.context_length + 1 = {context_length + 1}); use a longer corpus "
-                             "or a smaller model.context_length.")
+            raise ConfigError(
+                f"The {name} has {len(ids):,} tokens, fewer than one window needs"
+                f" (model.context_length + 1 = {context_length + 1}); use a longer"
+                " corpus or a smaller model.context_length."
+            )
         if sampling not in ("random", "sliding"):
-            raise ConfigError(f"sampling must be 'random' or 'sliding', got {sampling!r}.")
+            raise ConfigError(
+                f"sampling must be 'random' or 'sliding', got {sampling!r}."
+            )
         self.ids, self.T, self.sampling, self.seed = ids, context_length, sampling, seed
         self.stride = stride or context_length
-        self.n_starts = len(ids) - context_length   # valid starts: 0 .. len - T - 1
-        self.n_windows = self.n_starts if sampling == "random" else (self.n_starts - 1) // self.stride + 1
+        self.n_starts = len(ids) - context_length  # valid starts: 0 .. len - T - 1
+        self.n_windows = (
+            self.n_starts
+            if sampling == "random"
+            else (self.n_starts - 1) // self.stride + 1
+        )
         self._perm_epoch, self._perm = None, None
 
     def _window_rows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = torch.from_numpy(self.ids[starts[:, None] + np.arange(self.T + 1)].astype(np.int64))
+        rows = torch.from_numpy(
+            self.ids[starts[:, None] + np.arange(self.T + 1)].astype(np.int64)
+        )
         return rows[:, :-1], rows[:, 1:]
 
     def _sliding_starts(self, first: int, count: int) -> np.ndarray:
@@ -107,38 +157,69 @@ class TokenWindows:
         for j, k in enumerate(range(first, first + count)):
             epoch, pos = divmod(k, self.n_windows)
             if epoch != self._perm_epoch:
-                self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
+                self._perm = np.random.default_rng([self.seed, epoch]).permutation(
+                    self.n_windows
+                )
                 self._perm_epoch = epoch
             out[j] = self._perm[pos] * self.stride
         return out
 
-    def starts(self, step: int, micro: int, batch_size: int, grad_accum: int = 1) -> np.ndarray:
-        "Start positions of the full (all-process) micro-batch `micro` of optimiser step `step`."
+    def starts(
+        self, step: int, micro: int, batch_size: int, grad_accum: int = 1
+    ) -> np.ndarray:
+        """Start positions of the full (all-process) micro-batch `micro` of optimiser
+        step `step`."""
         if batch_size > self.n_windows:
-            raise ConfigError(f"train.batch_size={batch_size} is larger than the {self.n_windows:,} windows of "
-                             f"the training split; lower train.batch_size or use a longer corpus.")
+            raise ConfigError(
+                f"train.batch_size={batch_size} is larger than the {self.n_windows:,}"
+                " windows of the training split; lower train.batch_size or use a"
+                " longer corpus."
+            )
         if self.sampling == "random":
-            return np.random.default_rng([self.seed, step, micro]).integers(0, self.n_starts, size=batch_size)
-        return self._sliding_starts((step * grad_accum + micro) * batch_size, batch_size)
+            return np.random.default_rng([self.seed, step, micro]).integers(
+                0, self.n_starts, size=batch_size
+            )
+        return self._sliding_starts(
+            (step * grad_accum + micro) * batch_size, batch_size
+        )
 
-    def batch(self, step: int, micro: int, batch_size: int, grad_accum: int = 1,
-              rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self,
+        step: int,
+        micro: int,
+        batch_size: int,
+        grad_accum: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         "Inputs and targets (int64, shape [batch_size / world_size, T]) for this process."
         if batch_size % world_size:
-            raise ConfigError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world_size}).")
+            raise ConfigError(
+                f"train.batch_size={batch_size} must be divisible by the number of"
+                f" processes ({world_size})."
+            )
         s = self.starts(step, micro, batch_size, grad_accum)
         per = batch_size // world_size
-        return self._window_rows(s[rank * per:(rank + 1) * per])
+        return self._window_rows(s[rank * per : (rank + 1) * per])
 
     def epoch(self, step: int, batch_size: int, grad_accum: int = 1) -> float:
         "How many passes over the text the run has made before `step` (for logging)."
         windows = step * grad_accum * batch_size
         # A random window reads T tokens: a pass is n_starts tokens, not n_starts windows.
-        return windows * self.T / self.n_starts if self.sampling == "random" else windows / self.n_windows
+        return (
+            windows * self.T / self.n_starts
+            if self.sampling == "random"
+            else windows / self.n_windows
+        )
 
     def eval_batches(self, batch_size: int, max_batches: int = 0):
-        "Non-overlapping windows from the start, in order, `batch_size` at a time (0: all of them)."
+        """Non-overlapping windows from the start, in order, `batch_size` at a time (0:
+        all of them)."""
         starts = np.arange(0, self.n_starts, self.T)
-        n = len(starts) if not max_batches else min(len(starts), max_batches * batch_size)
+        n = (
+            len(starts)
+            if not max_batches
+            else min(len(starts), max_batches * batch_size)
+        )
         for i in range(0, n, batch_size):
-            yield self._window_rows(starts[i:min(n, i + batch_size)])
+            yield self._window_rows(starts[i : min(n, i + batch_size)])

@@ -19,13 +19,25 @@ import yaml
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from ..core import InputError, LLMZeroError, atomic_write, progress_bar, write_error
+from llm_zero.core import (
+    InputError,
+    LLMZeroError,
+    atomic_write,
+    progress_bar,
+    write_error,
+)
 
 from ..data.corpora import load_text
 from ..model.generation import generate
 from ..model.llama import build_model as build_arch_model
-from .checkpoint import (CheckpointManager, RunExistsError, load_language_model,
-                                       load_training_state, load_weights, read_meta)
+from llm_zero.train.checkpoint import (
+    CheckpointManager,
+    RunExistsError,
+    load_language_model,
+    load_training_state,
+    load_weights,
+    read_meta,
+)
 from .config import Config, ConfigError, config_to_dict, save_config
 from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
 from .evaluate import autocast_for, evaluate_batches
@@ -42,31 +54,53 @@ __all__ = ['DEFAULT_THREADS', 'MAX_LOSS', 'PLOT_EVERY_S', 'MAX_WEIGHT', 'pick_de
 
 # %% ../../nbs/05g_engine.ipynb #b0b6a190
 def pick_device(name: str = "auto") -> torch.device:
-    "The torch device for a config's `train.device`; 'auto' prefers CUDA, then Apple's MPS, then the CPU."
+    """The torch device for a config's `train.device`; 'auto' prefers CUDA, then Apple's
+    MPS, then the CPU."""
     if name == "auto":
-        if torch.cuda.is_available(): return torch.device("cuda")
-        if torch.backends.mps.is_available(): return torch.device("mps")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
         return torch.device("cpu")
-    try: d = torch.device(name)
+    try:
+        d = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps.") from None
+        raise ConfigError(
+            f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or"
+            " mps."
+        ) from None
     if d.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but CUDA is not available here; use train.device=cpu or auto.")
+        raise ConfigError(
+            f"train.device={name!r} but CUDA is not available here; use"
+            " train.device=cpu or auto."
+        )
     if d.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"train.device={name!r} but Apple's MPS is not available here; use train.device=cpu or auto.")
+        raise ConfigError(
+            f"train.device={name!r} but Apple's MPS is not available here; use"
+            " train.device=cpu or auto."
+        )
     if d.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"train.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or mps.")
+        raise ConfigError(
+            f"train.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or"
+            " mps."
+        )
     return d
 
 # %% ../../nbs/05g_engine.ipynb #281ce94d
-DEFAULT_THREADS = 1  # benchmarks/bench_threads.py: the best or close to it, idle or busy
+DEFAULT_THREADS = (
+    1  # benchmarks/bench_threads.py: the best or close to it, idle or busy
+)
+
 
 def use_threads(threads: int | None = None) -> int:
-    "Run PyTorch on `threads` CPU threads (None: `DEFAULT_THREADS`); returns the count set."
+    """Run PyTorch on `threads` CPU threads (None: `DEFAULT_THREADS`); returns the count
+    set."""
     n = DEFAULT_THREADS if threads is None else threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"threads must be a whole number of at least 1, got {n!r}; "
-                         f"use --threads {DEFAULT_THREADS} (or train.threads in a config).")
+        raise InputError(
+            f"threads must be a whole number of at least 1, got {n!r}; "
+            f"use --threads {DEFAULT_THREADS} (or train.threads in a config)."
+        )
     torch.set_num_threads(n)
     return n
 
@@ -74,89 +108,161 @@ def use_threads(threads: int | None = None) -> int:
 def add_threads_option(parser, config_key: str | None = None) -> None:
     "Give `parser`, a command that runs a model, the `--threads` option of `use_threads`."
     default = f"{config_key}, else {DEFAULT_THREADS}" if config_key else DEFAULT_THREADS
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help=f"CPU threads for PyTorch (default {default})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"CPU threads for PyTorch (default {default})",
+    )
+
 
 def threads_override(args) -> list[str]:
-    "A config command's `--threads N` as the override `train.threads=N` (nothing if not given)."
+    """A config command's `--threads N` as the override `train.threads=N` (nothing if
+    not given)."""
     return [] if args.threads is None else [f"train.threads={args.threads}"]
 
 # %% ../../nbs/05g_engine.ipynb #02f54565
 def build_model(model_cfg: dict) -> torch.nn.Module:
     "The model of a config's `model` section: `GPTModel`, `Llama3Model` or `Qwen3Model`."
     if model_cfg.get("vocab_size") is None:
-        raise ConfigError("model.vocab_size is not set; it is filled in from the tokenizer when a run starts.")
+        raise ConfigError(
+            "model.vocab_size is not set; it is filled in from the tokenizer when a run"
+            " starts."
+        )
     return build_arch_model(model_cfg)
 
 # %% ../../nbs/05g_engine.ipynb #43c1e875
-def configure_optimizer(model: torch.nn.Module, opt_cfg) -> torch.optim.AdamW | MuonWithAdamW:
-    "AdamW, decay on matrices only; or (`name: muon`) Muon on hidden matrices, AdamW on the rest."
+def configure_optimizer(
+    model: torch.nn.Module, opt_cfg
+) -> torch.optim.AdamW | MuonWithAdamW:
+    """AdamW, decay on matrices only; or (`name: muon`) Muon on hidden matrices, AdamW
+    on the rest."""
     params = [p for p in model.parameters() if p.requires_grad]
-    # fused=True: one kernel per step instead of a dozen passes over every parameter (about 9% of a
-    # CPU training step at the benchmark size); PyTorch implements it for CPU and CUDA tensors.
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    # fused=True: one kernel per step instead of a dozen passes over every parameter
+    # (about 9% of a CPU training step at the benchmark size); PyTorch implements it for
+    # CPU and CUDA tensors.
+    fused = all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
+    )
     if opt_cfg.name == "muon":
-        opt = muon_with_adamw(model, opt_cfg.muon_lr, opt_cfg.muon_momentum,
-                              weight_decay=opt_cfg.muon_weight_decay, adamw_lr=opt_cfg.lr,
-                              betas=(opt_cfg.beta1, opt_cfg.beta2), eps=opt_cfg.eps,
-                              adamw_weight_decay=opt_cfg.weight_decay, fused=fused,
-                              ns_dtype=getattr(torch, opt_cfg.muon_ns_dtype),
-                              ns_steps=opt_cfg.muon_ns_steps)
+        opt = muon_with_adamw(
+            model,
+            opt_cfg.muon_lr,
+            opt_cfg.muon_momentum,
+            weight_decay=opt_cfg.muon_weight_decay,
+            adamw_lr=opt_cfg.lr,
+            betas=(opt_cfg.beta1, opt_cfg.beta2),
+            eps=opt_cfg.eps,
+            adamw_weight_decay=opt_cfg.weight_decay,
+            fused=fused,
+            ns_dtype=getattr(torch, opt_cfg.muon_ns_dtype),
+            ns_steps=opt_cfg.muon_ns_steps,
+        )
     else:
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt_cfg.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        opt = torch.optim.AdamW(groups, lr=opt_cfg.lr, betas=(opt_cfg.beta1, opt_cfg.beta2),
-                                eps=opt_cfg.eps, fused=fused)
+        groups = [
+            {
+                "params": [p for p in params if p.dim() >= 2],
+                "weight_decay": opt_cfg.weight_decay,
+            },
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        opt = torch.optim.AdamW(
+            groups,
+            lr=opt_cfg.lr,
+            betas=(opt_cfg.beta1, opt_cfg.beta2),
+            eps=opt_cfg.eps,
+            fused=fused,
+        )
     # The schedule scales every group from its own peak rate: Muon's differs from AdamW's.
-    for g in opt.param_groups: g["initial_lr"] = g["lr"]
+    for g in opt.param_groups:
+        g["initial_lr"] = g["lr"]
     return opt
 
 # %% ../../nbs/05g_engine.ipynb #53d5039e
 @dataclasses.dataclass
 class RunData:
     "Training and validation windows of a run, and its tokenizer."
+
     train: TokenWindows
     val: TokenWindows
     tokenizer: object
 
+
 def load_run_data(cfg: Config, run_dir: Path | None = None) -> RunData:
-    "Tokens and tokenizer for `cfg`, reusing the tokenizer saved in `run_dir` when there is one."
+    """Tokens and tokenizer for `cfg`, reusing the tokenizer saved in `run_dir` when
+    there is one."""
     d, T = cfg.data, cfg.model.context_length
     if d.prepared:
         train_ids, val_ids, tok, _ = load_prepared(d.prepared)
     else:
         text = load_text(d.corpus)
         saved = run_dir is not None and (run_dir / "tokenizer.json").is_file()
-        tok = load_tokenizer(run_dir) if saved else build_tokenizer(d.tokenizer, text, d.bpe_vocab_size)
+        tok = (
+            load_tokenizer(run_dir)
+            if saved
+            else build_tokenizer(d.tokenizer, text, d.bpe_vocab_size)
+        )
         train_ids, val_ids = split_tokens(encode_corpus(tok, text), d.val_fraction)
-    return RunData(TokenWindows(train_ids, T, d.sampling, d.stride, cfg.run.seed, name="training split"),
-                   TokenWindows(val_ids, T, name="validation split (raise data.val_fraction)"), tok)
+    return RunData(
+        TokenWindows(
+            train_ids, T, d.sampling, d.stride, cfg.run.seed, name="training split"
+        ),
+        TokenWindows(val_ids, T, name="validation split (raise data.val_fraction)"),
+        tok,
+    )
 
 # %% ../../nbs/05g_engine.ipynb #43a3327a
-_CSV_COLUMNS = ["step", "tokens", "epoch", "train_loss", "val_loss", "val_ppl", "lr", "grad_norm",
-                "tokens_per_s", "elapsed_s"]
+_CSV_COLUMNS = [
+    "step",
+    "tokens",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_ppl",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "elapsed_s",
+]
+
 
 def append_text(path: Path, text: str):
-    "Append `text` (whole lines) to `path`, naming the path and the fix if the write fails."
+    """Append `text` (whole lines) to `path`, naming the path and the fix if the write
+    fails."""
     try:
-        with open(path, "a", encoding="utf-8") as f: f.write(text)
-    except OSError as e: raise write_error(path, e) from None
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise write_error(path, e) from None
+
 
 class MetricsLog:
-    "Append-only metrics in `run_dir/metrics.jsonl` and `metrics.csv`, plus the loss plot `loss.png`."
+    """Append-only metrics in `run_dir/metrics.jsonl` and `metrics.csv`, plus the loss
+    plot `loss.png`."""
 
     def __init__(self, run_dir: Path, resume_step: int = 0):
-        self.jsonl, self.csv, self.png = run_dir / "metrics.jsonl", run_dir / "metrics.csv", run_dir / "loss.png"
+        self.jsonl, self.csv, self.png = (
+            run_dir / "metrics.jsonl",
+            run_dir / "metrics.csv",
+            run_dir / "loss.png",
+        )
         self.records = []
         if self.jsonl.is_file():
             for line in self.jsonl.read_text().splitlines():
-                try: r = json.loads(line)
-                except ValueError: continue  # a line cut short by a kill
-                if r["step"] <= resume_step: self.records.append(r)
-        with atomic_write(self.jsonl) as tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill
+                if r["step"] <= resume_step:
+                    self.records.append(r)
+        with atomic_write(self.jsonl) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
         with atomic_write(self.csv) as tmp:
             with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, _CSV_COLUMNS, extrasaction="ignore"); w.writeheader(); w.writerows(self.records)
+                w = csv.DictWriter(f, _CSV_COLUMNS, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(self.records)
 
     def log(self, **record):
         self.records.append(record)
@@ -166,36 +272,69 @@ class MetricsLog:
         append_text(self.csv, row.getvalue())
 
     def plot(self, tokens_per_step: int):
-        "Redraw the training and validation loss against steps (tokens seen on the top axis)."
+        """Redraw the training and validation loss against steps (tokens seen on the top
+        axis)."""
         from matplotlib.figure import Figure
-        train = [(r["step"], r["train_loss"]) for r in self.records if "train_loss" in r]
+
+        train = [
+            (r["step"], r["train_loss"]) for r in self.records if "train_loss" in r
+        ]
         val = [(r["step"], r["val_loss"]) for r in self.records if "val_loss" in r]
-        if not train and not val: return
+        if not train and not val:
+            return
         fig = Figure(figsize=(6, 3.5))
         ax = fig.add_subplot()
-        if train: ax.plot(*zip(*train), label="training", lw=1)
-        if val: ax.plot(*zip(*val), "o-", label="validation", ms=3)
+        if train:
+            ax.plot(*zip(*train), label="training", lw=1)
+        if val:
+            ax.plot(*zip(*val), "o-", label="validation", ms=3)
         ax.set(xlabel="step", ylabel="loss (nats per token)")
         ax.legend()
         if tokens_per_step:
-            top = ax.secondary_xaxis("top", functions=(lambda s: s * tokens_per_step, lambda t: t / tokens_per_step))
+            top = ax.secondary_xaxis(
+                "top",
+                functions=(
+                    lambda s: s * tokens_per_step,
+                    lambda t: t / tokens_per_step,
+                ),
+            )
             top.set_xlabel("tokens seen")
         fig.tight_layout()
-        with atomic_write(self.png) as tmp: fig.savefig(tmp, dpi=100, format="png")
+        with atomic_write(self.png) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
 
 # %% ../../nbs/05g_engine.ipynb #0f0a80ad
-def sample_text(model: torch.nn.Module, tok, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
-                top_k: int | None = 40, top_p: float | None = None, seed: int = 0, device: torch.device | str = "cpu") -> str:
-    "Prompt plus a sampled continuation, reproducible for a given `seed`, leaving the global RNG untouched."
+def sample_text(
+    model: torch.nn.Module,
+    tok,
+    prompt: str,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = 40,
+    top_p: float | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> str:
+    """Prompt plus a sampled continuation, reproducible for a given `seed`, leaving the
+    global RNG untouched."""
     device = torch.device(device)
     ids = tok.encode(prompt) or [tok.pad_id]  # an empty prompt starts at end-of-text
     was_training = model.training
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
     try:
-        out = generate(model, torch.tensor([ids], device=device), max_new_tokens, model.cfg["context_length"],
-                       temperature=temperature, top_k=top_k, top_p=top_p, eos_id=tok.eos_id, use_cache=True,
-                       generator=gen)
+        out = generate(
+            model,
+            torch.tensor([ids], device=device),
+            max_new_tokens,
+            model.cfg["context_length"],
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            eos_id=tok.eos_id,
+            use_cache=True,
+            generator=gen,
+        )
     finally:
         model.train(was_training)
     return tok.decode(out[0].tolist())
@@ -204,8 +343,10 @@ def sample_text(model: torch.nn.Module, tok, prompt: str, max_new_tokens: int = 
 def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
     "Join the torchrun process group if there is one; returns (rank, world_size, device)."
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1: return 0, 1, pick_device(device_name)
+    if world == 1:
+        return 0, 1, pick_device(device_name)
     import torch.distributed as dist
+
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_name)
     if device.type == "cuda":
@@ -219,117 +360,230 @@ def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
 class NoRunToResume(LLMZeroError, FileNotFoundError):
     "`--resume` was given for a folder that holds no run."
 
-def open_run(run_dir: str | Path, resume: bool, keep_last: int = 2) -> tuple[CheckpointManager, Path | None]:
-    "The checkpoints of `run_dir` and the one to resume from; never overwrites a run or resumes nothing."
+
+def open_run(
+    run_dir: str | Path, resume: bool, keep_last: int = 2
+) -> tuple[CheckpointManager, Path | None]:
+    """The checkpoints of `run_dir` and the one to resume from; never overwrites a run
+    or resumes nothing."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunExistsError(f"{run_dir} is a file, not a run folder; choose another --out.")
+        raise RunExistsError(
+            f"{run_dir} is a file, not a run folder; choose another --out."
+        )
     ckpts = CheckpointManager(run_dir / "checkpoints", keep_last)
     latest = ckpts.latest()
     if latest is not None and not resume:
-        raise RunExistsError(f"{run_dir} already has checkpoints (newest {latest.name}); pass --resume to continue "
-                             "that run, or choose another --out.")
-    # A run killed before its first checkpoint has its config.yaml: resuming it is starting it again.
+        raise RunExistsError(
+            f"{run_dir} already has checkpoints (newest {latest.name}); pass --resume"
+            " to continue that run, or choose another --out."
+        )
+    # A run killed before its first checkpoint has its config.yaml: resuming it is
+    # starting it again.
     if resume and latest is None and not (run_dir / "config.yaml").is_file():
-        raise NoRunToResume(f"--resume was given but {run_dir} holds no checkpoint to resume from; drop --resume "
-                            "to start a new run there, or give the folder of an existing run.")
-    try: run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise write_error(run_dir, e) from None
+        raise NoRunToResume(
+            f"--resume was given but {run_dir} holds no checkpoint to resume from; drop"
+            " --resume to start a new run there, or give the folder of an existing"
+            " run."
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(run_dir, e) from None
     return ckpts, latest
 
+
 def check_resume_config(run_dir: Path, cfg, sections=("model", "data")):
-    "Refuse to resume with different `sections` of the config than the run was started with."
-    if not (run_dir / "config.yaml").is_file(): return
+    """Refuse to resume with different `sections` of the config than the run was started
+    with."""
+    if not (run_dir / "config.yaml").is_file():
+        return
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     now = config_to_dict(cfg)
     for section in sections:
         for k, v in now[section].items():
-            if section == "model" and k == "vocab_size" and v is None: continue
+            if section == "model" and k == "vocab_size" and v is None:
+                continue
             if saved.get(section, {}).get(k) != v:
-                raise ConfigError(f"Cannot resume {run_dir}: {section}.{k} was {saved.get(section, {}).get(k)!r} "
-                                  f"when the run started and is {v!r} now; use the same setting or a new --out.")
-    # The optimiser's saved state fits only the optimiser that wrote it (runs before Muon used AdamW).
-    name, was = now.get("optimizer", {}).get("name"), saved.get("optimizer", {}).get("name", "adamw")
+                raise ConfigError(
+                    f"Cannot resume {run_dir}: {section}.{k} was"
+                    f" {saved.get(section, {}).get(k)!r} when the run started and is"
+                    f" {v!r} now; use the same setting or a new --out."
+                )
+    # The optimiser's saved state fits only the optimiser that wrote it (runs before
+    # Muon used AdamW).
+    name, was = now.get("optimizer", {}).get("name"), saved.get("optimizer", {}).get(
+        "name", "adamw"
+    )
     if name is not None and name != was:
-        raise ConfigError(f"Cannot resume {run_dir}: it was trained with optimizer.name={was} and the config "
-                          f"now says {name}; its optimiser state cannot continue another optimiser. "
-                          f"Set optimizer.name={was}, or start a new run with another --out.")
+        raise ConfigError(
+            f"Cannot resume {run_dir}: it was trained with optimizer.name={was} and the"
+            f" config now says {name}; its optimiser state cannot continue another"
+            f" optimiser. Set optimizer.name={was}, or start a new run with another"
+            " --out."
+        )
 
-def resume_from(ckpt: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, float]:
-    "Load the weights, optimiser and RNG state of checkpoint `ckpt`; returns (step, elapsed seconds)."
+
+def resume_from(
+    ckpt: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, float]:
+    """Load the weights, optimiser and RNG state of checkpoint `ckpt`; returns (step,
+    elapsed seconds)."""
     load_weights(model, ckpt)
     peaks = [g.get("initial_lr") for g in optimizer.param_groups]
     load_training_state(ckpt, optimizer)
-    # Loading replaces each group's settings with the checkpoint's; the peak rates stay the config's,
-    # so a run resumed with a lower optimizer.lr (the advice after a blow-up) does run lower.
+    # Loading replaces each group's settings with the checkpoint's; the peak rates stay
+    # the config's, so a run resumed with a lower optimizer.lr (the advice after a
+    # blow-up) does run lower.
     for g, peak in zip(optimizer.param_groups, peaks):
-        if peak is not None: g["initial_lr"] = peak
+        if peak is not None:
+            g["initial_lr"] = peak
     meta = read_meta(ckpt)
     return meta["step"], meta.get("elapsed_s", 0.0)
 
 # %% ../../nbs/05g_engine.ipynb #63082ad3
 class TrainingDiverged(LLMZeroError, RuntimeError):
-    "The loss or the weights blew up; the message names the step, what was kept and how to continue."
+    """The loss or the weights blew up; the message names the step, what was kept and
+    how to continue."""
 
-MAX_LOSS = 1e3  # nats per token: an untrained model scores ln(vocab) < 11; a thousand is a blow-up
-PLOT_EVERY_S = 30.0  # loss.png is redrawn at most this often (and at the end): a plot costs ~0.3 s
+
+# nats per token: an untrained model scores ln(vocab) < 11; a thousand is a blow-up
+MAX_LOSS = 1e3
+PLOT_EVERY_S = (
+    30.0  # loss.png is redrawn at most this often (and at the end): a plot costs ~0.3 s
+)
+
 
 def perplexity(loss: float) -> float:
     "exp(loss), infinite rather than an OverflowError for a huge loss."
     return math.exp(loss) if loss < 700 else math.inf
 
+
 def lm_loss(model, inputs, targets):
-    "The next-token loss of chapter 5 (the fused head of 05a_fused_loss on the fast path)."
+    """The next-token loss of chapter 5 (the fused head of 05a_fused_loss on the fast
+    path)."""
     return model(inputs, targets=targets)
+
 
 class TrainingLoop:
     "The one training loop of the engine and both fine-tuning commands."
-    def __init__(self, model, optimizer, batch, max_steps: int, ckpts: CheckpointManager, *, loss=lm_loss,
-                 lr_at=None, grad_accum: int = 1, grad_clip: float | None = None, device="cpu",
-                 bf16: bool = False, log_interval: int = 10, eval_interval: int = 0,
-                 checkpoint_interval: int = 0, evaluate=None, after_eval=None, meta=None, tokenizer=None,
-                 tokens_per_step: int = 0, epoch_at=None, step_model=None, rank: int = 0, world: int = 1,
-                 start: int = 0, elapsed0: float = 0.0, metrics: MetricsLog | None = None, say=print,
-                 progress: bool = True, advice: str = "lower optimizer.lr or set optimizer.grad_clip",
-                 peak_lr: float | None = None):
-        self.model, self.optimizer, self.batch, self.max_steps, self.ckpts = model, optimizer, batch, max_steps, ckpts
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        batch,
+        max_steps: int,
+        ckpts: CheckpointManager,
+        *,
+        loss=lm_loss,
+        lr_at=None,
+        grad_accum: int = 1,
+        grad_clip: float | None = None,
+        device="cpu",
+        bf16: bool = False,
+        log_interval: int = 10,
+        eval_interval: int = 0,
+        checkpoint_interval: int = 0,
+        evaluate=None,
+        after_eval=None,
+        meta=None,
+        tokenizer=None,
+        tokens_per_step: int = 0,
+        epoch_at=None,
+        step_model=None,
+        rank: int = 0,
+        world: int = 1,
+        start: int = 0,
+        elapsed0: float = 0.0,
+        metrics: MetricsLog | None = None,
+        say=print,
+        progress: bool = True,
+        advice: str = "lower optimizer.lr or set optimizer.grad_clip",
+        peak_lr: float | None = None,
+    ):
+        self.model, self.optimizer, self.batch, self.max_steps, self.ckpts = (
+            model,
+            optimizer,
+            batch,
+            max_steps,
+            ckpts,
+        )
         self.loss, self.grad_accum, self.grad_clip = loss, grad_accum, grad_clip
-        self.lr_at = lr_at or (lambda step: optimizer.param_groups[0]["lr"])  # None: a constant rate
-        self.peak_lr = peak_lr  # given: groups follow lr_at from their own "initial_lr", not lr_at itself
+        self.lr_at = lr_at or (
+            lambda step: optimizer.param_groups[0]["lr"]
+        )  # None: a constant rate
+        # given: groups follow lr_at from their own "initial_lr", not lr_at itself
+        self.peak_lr = peak_lr
         self.device, self.bf16 = torch.device(device), bf16
-        self.log_interval, self.eval_interval, self.checkpoint_interval = log_interval, eval_interval, checkpoint_interval
-        self.evaluate, self.after_eval, self.meta = evaluate, after_eval, meta or (lambda step: {})
-        self.tokenizer, self.tokens_per_step, self.epoch_at = tokenizer, tokens_per_step, epoch_at
-        self.step_model, self.rank, self.world = model if step_model is None else step_model, rank, world
-        self.start, self.elapsed0, self.metrics, self.say, self.advice = start, elapsed0, metrics, say, advice
+        self.log_interval, self.eval_interval, self.checkpoint_interval = (
+            log_interval,
+            eval_interval,
+            checkpoint_interval,
+        )
+        self.evaluate, self.after_eval, self.meta = (
+            evaluate,
+            after_eval,
+            meta or (lambda step: {}),
+        )
+        self.tokenizer, self.tokens_per_step, self.epoch_at = (
+            tokenizer,
+            tokens_per_step,
+            epoch_at,
+        )
+        self.step_model, self.rank, self.world = (
+            model if step_model is None else step_model,
+            rank,
+            world,
+        )
+        self.start, self.elapsed0, self.metrics, self.say, self.advice = (
+            start,
+            elapsed0,
+            metrics,
+            say,
+            advice,
+        )
         self.main, self.progress = rank == 0, progress and rank == 0
         self.stop_signal, self.last_val, self.plotted = None, None, -math.inf
         self.t0 = self.window_t0 = time.perf_counter()
         self.window_step = start
 
-    def elapsed(self) -> float: return self.elapsed0 + time.perf_counter() - self.t0
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t0
 
     def diverged(self, what: str, step: int) -> TrainingDiverged:
-        "The error for a blow-up at `step`, naming the checkpoint that is kept and how to go on."
+        """The error for a blow-up at `step`, naming the checkpoint that is kept and how
+        to go on."""
         kept = self.ckpts.latest()
-        how = (f"The last good checkpoint, {kept}, is kept; {self.advice}, then continue it with --resume."
-               if kept else f"No checkpoint was saved yet; {self.advice}, then start the run again.")
-        return TrainingDiverged(f"{what} at step {step}; the run stopped without saving that state. {how}")
+        how = (
+            f"The last good checkpoint, {kept}, is kept; {self.advice}, then continue"
+            " it with --resume."
+            if kept
+            else (
+                f"No checkpoint was saved yet; {self.advice}, then start the run again."
+            )
+        )
+        return TrainingDiverged(
+            f"{what} at step {step}; the run stopped without saving that state. {how}"
+        )
 
 # %% ../../nbs/05g_engine.ipynb #37cb1d7a
 @patch
 def step(self: TrainingLoop, step: int) -> dict:
-    "One optimiser step (all micro-batches of step `step`); returns its loss, rate and gradient norm."
+    """One optimiser step (all micro-batches of step `step`); returns its loss, rate and
+    gradient norm."""
     lr = self.lr_at(step)
     for g in self.optimizer.param_groups:
-        # initial_lr / peak_lr is exactly 1.0 for AdamW's groups: their rates stay lr to the bit.
+        # initial_lr / peak_lr is exactly 1.0 for AdamW's groups: their rates stay lr to
+        # the bit.
         g["lr"] = lr * (g["initial_lr"] / self.peak_lr) if self.peak_lr else lr
     loss_sum = torch.zeros((), device=self.device)
     for micro in range(self.grad_accum):
         x, y = self.batch(step, micro)
         x, y = x.to(self.device), y.to(self.device)
         sync = self.world == 1 or micro == self.grad_accum - 1
-        # DDP would average gradients after every backward; only the last micro-batch needs it.
+        # DDP would average gradients after every backward; only the last micro-batch
+        # needs it.
         no_sync = not sync and hasattr(self.step_model, "no_sync")
         with self.step_model.no_sync() if no_sync else contextlib.nullcontext():
             with autocast_for(self.device, self.bf16):
@@ -340,53 +594,96 @@ def step(self: TrainingLoop, step: int) -> dict:
     flags = torch.stack([loss_sum / self.grad_accum, stopping])
     if self.world > 1:
         import torch.distributed as dist
+
         dist.all_reduce(flags)
         flags[0] /= self.world
     loss_value, interrupted = flags[0].item(), flags[1].item() > 0
     if not math.isfinite(loss_value) or loss_value > MAX_LOSS:
         self.optimizer.zero_grad(set_to_none=True)
         raise self.diverged(f"The training loss became {loss_value:.4g}", step + 1)
-    grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip).item()
-                 if self.grad_clip else None)
+    grad_norm = (
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip).item()
+        if self.grad_clip
+        else None
+    )
     self.optimizer.step()
     self.optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm, "interrupted": interrupted}
+    return {
+        "loss": loss_value,
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "interrupted": interrupted,
+    }
 
 # %% ../../nbs/05g_engine.ipynb #124ab4a5
-MAX_WEIGHT = 1e4  # trained GPT weights are of order 1; far beyond this, they have blown up
+MAX_WEIGHT = (
+    1e4  # trained GPT weights are of order 1; far beyond this, they have blown up
+)
+
 
 def bad_weight(model: torch.nn.Module) -> str | None:
     "The name of the first parameter that is non-finite or exploded, or None."
     for name, p in model.named_parameters():
-        if not bool(torch.isfinite(p).all()) or p.abs().max().item() > MAX_WEIGHT: return name
+        if not bool(torch.isfinite(p).all()) or p.abs().max().item() > MAX_WEIGHT:
+            return name
     return None
+
 
 @patch
 def save(self: TrainingLoop, done: int, val_loss: float | None, train_loss: float):
     "Checkpoint step `done`, refusing weights that have blown up."
     bad = bad_weight(self.model)
     if bad is not None:
-        raise self.diverged(f"The weights ({bad}) became non-finite or larger than {MAX_WEIGHT:g}", done)
+        raise self.diverged(
+            f"The weights ({bad}) became non-finite or larger than {MAX_WEIGHT:g}", done
+        )
     if self.main:
-        self.ckpts.save(done, self.model, self.optimizer, tokenizer=self.tokenizer, meta={
-            **self.meta(done), "val_loss": val_loss, "train_loss": train_loss,
-            "tokens": done * self.tokens_per_step, "elapsed_s": self.elapsed()})
+        self.ckpts.save(
+            done,
+            self.model,
+            self.optimizer,
+            tokenizer=self.tokenizer,
+            meta={
+                **self.meta(done),
+                "val_loss": val_loss,
+                "train_loss": train_loss,
+                "tokens": done * self.tokens_per_step,
+                "elapsed_s": self.elapsed(),
+            },
+        )
+
 
 @patch
 def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
-    "After step `done`: log, evaluate and checkpoint when their intervals (or the end, or a signal) say so."
+    """After step `done`: log, evaluate and checkpoint when their intervals (or the end,
+    or a signal) say so."""
     last = done == self.max_steps
     base = {"step": done, "tokens": done * self.tokens_per_step}
     if self.main and (done % self.log_interval == 0 or last):
         now = time.perf_counter()
-        tps = (done - self.window_step) * self.tokens_per_step / max(now - self.window_t0, 1e-9)
+        tps = (
+            (done - self.window_step)
+            * self.tokens_per_step
+            / max(now - self.window_t0, 1e-9)
+        )
         self.window_t0, self.window_step = now, done
         epoch = {"epoch": self.epoch_at(done)} if self.epoch_at else {}
-        self.metrics.log(**base, **epoch, train_loss=res["loss"], lr=res["lr"], grad_norm=res["grad_norm"],
-                         tokens_per_s=tps, elapsed_s=self.elapsed())
-        self.bar.set_postfix(loss=f"{res['loss']:.3f}", lr=f"{res['lr']:.2e}", tok_s=f"{tps:,.0f}")
+        self.metrics.log(
+            **base,
+            **epoch,
+            train_loss=res["loss"],
+            lr=res["lr"],
+            grad_norm=res["grad_norm"],
+            tokens_per_s=tps,
+            elapsed_s=self.elapsed(),
+        )
+        self.bar.set_postfix(
+            loss=f"{res['loss']:.3f}", lr=f"{res['lr']:.2e}", tok_s=f"{tps:,.0f}"
+        )
     val = None
-    if self.evaluate is not None and ((self.eval_interval and done % self.eval_interval == 0) or last):
+    if self.evaluate is not None and (
+        (self.eval_interval and done % self.eval_interval == 0) or last
+    ):
         scores = self.evaluate(done)
         val = self.last_val = scores.get("val_loss", self.last_val)
         if self.main:
@@ -395,25 +692,45 @@ def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
             if last or time.perf_counter() - self.plotted >= PLOT_EVERY_S:
                 self.metrics.plot(self.tokens_per_step)
                 self.plotted = time.perf_counter()
-            shown = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
-            self.say(f"step {done}: train loss {res['loss']:.4f}, {shown}"
-                     + (f" (perplexity {ppl['val_ppl']:.2f})" if ppl else ""))
-            if self.after_eval: self.after_eval(done)
-    if res["interrupted"] or (self.checkpoint_interval and done % self.checkpoint_interval == 0) or last:
+            shown = ", ".join(
+                f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items()
+            )
+            self.say(
+                f"step {done}: train loss {res['loss']:.4f}, {shown}"
+                + (f" (perplexity {ppl['val_ppl']:.2f})" if ppl else "")
+            )
+            if self.after_eval:
+                self.after_eval(done)
+    if (
+        res["interrupted"]
+        or (self.checkpoint_interval and done % self.checkpoint_interval == 0)
+        or last
+    ):
         self.save(done, val, res["loss"])
 
 # %% ../../nbs/05g_engine.ipynb #c11392af
 @patch
 def run(self: TrainingLoop) -> dict:
-    "Train from `start` to `max_steps`; on SIGINT or SIGTERM, finish the step, save and return."
-    def on_signal(signum, frame): self.stop_signal = signum
+    """Train from `start` to `max_steps`; on SIGINT or SIGTERM, finish the step, save
+    and return."""
+
+    def on_signal(signum, frame):
+        self.stop_signal = signum
+
     handlers = {}
     if self.main or self.world > 1:
         for s in (signal.SIGINT, signal.SIGTERM):
-            try: handlers[s] = signal.signal(s, on_signal)
-            except ValueError: pass  # not the main thread: leave signals alone
-    self.bar = progress_bar(total=self.max_steps, initial=self.start,
-                            disable=not self.progress, unit="step", dynamic_ncols=True)
+            try:
+                handlers[s] = signal.signal(s, on_signal)
+            except ValueError:
+                pass  # not the main thread: leave signals alone
+    self.bar = progress_bar(
+        total=self.max_steps,
+        initial=self.start,
+        disable=not self.progress,
+        unit="step",
+        dynamic_ncols=True,
+    )
     self.t0 = self.window_t0 = time.perf_counter()
     res = {"loss": float("nan")}
     try:
@@ -422,47 +739,80 @@ def run(self: TrainingLoop) -> dict:
             self.bar.update(1)
             self.log_eval_checkpoint(step + 1, res)
             if res["interrupted"]:
-                self.say(f"Interrupted: saved a checkpoint at step {step + 1} in {self.ckpts.folder}; "
-                         "continue with --resume.")
+                self.say(
+                    f"Interrupted: saved a checkpoint at step {step + 1} in"
+                    f" {self.ckpts.folder}; continue with --resume."
+                )
                 break
     finally:
         self.bar.close()
-        for s, h in handlers.items(): signal.signal(s, h)
+        for s, h in handlers.items():
+            signal.signal(s, h)
     latest = self.ckpts.latest()
     step = read_meta(latest)["step"] if latest else 0
-    return {"step": step, "train_loss": res["loss"], "val_loss": self.last_val, "tokens": step * self.tokens_per_step,
-            "elapsed_s": time.perf_counter() - self.t0, "interrupted": bool(res.get("interrupted")),
-            "signal": self.stop_signal, "checkpoint": str(latest) if latest else None}
+    return {
+        "step": step,
+        "train_loss": res["loss"],
+        "val_loss": self.last_val,
+        "tokens": step * self.tokens_per_step,
+        "elapsed_s": time.perf_counter() - self.t0,
+        "interrupted": bool(res.get("interrupted")),
+        "signal": self.stop_signal,
+        "checkpoint": str(latest) if latest else None,
+    }
 
 # %% ../../nbs/05g_engine.ipynb #1431091d
 def _open_training(cfg: Config, out_dir, resume: bool, world: int, main: bool) -> tuple:
-    "Run folder, checkpoints, the one to resume, the data, and `cfg` with the vocabulary size."
+    """Run folder, checkpoints, the one to resume, the data, and `cfg` with the
+    vocabulary size."""
     run_dir = Path(out_dir or Path("experiments") / cfg.run.name)
     ckpts, latest = open_run(run_dir, resume, cfg.run.keep_last)
-    if latest is not None: check_resume_config(run_dir, cfg)
+    if latest is not None:
+        check_resume_config(run_dir, cfg)
     data = load_run_data(cfg, run_dir if resume else None)
     tok, t = data.tokenizer, cfg.train
     if cfg.model.vocab_size is None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tok.vocab_size))
+        cfg = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, vocab_size=tok.vocab_size)
+        )
     elif cfg.model.vocab_size < tok.vocab_size:
-        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
-                          f"{tok.vocab_size}; leave it empty (null) to use the tokenizer's.")
-    data.train.starts(0, 0, t.batch_size, t.grad_accum)  # fails now, not at step 0, if the batch does not fit
+        raise ConfigError(
+            f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
+            f"{tok.vocab_size}; leave it empty (null) to use the tokenizer's."
+        )
+    data.train.starts(
+        0, 0, t.batch_size, t.grad_accum
+    )  # fails now, not at step 0, if the batch does not fit
     if t.batch_size % world:
-        raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the number of "
-                          f"processes ({world}).")
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} must be divisible by the number of "
+            f"processes ({world})."
+        )
     if main:
         save_config(cfg, run_dir / "config.yaml")
         save_tokenizer(data.tokenizer, run_dir)
     return cfg, run_dir, ckpts, latest, data
 
-def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-          echo=print) -> dict:
-    "Run the training described by `cfg` in `out_dir` (default experiments/<run.name>); returns a summary."
+
+def train(
+    cfg: Config,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    echo=print,
+) -> dict:
+    """Run the training described by `cfg` in `out_dir` (default
+    experiments/<run.name>); returns a summary."""
     rank, world, device = _init_distributed(cfg.train.device)
     main = rank == 0
-    say = (lambda msg: tqdm.write(str(msg)) if progress else echo(msg)) if main else (lambda msg: None)
-    cfg, run_dir, ckpts, latest, data = _open_training(cfg, out_dir, resume, world, main)
+    say = (
+        (lambda msg: tqdm.write(str(msg)) if progress else echo(msg))
+        if main
+        else (lambda msg: None)
+    )
+    cfg, run_dir, ckpts, latest, data = _open_training(
+        cfg, out_dir, resume, world, main
+    )
     tok, t, r, T = data.tokenizer, cfg.train, cfg.run, cfg.model.context_length
 
     use_threads(t.threads)
@@ -473,46 +823,105 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     if latest is not None:
         start, elapsed0 = resume_from(latest, model, optimizer)
         say(f"Resuming {run_dir} from {latest.name} (step {start}).")
-    elif resume: say(f"{run_dir} has no checkpoint yet; starting its run from step 0.")
+    elif resume:
+        say(f"{run_dir} has no checkpoint yet; starting its run from step 0.")
     step_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
-        step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if t.compile: step_model = torch.compile(step_model)
+
+        step_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if t.compile:
+        step_model = torch.compile(step_model)
 
     def sample(step):
-        text = sample_text(model, tok, r.sample_prompt, r.sample_tokens, r.sample_temperature, r.sample_top_k,
-                           r.sample_top_p, seed=r.seed, device=device)
+        text = sample_text(
+            model,
+            tok,
+            r.sample_prompt,
+            r.sample_tokens,
+            r.sample_temperature,
+            r.sample_top_k,
+            r.sample_top_p,
+            seed=r.seed,
+            device=device,
+        )
         append_text(run_dir / "samples.txt", f"=== step {step} ===\n{text}\n\n")
         return text
+
     if main and start == 0 and r.sample_tokens:
         say(f"Sample before training (step 0):\n{sample(0)}\n")
 
     def evaluate(step):
-        total, n = evaluate_batches(model, data.val.eval_batches(t.batch_size, t.eval_batches), device, t.bf16)
+        total, n = evaluate_batches(
+            model, data.val.eval_batches(t.batch_size, t.eval_batches), device, t.bf16
+        )
         return {"val_loss": total / n}
+
     tokens_per_step = t.batch_size * t.grad_accum * T
     epoch_at = lambda done: data.train.epoch(done, t.batch_size, t.grad_accum)
     loop = TrainingLoop(
-        model, optimizer, lambda step, micro: data.train.batch(step, micro, t.batch_size, t.grad_accum, rank, world),
-        t.max_steps, ckpts, lr_at=lambda step: lr_schedule(step, t.max_steps, cfg.schedule.warmup_steps,
-                                                           cfg.optimizer.lr, cfg.schedule.min_lr, cfg.schedule.initial_lr),
-        grad_accum=t.grad_accum, grad_clip=cfg.optimizer.grad_clip, device=device, bf16=t.bf16,
-        log_interval=r.log_interval, eval_interval=t.eval_interval, checkpoint_interval=r.checkpoint_interval,
-        evaluate=evaluate, after_eval=lambda step: r.sample_tokens and say(f"Sample at step {step}:\n{sample(step)}\n"),
-        meta=lambda done: {"model": dataclasses.asdict(cfg.model), "config": config_to_dict(cfg), "data_position": {
-            "next_step": done, "samples_seen": done * t.grad_accum * t.batch_size, "epoch": epoch_at(done)}},
-        tokenizer=tok, tokens_per_step=tokens_per_step, epoch_at=epoch_at, step_model=step_model, rank=rank,
-        world=world, start=start, elapsed0=elapsed0, metrics=MetricsLog(run_dir, start) if main else None, say=say,
-        progress=progress, peak_lr=cfg.optimizer.lr)
-    try: summary = loop.run()
+        model,
+        optimizer,
+        lambda step, micro: data.train.batch(
+            step, micro, t.batch_size, t.grad_accum, rank, world
+        ),
+        t.max_steps,
+        ckpts,
+        lr_at=lambda step: lr_schedule(
+            step,
+            t.max_steps,
+            cfg.schedule.warmup_steps,
+            cfg.optimizer.lr,
+            cfg.schedule.min_lr,
+            cfg.schedule.initial_lr,
+        ),
+        grad_accum=t.grad_accum,
+        grad_clip=cfg.optimizer.grad_clip,
+        device=device,
+        bf16=t.bf16,
+        log_interval=r.log_interval,
+        eval_interval=t.eval_interval,
+        checkpoint_interval=r.checkpoint_interval,
+        evaluate=evaluate,
+        after_eval=lambda step: r.sample_tokens
+        and say(f"Sample at step {step}:\n{sample(step)}\n"),
+        meta=lambda done: {
+            "model": dataclasses.asdict(cfg.model),
+            "config": config_to_dict(cfg),
+            "data_position": {
+                "next_step": done,
+                "samples_seen": done * t.grad_accum * t.batch_size,
+                "epoch": epoch_at(done),
+            },
+        },
+        tokenizer=tok,
+        tokens_per_step=tokens_per_step,
+        epoch_at=epoch_at,
+        step_model=step_model,
+        rank=rank,
+        world=world,
+        start=start,
+        elapsed0=elapsed0,
+        metrics=MetricsLog(run_dir, start) if main else None,
+        say=say,
+        progress=progress,
+        peak_lr=cfg.optimizer.lr,
+    )
+    try:
+        summary = loop.run()
     finally:
         if world > 1:
             import torch.distributed as dist
+
             dist.destroy_process_group()
     return {"run_dir": str(run_dir), **summary}
 
 # %% ../../nbs/05g_engine.ipynb #e8de45da
-def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple:
-    "The language model, tokenizer and meta of a run or checkpoint folder: `load_language_model`."
+def load_model_from_checkpoint(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple:
+    """The language model, tokenizer and meta of a run or checkpoint folder:
+    `load_language_model`."""
     return load_language_model(path, device)

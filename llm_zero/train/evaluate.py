@@ -20,7 +20,6 @@ from .config import DataConfig
 from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
 from .tokenizers import TokenizerError, save_tokenizer
 
-
 # %% auto #0
 __all__ = ['SPLITS', 'autocast_for', 'evaluate_batches', 'evaluate_text', 'bits_per_byte', 'encoded_corpus', 'split_ids',
            'run_split_ids']
@@ -28,12 +27,22 @@ __all__ = ['SPLITS', 'autocast_for', 'evaluate_batches', 'evaluate_text', 'bits_
 # %% ../../nbs/05f_evaluate.ipynb #0f80d8eb
 def autocast_for(device: torch.device, bf16: bool):
     "A bfloat16 autocast context on `device` when `bf16`, else a no-op."
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    return (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if bf16
+        else contextlib.nullcontext()
+    )
 
 # %% ../../nbs/05f_evaluate.ipynb #6f9eab52
 @torch.no_grad()
-def evaluate_batches(model: torch.nn.Module, batches, device: torch.device | str = "cpu", bf16: bool = False) -> tuple[float, int]:
-    "Summed cross-entropy (nats) and token count of `model` over `(inputs, targets)` batches."
+def evaluate_batches(
+    model: torch.nn.Module,
+    batches,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+) -> tuple[float, int]:
+    """Summed cross-entropy (nats) and token count of `model` over `(inputs, targets)`
+    batches."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -43,46 +52,81 @@ def evaluate_batches(model: torch.nn.Module, batches, device: torch.device | str
             x, y = x.to(device), y.to(device)
             with autocast_for(device, bf16):
                 logits = model(x)
-            check_targets(y, logits.shape[-1])  # a float or out-of-range target is named, not a torch error
-            total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+            check_targets(
+                y, logits.shape[-1]
+            )  # a float or out-of-range target is named, not a torch error
+            total += F.cross_entropy(
+                logits.float().flatten(0, 1), y.flatten(), reduction="sum"
+            ).item()
             n += y.numel()
     finally:
         model.train(was_training)
     return total, n
 
 # %% ../../nbs/05f_evaluate.ipynb #9b872239
-def evaluate_text(model: torch.nn.Module, tok, text: str | None = None, ids: np.ndarray | None = None,
-                  context_length: int | None = None, batch_size: int = 8, max_tokens: int | None = None,
-                  device: torch.device | str = "cpu", bf16: bool = False) -> dict:
-    "Loss (nats/token), perplexity and bits per byte of `model` on `text` (or its token ids `ids`)."
+def evaluate_text(
+    model: torch.nn.Module,
+    tok,
+    text: str | None = None,
+    ids: np.ndarray | None = None,
+    context_length: int | None = None,
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+) -> dict:
+    """Loss (nats/token), perplexity and bits per byte of `model` on `text` (or its
+    token ids `ids`)."""
     if ids is None:
-        if not text: raise InputError("evaluate_text needs a non-empty text (or token ids).")
+        if not text:
+            raise InputError("evaluate_text needs a non-empty text (or token ids).")
         ids = encode_corpus(tok, text)
-    if max_tokens: ids = ids[:max_tokens + 1]
+    if max_tokens:
+        ids = ids[: max_tokens + 1]
     T = context_length or model.cfg["context_length"]
     windows = TokenWindows(ids, T, name="evaluation text")
     total, n = evaluate_batches(model, windows.eval_batches(batch_size), device, bf16)
-    n_bytes = len(tok.decode(ids[1:1 + n]).encode("utf-8"))
+    n_bytes = len(tok.decode(ids[1 : 1 + n]).encode("utf-8"))
     loss = total / n
     perplexity = math.exp(loss) if loss < 700 else math.inf  # e**710 overflows a float
-    return {"loss": loss, "perplexity": perplexity, "bits_per_byte": total / (n_bytes * math.log(2)),
-            "tokens": n, "bytes": n_bytes}
+    return {
+        "loss": loss,
+        "perplexity": perplexity,
+        "bits_per_byte": total / (n_bytes * math.log(2)),
+        "tokens": n,
+        "bytes": n_bytes,
+    }
 
 # %% ../../nbs/05f_evaluate.ipynb #55a391d2
-def bits_per_byte(model: torch.nn.Module, tok, text: str, context_length: int | None = None,
-                  batch_size: int = 8, device: torch.device | str = "cpu", bf16: bool = False) -> float:
-    "Bits per UTF-8 byte of `model` on all of `text`: every token but the first predicted once."
+def bits_per_byte(
+    model: torch.nn.Module,
+    tok,
+    text: str,
+    context_length: int | None = None,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+) -> float:
+    """Bits per UTF-8 byte of `model` on all of `text`: every token but the first
+    predicted once."""
     ids = encode_corpus(tok, text)
-    if len(ids) < 2: raise InputError(f"bits_per_byte needs a text of at least 2 tokens, got {len(ids)}.")
+    if len(ids) < 2:
+        raise InputError(
+            f"bits_per_byte needs a text of at least 2 tokens, got {len(ids)}."
+        )
     T, n = context_length or model.cfg["context_length"], len(ids) - 1
+
     def windows():
         full = np.arange(0, n - T + 1, T)
         for i in range(0, len(full), batch_size):
-            rows = torch.from_numpy(ids[full[i:i + batch_size, None] + np.arange(T + 1)].astype(np.int64))
+            rows = torch.from_numpy(
+                ids[full[i : i + batch_size, None] + np.arange(T + 1)].astype(np.int64)
+            )
             yield rows[:, :-1], rows[:, 1:]
         if n % T:  # the last, shorter window
-            rest = torch.from_numpy(ids[n - n % T:].astype(np.int64))[None]
+            rest = torch.from_numpy(ids[n - n % T :].astype(np.int64))[None]
             yield rest[:, :-1], rest[:, 1:]
+
     total, count = evaluate_batches(model, windows(), device, bf16)
     assert count == n, (count, n)
     return total / (len(tok.decode(ids[1:]).encode("utf-8")) * math.log(2))
@@ -91,46 +135,55 @@ def bits_per_byte(model: torch.nn.Module, tok, text: str, context_length: int | 
 def _tokenizer_digest(tok) -> str | None:
     "A digest of the files `save_tokenizer` writes for `tok` (None if it cannot save it)."
     with tempfile.TemporaryDirectory() as d:
-        try: save_tokenizer(tok, d)
-        except TokenizerError: return None
+        try:
+            save_tokenizer(tok, d)
+        except TokenizerError:
+            return None
         h = hashlib.sha256()
         for f in sorted(Path(d).iterdir()):
             h.update(f.name.encode() + b"\0" + f.read_bytes())
         return h.hexdigest()
 
+
 def encoded_corpus(tok, text: str) -> np.ndarray:
     "`encode_corpus(tok, text)`, kept in the cache: asked again, it tokenizes nothing."
     kind = _tokenizer_digest(tok)
-    if kind is None: return encode_corpus(tok, text)
+    if kind is None:
+        return encode_corpus(tok, text)
     key = hashlib.sha256(f"{kind} {hashlib.sha256(text.encode()).hexdigest()}".encode())
     path = cache_dir() / "tokens" / f"{key.hexdigest()}.npy"
     if path.is_file():
-        try: return np.load(path, mmap_mode="r")
-        except (OSError, ValueError): pass  # a damaged copy is simply made again
+        try:
+            return np.load(path, mmap_mode="r")
+        except (OSError, ValueError):
+            pass  # a damaged copy is simply made again
     ids = encode_corpus(tok, text)
     with atomic_write(path) as tmp:
-        with open(tmp, "wb") as f: np.save(f, ids)
+        with open(tmp, "wb") as f:
+            np.save(f, ids)
     return ids
-
 
 # %% ../../nbs/05f_evaluate.ipynb #07527dc8
 SPLITS = ("val", "train")
+
 
 def _check_split(split: str):
     if split not in SPLITS:
         raise InputError(f"split must be one of {SPLITS}, not {split!r}.")
 
-def split_ids(tok, text: str, split: str = "val",
-              val_fraction: float = DataConfig.val_fraction) -> np.ndarray:
+
+def split_ids(
+    tok, text: str, split: str = "val", val_fraction: float = DataConfig.val_fraction
+) -> np.ndarray:
     "The token ids of `text`'s `split` ('val' or 'train'), as `llm-zero train` cuts it."
     _check_split(split)
     train, val = split_tokens(encoded_corpus(tok, text), val_fraction)
     return val if split == "val" else train
 
-
 # %% ../../nbs/05f_evaluate.ipynb #5c6f63b8
-def run_split_ids(tok, run_config: dict | None, corpus: str | None = None,
-                  split: str = "val") -> tuple[np.ndarray, str]:
+def run_split_ids(
+    tok, run_config: dict | None, corpus: str | None = None, split: str = "val"
+) -> tuple[np.ndarray, str]:
     "The ids of `split` of `corpus` (default: the run's own data), and that data's name."
     data = run_config.get("data") if isinstance(run_config, dict) else None
     data = data if isinstance(data, dict) else {}  # a run saved before configs were
@@ -143,4 +196,3 @@ def run_split_ids(tok, run_config: dict | None, corpus: str | None = None,
     fraction = data.get("val_fraction", DataConfig.val_fraction)
     fraction = fraction if own else DataConfig.val_fraction
     return split_ids(tok, load_text(corpus), split, fraction), corpus
-

@@ -21,19 +21,27 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # (a, b, c): steep at 0, yet bounde
 def ns_polynomial(s, coefficients=NS_COEFFICIENTS):
     "What one Newton-Schulz step does to each singular value `s`: a*s + b*s**3 + c*s**5."
     a, b, c = coefficients
-    return a * s + b * s ** 3 + c * s ** 5
+    return a * s + b * s**3 + c * s**5
 
 # %% ../../nbs/05j_muon.ipynb #6d8ce832
 class MuonError(LLMZeroError, ValueError):
     "A Muon setting or parameter that Muon cannot work with."
 
 # %% ../../nbs/05j_muon.ipynb #aca5ac03
-def newton_schulz(g: torch.Tensor, steps: int = 5, coefficients=NS_COEFFICIENTS,
-                  eps: float = 1e-7, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    "Orthogonalise the matrix `g` = U S V^T approximately (towards U V^T) in `steps` steps."
+def newton_schulz(
+    g: torch.Tensor,
+    steps: int = 5,
+    coefficients=NS_COEFFICIENTS,
+    eps: float = 1e-7,
+    dtype: torch.dtype = torch.bfloat16,
+) -> torch.Tensor:
+    """Orthogonalise the matrix `g` = U S V^T approximately (towards U V^T) in `steps`
+    steps."""
     if g.ndim != 2:
-        raise MuonError("Newton-Schulz orthogonalises matrices; got a tensor of shape "
-                        f"{tuple(g.shape)}.")
+        raise MuonError(
+            "Newton-Schulz orthogonalises matrices; got a tensor of shape "
+            f"{tuple(g.shape)}."
+        )
     a, b, c = coefficients
     tall = g.size(0) > g.size(1)
     x = (g.T if tall else g).to(dtype)  # so that the Gram matrix x @ x.T is the smaller
@@ -48,47 +56,80 @@ LR_RULES = ("original", "match_rms_adamw")
 
 
 def muon_lr_scale(shape, rule: str | None = None) -> float:
-    "Factor on Muon's learning rate for a `shape` (rows, cols) matrix; None means 'original'."
+    """Factor on Muon's learning rate for a `shape` (rows, cols) matrix; None means
+    'original'."""
     rows, cols = shape[:2]
     if rule is None or rule == "original":
         return math.sqrt(max(1.0, rows / cols))
     if rule == "match_rms_adamw":
         return 0.2 * math.sqrt(max(rows, cols))
-    raise MuonError(f"Unknown Muon learning-rate rule {rule!r}; use one of {LR_RULES} "
-                    "(or None).")
+    raise MuonError(
+        f"Unknown Muon learning-rate rule {rule!r}; use one of {LR_RULES} (or None)."
+    )
 
 # %% ../../nbs/05j_muon.ipynb #001c30f1
 class Muon(torch.optim.Optimizer):
     "Muon: momentum, orthogonalised by Newton-Schulz, for 2-D (matrix) parameters only."
 
-    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1,
-                 momentum: float = 0.95, nesterov: bool = True, ns_coefficients=NS_COEFFICIENTS,
-                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None,
-                 ns_dtype: torch.dtype = torch.bfloat16):
-        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients=NS_COEFFICIENTS,
+        eps: float = 1e-7,
+        ns_steps: int = 5,
+        adjust_lr_fn: str | None = None,
+        ns_dtype: torch.dtype = torch.bfloat16,
+    ):
+        for name, value in (
+            ("lr", lr),
+            ("weight_decay", weight_decay),
+            ("momentum", momentum),
+        ):
             if not value >= 0:
                 raise MuonError(f"Muon's {name} must be non-negative, got {value}.")
         if not 0 < ns_steps < 100:
-            raise MuonError(f"Muon's ns_steps must be between 1 and 99, got {ns_steps}.")
+            raise MuonError(
+                f"Muon's ns_steps must be between 1 and 99, got {ns_steps}."
+            )
         if len(ns_coefficients) != 3:
-            raise MuonError("Muon's ns_coefficients are three numbers (a, b, c), got "
-                            f"{ns_coefficients}.")
-        muon_lr_scale((1, 1), adjust_lr_fn)  # an unknown rule fails here, not at the first step
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
-                                      nesterov=nesterov, ns_coefficients=tuple(ns_coefficients),
-                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
-                                      ns_dtype=ns_dtype))
+            raise MuonError(
+                "Muon's ns_coefficients are three numbers (a, b, c), got "
+                f"{ns_coefficients}."
+            )
+        muon_lr_scale(
+            (1, 1), adjust_lr_fn
+        )  # an unknown rule fails here, not at the first step
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                nesterov=nesterov,
+                ns_coefficients=tuple(ns_coefficients),
+                eps=eps,
+                ns_steps=ns_steps,
+                adjust_lr_fn=adjust_lr_fn,
+                ns_dtype=ns_dtype,
+            ),
+        )
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim != 2:
                     raise MuonError(
-                        f"Muon only optimises matrices, got a parameter of shape {tuple(p.shape)};"
-                        " give vectors, embeddings and the output head to AdamW (see "
-                        "split_muon_params).")
+                        "Muon only optimises matrices, got a parameter of shape"
+                        f" {tuple(p.shape)}; give vectors, embeddings and the output"
+                        " head to AdamW (see split_muon_params)."
+                    )
 
     @torch.no_grad()
     def step(self, closure=None):
-        "One Muon step on every parameter with a gradient; returns `closure()`'s loss if given."
+        """One Muon step on every parameter with a gradient; returns `closure()`'s loss
+        if given."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -98,22 +139,39 @@ class Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
+                buf = self.state[p].setdefault(
+                    "momentum_buffer", torch.zeros_like(p.grad)
+                )
                 buf.lerp_(p.grad, 1 - mu)
                 direction = p.grad.lerp(buf, mu) if group["nesterov"] else buf
-                update = newton_schulz(direction, group["ns_steps"], group["ns_coefficients"],
-                                       group["eps"], group["ns_dtype"])
+                update = newton_schulz(
+                    direction,
+                    group["ns_steps"],
+                    group["ns_coefficients"],
+                    group["eps"],
+                    group["ns_dtype"],
+                )
                 p.mul_(1 - lr * group["weight_decay"])
-                p.add_(update, alpha=-lr * muon_lr_scale(p.shape, group["adjust_lr_fn"]))
+                p.add_(
+                    update, alpha=-lr * muon_lr_scale(p.shape, group["adjust_lr_fn"])
+                )
         return loss
 
 # %% ../../nbs/05j_muon.ipynb #01e43818
 def split_muon_params(model: nn.Module, head: str = "out_head") -> tuple[list, list]:
-    "(Muon's parameters, AdamW's): hidden `nn.Linear` weights, and all else that is trained."
-    hidden = {id(m.weight) for name, m in model.named_modules()
-              if isinstance(m, nn.Linear) and name.split(".")[-1] != head}
-    hidden -= {id(p) for m in model.modules() if isinstance(m, nn.Embedding)
-               for p in m.parameters()}
+    """(Muon's parameters, AdamW's): hidden `nn.Linear` weights, and all else that is
+    trained."""
+    hidden = {
+        id(m.weight)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and name.split(".")[-1] != head
+    }
+    hidden -= {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, nn.Embedding)
+        for p in m.parameters()
+    }
     muon, adamw = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -146,28 +204,57 @@ class MuonWithAdamW:
 
     def load_state_dict(self, state: dict):
         if set(state) != {"muon", "adamw"}:
-            raise MuonError("This optimiser state is not from Muon with AdamW (it has keys "
-                            f"{sorted(state)}); resume with the optimiser the run started "
-                            "with.")
+            raise MuonError(
+                "This optimiser state is not from Muon with AdamW (it has keys "
+                f"{sorted(state)}); resume with the optimiser the run started "
+                "with."
+            )
         self.muon.load_state_dict(state["muon"])
         self.adamw.load_state_dict(state["adamw"])
 
 # %% ../../nbs/05j_muon.ipynb #7ccecc59
-def muon_with_adamw(model: nn.Module, lr: float = 0.02, momentum: float = 0.95,
-                    nesterov: bool = True, weight_decay: float = 0.0, adamw_lr: float = 1e-3,
-                    betas=(0.9, 0.95), eps: float = 1e-8, adamw_weight_decay: float = 0.1,
-                    head: str = "out_head", fused: bool | None = None,
-                    **muon_kw) -> MuonWithAdamW:
-    "Muon (`lr`, ...) on the hidden matrices; AdamW (`adamw_*`, decay on matrices) on the rest."
+def muon_with_adamw(
+    model: nn.Module,
+    lr: float = 0.02,
+    momentum: float = 0.95,
+    nesterov: bool = True,
+    weight_decay: float = 0.0,
+    adamw_lr: float = 1e-3,
+    betas=(0.9, 0.95),
+    eps: float = 1e-8,
+    adamw_weight_decay: float = 0.1,
+    head: str = "out_head",
+    fused: bool | None = None,
+    **muon_kw,
+) -> MuonWithAdamW:
+    """Muon (`lr`, ...) on the hidden matrices; AdamW (`adamw_*`, decay on matrices) on
+    the rest."""
     muon_params, adamw_params = split_muon_params(model, head)
     if not muon_params:
-        raise MuonError(f"{type(model).__name__} has no hidden nn.Linear matrices for Muon; "
-                        "use AdamW alone.")
-    muon = Muon(muon_params, lr=lr, weight_decay=weight_decay, momentum=momentum,
-                nesterov=nesterov, **muon_kw)
-    groups = [{"params": [p for p in adamw_params if p.ndim >= 2],
-               "weight_decay": adamw_weight_decay},
-              {"params": [p for p in adamw_params if p.ndim < 2], "weight_decay": 0.0}]
-    adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=adamw_lr, betas=betas, eps=eps,
-                              fused=fused)
+        raise MuonError(
+            f"{type(model).__name__} has no hidden nn.Linear matrices for Muon; "
+            "use AdamW alone."
+        )
+    muon = Muon(
+        muon_params,
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        nesterov=nesterov,
+        **muon_kw,
+    )
+    groups = [
+        {
+            "params": [p for p in adamw_params if p.ndim >= 2],
+            "weight_decay": adamw_weight_decay,
+        },
+        {"params": [p for p in adamw_params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    adamw = torch.optim.AdamW(
+        [g for g in groups if g["params"]],
+        lr=adamw_lr,
+        betas=betas,
+        eps=eps,
+        fused=fused,
+    )
     return MuonWithAdamW(muon, adamw)

@@ -16,32 +16,48 @@ __all__ = ['text_to_token_ids', 'token_ids_to_text', 'calc_loss_batch', 'calc_lo
 # %% ../../nbs/05_pretraining.ipynb #b2857418
 def text_to_token_ids(text: str, tokenizer) -> torch.Tensor:
     "Encode `text` into a `(1, n_tokens)` tensor of token ids."
-    return torch.tensor(tokenizer.encode(text, allowed_special={"<|endoftext|>"})).unsqueeze(0)
+    return torch.tensor(
+        tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+    ).unsqueeze(0)
 
 # %% ../../nbs/05_pretraining.ipynb #0067cbe5
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer) -> str:
     "Decode a `(1, n_tokens)` (or `(n_tokens,)`) tensor of token ids into a string."
     if token_ids.dim() == 2 and token_ids.shape[0] != 1:
-        raise ValueError(f"token_ids_to_text decodes one sequence, got a batch of {token_ids.shape[0]}; "
-                         "decode each row separately.")
+        raise ValueError(
+            "token_ids_to_text decodes one sequence, got a batch of"
+            f" {token_ids.shape[0]}; decode each row separately."
+        )
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 # %% ../../nbs/05_pretraining.ipynb #0e90684e
-def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: torch.nn.Module,
-                    device) -> torch.Tensor:
-    "Mean cross-entropy of `model`'s next-token predictions for one batch of inputs and targets."
+def calc_loss_batch(
+    input_batch: torch.Tensor,
+    target_batch: torch.Tensor,
+    model: torch.nn.Module,
+    device,
+) -> torch.Tensor:
+    """Mean cross-entropy of `model`'s next-token predictions for one batch of inputs
+    and targets."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = model(input_batch)
     return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 # %% ../../nbs/05_pretraining.ipynb #8b6e7bee
-def calc_loss_loader(data_loader, model: torch.nn.Module, device, num_batches: int | None = None) -> float:
-    "Average `calc_loss_batch` over the first `num_batches` batches of `data_loader` (all by default)."
+def calc_loss_loader(
+    data_loader, model: torch.nn.Module, device, num_batches: int | None = None
+) -> float:
+    """Average `calc_loss_batch` over the first `num_batches` batches of `data_loader`
+    (all by default)."""
     if len(data_loader) == 0:
-        raise ValueError("The data loader yields no batches: its text is shorter than one window plus "
-                         "one token, or drop_last=True dropped the only, partial batch. Use more text, "
-                         "a smaller context length or batch size, or drop_last=False.")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+        raise ValueError(
+            "The data loader yields no batches: its text is shorter than one window"
+            " plus one token, or drop_last=True dropped the only, partial batch. Use"
+            " more text, a smaller context length or batch size, or drop_last=False."
+        )
+    num_batches = (
+        len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    )
     total = 0.0
     for i, (input_batch, target_batch) in enumerate(data_loader):
         if i == num_batches:
@@ -50,30 +66,52 @@ def calc_loss_loader(data_loader, model: torch.nn.Module, device, num_batches: i
     return total / num_batches
 
 # %% ../../nbs/05_pretraining.ipynb #7afc2486
-def evaluate_model(model: torch.nn.Module, train_loader, val_loader, device, eval_iter: int) -> tuple[float, float]:
-    "Training and validation loss over `eval_iter` batches each, in eval mode and without gradients."
+def evaluate_model(
+    model: torch.nn.Module, train_loader, val_loader, device, eval_iter: int
+) -> tuple[float, float]:
+    """Training and validation loss over `eval_iter` batches each, in eval mode and
+    without gradients."""
     model.eval()
     with torch.no_grad():
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+        train_loss = calc_loss_loader(
+            train_loader, model, device, num_batches=eval_iter
+        )
         val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
     model.train()
     return train_loss, val_loss
 
 # %% ../../nbs/05_pretraining.ipynb #1a664933
-def generate_and_print_sample(model: torch.nn.Module, tokenizer, device, start_context: str):
+def generate_and_print_sample(
+    model: torch.nn.Module, tokenizer, device, start_context: str
+):
     "Print `model`'s greedy 50-token continuation of `start_context` on one line."
     model.eval()
-    context_size = _context_length(model)  # any architecture, not only GPT-2's position table
+    context_size = _context_length(
+        model
+    )  # any architecture, not only GPT-2's position table
     encoded = text_to_token_ids(start_context, tokenizer).to(device)
     with torch.no_grad():
-        token_ids = generate_text_simple(model, encoded, max_new_tokens=50, context_size=context_size)
+        token_ids = generate_text_simple(
+            model, encoded, max_new_tokens=50, context_size=context_size
+        )
     print(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
     model.train()
 
 # %% ../../nbs/05_pretraining.ipynb #226b5e8c
-def train_model_simple(model: torch.nn.Module, train_loader, val_loader, optimizer, device, num_epochs: int,
-                       eval_freq: int, eval_iter: int, start_context: str, tokenizer):
-    "Chapter 5's training loop; returns the train losses, validation losses and tokens seen at each evaluation."
+def train_model_simple(
+    model: torch.nn.Module,
+    train_loader,
+    val_loader,
+    optimizer,
+    device,
+    num_epochs: int,
+    eval_freq: int,
+    eval_iter: int,
+    start_context: str,
+    tokenizer,
+):
+    """Chapter 5's training loop; returns the train losses, validation losses and tokens
+    seen at each evaluation."""
     train_losses, val_losses, track_tokens_seen = [], [], []
     tokens_seen, global_step = 0, -1
     for epoch in range(num_epochs):
@@ -86,20 +124,27 @@ def train_model_simple(model: torch.nn.Module, train_loader, val_loader, optimiz
             tokens_seen += input_batch.numel()
             global_step += 1
             if global_step % eval_freq == 0:
-                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
+                train_loss, val_loss = evaluate_model(
+                    model, train_loader, val_loader, device, eval_iter
+                )
                 train_losses.append(train_loss)
                 val_losses.append(val_loss)
                 track_tokens_seen.append(tokens_seen)
-                print(f"Ep {epoch + 1} (Step {global_step:06d}): "
-                      f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+                print(
+                    f"Ep {epoch + 1} (Step {global_step:06d}): "
+                    f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                )
         generate_and_print_sample(model, tokenizer, device, start_context)
     return train_losses, val_losses, track_tokens_seen
 
 # %% ../../nbs/05_pretraining.ipynb #ba650467
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
-    "Training and validation loss against epochs (bottom axis) and tokens seen (top axis); returns the figure."
-    import matplotlib.pyplot as plt  # here, not at the top: every CLI start would pay 0.4 s for it
+    """Training and validation loss against epochs (bottom axis) and tokens seen (top
+    axis); returns the figure."""
+    # here, not at the top: every CLI start would pay 0.4 s for it
+    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
     fig, ax1 = plt.subplots(figsize=(6, 3.5))
     ax1.plot(epochs_seen, train_losses, label="Training loss")
     ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")

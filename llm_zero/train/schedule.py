@@ -7,24 +7,40 @@ import math
 
 import torch
 
-from .pretrain import calc_loss_batch, evaluate_model, generate_and_print_sample
+from llm_zero.train.pretrain import (
+    calc_loss_batch,
+    evaluate_model,
+    generate_and_print_sample,
+)
 
 # %% auto #0
 __all__ = ['lr_schedule', 'train_model']
 
 # %% ../../nbs/D_training_loop.ipynb #9aa24287
-def lr_schedule(step: int, total_steps: int, warmup_steps: int, peak_lr: float,
-                min_lr: float = 0.0, initial_lr: float = 0.0) -> float:
-    "Learning rate at `step` (from 0): linear warm-up from `initial_lr` to `peak_lr`, then cosine decay to `min_lr`."
+def lr_schedule(
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    peak_lr: float,
+    min_lr: float = 0.0,
+    initial_lr: float = 0.0,
+) -> float:
+    """Learning rate at `step` (from 0): linear warm-up from `initial_lr` to `peak_lr`,
+    then cosine decay to `min_lr`."""
     if total_steps < 1:
         raise ValueError(f"total_steps must be at least 1, got {total_steps}.")
     if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps must be between 0 and total_steps={total_steps}, got {warmup_steps}.")
+        raise ValueError(
+            f"warmup_steps must be between 0 and total_steps={total_steps}, got"
+            f" {warmup_steps}."
+        )
     if step < 0:
         raise ValueError(f"step must be non-negative, got {step}.")
     if not 0 <= min_lr <= peak_lr:
-        raise ValueError(f"Need 0 <= min_lr <= peak_lr, got min_lr={min_lr} and peak_lr={peak_lr}; "
-                         "lower min_lr or raise peak_lr.")
+        raise ValueError(
+            f"Need 0 <= min_lr <= peak_lr, got min_lr={min_lr} and peak_lr={peak_lr}; "
+            "lower min_lr or raise peak_lr."
+        )
     if initial_lr < 0:
         raise ValueError(f"initial_lr must be non-negative, got {initial_lr}.")
     if step < warmup_steps:
@@ -35,10 +51,23 @@ def lr_schedule(step: int, total_steps: int, warmup_steps: int, peak_lr: float,
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 # %% ../../nbs/D_training_loop.ipynb #15fe633b
-def train_model(model: torch.nn.Module, train_loader, val_loader, optimizer, device, n_epochs: int,
-                eval_freq: int, eval_iter: int, start_context: str, tokenizer, warmup_steps: int,
-                initial_lr: float = 3e-05, min_lr: float = 1e-6):
-    "`train_model_simple` plus linear warm-up, cosine decay and gradient clipping; also returns the per-step learning rates."
+def train_model(
+    model: torch.nn.Module,
+    train_loader,
+    val_loader,
+    optimizer,
+    device,
+    n_epochs: int,
+    eval_freq: int,
+    eval_iter: int,
+    start_context: str,
+    tokenizer,
+    warmup_steps: int,
+    initial_lr: float = 3e-05,
+    min_lr: float = 1e-6,
+):
+    """`train_model_simple` plus linear warm-up, cosine decay and gradient clipping;
+    also returns the per-step learning rates."""
     train_losses, val_losses, track_tokens_seen, track_lrs = [], [], [], []
     tokens_seen, global_step = 0, -1
     peak_lr = optimizer.param_groups[0]["lr"]
@@ -48,7 +77,9 @@ def train_model(model: torch.nn.Module, train_loader, val_loader, optimizer, dev
         for input_batch, target_batch in train_loader:
             optimizer.zero_grad()
             global_step += 1
-            lr = lr_schedule(global_step, total_steps, warmup_steps, peak_lr, min_lr, initial_lr)
+            lr = lr_schedule(
+                global_step, total_steps, warmup_steps, peak_lr, min_lr, initial_lr
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             track_lrs.append(lr)
@@ -59,11 +90,15 @@ def train_model(model: torch.nn.Module, train_loader, val_loader, optimizer, dev
             optimizer.step()
             tokens_seen += input_batch.numel()
             if global_step % eval_freq == 0:
-                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
+                train_loss, val_loss = evaluate_model(
+                    model, train_loader, val_loader, device, eval_iter
+                )
                 train_losses.append(train_loss)
                 val_losses.append(val_loss)
                 track_tokens_seen.append(tokens_seen)
-                print(f"Ep {epoch + 1} (Iter {global_step:06d}): "
-                      f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+                print(
+                    f"Ep {epoch + 1} (Iter {global_step:06d}): "
+                    f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                )
         generate_and_print_sample(model, tokenizer, device, start_context)
     return train_losses, val_losses, track_tokens_seen, track_lrs

@@ -19,21 +19,26 @@ __all__ = ['TOKENIZER_FILE', 'BPE_FILE', 'Tokenizer', 'TokenizerError', 'CharTok
 @typing.runtime_checkable
 class Tokenizer(typing.Protocol):
     "The interface the engine and fine-tuning use: sizes, special ids, encode and decode."
+
     kind: str
     vocab_size: int
     eos_id: int | None
     pad_id: int
     unk_id: int | None
+
     def encode(self, text: str) -> list[int]: ...
     def encode_ordinary(self, text: str) -> list[int]: ...
     def decode(self, ids) -> str: ...
 
+
 class TokenizerError(LLMZeroError, ValueError):
-    "Text a tokenizer cannot encode, or a tokenizer file that is missing, damaged or edited wrongly."
+    """Text a tokenizer cannot encode, or a tokenizer file that is missing, damaged or
+    edited wrongly."""
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #7513c3b1
 class CharTokenizer:
     "One token per character of the corpus, then `<|endoftext|>` and `<|unk|>`."
+
     kind = "char"
     EOS, UNK = "<|endoftext|>", "<|unk|>"
 
@@ -54,49 +59,68 @@ class CharTokenizer:
         return cls("".join(sorted(set(text))))
 
     @property
-    def vocab_size(self) -> int: return len(self.itos)
+    def vocab_size(self) -> int:
+        return len(self.itos)
 
     def encode(self, text: str) -> list[int]:
-        if self.unk_id is not None: return [self.stoi.get(ch, self.unk_id) for ch in text]
+        if self.unk_id is not None:
+            return [self.stoi.get(ch, self.unk_id) for ch in text]
         for pos, ch in enumerate(text):
             if ch not in self.stoi:
                 raise TokenizerError(
-                    f"Character {ch!r} (at position {pos}) is not in this character tokenizer's vocabulary "
-                    f"of {self.vocab_size}, which has no <|unk|> id (it was saved by an older llm_zero); "
-                    "remove the character, or retrain the base model with `llm-zero train`.")
+                    f"Character {ch!r} (at position {pos}) is not in this character"
+                    f" tokenizer's vocabulary of {self.vocab_size}, which has no"
+                    " <|unk|> id (it was saved by an older llm_zero); remove the"
+                    " character, or retrain the base model with `llm-zero train`."
+                )
         return [self.stoi[ch] for ch in text]
 
     def encode_ordinary(self, text: str) -> list[int]:
-        "Same as `encode`: one id per character, so `<|endoftext|>` is never its special id."
+        """Same as `encode`: one id per character, so `<|endoftext|>` is never its
+        special id."""
         return self.encode(text)
 
-    def decode(self, ids) -> str: return "".join(self.itos[int(i)] for i in ids)
+    def decode(self, ids) -> str:
+        return "".join(self.itos[int(i)] for i in ids)
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #1fa2c285
 class GPT2Tokenizer:
     "GPT-2's byte-pair encoding (50,257 tokens) through tiktoken."
+
     kind = "gpt2"
 
     def __init__(self):
         import tiktoken
-        try: self._enc = tiktoken.get_encoding("gpt2")
+
+        try:
+            self._enc = tiktoken.get_encoding("gpt2")
         except Exception as e:
-            raise DataUnavailableError(f"GPT-2's vocabulary files are not available ({e}). Run once with network access, "
-                                       "or seed the cache: `from llm_zero.data.corpora import seed_cache; seed_cache(FOLDER)` "
-                                       "with a folder holding gpt2/encoder.json and gpt2/vocab.bpe.") from None
+            raise DataUnavailableError(
+                f"GPT-2's vocabulary files are not available ({e}). Run once with"
+                " network access, or seed the cache: `from llm_zero.data.corpora"
+                " import seed_cache; seed_cache(FOLDER)` with a folder holding"
+                " gpt2/encoder.json and gpt2/vocab.bpe."
+            ) from None
         self.eos_id = self.pad_id = self._enc.eot_token
         self.unk_id = None  # byte-level: every text encodes
 
     @property
-    def vocab_size(self) -> int: return self._enc.n_vocab
+    def vocab_size(self) -> int:
+        return self._enc.n_vocab
 
-    def encode(self, text: str) -> list[int]: return self._enc.encode(text, allowed_special={"<|endoftext|>"})
-    def encode_ordinary(self, text: str) -> list[int]: return self._enc.encode_ordinary(text)
-    def decode(self, ids) -> str: return self._enc.decode([int(i) for i in ids])
+    def encode(self, text: str) -> list[int]:
+        return self._enc.encode(text, allowed_special={"<|endoftext|>"})
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        return self._enc.encode_ordinary(text)
+
+    def decode(self, ids) -> str:
+        return self._enc.decode([int(i) for i in ids])
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #fb991374
 class CorpusBPETokenizer:
     "A `BPETokenizer` trained on the run's corpus, with `<|endoftext|>` as its last id."
+
     kind = "bpe"
     EOS = "<|endoftext|>"
 
@@ -110,11 +134,17 @@ class CorpusBPETokenizer:
         return cls(BPETokenizer.train(text, vocab_size, special_tokens=[cls.EOS]))
 
     @property
-    def vocab_size(self) -> int: return self.bpe.vocab_size
+    def vocab_size(self) -> int:
+        return self.bpe.vocab_size
 
-    def encode(self, text: str) -> list[int]: return self.bpe.encode(text, allowed_special={self.EOS})
-    def encode_ordinary(self, text: str) -> list[int]: return self.bpe.encode_ordinary(text)
-    def decode(self, ids) -> str: return self.bpe.decode([int(i) for i in ids])
+    def encode(self, text: str) -> list[int]:
+        return self.bpe.encode(text, allowed_special={self.EOS})
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        return self.bpe.encode_ordinary(text)
+
+    def decode(self, ids) -> str:
+        return self.bpe.decode([int(i) for i in ids])
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #2e5a7747
 def write_json(path: Path, obj):
@@ -125,60 +155,98 @@ def write_json(path: Path, obj):
 # %% ../../nbs/05c_run_tokenizers.ipynb #ab1a0e59
 TOKENIZER_FILE, BPE_FILE = "tokenizer.json", "bpe.txt"
 
+
 def save_tokenizer(tok, folder: str | Path) -> Path:
     "Store `tok` in `folder/tokenizer.json`; returns the path."
     path = Path(folder) / TOKENIZER_FILE
-    if tok.kind == "char": write_json(path, {"kind": "char", "chars": tok.chars, "specials": tok.specials})
-    elif tok.kind == "gpt2": write_json(path, {"kind": "gpt2"})
+    if tok.kind == "char":
+        write_json(path, {"kind": "char", "chars": tok.chars, "specials": tok.specials})
+    elif tok.kind == "gpt2":
+        write_json(path, {"kind": "gpt2"})
     elif tok.kind == "bpe":
-        tok.bpe.save(path.with_name(BPE_FILE))  # first, so tokenizer.json never names a missing file
+        tok.bpe.save(
+            path.with_name(BPE_FILE)
+        )  # first, so tokenizer.json never names a missing file
         write_json(path, {"kind": "bpe", "file": BPE_FILE})
-    else: raise TokenizerError(f"Cannot save a tokenizer of kind {tok.kind!r}.")
+    else:
+        raise TokenizerError(f"Cannot save a tokenizer of kind {tok.kind!r}.")
     return path
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #2dc56c26
 def _char_vocab(path: Path, chars) -> str:
     "The `chars` field of a char tokenizer file, checked."
     if not isinstance(chars, str) or not chars:
-        raise TokenizerError(f"{path}: field 'chars' must be a non-empty string (the vocabulary in id order), "
-                             f"got {chars!r}.")
+        raise TokenizerError(
+            f"{path}: field 'chars' must be a non-empty string (the vocabulary in id"
+            f" order), got {chars!r}."
+        )
     seen = set()
     for i, ch in enumerate(chars):
         if ch in seen:
-            raise TokenizerError(f"{path}: field 'chars' repeats {ch!r} (at id {i}); each character may "
-                                 f"appear once. Restore the file from the run that wrote it.")
+            raise TokenizerError(
+                f"{path}: field 'chars' repeats {ch!r} (at id {i}); each character may "
+                "appear once. Restore the file from the run that wrote it."
+            )
         seen.add(ch)
     return chars
 
+
 def load_tokenizer(folder: str | Path):
-    "The tokenizer stored in `folder` (a run folder or a prepared-data folder), each field checked."
+    """The tokenizer stored in `folder` (a run folder or a prepared-data folder), each
+    field checked."""
     path = Path(folder) / TOKENIZER_FILE
     if not path.is_file():
-        raise TokenizerError(f"No {TOKENIZER_FILE} in {folder}: is it a run folder written by `llm-zero train` "
-                             "or a data folder written by `llm-zero prepare`?")
-    try: d = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e: raise TokenizerError(f"{path} is corrupt ({e}).") from None
+        raise TokenizerError(
+            f"No {TOKENIZER_FILE} in {folder}: is it a run folder written by `llm-zero"
+            " train` or a data folder written by `llm-zero prepare`?"
+        )
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise TokenizerError(f"{path} is corrupt ({e}).") from None
     kind = d.get("kind") if isinstance(d, dict) else None
-    if kind == "char": return CharTokenizer(_char_vocab(path, d.get("chars")), d.get("specials") is True)
-    if kind == "gpt2": return GPT2Tokenizer()
+    if kind == "char":
+        return CharTokenizer(
+            _char_vocab(path, d.get("chars")), d.get("specials") is True
+        )
+    if kind == "gpt2":
+        return GPT2Tokenizer()
     if kind == "bpe":
         name = d.get("file")
         if not isinstance(name, str) or not name or Path(name).name != name:
-            raise TokenizerError(f"{path}: field 'file' must name a merges file in the same folder "
-                                 f"(e.g. {BPE_FILE!r}), got {name!r}.")
+            raise TokenizerError(
+                f"{path}: field 'file' must name a merges file in the same folder "
+                f"(e.g. {BPE_FILE!r}), got {name!r}."
+            )
         if not path.with_name(name).is_file():
-            raise TokenizerError(f"{path}: field 'file' names {path.with_name(name)}, which does not exist.")
+            raise TokenizerError(
+                f"{path}: field 'file' names {path.with_name(name)}, which does not"
+                " exist."
+            )
         return CorpusBPETokenizer(BPETokenizer.load(path.with_name(name)))
-    raise TokenizerError(f"{path}: field 'kind' must be 'char', 'bpe' or 'gpt2', got {kind!r}.")
+    raise TokenizerError(
+        f"{path}: field 'kind' must be 'char', 'bpe' or 'gpt2', got {kind!r}."
+    )
 
 # %% ../../nbs/05c_run_tokenizers.ipynb #fe23f584
 def build_tokenizer(kind: str, text: str | None = None, vocab_size: int | None = None):
-    "A tokenizer of `kind` ('char', 'bpe' or 'gpt2'), trained on `text` when the kind needs training."
-    if kind == "gpt2": return GPT2Tokenizer()
+    """A tokenizer of `kind` ('char', 'bpe' or 'gpt2'), trained on `text` when the kind
+    needs training."""
+    if kind == "gpt2":
+        return GPT2Tokenizer()
     if kind == "char":
-        if not text: raise TokenizerError("A 'char' tokenizer is built from the corpus text, and none was given.")
+        if not text:
+            raise TokenizerError(
+                "A 'char' tokenizer is built from the corpus text, and none was given."
+            )
         return CharTokenizer.train(text)
     if kind == "bpe":
-        if not text or vocab_size is None: raise TokenizerError("A 'bpe' tokenizer is trained on the corpus text with a vocabulary size.")
+        if not text or vocab_size is None:
+            raise TokenizerError(
+                "A 'bpe' tokenizer is trained on the corpus text with a vocabulary"
+                " size."
+            )
         return CorpusBPETokenizer.train(text, vocab_size)
-    raise TokenizerError(f"Unknown tokenizer kind {kind!r}; use 'char', 'bpe' or 'gpt2'.")
+    raise TokenizerError(
+        f"Unknown tokenizer kind {kind!r}; use 'char', 'bpe' or 'gpt2'."
+    )
