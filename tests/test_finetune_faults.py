@@ -77,3 +77,28 @@ def test_sigkill_during_instruct_then_resume_is_bit_identical(runs, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     _same_weights(load_file(out / "checkpoints" / last.name / "model.safetensors"),
                   load_file(last / "model.safetensors"))
+
+
+def test_disk_full_during_instruct_keeps_the_last_checkpoint_and_resume_is_bit_identical(
+        runs, tmp_path, monkeypatch):
+    "The disk fills up while the second checkpoint's state.pt is written (ENOSPC from the writer)."
+    import errno
+    ref = tmp_path / "ref"
+    assert run(*_instruct(runs, ref)[1:])[0] == 0
+    last = CheckpointManager(ref / "checkpoints").latest()
+    out, writes, real = tmp_path / "full", [], Path.write_bytes
+    def write_bytes(self, data):
+        if self.name.startswith(".state.pt."):
+            writes.append(self)
+            if len(writes) == 2: raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_bytes", write_bytes)
+        code, _, err = run(*_instruct(runs, out)[1:])
+    assert code == 2 and "the disk is full" in err and len(err.strip().splitlines()) == 1, err
+    kept = CheckpointManager(out / "checkpoints").latest()
+    assert kept is not None and kept.name == "step-00000004", kept
+    load_language_model(out)  # the last good checkpoint loads
+    assert run(*_instruct(runs, out, resume=True)[1:])[0] == 0
+    _same_weights(load_file(out / "checkpoints" / last.name / "model.safetensors"),
+                  load_file(last / "model.safetensors"))
