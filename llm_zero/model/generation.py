@@ -311,12 +311,13 @@ def generate(
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Append up to `max_new_tokens` tokens to the `(batch, num_tokens)` ids `idx` and return the result.
+    """Append up to `max_new_tokens` tokens to the `(batch, num_tokens)` ids `idx` and
+    return the result.
 
-    Greedy when `temperature` is 0; otherwise sampled after optional `top_k` and nucleus `top_p` filtering.
-    Stops early once every row has produced `eos_id`. `use_cache=True` keeps a KV cache (same tokens, faster).
-    For prompts of different lengths pass left-padded ids and their `attention_mask` (see `left_pad`).
-    """
+    Greedy when `temperature` is 0; otherwise sampled after optional `top_k` and
+    nucleus `top_p` filtering. Stops early once every row has produced `eos_id`.
+    `use_cache=True` keeps a KV cache (same tokens, faster). For prompts of different
+    lengths pass left-padded ids and their `attention_mask` (see `left_pad`)."""
     steps = generate_stream(
         model,
         idx,

@@ -250,9 +250,9 @@ def _read_source(source) -> tuple[dict[str, torch.Tensor], dict | None]:
 
 # %% ../../nbs/04b_gpt2_weights.ipynb #2116057e
 def gpt_from_hf(source, **cfg_overrides) -> GPTModel:
-    """A `GPTModel` holding GPT-2 weights from `source`: a `transformers` `GPT2LMHeadModel`, its state dict,
-    a folder with `model.safetensors` (and `config.json`), a `.safetensors` file, or a hub name like "gpt2".
-    """
+    """A `GPTModel` holding GPT-2 weights from `source`: a `transformers`
+    `GPT2LMHeadModel`, its state dict, a folder with `model.safetensors` (and
+    `config.json`), a `.safetensors` file, or a hub name like "gpt2"."""
     hf, hf_config = _read_source(source)
     cfg = _config_from_hf(hf, hf_config, **cfg_overrides)
     return _load_hf_into(GPTModel(cfg), hf).eval()

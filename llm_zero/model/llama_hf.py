@@ -122,9 +122,9 @@ def _config_from_hf(hf_config: Mapping, **overrides) -> tuple[type, dict]:
 
 # %% ../../nbs/04f_llama_qwen_weights.ipynb #ab5cc034
 def llama_from_hf(source, **cfg_overrides) -> Llama3Model:
-    """A `Llama3Model` or `Qwen3Model` holding the weights of `source`: a `transformers` `LlamaForCausalLM` or
-    `Qwen3ForCausalLM`, a folder with `config.json` and `model.safetensors`, or a hub name like "Qwen/Qwen3-0.6B".
-    """
+    """A `Llama3Model` or `Qwen3Model` holding the weights of `source`: a `transformers`
+    `LlamaForCausalLM` or `Qwen3ForCausalLM`, a folder with `config.json` and
+    `model.safetensors`, or a hub name like "Qwen/Qwen3-0.6B"."""
     hf, hf_config = _read_source(source)
     if hf_config is None:
         raise ValueError(

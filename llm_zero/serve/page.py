@@ -6,14 +6,17 @@ __all__ = ['CHAT_PAGE']
 # %% ../../nbs/08b_chat_page.ipynb #bd7744c8
 CHAT_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>llm-zero chat</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
-body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 0 auto; padding: 1rem;
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 0 auto;
+  padding: 1rem;
        display: flex; flex-direction: column; height: 100vh; box-sizing: border-box; }
 header { display: flex; justify-content: space-between; align-items: baseline; }
 h1 { font-size: 1.2rem; margin: 0; } #model { color: #666; font-size: .9rem; }
 #log { flex: 1; overflow-y: auto; padding: .5rem 0; }
-.msg { white-space: pre-wrap; padding: .5rem .75rem; border-radius: .5rem; margin: .4rem 0; }
+.msg { white-space: pre-wrap; padding: .5rem .75rem; border-radius: .5rem;
+  margin: .4rem 0; }
 .user { background: #e8f0fe; margin-left: 4rem; }
 .assistant { background: #f1f3f4; margin-right: 4rem; }
 .streaming::after { content: "\\25ae"; color: #999; } .error { background: #fde8e8; }
@@ -26,7 +29,8 @@ label { font-size: .85rem; } input[type=number] { width: 4rem; }
 <main id="log" aria-live="polite"></main>
 <form id="form">
   <textarea id="input" rows="2"
-            placeholder="Ask something; Enter sends, Shift+Enter breaks the line"></textarea>
+            placeholder="Ask something; Enter sends, Shift+Enter breaks the line"
+></textarea>
   <label>temperature
     <input id="temperature" type="number" min="0" max="2" step="0.1" value="0"></label>
   <button id="send" type="submit">Send</button>

@@ -124,7 +124,8 @@ _NEWER_CHARS = frozenset(
 
 
 def compile_pattern(pattern: str) -> regex.Pattern:
-    "Compile `pattern` so that `\\p{L}` and `\\p{N}` mean what they mean inside tiktoken (Unicode 16)."
+    """Compile `pattern` so that `\\p{L}` and `\\p{N}` mean what they mean inside
+    tiktoken (Unicode 16)."""
     for cls, ranges in _UNICODE_17_ONLY.items():
         newer = "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
         pattern = pattern.replace(rf"\p{{{cls}}}", rf"[\p{{{cls}}}--[{newer}]]")
@@ -556,7 +557,8 @@ class BPETokenizer:
     def tokenize(
         self, text: str, allowed_special: Iterable[str] | str = "all"
     ) -> list[str]:
-        "The tokens of `text` as strings; bytes of a split character show as `\\x..` escapes."
+        """The tokens of `text` as strings; bytes of a split character show as
+        `\\x..` escapes."""
         return [
             self.decoder[i].decode("utf-8", errors="backslashreplace")
             for i in self.encode(text, allowed_special)
