@@ -60,7 +60,9 @@ step "3/6 every notebook runs once: its checks pass, and its outputs are kept fo
 python scripts/execute_nbs.py --workers 2
 
 step "4/6 pytest tests/"
-python -m pytest tests -q -n 2 --ignore=tests/browser --durations=15  # a worker per core
+# A worker per core; a module's tests stay on one worker, so its costly fixtures (a fine-tuned
+# run, an export) are built once, not once per worker.
+python -m pytest tests -q -n 2 --dist loadscope --ignore=tests/browser --durations=15
 
 step "5/6 book: render the notebooks executed in step 3, fail on any Sphinx warning"
 # Step 3 stored every executed notebook in _build/.jupyter_cache, where the build finds them.
