@@ -158,8 +158,16 @@ def cmd_tokenizer_train(args) -> int:
 
 # %% ../nbs/05h_cli.ipynb #04be7586
 def cmd_export(args) -> int:
-    """llm-zero export: a run for the browser (ONNX, chapter 9), its compact weights or
-    HF's layout."""
+    """llm-zero export: a run for the browser (ONNX, chapter 9), its compact weights,
+    HF's layout (chapter 10) or a GGUF file for llama.cpp (chapter 10a)."""
+    if args.format == "gguf":
+        if args.dtype:
+            raise InputError("--format gguf writes float32 weights: drop --dtype")
+        from llm_zero.export.gguf import export_gguf  # the gguf package: an extra
+
+        out = export_gguf(args.checkpoint, args.out, args.force)
+        print(f"Exported {args.checkpoint} to {out} (llama.cpp loads the file).")
+        return 0
     if args.format == "hf":
         if args.dtype or args.force:
             raise InputError(
@@ -475,12 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--format",
         default="onnx",
-        choices=["onnx", "safetensors", "hf"],
+        choices=["onnx", "safetensors", "hf", "gguf"],
         help=(
             "onnx: graph, tokenizer and config for the browser (default); "
             "safetensors: the weights in --dtype with meta, tokenizer and "
             "SHA256SUMS, for committing; hf: a folder that Hugging Face "
-            "transformers loads (chapter 10)"
+            "transformers loads (chapter 10); gguf: one model.gguf file for "
+            "llama.cpp (chapter 10a)"
         ),
     )
     x.add_argument(
@@ -602,6 +611,7 @@ OPTIONAL_EXTRAS = {
     "onnx": "export",
     "onnxscript": "export",
     "onnxruntime": "export",
+    "gguf": "export",
 }
 
 

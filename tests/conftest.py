@@ -11,6 +11,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: a check too slow for CI (e.g. needs llama.cpp built); skipped "
+        "unless its requirement is set up")
     os.environ.setdefault("LLM_ZERO_CACHE", str(ROOT / ".cache" / "llm_zero"))
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / ".cache" / "tiktoken"))
     if SHARED_DATA.is_dir():

@@ -203,3 +203,9 @@ def test_the_command_line_export_matches_generate_token_for_token(tmp_path):
     pipe = pipeline("text-generation", model=str(tmp_path / "hf"), device="cpu")
     theirs = pipe(PROMPT, max_new_tokens=40, do_sample=False)[0]["generated_text"]
     assert theirs == ours.rstrip("\n")  # generate ends its stream with a newline
+
+
+def test_every_committed_model_is_exported_here():
+    "A model committed later must join COMMITTED: every committed model round-trips."
+    committed = {p.parent for p in (ROOT / "experiments").rglob("model.safetensors")}
+    assert committed == set(COMMITTED)

@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = {"jupyter-book", "selenium", "transformers", "nbdev", "fastapi", "uvicorn", "onnxruntime",
-         "onnx", "onnxscript", "pytest", "tokenizers", "scikit-learn", "ipykernel", "starlette"}
+         "onnx", "onnxscript", "gguf", "pytest", "tokenizers", "scikit-learn", "ipykernel", "starlette"}
 
 
 def settings():
@@ -41,14 +41,14 @@ def test_core_install_pulls_no_heavy_stack():
 def test_extras_cover_what_the_optional_commands_import():
     s = settings()
     assert {"fastapi", "uvicorn"} <= closure(s["serve_requirements"].split())
-    assert {"onnx", "onnxscript", "onnxruntime"} <= closure(s["export_requirements"].split())
+    assert {"onnx", "onnxscript", "onnxruntime", "gguf"} <= closure(s["export_requirements"].split())
     assert {"nbdev", "jupyter-book"} <= closure(s["book_requirements"].split())
 
 
 def test_cli_imports_no_optional_package():
     code = ("import sys, llm_zero.cli; llm_zero.cli.build_parser(); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'uvicorn', "
-            "'pydantic', 'onnx', 'onnxscript', 'onnxruntime', 'nbdev', 'IPython'}))")
+            "'pydantic', 'onnx', 'onnxscript', 'onnxruntime', 'gguf', 'nbdev', 'IPython'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
@@ -59,3 +59,13 @@ def test_missing_extra_is_one_line_naming_it():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "pip install 'llm_zero[serve]'" in r.stderr, r.stderr
+
+
+def test_missing_gguf_names_the_export_extra():
+    code = ("import sys; sys.modules['gguf'] = None; from llm_zero.cli import main; "
+            "sys.exit(main(['export', '--format', 'gguf', '--checkpoint', "
+            "'experiments/base-cpu', '--out', 'never-written']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "pip install 'llm_zero[export]'" in r.stderr, r.stderr
+    assert not (ROOT / "never-written").exists()
