@@ -34,6 +34,8 @@ setuptools.setup(
     ] + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
+    # the decontamination fingerprint (chapter 5i) is data, not a module
+    package_data={cfg['lib_name'] + '.data': ['contamination.fp']},
     python_requires=f'>={min_python}',
     install_requires=cfg.get('requirements', '').split(),
     extras_require=extras,

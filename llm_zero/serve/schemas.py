@@ -8,36 +8,10 @@ from typing import Literal
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..core import LLMZeroError
+from .worker import APIError
 
 # %% auto #0
-__all__ = ['UNSUPPORTED', 'APIError', 'CompletionRequest', 'ChatMessage', 'ChatRequest']
-
-# %% ../../nbs/08_serve.ipynb #3539149a
-class APIError(LLMZeroError, ValueError):
-    "A refused request: its HTTP `status` and OpenAI's error `type`, `param` and `code`."
-
-    def __init__(
-        self,
-        message: str,
-        status: int = 400,
-        param: str | None = None,
-        code: str | None = None,
-        type: str = "invalid_request_error",
-    ):
-        super().__init__(message)
-        self.status, self.param, self.code, self.type = status, param, code, type
-
-    def body(self) -> dict:
-        "The JSON body of the error response."
-        return {
-            "error": {
-                "message": str(self),
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+__all__ = ['UNSUPPORTED', 'CompletionRequest', 'ChatMessage', 'ChatRequest']
 
 # %% ../../nbs/08_serve.ipynb #dd59123f
 # OpenAI request fields this server does not implement, with the values that mean "off";

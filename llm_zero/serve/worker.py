@@ -13,12 +13,38 @@ from typing import NamedTuple
 
 import torch
 
+from ..core import LLMZeroError
 from ..data.dataset import PREAMBLE, RESPONSE_HEADING
 from ..model.generation import _context_length, generate_stream
-from .schemas import APIError
 
 # %% auto #0
-__all__ = ['render_chat', 'Piece', 'text_pieces', 'completion_pieces', 'Job', 'ModelWorker']
+__all__ = ['APIError', 'render_chat', 'Piece', 'text_pieces', 'completion_pieces', 'Job', 'ModelWorker']
+
+# %% ../../nbs/08a_serve_worker.ipynb #3539149a
+class APIError(LLMZeroError, ValueError):
+    "A refused request: its HTTP `status` and OpenAI's error `type`, `param` and `code`."
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ):
+        super().__init__(message)
+        self.status, self.param, self.code, self.type = status, param, code, type
+
+    def body(self) -> dict:
+        "The JSON body of the error response."
+        return {
+            "error": {
+                "message": str(self),
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 # %% ../../nbs/08a_serve_worker.ipynb #edc2c91a
 def render_chat(
