@@ -98,3 +98,15 @@ def test_a_folder_of_another_job_is_refused(tmp_path):
     z.open_job(tmp_path, job)
     code, _, err = run_cli("zero-to-chat", "--config", CONFIG, "--out", tmp_path)
     assert code == 2 and "holds a job with other settings" in err
+
+
+def test_committed_base_is_scored_on_the_same_text():
+    "The card's comparison: the committed base on the job's held-out text (another tokenizer)."
+    job = z.job_settings(CONFIG, quick=True, overrides=["report.sample_tokens=5"])
+    job["report"] |= {"compare": str(ROOT / "experiments" / "base-cpu"),
+                      "compare_finetunes": str(ROOT / "experiments/finetune-base/results.json")}
+    text = "It was a truth universally acknowledged that she had not been to the ball. " * 40
+    base = z.committed_base(job, text, z.corpus_words(text))
+    assert 0 < base["bits_per_byte"] < 8 and len(base["samples"]) == 3
+    assert base["fine_tunes"]["instruct-masked"]["rouge_l"] == pytest.approx(0.288, abs=1e-3)
+    assert base["tokens"] > 1_000_000 and base["seconds"] > 60
