@@ -110,3 +110,10 @@ def test_committed_base_is_scored_on_the_same_text():
     assert 0 < base["bits_per_byte"] < 8 and len(base["samples"]) == 3
     assert base["fine_tunes"]["instruct-masked"]["rouge_l"] == pytest.approx(0.288, abs=1e-3)
     assert base["tokens"] > 1_000_000 and base["seconds"] > 60
+
+
+def test_a_folder_that_is_not_a_job_is_left_alone(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    code, _, err = run_cli("zero-to-chat", "--config", CONFIG, "--quick", "--out", tmp_path)
+    assert code == 2 and "has no job.yaml" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

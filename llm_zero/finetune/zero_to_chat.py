@@ -172,6 +172,11 @@ def open_job(run: Path, job: dict) -> dict:
                 f"{run} holds a job with other settings (section {differ[0]!r} "
                 "differs); give another --out, or the config and flags it was run with."
             )
+    elif run.is_dir() and any(run.iterdir()):
+        raise JobError(
+            f"{run} is not empty and has no {JOB_FILE}, so it is not a run of this job; "
+            "give --out a new folder."
+        )
     else:
         run.mkdir(parents=True, exist_ok=True)
         with atomic_write(saved) as tmp:
