@@ -12,8 +12,8 @@ statuses = ['Planning', 'Pre-Alpha', 'Alpha', 'Beta', 'Production/Stable', 'Matu
 py_versions = ['3.10', '3.11', '3.12']
 min_python = cfg['min_python']
 
-# Extras: serve, export and book each bring one optional part; dev is all of them plus the tests.
-extras = {name: cfg.get(f'{name}_requirements', '').split() for name in ('serve', 'export', 'book')}
+# Extras: serve, export, book and corpus each bring one optional part; dev is all plus the tests.
+extras = {name: cfg.get(f'{name}_requirements', '').split() for name in ('serve', 'export', 'book', 'corpus')}
 extras['dev'] = sorted({r for rs in extras.values() for r in rs} | set(cfg.get('dev_requirements', '').split()))
 
 setuptools.setup(

@@ -598,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     from llm_zero.eval.report import add_report_command
 
     add_report_command(sub)
+    from llm_zero.finetune.zero_to_chat import add_zero_to_chat_command
+
+    add_zero_to_chat_command(sub)
     return p
 
 # %% ../nbs/05h_cli.ipynb #6f1c76f5

@@ -4,7 +4,9 @@
 # changed. Usage: bash scripts/setup_env.sh [--main]
 #   (default)  everything: all extras (serve, export, book, dev), the book's reference package,
 #              MathJax and onnxruntime-web from npm for the offline site, llm_zero/ re-exported
-#   --main     only what the main job runs: the library and its CLI (`pip install -e .`), no npm
+#   --main     only what the main job runs: the library, its CLI and the server (`pip install -e
+#              ".[serve,corpus]"`), then its data: Jane Austen's novels from Debian's registry, read
+#              once into the cache, and the book's instruction data; no npm, no notebook export
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=full
@@ -27,8 +29,8 @@ want=$(cat settings.ini setup.py constraints.txt | sha256sum | cut -d' ' -f1)
 have=$(cat "$stamp" 2>/dev/null || true)
 if [ "$have" != "full $want" ] && [ "$have" != "$mode $want" ]; then
   if [ "$mode" = main ]; then
-    echo "setup: installing the library and its CLI into .venv (about 1 minute, 1 GB: PyTorch)"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e .
+    echo "setup: installing the library, its CLI and server into .venv (about 1 minute, 1 GB: PyTorch)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[serve,corpus]"
   else
     echo "setup: installing pinned dependencies into .venv (first run takes a few minutes)"
     .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
@@ -39,8 +41,14 @@ if [ "$have" != "full $want" ] && [ "$have" != "$mode $want" ]; then
   fi
   echo "$mode $want" > "$stamp"
 fi
-# The main job runs the committed llm_zero/: no site assets, no notebook export.
-[ "$mode" = main ] && exit 0
+# The main job runs the committed llm_zero/: no site assets, no notebook export. Its data come now,
+# so that the job itself needs no network: the Austen package (apt's client, verified) read into
+# the cache's austen.txt, and instruction-data.json (from the book's repository, verified).
+if [ "$mode" = main ]; then
+  .venv/bin/python -c "from llm_zero.data.english import austen_text as a; a()
+from llm_zero.data.dataset import load_instruction_data as i; i()"
+  exit 0
+fi
 
 # MathJax from the npm registry, served by the book site itself so equations render offline.
 mathjax=.cache/site_extra/mathjax

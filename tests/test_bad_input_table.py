@@ -132,6 +132,11 @@ ROWS = [
     ("finetune", "dpo --out {d}/f11 model.sft={d}/nowhere", 2, "nowhere"),
     ("finetune", "dpo --out {d}/f12 model.sft={ins} train.beta=-1", 2, "beta"),
     ("finetune", "dpo --out {d}/f13 model.sft={cls}", 2, "classif"),
+    # zero-to-chat (the main job)
+    ("zero-to-chat", "--config {d}/bad.yaml --out {d}/z1", 2, "bad.yaml"),
+    ("zero-to-chat", "--config {d}/list.yaml --out {d}/z2", 2, "list.yaml"),
+    ("zero-to-chat", "--out {d}/z3 pretrain.train.max_stepz=1", 2, "max_stepz"),
+    ("zero-to-chat", "--quick --out {run}", 2, "job.yaml"),
     # report
     ("report", "{d}/nowhere", 2, "nowhere"),
     ("report", "{run} --max-tokens 0", 2, "--max-tokens"),
