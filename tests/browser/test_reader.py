@@ -57,7 +57,7 @@ SHORT_OF_FIGURES = {
     "nbs/04c_rmsnorm_rope", "nbs/04d_swiglu_gqa", "nbs/04f_llama_qwen_weights",
     "nbs/05a_fused_loss", "nbs/05b_config", "nbs/05c_run_tokenizers", "nbs/05d_token_data",
     "nbs/05f_evaluate", "nbs/05h_cli", "nbs/05i_english_mix",
-    "nbs/05k_speedrun", "nbs/05l_base_model", "nbs/05m_ngram", "nbs/07b_finetune_cli",
+    "nbs/05k_speedrun", "nbs/05m_ngram", "nbs/07b_finetune_cli",
     "nbs/07d_report",
 }
 # A progress bar may print a few lines (a final summary, one line per epoch): not a wall of frames.
