@@ -41,9 +41,26 @@ return {
   images: [...article.querySelectorAll("img")].map((img) => ({
     src: img.getAttribute("src").slice(0, 80), complete: img.complete,
     natural: [img.naturalWidth, img.naturalHeight], shown: [img.clientWidth, img.clientHeight],
-    zoomable: img.classList.contains("llmz-zoomable")})),
+    zoomable: img.classList.contains("llmz-zoomable"),
+    // myst-nb gives an image without alt text its own path as alt text
+    alt: img.alt === img.getAttribute("src") ? "" : img.alt.trim(),
+    caption: (img.closest("figure")?.querySelector("figcaption")?.innerText || "").trim()})),
 };
 """
+# The chapters that must teach with figures (issue 22): the pages of chapters 2 to 7 and of the
+# appendices D and E, sub-chapters included; each shows at least MIN_FIGURES figures drawn by its
+# own cells, each loaded, with alt text and a caption.
+FIGURE_CHAPTERS, MIN_FIGURES = re.compile(r"nbs/(0[2-7][a-z]?|[DE])_"), 3
+# Sub-chapter pages still short of MIN_FIGURES. The list can only shrink: a page on it that has
+# reached the minimum fails the test until it is taken off.
+SHORT_OF_FIGURES = {
+    "nbs/02b_wordpiece", "nbs/04a_generate", "nbs/04b_gpt2_weights",
+    "nbs/04c_rmsnorm_rope", "nbs/04f_llama_qwen_weights",
+    "nbs/05a_fused_loss", "nbs/05b_config", "nbs/05c_run_tokenizers", "nbs/05d_token_data",
+    "nbs/05f_evaluate", "nbs/05h_cli", "nbs/05i_english_mix",
+    "nbs/05k_speedrun", "nbs/05m_ngram", "nbs/07b_finetune_cli",
+    "nbs/07d_report",
+}
 # A progress bar may print a few lines (a final summary, one line per epoch): not a wall of frames.
 MAX_PROGRESS_LINES, MAX_OVERFLOW_SHARE = 5, 0.05
 SECTION = re.compile(r"^((?:\d+[a-z]?|[A-Z])(?:\.\d+)+)\s")  # "2.1 Title", "5k.4.1 Title"
@@ -145,3 +162,47 @@ def test_wide_figures_open_full_size(report):
 
 def test_section_numbers_without_gaps(report):
     assert not number_gaps(report)
+
+
+def figure_problems(pages: dict, short: set = frozenset()) -> dict:
+    """Per chapter page (FIGURE_CHAPTERS), what keeps it from showing MIN_FIGURES figures, each
+    loaded, with alt text and a caption; pages in `short` must still be short of them."""
+    problems = {}
+    for page, m in pages.items():
+        if not FIGURE_CHAPTERS.match(page):
+            continue
+        shown = [i for i in m["images"] if i["natural"][0] > 0 and i["alt"] and i["caption"]]
+        bare = [i["src"] for i in m["images"] if i["caption"] and not i["alt"]]
+        found = []
+        if bare:
+            found.append(f"captioned figures without alt text: {bare}")
+        if page in short and len(shown) >= MIN_FIGURES:
+            found.append(f"shows {len(shown)} figures: take it off SHORT_OF_FIGURES")
+        elif page not in short and len(shown) < MIN_FIGURES:
+            found.append(f"shows {len(shown)} captioned figures with alt text; at least "
+                         f"{MIN_FIGURES} are needed")
+        if found:
+            problems[page] = found
+    return problems
+
+
+def test_figure_problems_finds_problems():
+    def page(*figures):
+        return {"images": [{"src": f"f{k}.png", "natural": [0 if bad == "broken" else 600, 300],
+                            "alt": "" if bad == "no alt" else "a plot",
+                            "caption": "" if bad == "no caption" else "Fig. 1 A plot."}
+                           for k, bad in enumerate(figures)]}
+    good = page("", "", "")
+    assert figure_problems({"nbs/05_pretraining": good, "nbs/07c_dpo": good,
+                            "nbs/D_training_loop": good, "nbs/08_serve": page()}) == {}
+    assert figure_problems({"nbs/05k_speedrun": page("")}, short={"nbs/05k_speedrun"}) == {}
+    assert figure_problems({"nbs/04_gpt_model": page("", "broken", "no caption")}) == {
+        "nbs/04_gpt_model": ["shows 1 captioned figures with alt text; at least 3 are needed"]}
+    assert figure_problems({"nbs/E_lora": page("", "", "", "no alt")}) == {
+        "nbs/E_lora": ["captioned figures without alt text: ['f3.png']"]}
+    assert figure_problems({"nbs/02b_wordpiece": good}, short={"nbs/02b_wordpiece"}) == {
+        "nbs/02b_wordpiece": ["shows 3 figures: take it off SHORT_OF_FIGURES"]}
+
+
+def test_chapters_show_captioned_figures(report):
+    assert not figure_problems(report, SHORT_OF_FIGURES)
