@@ -111,6 +111,34 @@ def test_sharded_checkpoint_resumes_bit_exact(runs):
     ]
 
 
+# Qwen3 with tied embeddings: one tensor under two names, RMSNorm gains and QK-norm in the shards.
+QWEN = """
+model: {arch: qwen3, context_length: 16, emb_dim: 32, n_heads: 2, n_layers: 2, hidden_dim: 64, n_kv_groups: 1,
+        rope_base: 10000.0, tie_embeddings: true}
+data: {corpus: the-verdict, tokenizer: char}
+schedule: {warmup_steps: 1}
+train: {max_steps: 4, batch_size: 4, eval_interval: 0, eval_batches: 1, parallel: fsdp}
+run: {log_interval: 1, checkpoint_interval: 4, sample_tokens: 0}
+"""
+
+
+def test_tied_qwen3_matches_one(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(QWEN)
+    train(load_config(tmp_path / "tiny.yaml"), tmp_path / "single", progress=False)
+    _torchrun(tmp_path, tmp_path / "fsdp")
+    (w1, o1), (w2, o2) = _ckpt(tmp_path / "single", 4), _ckpt(tmp_path / "fsdp", 4)
+    assert sorted(w1) == sorted(w2) and "out_head.weight" not in w1  # the tied head is stored once
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
+    assert o1["param_groups"] == o2["param_groups"]
+
+
+def test_gpu_config_loads():
+    "The documented GPU config (untested on a GPU here) at least passes the config checks."
+    c = load_config(Path(__file__).resolve().parents[1] / "configs" / "gpu_fsdp.yaml")
+    assert (c.train.parallel, c.train.device, c.train.bf16) == ("fsdp", "cuda", True)
+
+
 def test_parallel_is_checked():
     assert config_from_dict({"train": {"parallel": "fsdp"}}).train.parallel == "fsdp"
     with pytest.raises(ConfigError, match="train.parallel must be one of 'ddp', 'fsdp', got 'zero3'"):
