@@ -114,6 +114,8 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast for the forward pass
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    # under torchrun: "ddp" copies the model to every process, "fsdp" shards it (5g)
+    parallel: str = "ddp"
     threads: int | None = (
         None  # CPU threads for PyTorch; None keeps its default (one per core)
     )
@@ -201,6 +203,7 @@ _CHOICES = {
     "data.tokenizer": ("char", "bpe", "gpt2"),
     "data.sampling": ("random", "sliding"),
     "optimizer.name": ("adamw", "muon"),
+    "train.parallel": ("ddp", "fsdp"),
 }
 
 
@@ -301,6 +304,12 @@ def check(c: Config):
         1 <= o.muon_ns_steps <= 20,
         "optimizer.muon_ns_steps",
         f"must be 1 to 20, got {o.muon_ns_steps}",
+    )
+    need(
+        t.parallel != "fsdp" or o.name != "muon",
+        "train.parallel=fsdp",
+        "cannot run optimizer.name=muon, whose update needs whole matrices; use"
+        " train.parallel=ddp or optimizer.name=adamw",
     )
     need(
         0 <= s.warmup_steps <= t.max_steps,

@@ -12,6 +12,8 @@ import math
 import os
 import signal
 import time
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -48,9 +50,9 @@ from .tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 # %% auto #0
 __all__ = ['DEFAULT_THREADS', 'MAX_LOSS', 'PLOT_EVERY_S', 'MAX_WEIGHT', 'pick_device', 'use_threads', 'add_threads_option',
            'threads_override', 'build_model', 'configure_optimizer', 'RunData', 'load_run_data', 'append_text',
-           'MetricsLog', 'sample_text', 'NoRunToResume', 'open_run', 'check_resume_config', 'resume_from',
-           'TrainingDiverged', 'perplexity', 'lm_loss', 'TrainingLoop', 'bad_weight', 'train',
-           'load_model_from_checkpoint']
+           'MetricsLog', 'sample_text', 'is_sharded', 'shard_model', 'gathered', 'shard_loaded_state', 'NoRunToResume',
+           'open_run', 'check_resume_config', 'resume_from', 'restore_training_state', 'TrainingDiverged', 'perplexity',
+           'lm_loss', 'TrainingLoop', 'bad_weight', 'train', 'load_model_from_checkpoint']
 
 # %% ../../nbs/05g_engine.ipynb #b0b6a190
 def pick_device(name: str = "auto") -> torch.device:
@@ -356,6 +358,75 @@ def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
 
+# %% ../../nbs/05g_engine.ipynb #65bf5b0e
+def is_sharded(t) -> bool:
+    "Whether `t` is a `DTensor`: this process's piece of a tensor that FSDP2 split up."
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def shard_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Split the parameters of `model` across the processes with FSDP2: each block is a
+    unit gathered whole only for its own forward and backward; the embeddings, final
+    norm and head are the root unit."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model.trf_blocks:
+        fully_shard(block)
+    return fully_shard(model)
+
+# %% ../../nbs/05g_engine.ipynb #260a064d
+def gathered(obj, keep: bool = True) -> types.SimpleNamespace:
+    """A stand-in for the sharded module or optimiser `obj` whose `state_dict()` holds
+    whole tensors, on the CPU of the process that `keep`s them (None on the others)."""
+    is_module = isinstance(obj, torch.nn.Module)
+    # keep_vars: a tensor under two names (tied embeddings) is one object, gathered once
+    state = obj.state_dict(keep_vars=True) if is_module else obj.state_dict()
+    done = {}
+
+    def whole(v):
+        if isinstance(v, dict):
+            return {k: whole(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [whole(x) for x in v]
+        if not torch.is_tensor(v):
+            return v
+        if id(v) not in done:  # every process gathers the same tensors in one order
+            w = v.full_tensor() if is_sharded(v) else v
+            done[id(v)] = w.detach().cpu() if keep else None
+        return done[id(v)]
+
+    with torch.no_grad():
+        state = whole(state)
+    return types.SimpleNamespace(state_dict=lambda: state)
+
+
+def shard_loaded_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
+    """`optimizer.load_state_dict`'s pre-hook for a sharded model: cut each whole
+    moment tensor of a checkpoint to this process's piece, as its parameter is cut."""
+    from torch.distributed.tensor import distribute_tensor
+
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+    state = dict(state_dict["state"])
+    for i, p in zip(ids, params):
+        if i not in state or not is_sharded(p):
+            continue
+        state[i] = {
+            # src_data_rank=None: every process read the same file, so each keeps its
+            # piece without a message
+            k: distribute_tensor(
+                v.to(p.device), p.device_mesh, p.placements, src_data_rank=None
+            )
+            if torch.is_tensor(v) and v.shape == p.shape
+            else v
+            for k, v in state[i].items()
+        }
+    return {**state_dict, "state": state}
+
 # %% ../../nbs/05g_engine.ipynb #b3c18d81
 class NoRunToResume(LLMZeroError, FileNotFoundError):
     "`--resume` was given for a folder that holds no run."
@@ -430,6 +501,14 @@ def resume_from(
     """Load the weights, optimiser and RNG state of checkpoint `ckpt`; returns (step,
     elapsed seconds)."""
     load_weights(model, ckpt)
+    return restore_training_state(ckpt, optimizer)
+
+
+def restore_training_state(
+    ckpt: Path, optimizer: torch.optim.Optimizer
+) -> tuple[int, float]:
+    """Load the optimiser and RNG state of checkpoint `ckpt` (not its weights); returns
+    (step, elapsed seconds)."""
     peaks = [g.get("initial_lr") for g in optimizer.param_groups]
     load_training_state(ckpt, optimizer)
     # Loading replaces each group's settings with the checkpoint's; the peak rates stay
@@ -465,88 +544,55 @@ def lm_loss(model, inputs, targets):
     return model(inputs, targets=targets)
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class TrainingLoop:
     "The one training loop of the engine and both fine-tuning commands."
 
-    def __init__(
-        self,
-        model,
-        optimizer,
-        batch,
-        max_steps: int,
-        ckpts: CheckpointManager,
-        *,
-        loss=lm_loss,
-        lr_at=None,
-        grad_accum: int = 1,
-        grad_clip: float | None = None,
-        device="cpu",
-        bf16: bool = False,
-        log_interval: int = 10,
-        eval_interval: int = 0,
-        checkpoint_interval: int = 0,
-        evaluate=None,
-        after_eval=None,
-        meta=None,
-        tokenizer=None,
-        tokens_per_step: int = 0,
-        epoch_at=None,
-        step_model=None,
-        rank: int = 0,
-        world: int = 1,
-        start: int = 0,
-        elapsed0: float = 0.0,
-        metrics: MetricsLog | None = None,
-        say=print,
-        progress: bool = True,
-        advice: str = "lower optimizer.lr or set optimizer.grad_clip",
-        peak_lr: float | None = None,
-    ):
-        self.model, self.optimizer, self.batch, self.max_steps, self.ckpts = (
-            model,
-            optimizer,
-            batch,
-            max_steps,
-            ckpts,
-        )
-        self.loss, self.grad_accum, self.grad_clip = loss, grad_accum, grad_clip
-        self.lr_at = lr_at or (
-            lambda step: optimizer.param_groups[0]["lr"]
-        )  # None: a constant rate
-        # given: groups follow lr_at from their own "initial_lr", not lr_at itself
-        self.peak_lr = peak_lr
-        self.device, self.bf16 = torch.device(device), bf16
-        self.log_interval, self.eval_interval, self.checkpoint_interval = (
-            log_interval,
-            eval_interval,
-            checkpoint_interval,
-        )
-        self.evaluate, self.after_eval, self.meta = (
-            evaluate,
-            after_eval,
-            meta or (lambda step: {}),
-        )
-        self.tokenizer, self.tokens_per_step, self.epoch_at = (
-            tokenizer,
-            tokens_per_step,
-            epoch_at,
-        )
-        self.step_model, self.rank, self.world = (
-            model if step_model is None else step_model,
-            rank,
-            world,
-        )
-        self.start, self.elapsed0, self.metrics, self.say, self.advice = (
-            start,
-            elapsed0,
-            metrics,
-            say,
-            advice,
-        )
-        self.main, self.progress = rank == 0, progress and rank == 0
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    batch: Callable  # batch(step, micro) -> (inputs, targets)
+    max_steps: int
+    ckpts: CheckpointManager
+    _: dataclasses.KW_ONLY
+    loss: Callable = lm_loss
+    lr_at: Callable | None = None  # None: a constant rate
+    # given: groups follow lr_at from their own "initial_lr", not lr_at itself
+    peak_lr: float | None = None
+    grad_accum: int = 1
+    grad_clip: float | None = None
+    device: torch.device | str = "cpu"
+    bf16: bool = False
+    log_interval: int = 10
+    eval_interval: int = 0
+    checkpoint_interval: int = 0
+    evaluate: Callable | None = None
+    after_eval: Callable | None = None  # called on every process, after an evaluation
+    meta: Callable | None = None  # meta(step) -> what the checkpoint's meta.json adds
+    tokenizer: object = None
+    tokens_per_step: int = 0
+    epoch_at: Callable | None = None
+    step_model: torch.nn.Module | None = None  # None: the model itself
+    rank: int = 0
+    world: int = 1
+    start: int = 0
+    elapsed0: float = 0.0
+    metrics: MetricsLog | None = None
+    say: Callable = print
+    progress: bool = True
+    advice: str = "lower optimizer.lr or set optimizer.grad_clip"
+
+    def __post_init__(self):
+        if self.lr_at is None:
+            self.lr_at = lambda step: self.optimizer.param_groups[0]["lr"]
+        self.meta = self.meta or (lambda step: {})
+        if self.step_model is None:
+            self.step_model = self.model
+        self.device = torch.device(self.device)
+        self.main, self.progress = self.rank == 0, self.progress and self.rank == 0
+        self.sharded = any(is_sharded(p) for p in self.model.parameters())
         self.stop_signal, self.last_val, self.plotted = None, None, -math.inf
         self.t0 = self.window_t0 = time.perf_counter()
-        self.window_step = start
+        self.window_step = self.start
 
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t0
@@ -583,7 +629,8 @@ def step(self: TrainingLoop, step: int) -> dict:
         x, y = x.to(self.device), y.to(self.device)
         sync = self.world == 1 or micro == self.grad_accum - 1
         # DDP would average gradients after every backward; only the last micro-batch
-        # needs it.
+        # needs it. FSDP2 has no no_sync: it reduces each micro-batch's gradient to the
+        # shards at once, rather than keep a whole unsharded gradient until the last.
         no_sync = not sync and hasattr(self.step_model, "no_sync")
         with self.step_model.no_sync() if no_sync else contextlib.nullcontext():
             with autocast_for(self.device, self.bf16):
@@ -624,7 +671,9 @@ MAX_WEIGHT = (
 def bad_weight(model: torch.nn.Module) -> str | None:
     "The name of the first parameter that is non-finite or exploded, or None."
     for name, p in model.named_parameters():
-        if not bool(torch.isfinite(p).all()) or p.abs().max().item() > MAX_WEIGHT:
+        with torch.no_grad():  # a shard is gathered: every process judges the whole
+            w = p.full_tensor() if is_sharded(p) else p
+        if not bool(torch.isfinite(w).all()) or w.abs().max().item() > MAX_WEIGHT:
             return name
     return None
 
@@ -637,11 +686,14 @@ def save(self: TrainingLoop, done: int, val_loss: float | None, train_loss: floa
         raise self.diverged(
             f"The weights ({bad}) became non-finite or larger than {MAX_WEIGHT:g}", done
         )
+    model, optimizer = self.model, self.optimizer
+    if self.sharded:  # gathered to rank 0: the same files as one process writes
+        model, optimizer = gathered(model, self.main), gathered(optimizer, self.main)
     if self.main:
         self.ckpts.save(
             done,
-            self.model,
-            self.optimizer,
+            model,
+            optimizer,
             tokenizer=self.tokenizer,
             meta={
                 **self.meta(done),
@@ -699,8 +751,8 @@ def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
                 f"step {done}: train loss {res['loss']:.4f}, {shown}"
                 + (f" (perplexity {ppl['val_ppl']:.2f})" if ppl else "")
             )
-            if self.after_eval:
-                self.after_eval(done)
+        if self.after_eval:
+            self.after_eval(done)
     if (
         res["interrupted"]
         or (self.checkpoint_interval and done % self.checkpoint_interval == 0)
@@ -794,6 +846,111 @@ def _open_training(cfg: Config, out_dir, resume: bool, world: int, main: bool) -
     return cfg, run_dir, ckpts, latest, data
 
 
+def _model_for_training(cfg: Config, device, world: int, latest: Path | None) -> tuple:
+    """The model, restored from `latest` and sharded (FSDP2) or wrapped (DDP) under
+    torchrun; its optimiser; the module that steps; and the step and time to go on
+    from."""
+    t = cfg.train
+    use_threads(t.threads)
+    torch.manual_seed(cfg.run.seed)
+    model = build_model(dataclasses.asdict(cfg.model)).to(device)
+    if latest is not None:
+        load_weights(model, latest)  # whole, as they were saved, before any sharding
+    fsdp = world > 1 and t.parallel == "fsdp"
+    if fsdp:
+        shard_model(model)
+    optimizer = configure_optimizer(model, cfg.optimizer)
+    if fsdp:
+        optimizer.register_load_state_dict_pre_hook(shard_loaded_state)
+    start, elapsed0 = (
+        (0, 0.0) if latest is None else restore_training_state(latest, optimizer)
+    )
+    step_model = model
+    if world > 1 and not fsdp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if t.compile:
+        step_model = torch.compile(step_model)
+    return model, optimizer, step_model, start, elapsed0
+
+# %% ../../nbs/05g_engine.ipynb #7e50890e
+def _sampler(cfg: Config, model, tok, run_dir: Path, device, main: bool):
+    """`sample(step)`: the run's sample text at `step`, which rank 0 also appends to
+    samples.txt. Every process samples: a sharded model needs them all to run."""
+    r = cfg.run
+
+    def sample(step):
+        text = sample_text(
+            model,
+            tok,
+            r.sample_prompt,
+            r.sample_tokens,
+            r.sample_temperature,
+            r.sample_top_k,
+            r.sample_top_p,
+            seed=r.seed,
+            device=device,
+        )
+        if main:
+            append_text(run_dir / "samples.txt", f"=== step {step} ===\n{text}\n\n")
+        return text
+
+    return sample
+
+
+def _loop_settings(cfg: Config, data: RunData, model, device, sample, say) -> dict:
+    """The `TrainingLoop` settings that follow from the config: schedule, intervals,
+    evaluation, samples and checkpoint metadata."""
+    t, s = cfg.train, cfg.schedule
+
+    def evaluate(step):
+        batches = data.val.eval_batches(t.batch_size, t.eval_batches)
+        total, n = evaluate_batches(model, batches, device, t.bf16)
+        return {"val_loss": total / n}
+
+    def epoch_at(done):
+        return data.train.epoch(done, t.batch_size, t.grad_accum)
+
+    def meta(done):
+        return {
+            "model": dataclasses.asdict(cfg.model),
+            "config": config_to_dict(cfg),
+            "data_position": {
+                "next_step": done,
+                "samples_seen": done * t.grad_accum * t.batch_size,
+                "epoch": epoch_at(done),
+            },
+        }
+
+    def after_eval(step):
+        if cfg.run.sample_tokens:
+            say(f"Sample at step {step}:\n{sample(step)}\n")
+
+    lr, min_lr, warmup = cfg.optimizer.lr, s.min_lr, s.warmup_steps
+    return dict(
+        lr_at=lambda step: lr_schedule(
+            step, t.max_steps, warmup, lr, min_lr, s.initial_lr
+        ),
+        peak_lr=lr,
+        grad_accum=t.grad_accum,
+        grad_clip=cfg.optimizer.grad_clip,
+        device=device,
+        bf16=t.bf16,
+        log_interval=cfg.run.log_interval,
+        eval_interval=t.eval_interval,
+        checkpoint_interval=cfg.run.checkpoint_interval,
+        evaluate=evaluate,
+        after_eval=after_eval,
+        meta=meta,
+        tokenizer=data.tokenizer,
+        tokens_per_step=t.batch_size * t.grad_accum * cfg.model.context_length,
+        epoch_at=epoch_at,
+    )
+
+
 def train(
     cfg: Config,
     out_dir: str | Path | None = None,
@@ -813,54 +970,17 @@ def train(
     cfg, run_dir, ckpts, latest, data = _open_training(
         cfg, out_dir, resume, world, main
     )
-    tok, t, r, T = data.tokenizer, cfg.train, cfg.run, cfg.model.context_length
-
-    use_threads(t.threads)
-    torch.manual_seed(r.seed)
-    model = build_model(dataclasses.asdict(cfg.model)).to(device)
-    optimizer = configure_optimizer(model, cfg.optimizer)
-    start, elapsed0 = 0, 0.0
+    model, optimizer, step_model, start, elapsed0 = _model_for_training(
+        cfg, device, world, latest
+    )
     if latest is not None:
-        start, elapsed0 = resume_from(latest, model, optimizer)
         say(f"Resuming {run_dir} from {latest.name} (step {start}).")
     elif resume:
         say(f"{run_dir} has no checkpoint yet; starting its run from step 0.")
-    step_model = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        step_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if t.compile:
-        step_model = torch.compile(step_model)
-
-    def sample(step):
-        text = sample_text(
-            model,
-            tok,
-            r.sample_prompt,
-            r.sample_tokens,
-            r.sample_temperature,
-            r.sample_top_k,
-            r.sample_top_p,
-            seed=r.seed,
-            device=device,
-        )
-        append_text(run_dir / "samples.txt", f"=== step {step} ===\n{text}\n\n")
-        return text
-
-    if main and start == 0 and r.sample_tokens:
+    sample = _sampler(cfg, model, data.tokenizer, run_dir, device, main)
+    if start == 0 and cfg.run.sample_tokens:
         say(f"Sample before training (step 0):\n{sample(0)}\n")
-
-    def evaluate(step):
-        total, n = evaluate_batches(
-            model, data.val.eval_batches(t.batch_size, t.eval_batches), device, t.bf16
-        )
-        return {"val_loss": total / n}
-
-    tokens_per_step = t.batch_size * t.grad_accum * T
-    epoch_at = lambda done: data.train.epoch(done, t.batch_size, t.grad_accum)
+    t = cfg.train
     loop = TrainingLoop(
         model,
         optimizer,
@@ -869,36 +989,7 @@ def train(
         ),
         t.max_steps,
         ckpts,
-        lr_at=lambda step: lr_schedule(
-            step,
-            t.max_steps,
-            cfg.schedule.warmup_steps,
-            cfg.optimizer.lr,
-            cfg.schedule.min_lr,
-            cfg.schedule.initial_lr,
-        ),
-        grad_accum=t.grad_accum,
-        grad_clip=cfg.optimizer.grad_clip,
-        device=device,
-        bf16=t.bf16,
-        log_interval=r.log_interval,
-        eval_interval=t.eval_interval,
-        checkpoint_interval=r.checkpoint_interval,
-        evaluate=evaluate,
-        after_eval=lambda step: r.sample_tokens
-        and say(f"Sample at step {step}:\n{sample(step)}\n"),
-        meta=lambda done: {
-            "model": dataclasses.asdict(cfg.model),
-            "config": config_to_dict(cfg),
-            "data_position": {
-                "next_step": done,
-                "samples_seen": done * t.grad_accum * t.batch_size,
-                "epoch": epoch_at(done),
-            },
-        },
-        tokenizer=tok,
-        tokens_per_step=tokens_per_step,
-        epoch_at=epoch_at,
+        **_loop_settings(cfg, data, model, device, sample, say),
         step_model=step_model,
         rank=rank,
         world=world,
@@ -907,15 +998,12 @@ def train(
         metrics=MetricsLog(run_dir, start) if main else None,
         say=say,
         progress=progress,
-        peak_lr=cfg.optimizer.lr,
     )
     try:
         summary = loop.run()
     finally:
         if world > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+            torch.distributed.destroy_process_group()
     return {"run_dir": str(run_dir), **summary}
 
 # %% ../../nbs/05g_engine.ipynb #e8de45da
