@@ -1,5 +1,6 @@
 // The book's models in the reader's browser: chapter 9's tokenizer playground, generation
-// widgets (with the next-token probabilities and one block's attention) and chat. Written from scratch; the tokenizers must give exactly the Python tokenizers' ids.
+// widgets (with the next-token probabilities and one block's attention) and chat. Written
+// from scratch; the tokenizers must give exactly the Python tokenizers' ids.
 // Loaded on every page (Jupyter Book includes every file of _static/); it does nothing on a page
 // without a widget, and loads the runtime and a model only for a page with a generation widget.
 (() => {

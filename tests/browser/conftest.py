@@ -14,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "_build" / "html"
-SCREENSHOTS = ROOT / "_build" / "screenshots"
+# What the site test saw, kept by CI: screenshots of figures and widgets, and measurements
+SITE_REPORT = ROOT / "_build" / "site-report"
+SCREENSHOTS = SITE_REPORT / "screenshots"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
