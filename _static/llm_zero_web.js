@@ -381,11 +381,12 @@
   channel.port1.onmessage = () => waiting.shift()();
   const yieldToPage = () => new Promise((r) => { waiting.push(r); channel.port2.postMessage(0); });
 
-  const feedsOf = (ort, ids) =>
-    ({ input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]) });
+  const feedsOf = (ort, ids) => ({
+    input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
+  });
 
-  // Each step feeds the last `context_length` ids and yields the next id with the last row of
-  // logits. Only the logits are fetched: the attention output is copied out on request only.
+  // Each step feeds the last `context_length` ids and yields the next id with the last
+  // row of logits. Only the logits are fetched: attention is copied out on request only.
   async function* generate(m, ids, maxTokens, temperature, topK, seed) {
     const { ort, config, session } = m;
     const rand = mulberry32(seed);
@@ -401,16 +402,18 @@
     }
   }
 
-  // The graph's outputs for `ids` (at most the context): for the site test and the attention view.
+  // The graph's outputs for `ids` (at most the context): for the attention view and tests.
   async function runGraph(name, ids) {
     const m = await loadModel(name);
     const fetches = m.session.outputNames;
     const out = await m.session.run(feedsOf(m.ort, ids), fetches);
-    return Object.fromEntries(fetches.map((k) => [k, { data: out[k].data, dims: out[k].dims }]));
+    const pick = (k) => [k, { data: out[k].data, dims: out[k].dims }];
+    return Object.fromEntries(fetches.map(pick));
   }
 
-  // ---- What the model sees: next-token probabilities and one block's attention ----------------
-  function topTokens(logits, k) {  // softmax at temperature 1: the model's own distribution
+  // ---- What the model sees: next-token probabilities, one block's attention ------------
+  // The k most likely next tokens by softmax at temperature 1: the model's own distribution.
+  function topTokens(logits, k) {
     let max = -Infinity;
     for (const x of logits) max = Math.max(max, x);
     const p = Float64Array.from(logits, (x) => Math.exp(x - max));
@@ -420,26 +423,31 @@
   }
 
   function probabilityBars(box, tok, logits) {
-    const rows = topTokens(logits, 8).map(({ id, p }) => el("div", { class: "llmz-bar-row" },
-      el("code", { class: "llmz-bar-label" }, JSON.stringify(tok.tokenText(id))),
-      el("span", { class: "llmz-bar", style: `width: ${(100 * p).toFixed(1)}%` }),
-      el("span", { class: "llmz-bar-p" }, `${(100 * p).toFixed(1)}%`)));
+    const rows = topTokens(logits, 8).map(({ id, p }) => {
+      const percent = `${(100 * p).toFixed(1)}%`;
+      return el("div", { class: "llmz-bar-row" },
+        el("code", { class: "llmz-bar-label" }, JSON.stringify(tok.tokenText(id))),
+        el("span", { class: "llmz-bar", style: `width: ${percent}` }),
+        el("span", { class: "llmz-bar-p" }, percent));
+    });
     box.replaceChildren(el("div", { class: "llmz-caption" },
-      "Next token: the model's top 8 (softmax of the last logits)"), ...rows);
+      "The last step: the model's top 8 candidates for the token it wrote "
+      + "(softmax of its logits)"), ...rows);
   }
 
-  // A heat map of head `head` (rows: each token; columns: the tokens it attends to) and the
-  // window's tokens tinted by what the selected token attends to (hover a token to select it).
+  // A heat map of one head (rows: each token; columns: the tokens it attends to), and the
+  // tokens tinted by what the selected token attends to (hover a token to select it).
   function attentionView(box, m, ids, att) {
     const heads = Number(att.dims[0]), T = ids.length;  // att: (heads, T, T)
-    const head = el("select", { class: "llmz-head" },
-      ...Array.from({ length: heads }, (_, h) => el("option", { value: String(h) }, `head ${h}`)));
+    const options = Array.from({ length: heads },
+                               (_, h) => el("option", { value: String(h) }, `head ${h}`));
+    const head = el("select", { class: "llmz-head" }, ...options);
     const cell = Math.max(2, Math.floor(320 / T));
     const canvas = el("canvas", { class: "llmz-heatmap", width: String(cell * T),
                                   height: String(cell * T) });
     const text = el("div", { class: "llmz-tokens llmz-att-text" });
-    const spans = ids.map((id, i) => el("span", { class: "llmz-tok", "data-i": String(i) },
-                                        m.tok.tokenText(id)));
+    const spans = ids.map((id, i) =>
+      el("span", { class: "llmz-tok", "data-i": String(i) }, m.tok.tokenText(id)));
     text.replaceChildren(...spans);
     const weight = (h, q, k) => att.data[(h * T + q) * T + k];
     let query = T - 1;
@@ -459,7 +467,9 @@
       });
     };
     text.addEventListener("mouseover", (e) => {
-      if (e.target.dataset.i !== undefined) { query = Number(e.target.dataset.i); draw(); }
+      if (e.target.dataset.i === undefined) return;
+      query = Number(e.target.dataset.i);
+      draw();
     });
     canvas.addEventListener("mousemove", (e) => {
       const q = Math.floor(e.offsetY / cell);
@@ -469,7 +479,7 @@
     box.replaceChildren(
       el("div", { class: "llmz-caption" }, `Attention of block ${m.config.attention_layer} `,
          head, ` over the last ${T} tokens: each row is a token, each column one it `
-         + "attends to (darker: more). Hover a token below to see where it looks."),
+         + "attends to (darker: more). Hover a token to see where it looks."),
       canvas, text);
     draw();
   }
@@ -480,12 +490,12 @@
     attentionView(box, m, window_, out.attention);
   }
 
-  // ---- The widgets' common loop ----------------------------------------------------------------
+  // ---- The widgets' common loop ---------------------------------------------------------
   // Load the model when the widget comes into view, not with every visit to the page.
   function whenSeen(root, say, onReady) {
     if (typeof WebAssembly !== "object") {
-      say("unsupported", "This widget runs the model with WebAssembly, which this browser does "
-                         + "not offer. The chapter reads the same without it.");
+      say("unsupported", "This widget runs the model with WebAssembly, which this browser "
+                         + "does not offer. The chapter reads the same without it.");
       return;
     }
     say("loading", "Loading the model and the WebAssembly runtime (once)…");
@@ -498,19 +508,27 @@
     seen.observe(root);
   }
 
-  const describe = (m) => `a ${m.config.model.n_layers}-layer ${m.config.model.arch ?? "gpt2"}`
-    + ` model, ${m.config.vocab_size} tokens, context ${m.config.context_length}`;
+  const describe = (m) => {
+    const { n_layers: layers, arch = "gpt2" } = m.config.model;
+    return `a ${layers}-layer ${arch} model, ${m.config.vocab_size} tokens, `
+      + `context ${m.config.context_length}`;
+  };
 
   // Generate from `ids`, calling `onToken(id, logits)` for each new id; stops early when
-  // `keepGoing()` turns false. The ids and the speed measured here go into the widget's data.
+  // `keepGoing()` turns false. The ids and the speed measured go into the widget's data.
   async function runAndMeasure(root, model, ids, settings, onToken, keepGoing, say) {
     const { t, k, s, n } = settings, out = [];
     const start = performance.now();
+    let shown = start;
     for await (const { id, logits } of generate(model, ids, n, t, k, s)) {
       out.push(id);
       if (onToken(id, logits) === false || !keepGoing()) break;
-      const rate = out.length / ((performance.now() - start) / 1000);
-      say("running", `Generating… ${out.length} tokens, ${rate.toFixed(1)} tokens/s`);
+      const now = performance.now();
+      if (now - shown > 200) {  // a few updates a second: the page's work stays small
+        const rate = out.length / ((now - start) / 1000);
+        say("running", `Generating… ${out.length} tokens, ${rate.toFixed(1)} tokens/s`);
+        shown = now;
+      }
       await yieldToPage();
     }
     const seconds = (performance.now() - start) / 1000;
@@ -520,23 +538,31 @@
   }
 
   function generator(root) {
-    const num = (value, attrs) => el("input", { type: "number", value: String(value), ...attrs });
+    const num = (value, attrs) =>
+      el("input", { type: "number", value: String(value), ...attrs });
     const prompt = el("textarea", { class: "llmz-prompt", rows: "2", spellcheck: "false" });
     prompt.value = root.dataset.prompt || "";
-    const temperature = num(0.8, { class: "llmz-temperature", min: "0", max: "2", step: "0.1" });
+    const temperature = num(0.8,
+                            { class: "llmz-temperature", min: "0", max: "2", step: "0.1" });
     const topK = num(40, { class: "llmz-top-k", min: "0", step: "1" });
     const seed = num(0, { class: "llmz-seed", min: "0", step: "1" });
     const maxTokens = num(root.dataset.tokens || 200,
                           { class: "llmz-max-tokens", min: "1", max: "1000", step: "1" });
-    const button = el("button", { class: "llmz-run", type: "button", disabled: "" }, "Generate");
+    const button = el("button", { class: "llmz-run", type: "button", disabled: "" },
+                      "Generate");
     const status = el("div", { class: "llmz-status", "aria-live": "polite" });
     const output = el("pre", { class: "llmz-output" });
-    const bars = el("div", { class: "llmz-probs" }), attention = el("div", { class: "llmz-att" });
+    const bars = el("div", { class: "llmz-probs" });
+    const attention = el("div", { class: "llmz-att" });
     root.replaceChildren(prompt,
       el("div", { class: "llmz-row" }, labelled("temperature", temperature),
-         labelled("top-k (0: all)", topK), labelled("seed", seed), labelled("tokens", maxTokens), button),
+         labelled("top-k (0: all)", topK), labelled("seed", seed),
+         labelled("tokens", maxTokens), button),
       status, output, el("div", { class: "llmz-insight" }, bars, attention));
-    const say = (state, text) => { root.dataset.state = state; status.textContent = text; };
+    const say = (state, text) => {
+      root.dataset.state = state;
+      status.textContent = text;
+    };
     let model = null, running = false;
     whenSeen(root, say, (m) => {
       model = m;
@@ -557,7 +583,8 @@
       const t = Number(temperature.value), k = Math.floor(Number(topK.value));
       const s = Math.floor(Number(seed.value)), n = Math.floor(Number(maxTokens.value));
       if (!(t >= 0) || !(k >= 0) || !(s >= 0) || !(n >= 1)) {
-        say("error", "Temperature, top-k and seed must be 0 or more, and tokens at least 1.");
+        say("error",
+            "Temperature, top-k and seed must be 0 or more, and tokens at least 1.");
         return;
       }
       running = true;
@@ -565,13 +592,19 @@
       say("running", "Generating…");
       output.replaceChildren(el("span", { class: "llmz-prompt-text" }, prompt.value));
       const decode = model.tok.decoder();
+      let last = null, shown = 0;
       try {
         const onToken = (id, logits) => {
           output.append(decode(id));
-          probabilityBars(bars, model.tok, logits);
+          last = logits;
+          if (performance.now() - shown > 200) {
+            probabilityBars(bars, model.tok, logits);
+            shown = performance.now();
+          }
         };
         const { out, seconds } = await runAndMeasure(
           root, model, ids, { t, k, s, n }, onToken, () => running, say);
+        if (last) probabilityBars(bars, model.tok, last);
         if (model.config.attention_layer != null) {
           await showAttention(attention, model, ids.concat(out));
         }
@@ -590,13 +623,17 @@
   // Chat with a model fine-tuned on chapter 7's instructions: each question is one
   // instruction in that prompt format (the model learnt no longer conversations).
   function chat(root) {
-    const question = el("textarea", { class: "llmz-question", rows: "2", spellcheck: "false" });
+    const question = el("textarea",
+                        { class: "llmz-question", rows: "2", spellcheck: "false" });
     question.value = root.dataset.prompt || "";
     const button = el("button", { class: "llmz-ask", type: "button", disabled: "" }, "Ask");
     const status = el("div", { class: "llmz-status", "aria-live": "polite" });
     const log = el("div", { class: "llmz-chat-log" });
     root.replaceChildren(log, question, el("div", { class: "llmz-row" }, button), status);
-    const say = (state, text) => { root.dataset.state = state; status.textContent = text; };
+    const say = (state, text) => {
+      root.dataset.state = state;
+      status.textContent = text;
+    };
     let model = null, running = false;
     whenSeen(root, say, (m) => {
       model = m;
@@ -616,7 +653,7 @@
       const decode = model.tok.decoder();
       let text = "";
       try {
-        // Greedy, to the end-of-text id, or to a new "###" heading the model starts itself.
+        // Greedy, to the end-of-text id or to a "###" heading the model starts itself.
         const onToken = (id) => {
           if (id === model.config.eos_id) return false;
           text += decode(id);

@@ -289,7 +289,7 @@ def test_float16_weights_halve_the_graph_and_keep_the_logits(tmp_path):
     path = export_onnx(model, tmp_path / "model.onnx")
     full = path.stat().st_size
     assert store_float16(path) > 0
-    assert path.stat().st_size < 0.6 * full
+    assert path.stat().st_size < 0.75 * full  # RoPE's float32 tables weigh in a model this small
     graph = onnx.load(str(path))
     kinds = {w.name: w.data_type for w in graph.graph.initializer}
     # RoPE's tables are float32 numbers float16 cannot hold: they stay float32

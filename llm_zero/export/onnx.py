@@ -125,7 +125,8 @@ def store_float16(path: str | Path) -> int:
     weights, casts = [], []
     for w in graph.graph.initializer:
         a = numpy_helper.to_array(w)
-        half = a.astype(np.float16) if a.dtype == np.float32 else None
+        finite = a.dtype == np.float32 and np.isfinite(a).all()  # inf: a mask, kept
+        half = a.astype(np.float16) if finite else None
         if half is None or not np.abs(half.astype(np.float32) - a).max(initial=0) <= 2**-24:
             weights.append(w)
             continue
