@@ -58,7 +58,7 @@ def start_chromium(*extra_flags: str):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(service=Service(driver), options=opts)
-    drv.set_page_load_timeout(60)
+    drv.set_page_load_timeout(180)  # chapter 9 compiles WebAssembly and loads three models
     return drv
 
 
