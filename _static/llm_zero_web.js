@@ -1,5 +1,6 @@
-// The book's models in the reader's browser: the tokenizer playground and the generation widget of
-// chapter 9. Written from scratch; the tokenizers must give exactly the Python tokenizers' ids.
+// The book's models in the reader's browser: chapter 9's tokenizer playground, generation
+// widgets (with the next-token probabilities and one block's attention) and chat. Written
+// from scratch; the tokenizers must give exactly the Python tokenizers' ids.
 // Loaded on every page (Jupyter Book includes every file of _static/); it does nothing on a page
 // without a widget, and loads the runtime and a model only for a page with a generation widget.
 (() => {
@@ -368,7 +369,7 @@
           loadTokenizer(new URL("tokenizer.json", base))]);
         const session = await ort.InferenceSession.create(new URL("model.onnx", base).href,
                                                           { executionProviders: ["wasm"] });
-        return { ort, config, tok, session };
+        return { name, ort, config, tok, session };
       })());
     }
     return models.get(name);
@@ -380,59 +381,194 @@
   channel.port1.onmessage = () => waiting.shift()();
   const yieldToPage = () => new Promise((r) => { waiting.push(r); channel.port2.postMessage(0); });
 
+  const feedsOf = (ort, ids) => ({
+    input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
+  });
+
+  // Each step feeds the last `context_length` ids and yields the next id with the last
+  // row of logits. Only the logits are fetched: attention is copied out on request only.
   async function* generate(m, ids, maxTokens, temperature, topK, seed) {
     const { ort, config, session } = m;
     const rand = mulberry32(seed);
     ids = ids.slice();
     for (let step = 0; step < maxTokens; step++) {
       const window_ = ids.slice(-config.context_length);
-      const input = new ort.Tensor("int64", BigInt64Array.from(window_, BigInt), [1, window_.length]);
-      const { logits } = await session.run({ input_ids: input });
-      const V = config.vocab_size;
-      const last = logits.data.subarray((window_.length - 1) * V);
+      const { logits } = await session.run(feedsOf(ort, window_), ["logits"]);
+      const last = logits.data.subarray((window_.length - 1) * config.vocab_size);
       const next = sample(last, temperature, topK, 1, rand);
       ids.push(next);
-      yield next;
+      yield { id: next, logits: last };
       if (next === config.eos_id) return;
     }
   }
 
-  function generator(root) {
-    const num = (value, attrs) => el("input", { type: "number", value: String(value), ...attrs });
-    const prompt = el("textarea", { class: "llmz-prompt", rows: "2", spellcheck: "false" });
-    prompt.value = root.dataset.prompt || "";
-    const temperature = num(0.8, { class: "llmz-temperature", min: "0", max: "2", step: "0.1" });
-    const topK = num(40, { class: "llmz-top-k", min: "0", step: "1" });
-    const seed = num(0, { class: "llmz-seed", min: "0", step: "1" });
-    const maxTokens = num(200, { class: "llmz-max-tokens", min: "1", max: "1000", step: "1" });
-    const button = el("button", { class: "llmz-run", type: "button", disabled: "" }, "Generate");
-    const status = el("div", { class: "llmz-status", "aria-live": "polite" });
-    const output = el("pre", { class: "llmz-output" });
-    root.replaceChildren(prompt,
-      el("div", { class: "llmz-row" }, labelled("temperature", temperature),
-         labelled("top-k (0: all)", topK), labelled("seed", seed), labelled("tokens", maxTokens), button),
-      status, output);
-    const say = (state, text) => { root.dataset.state = state; status.textContent = text; };
+  // The graph's outputs for `ids` (at most the context): for the attention view and tests.
+  async function runGraph(name, ids) {
+    const m = await loadModel(name);
+    const fetches = m.session.outputNames;
+    const out = await m.session.run(feedsOf(m.ort, ids), fetches);
+    const pick = (k) => [k, { data: out[k].data, dims: out[k].dims }];
+    return Object.fromEntries(fetches.map(pick));
+  }
 
+  // ---- What the model sees: next-token probabilities, one block's attention ------------
+  // The k most likely next tokens by softmax at temperature 1: the model's own distribution.
+  function topTokens(logits, k) {
+    let max = -Infinity;
+    for (const x of logits) max = Math.max(max, x);
+    const p = Float64Array.from(logits, (x) => Math.exp(x - max));
+    const total = p.reduce((a, b) => a + b, 0);
+    const order = [...p.keys()].sort((a, b) => p[b] - p[a]).slice(0, k);
+    return order.map((id) => ({ id, p: p[id] / total }));
+  }
+
+  function probabilityBars(box, tok, logits) {
+    const rows = topTokens(logits, 8).map(({ id, p }) => {
+      const percent = `${(100 * p).toFixed(1)}%`;
+      return el("div", { class: "llmz-bar-row" },
+        el("code", { class: "llmz-bar-label" }, JSON.stringify(tok.tokenText(id))),
+        el("span", { class: "llmz-bar", style: `width: ${percent}` }),
+        el("span", { class: "llmz-bar-p" }, percent));
+    });
+    box.replaceChildren(el("div", { class: "llmz-caption" },
+      "The last step: the model's top 8 candidates for the token it wrote "
+      + "(softmax of its logits)"), ...rows);
+  }
+
+  // A heat map of one head (rows: each token; columns: the tokens it attends to), and the
+  // tokens tinted by what the selected token attends to (hover a token to select it).
+  function attentionView(box, m, ids, att) {
+    const heads = Number(att.dims[0]), T = ids.length;  // att: (heads, T, T)
+    const options = Array.from({ length: heads },
+                               (_, h) => el("option", { value: String(h) }, `head ${h}`));
+    const head = el("select", { class: "llmz-head" }, ...options);
+    const cell = Math.max(2, Math.floor(320 / T));
+    const canvas = el("canvas", { class: "llmz-heatmap", width: String(cell * T),
+                                  height: String(cell * T) });
+    const text = el("div", { class: "llmz-tokens llmz-att-text" });
+    const spans = ids.map((id, i) =>
+      el("span", { class: "llmz-tok", "data-i": String(i) }, m.tok.tokenText(id)));
+    text.replaceChildren(...spans);
+    const weight = (h, q, k) => att.data[(h * T + q) * T + k];
+    let query = T - 1;
+    const draw = () => {
+      const h = Number(head.value), ctx = canvas.getContext("2d");
+      for (let q = 0; q < T; q++) {
+        for (let k = 0; k < T; k++) {
+          const shade = Math.round(255 * (1 - Math.sqrt(weight(h, q, k))));
+          ctx.fillStyle = `rgb(${shade}, ${shade}, 255)`;
+          ctx.fillRect(k * cell, q * cell, cell, cell);
+        }
+      }
+      spans.forEach((s, k) => {
+        const w = k <= query ? weight(h, query, k) : 0;
+        s.style.background = `rgba(60, 90, 255, ${Math.sqrt(w).toFixed(3)})`;
+        s.style.outline = k === query ? "2px solid #e8590c" : "";
+      });
+    };
+    text.addEventListener("mouseover", (e) => {
+      if (e.target.dataset.i === undefined) return;
+      query = Number(e.target.dataset.i);
+      draw();
+    });
+    canvas.addEventListener("mousemove", (e) => {
+      const q = Math.floor(e.offsetY / cell);
+      if (q >= 0 && q < T) { query = q; draw(); }
+    });
+    head.addEventListener("change", draw);
+    box.replaceChildren(
+      el("div", { class: "llmz-caption" }, `Attention of block ${m.config.attention_layer} `,
+         head, ` over the last ${T} tokens: each row is a token, each column one it `
+         + "attends to (darker: more). Hover a token to see where it looks."),
+      canvas, text);
+    draw();
+  }
+
+  async function showAttention(box, m, ids) {
+    const window_ = ids.slice(-Math.min(m.config.context_length, 64));
+    const out = await runGraph(m.name, window_);
+    attentionView(box, m, window_, out.attention);
+  }
+
+  // ---- The widgets' common loop ---------------------------------------------------------
+  // Load the model when the widget comes into view, not with every visit to the page.
+  function whenSeen(root, say, onReady) {
     if (typeof WebAssembly !== "object") {
-      say("unsupported", "This widget runs the model with WebAssembly, which this browser does "
-                         + "not offer. The chapter reads the same without it.");
+      say("unsupported", "This widget runs the model with WebAssembly, which this browser "
+                         + "does not offer. The chapter reads the same without it.");
       return;
     }
-    say("loading", "Loading the model and the WebAssembly runtime (about 18 MB, once)…");
-    let model = null, running = false;
-    // Load when the widget comes into view, not with every visit to the page.
+    say("loading", "Loading the model and the WebAssembly runtime (once)…");
     const seen = new IntersectionObserver((entries) => {
       if (!entries.some((e) => e.isIntersecting)) return;
       seen.disconnect();
-      loadModel(root.dataset.model).then((m) => {
-        model = m;
-        button.disabled = false;
-        say("ready", `Ready: a ${m.config.model.n_layers}-layer GPT, ${m.config.vocab_size} tokens, `
-                     + `context ${m.config.context_length}.`);
-      }, (e) => say("error", `The model could not be loaded: ${e.message}`));
+      loadModel(root.dataset.model).then(onReady,
+        (e) => say("error", `The model could not be loaded: ${e.message}`));
     });
     seen.observe(root);
+  }
+
+  const describe = (m) => {
+    const { n_layers: layers, arch = "gpt2" } = m.config.model;
+    return `a ${layers}-layer ${arch} model, ${m.config.vocab_size} tokens, `
+      + `context ${m.config.context_length}`;
+  };
+
+  // Generate from `ids`, calling `onToken(id, logits)` for each new id; stops early when
+  // `keepGoing()` turns false. The ids and the speed measured go into the widget's data.
+  async function runAndMeasure(root, model, ids, settings, onToken, keepGoing, say) {
+    const { t, k, s, n } = settings, out = [];
+    const start = performance.now();
+    let shown = start;
+    for await (const { id, logits } of generate(model, ids, n, t, k, s)) {
+      out.push(id);
+      if (onToken(id, logits) === false || !keepGoing()) break;
+      const now = performance.now();
+      if (now - shown > 200) {  // a few updates a second: the page's work stays small
+        const rate = out.length / ((now - start) / 1000);
+        say("running", `Generating… ${out.length} tokens, ${rate.toFixed(1)} tokens/s`);
+        shown = now;
+      }
+      await yieldToPage();
+    }
+    const seconds = (performance.now() - start) / 1000;
+    root.dataset.ids = JSON.stringify(out);
+    root.dataset.tokensPerSecond = (out.length / seconds).toFixed(1);
+    return { out, seconds };
+  }
+
+  function generator(root) {
+    const num = (value, attrs) =>
+      el("input", { type: "number", value: String(value), ...attrs });
+    const prompt = el("textarea", { class: "llmz-prompt", rows: "2", spellcheck: "false" });
+    prompt.value = root.dataset.prompt || "";
+    const temperature = num(0.8,
+                            { class: "llmz-temperature", min: "0", max: "2", step: "0.1" });
+    const topK = num(40, { class: "llmz-top-k", min: "0", step: "1" });
+    const seed = num(0, { class: "llmz-seed", min: "0", step: "1" });
+    const maxTokens = num(root.dataset.tokens || 200,
+                          { class: "llmz-max-tokens", min: "1", max: "1000", step: "1" });
+    const button = el("button", { class: "llmz-run", type: "button", disabled: "" },
+                      "Generate");
+    const status = el("div", { class: "llmz-status", "aria-live": "polite" });
+    const output = el("pre", { class: "llmz-output" });
+    const bars = el("div", { class: "llmz-probs" });
+    const attention = el("div", { class: "llmz-att" });
+    root.replaceChildren(prompt,
+      el("div", { class: "llmz-row" }, labelled("temperature", temperature),
+         labelled("top-k (0: all)", topK), labelled("seed", seed),
+         labelled("tokens", maxTokens), button),
+      status, output, el("div", { class: "llmz-insight" }, bars, attention));
+    const say = (state, text) => {
+      root.dataset.state = state;
+      status.textContent = text;
+    };
+    let model = null, running = false;
+    whenSeen(root, say, (m) => {
+      model = m;
+      button.disabled = false;
+      say("ready", `Ready: ${describe(m)}.`);
+    });
 
     button.addEventListener("click", async () => {
       if (running) { running = false; return; }  // the button is "Stop" while running
@@ -447,27 +583,34 @@
       const t = Number(temperature.value), k = Math.floor(Number(topK.value));
       const s = Math.floor(Number(seed.value)), n = Math.floor(Number(maxTokens.value));
       if (!(t >= 0) || !(k >= 0) || !(s >= 0) || !(n >= 1)) {
-        say("error", "Temperature, top-k and seed must be 0 or more, and tokens at least 1.");
+        say("error",
+            "Temperature, top-k and seed must be 0 or more, and tokens at least 1.");
         return;
       }
       running = true;
       button.textContent = "Stop";
       say("running", "Generating…");
       output.replaceChildren(el("span", { class: "llmz-prompt-text" }, prompt.value));
-      const decode = model.tok.decoder(), out = [];
-      const start = performance.now();
+      const decode = model.tok.decoder();
+      let last = null, shown = 0;
       try {
-        for await (const id of generate(model, ids, n, t, k, s)) {
-          out.push(id);
+        const onToken = (id, logits) => {
           output.append(decode(id));
-          if (!running) break;
-          await yieldToPage();
+          last = logits;
+          if (performance.now() - shown > 200) {
+            probabilityBars(bars, model.tok, logits);
+            shown = performance.now();
+          }
+        };
+        const { out, seconds } = await runAndMeasure(
+          root, model, ids, { t, k, s, n }, onToken, () => running, say);
+        if (last) probabilityBars(bars, model.tok, last);
+        if (model.config.attention_layer != null) {
+          await showAttention(attention, model, ids.concat(out));
         }
-        const seconds = (performance.now() - start) / 1000;
-        root.dataset.ids = JSON.stringify(out);
-        root.dataset.tokensPerSecond = (out.length / seconds).toFixed(1);
-        const rate = (out.length / seconds).toFixed(0);
-        say("done", `${out.length} tokens in ${seconds.toFixed(2)} s (${rate} tokens/s).`);
+        const rate = (out.length / seconds).toFixed(1);
+        say("done", `${out.length} tokens in ${seconds.toFixed(2)} s: ${rate} tokens/s `
+                    + "in your browser.");
       } catch (e) {
         say("error", `Generation failed: ${e.message}`);
       } finally {
@@ -477,14 +620,73 @@
     });
   }
 
+  // Chat with a model fine-tuned on chapter 7's instructions: each question is one
+  // instruction in that prompt format (the model learnt no longer conversations).
+  function chat(root) {
+    const question = el("textarea",
+                        { class: "llmz-question", rows: "2", spellcheck: "false" });
+    question.value = root.dataset.prompt || "";
+    const button = el("button", { class: "llmz-ask", type: "button", disabled: "" }, "Ask");
+    const status = el("div", { class: "llmz-status", "aria-live": "polite" });
+    const log = el("div", { class: "llmz-chat-log" });
+    root.replaceChildren(log, question, el("div", { class: "llmz-row" }, button), status);
+    const say = (state, text) => {
+      root.dataset.state = state;
+      status.textContent = text;
+    };
+    let model = null, running = false;
+    whenSeen(root, say, (m) => {
+      model = m;
+      button.disabled = false;
+      say("ready", `Ready: ${describe(m)}, fine-tuned on instructions (greedy answers).`);
+    });
+    button.addEventListener("click", async () => {
+      if (running) return;
+      const asked = question.value.trim();
+      if (!asked) { say("error", "Type a question or an instruction first."); return; }
+      const [before, after] = model.config.instruction_prompt;
+      const ids = model.tok.encode(before + asked + after);
+      running = true;
+      button.disabled = true;
+      const answer = el("div", { class: "llmz-answer" });
+      log.append(el("div", { class: "llmz-asked" }, asked), answer);
+      const decode = model.tok.decoder();
+      let text = "";
+      try {
+        // Greedy, to the end-of-text id or to a "###" heading the model starts itself.
+        const onToken = (id) => {
+          if (id === model.config.eos_id) return false;
+          text += decode(id);
+          const cut = text.indexOf("\n\n###");
+          answer.textContent = cut < 0 ? text : text.slice(0, cut);
+          return cut < 0;
+        };
+        const settings = { t: 0, k: 0, s: 0, n: Number(root.dataset.tokens || 80) };
+        const { out, seconds } = await runAndMeasure(
+          root, model, ids, settings, onToken, () => true, say);
+        root.dataset.answer = answer.textContent;
+        const rate = (out.length / seconds).toFixed(1);
+        say("done", `${out.length} tokens in ${seconds.toFixed(2)} s: ${rate} tokens/s `
+                    + "in your browser.");
+      } catch (e) {
+        say("error", `The answer failed: ${e.message}`);
+      } finally {
+        running = false;
+        button.disabled = false;
+      }
+    });
+  }
+
   // For the site test and for curious readers at the console.
   window.llmZero = {
-    namedTokenizer, tokenizerFromSpec, loadModel, mulberry32, probabilities, sample,
+    namedTokenizer, tokenizerFromSpec, loadModel, runGraph, mulberry32, probabilities,
+    sample, topTokens,
   };
 
   const start = () => {
     document.querySelectorAll(".llmz-playground").forEach(playground);
     document.querySelectorAll(".llmz-generate").forEach(generator);
+    document.querySelectorAll(".llmz-chat").forEach(chat);
   };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

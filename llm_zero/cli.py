@@ -497,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(WEIGHT_DTYPES),
         help=(
             "weights dtype: bfloat16 "
-            "(default), float16 or float32 for safetensors; onnx is float32 only"
+            "(default), float16 or float32 for safetensors; onnx: float32 "
+            "(default) or float16 weights"
         ),
     )
     x.add_argument(

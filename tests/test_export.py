@@ -5,6 +5,7 @@ import shutil
 import stat
 from pathlib import Path
 
+import onnx
 import pytest
 import tiktoken
 import torch
@@ -22,8 +23,9 @@ from llm_zero.train.checkpoint import save_checkpoint
 from llm_zero.train.config import config_from_dict
 from llm_zero.train.engine import build_model, load_model_from_checkpoint, train
 from llm_zero.train.tokenizers import CorpusBPETokenizer
+from llm_zero.data.dataset import RESPONSE_HEADING, format_input
 from llm_zero.export.onnx import (ExportMismatch, OnnxLM, WebExportError, bpe_for_web, export_for_web,
-                                 export_onnx, gpt2_bpe, tokenizer_for_web)
+                                 export_onnx, gpt2_bpe, store_float16, tokenizer_for_web)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "experiments" / "python-docs-char"
@@ -259,14 +261,84 @@ def test_a_failed_export_leaves_an_earlier_one_as_it_was(tmp_path):
 
 
 def test_onnx_export_refuses_a_dtype_it_would_not_write(tmp_path, capsys):
-    for dtype in ("float16", "bfloat16"):
-        assert export("--checkpoint", MODEL, "--format", "onnx", "--dtype", dtype,
-                      "--out", tmp_path / dtype) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and dtype in err and "float32" in err, err
-        assert not (tmp_path / dtype).exists()
+    # float16 weights became an onnx option (issue 22); bfloat16 is still refused
+    assert export("--checkpoint", MODEL, "--format", "onnx", "--dtype", "bfloat16",
+                  "--out", tmp_path / "bfloat16") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bfloat16" in err and "float16" in err, err
+    assert not (tmp_path / "bfloat16").exists()
     assert export("--checkpoint", MODEL, "--format", "onnx", "--dtype", "float32",
                   "--out", tmp_path / "f32") == 0
+
+
+SMALL_QWEN = {"vocab_size": 97, "context_length": 32, "emb_dim": 64, "n_heads": 4, "n_layers": 2,
+              "hidden_dim": 128, "n_kv_groups": 2, "rope_base": 10000.0, "impl": "fast"}
+
+
+def rounded_to_bfloat16(model):
+    "`model` with every weight rounded to bfloat16, as a committed model's weights are."
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(torch.bfloat16))
+    return model.eval()
+
+
+def test_float16_weights_halve_the_graph_and_keep_the_logits(tmp_path):
+    torch.manual_seed(0)
+    model = rounded_to_bfloat16(Qwen3Model(SMALL_QWEN))
+    path = export_onnx(model, tmp_path / "model.onnx")
+    full = path.stat().st_size
+    assert store_float16(path) > 0
+    assert path.stat().st_size < 0.75 * full  # RoPE's float32 tables weigh in a model this small
+    graph = onnx.load(str(path))
+    kinds = {w.name: w.data_type for w in graph.graph.initializer}
+    # RoPE's tables are float32 numbers float16 cannot hold: they stay float32
+    assert onnx.TensorProto.FLOAT in kinds.values() and onnx.TensorProto.FLOAT16 in kinds.values()
+    lm = OnnxLM(path, 32)
+    for length in (1, 9, 32):
+        ids = torch.randint(0, 97, (1, length))
+        with torch.no_grad(): expected = model(ids)
+        assert (lm(ids) - expected).abs().max() < 1e-4
+
+
+def manual_gpt_attention(model, ids, layer):
+    "Block `layer`'s softmax weights of a GPT, computed here from its weights (chapter 3)."
+    att, x = model.trf_blocks[layer].att, model.tok_emb(ids) + model.pos_emb(torch.arange(ids.shape[1]))
+    for block in model.trf_blocks[:layer]:
+        x = block(x)
+    x = model.trf_blocks[layer].norm1(x)
+    q, k = att.split_heads(att.W_query(x)), att.split_heads(att.W_key(x))
+    scores = (q @ k.transpose(2, 3)) / att.head_dim ** 0.5
+    causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).tril()
+    return torch.softmax(scores.masked_fill(~causal, -torch.inf), -1)[0]
+
+
+def test_attention_output_is_the_blocks_softmax_weights(tmp_path):
+    model, _, _ = load_model_from_checkpoint(MODEL)
+    lm = OnnxLM(export_onnx(model, tmp_path / "char.onnx", attention_layer=2), 64)
+    ids = torch.randint(0, model.cfg["vocab_size"], (1, 40))
+    with torch.no_grad():
+        expected = manual_gpt_attention(model, ids, 2)
+        assert (lm(ids) - model(ids)).abs().max() < 1e-4  # the logits are untouched
+    got = lm.attention(ids)
+    assert got.shape == (model.cfg["n_heads"], 40, 40)
+    assert (got - expected).abs().max() < 1e-5
+    torch.manual_seed(0)
+    qwen = Qwen3Model(SMALL_QWEN).eval()
+    lm = OnnxLM(export_onnx(qwen, tmp_path / "qwen.onnx", attention_layer=1), 32)
+    got = lm.attention(torch.randint(0, 97, (1, 20)))
+    assert got.shape == (4, 20, 20) and got.triu(1).abs().max() == 0
+    assert (got.sum(-1) - 1).abs().max() < 1e-5
+
+
+def test_float16_export_for_the_page(tmp_path):
+    out = tmp_path / "web"
+    cfg = export_for_web(BASE, out, dtype="float16", attention_layer=1)
+    assert cfg["weights_dtype"] == "float16" and cfg["attention_layer"] == 1
+    assert cfg["max_logit_diff"] < 1e-4 and cfg["max_attention_diff"] < 1e-5
+    assert (out / "model.onnx").stat().st_size < 10e6  # 4.0 million weights, 2 bytes each
+    before, after = cfg["instruction_prompt"]
+    assert format_input({"instruction": "Hi.", "input": ""}) + RESPONSE_HEADING == before + "Hi." + after
 
 
 def test_every_committed_model_exports_and_its_graph_matches_pytorch(tmp_path):

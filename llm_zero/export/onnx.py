@@ -16,6 +16,7 @@ import torch
 
 from ..core import LLMZeroError, atomic_write
 from ..data.corpora import sha256_file
+from ..data.dataset import RESPONSE_HEADING, format_input
 from .weights import export_folder
 from ..model.llama import config_of
 from ..tokenizer.bpe import PATTERNS, BPETokenizer
@@ -25,15 +26,38 @@ from ..train.checkpoint import find_checkpoint
 from ..train.engine import load_model_from_checkpoint
 
 # %% auto #0
-__all__ = ['JS_PATTERNS', 'WEB_FILES', 'export_onnx', 'OnnxLM', 'WebExportError', 'bpe_for_web', 'gpt2_bpe', 'tokenizer_for_web',
-           'ExportMismatch', 'export_for_web']
+__all__ = ['JS_PATTERNS', 'WEB_FILES', 'WEB_DTYPES', 'export_onnx', 'OnnxLM', 'store_float16', 'WebExportError', 'bpe_for_web',
+           'gpt2_bpe', 'tokenizer_for_web', 'ExportMismatch', 'export_for_web']
+
+# %% ../../nbs/09_in_the_browser.ipynb #af046b6b
+class _WithAttention(torch.nn.Module):
+    "`model`, returning also block `layer`'s attention weights `(heads, T, T)`."
+
+    def __init__(self, model: torch.nn.Module, layer: int):
+        super().__init__()
+        self.model, self._seen = model, []
+        # The softmax weights pass through `att.dropout` in GPT's attention and in
+        # Llama's and Qwen's (an identity there, chapter 4d): a hook reads them.
+        model.trf_blocks[layer].att.dropout.register_forward_hook(
+            lambda module, args, out: self._seen.append(out)
+        )
+
+    def forward(self, ids):
+        self._seen.clear()
+        logits = self.model(ids)
+        return logits, self._seen[0][0]
 
 # %% ../../nbs/09_in_the_browser.ipynb #7a6dbb57
-def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
+def export_onnx(
+    model: torch.nn.Module, path: str | Path, attention_layer: int | None = None
+) -> Path:
     """Save a GPT (or Llama/Qwen) model as ONNX: ids `(1, T)`, T up to its context ->
-    logits."""
+    `logits`, and `attention` of block `attention_layer` if given."""
     m = copy.deepcopy(model).cpu().float().eval().set_impl("reference")
     ctx = m.cfg["context_length"]
+    outputs = ["logits"]
+    if attention_layer is not None:
+        m, outputs = _WithAttention(m, attention_layer), ["logits", "attention"]
     example = torch.zeros((1, min(8, ctx)), dtype=torch.long)
     seq = torch.export.Dim("seq", min=1, max=ctx)
     log = logging.getLogger("torch.onnx")  # it notes that torchvision's ops are missing
@@ -41,14 +65,13 @@ def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
     log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore"
-            )  # the exporter's advice on its own internals
+            # the exporter's advice on its own internals
+            warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 m,
                 (example,),
                 input_names=["input_ids"],
-                output_names=["logits"],
+                output_names=outputs,
                 dynamic_shapes=({1: seq},),
                 dynamo=True,
                 optimize=True,
@@ -78,6 +101,11 @@ class OnnxLM:
         ids = np.asarray(ids, dtype=np.int64).reshape(1, -1)
         return torch.from_numpy(self.session.run(["logits"], {"input_ids": ids})[0])
 
+    def attention(self, ids) -> torch.Tensor:
+        "The exported block's attention weights `(heads, T, T)` for ids `(1, T)`."
+        ids = np.asarray(ids, dtype=np.int64).reshape(1, -1)
+        return torch.from_numpy(self.session.run(["attention"], {"input_ids": ids})[0])
+
     def generate_greedy(self, ids: list[int], max_new_tokens: int) -> list[int]:
         """`ids` and `max_new_tokens` greedy picks, each from the last `context_length`
         ids."""
@@ -85,6 +113,35 @@ class OnnxLM:
         for _ in range(max_new_tokens):
             ids.append(int(self(ids[-self.context_length :])[0, -1].argmax()))
         return ids
+
+# %% ../../nbs/09_in_the_browser.ipynb #ecb48250
+def store_float16(path: str | Path) -> int:
+    """Store the float32 weights of ONNX file `path` that float16 holds to within 2^-24
+    as float16, cast back on use; the number of weights stored so."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = onnx.load(str(path))
+    weights, casts = [], []
+    for w in graph.graph.initializer:
+        a = numpy_helper.to_array(w)
+        finite = a.dtype == np.float32 and np.isfinite(a).all()  # inf: a mask, kept
+        half = a.astype(np.float16) if finite else None
+        if half is None or not np.abs(half.astype(np.float32) - a).max(initial=0) <= 2**-24:
+            weights.append(w)
+            continue
+        weights.append(numpy_helper.from_array(half, f"{w.name}.float16"))
+        casts.append(
+            helper.make_node("Cast", [f"{w.name}.float16"], [w.name], to=TensorProto.FLOAT)
+        )
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(weights)
+    nodes = [*casts, *graph.graph.node]  # each cast before any use of its weight
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    with atomic_write(path) as tmp:
+        onnx.save(graph, str(tmp))
+    return len(casts)
 
 # %% ../../nbs/09_in_the_browser.ipynb #8500cef4
 class WebExportError(LLMZeroError, ValueError):
@@ -184,35 +241,51 @@ class ExportMismatch(RuntimeError):
 
 
 WEB_FILES = {"model.onnx", "tokenizer.json", "config.json"}
+WEB_DTYPES = ("float32", "float16")
 
 
-def _write_web_files(
-    folder: Path, model, tok, web_tok: dict, meta: dict, tol: float
-) -> dict:
-    "Write the graph, the page's tokenizer and `config.json` into `folder`; the config."
-    export_onnx(model, folder / "model.onnx")
+def _graph_diff(graph: Path, model, layer: int | None) -> tuple[float, float | None]:
+    "The largest differences of the graph's logits (and attention) from PyTorch's."
     ctx, vocab = model.cfg["context_length"], model.cfg["vocab_size"]
     ids = torch.arange(ctx)[None] * 7919 % vocab  # the whole context, ids spread out
+    lm = OnnxLM(graph, ctx)
     with torch.no_grad():
-        expected = model(ids)
-    diff = (OnnxLM(folder / "model.onnx", ctx)(ids) - expected).abs().max().item()
-    if not diff <= tol:
+        logits = (lm(ids) - model(ids)).abs().max().item()
+        if layer is None:
+            return logits, None
+        ref = _WithAttention(copy.deepcopy(model).set_impl("reference"), layer)
+        return logits, (lm.attention(ids) - ref(ids)[1]).abs().max().item()
+
+
+def _write_web_files(folder: Path, model, tok, web_tok, meta, tol, dtype, layer) -> dict:
+    "Write the graph, the page's tokenizer and `config.json` into `folder`; the config."
+    export_onnx(model, folder / "model.onnx", layer)
+    if dtype == "float16":
+        store_float16(folder / "model.onnx")
+    diff, att_diff = _graph_diff(folder / "model.onnx", model, layer)
+    if not max(diff, att_diff or 0) <= tol:
         raise ExportMismatch(
-            "The ONNX graph's logits differ from PyTorch's by "
-            f"{diff:.2e} (> {tol:g}): a bug in the export; report it."
+            "The ONNX graph's outputs differ from PyTorch's by "
+            f"{max(diff, att_diff or 0):.2e} (> {tol:g}): a bug in the export; report it."
         )
     with atomic_write(folder / "tokenizer.json") as tmp:
         tmp.write_text(json.dumps(web_tok, ensure_ascii=False))
     sha256 = {f: sha256_file(folder / f) for f in ("model.onnx", "tokenizer.json")}
+    # Chapter 7's prompt around an instruction, for a model fine-tuned on it
+    before, after = format_input({"instruction": "\0", "input": ""}).split("\0")
     config = {
         "format": "onnx",
-        "context_length": ctx,
-        "vocab_size": vocab,
+        "context_length": model.cfg["context_length"],
+        "vocab_size": model.cfg["vocab_size"],
         "eos_id": tok.eos_id,
         "model": config_of(model),
         "step": meta.get("step"),
         "val_loss": meta.get("val_loss"),
+        "weights_dtype": dtype,
+        "attention_layer": layer,
+        "instruction_prompt": [before, after + RESPONSE_HEADING],
         "max_logit_diff": diff,
+        "max_attention_diff": att_diff,
         "sha256": sha256,
     }
     with atomic_write(folder / "config.json") as tmp:
@@ -226,21 +299,26 @@ def export_for_web(
     tol: float = 1e-4,
     dtype: str = "float32",
     force: bool = False,
+    attention_layer: int | None = None,
 ) -> dict:
-    "A trained run for the page: `model.onnx`, `tokenizer.json`, `config.json` in `out`."
-    if dtype != "float32":
+    """A trained run for the page: `model.onnx` (weights in `dtype`, `attention` of one
+    block if asked), `tokenizer.json`, `config.json` in `out`."""
+    if dtype not in WEB_DTYPES:
         raise WebExportError(
-            f"The browser export computes in float32, not {dtype}; "
-            "leave out --dtype (it is for --format safetensors)."
+            f"The browser export stores weights in float32 or float16, not {dtype}; "
+            "pass --dtype float16 or leave it out."
         )
     model, tok, meta = load_model_from_checkpoint(checkpoint, "cpu")
-    web_tok = tokenizer_for_web(
-        tok
-    )  # first: fail fast on a tokenizer the page can't run
+    # first: fail fast on a tokenizer the page can't run
+    web_tok = tokenizer_for_web(tok)
     config = {}
 
     def fill(folder: Path):
-        config.update(_write_web_files(folder, model, tok, web_tok, meta, tol))
+        config.update(
+            _write_web_files(
+                folder, model, tok, web_tok, meta, tol, dtype, attention_layer
+            )
+        )
 
     export_folder(out, WEB_FILES, fill, find_checkpoint(checkpoint), force)
     return config

@@ -75,6 +75,9 @@ class GroupedQueryAttention(nn.Module):
         self.out_proj = nn.Linear(num_heads * head_dim, d_in, bias=False, dtype=dtype)
         self.q_norm = RMSNorm(head_dim, norm_eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(head_dim, norm_eps, dtype) if qk_norm else None
+        # Llama and Qwen drop no attention weights. An identity stands where GPT's
+        # dropout is, so one forward hook reads either family's weights (chapter 9).
+        self.dropout = nn.Identity()
 
     def forward(self, x, cos, sin, kv_cache=None, attn_mask=None):
         b, n, _ = x.shape
@@ -109,7 +112,9 @@ class GroupedQueryAttention(nn.Module):
                 diagonal=past
             )
         scores = (queries @ keys.transpose(2, 3)) / self.head_dim**0.5
-        weights = torch.softmax(scores.masked_fill(~attn_mask, -torch.inf), dim=-1)
+        weights = self.dropout(
+            torch.softmax(scores.masked_fill(~attn_mask, -torch.inf), dim=-1)
+        )
         context = (
             (weights @ values)
             .transpose(1, 2)

@@ -8,7 +8,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .conftest import ROOT, SCREENSHOTS
+from .conftest import ROOT, SCREENSHOTS, SITE
 
 
 def toc_pages() -> list[str]:
@@ -85,3 +85,22 @@ def test_equations_render_offline(browser, site_url):
     scripts = [s.get_attribute("src") for s in browser.find_elements(By.TAG_NAME, "script")]
     mathjax = [s for s in scripts if s and "mathjax" in s.lower()]
     assert mathjax and all(s.startswith(site_url) for s in mathjax), f"MathJax not served locally: {mathjax}"
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_figures_load_and_the_first_is_photographed(browser, site_url, page):
+    if not (SITE / f"{page}.html").exists():
+        pytest.skip(f"{page} was not built (test_page_loads_without_js_errors fails for it)")
+    load(browser, f"{site_url}/{page}.html")
+    images = browser.find_elements(By.CSS_SELECTOR, "article img")
+    broken = [img.get_attribute("src") for img in images if not browser.execute_script(
+        "arguments[0].scrollIntoView(); return arguments[0].decode().then(() => true, () => false)",
+        img) or not browser.execute_script("return arguments[0].naturalWidth > 0", img)]
+    assert not broken, f"{page}: images that did not load: {broken}"
+    figures = browser.find_elements(By.CSS_SELECTOR, "div.cell_output img, figure img")
+    if figures:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.execute_script("arguments[0].scrollIntoView()", figures[0])
+        shot = SCREENSHOTS / f"{page.replace('/', '_')}_first_figure.png"
+        figures[0].screenshot(str(shot))
+        assert shot.stat().st_size > 1000
