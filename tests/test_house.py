@@ -128,19 +128,6 @@ LONG_ALLOWED = {
     # The "fsdp" branch rewrites the engine's loop and constructor (issue 19's `train()` item).
     ("llm_zero.train.engine", "train"),
     ("llm_zero.train.engine", "TrainingLoop.__init__"),
-    # Not split yet (house2 branch, in progress).
-    ("llm_zero.model.llama", "_validate_llama_style"),
-    ("llm_zero.serve.app", "create_app"),
-    ("llm_zero.serve.app", "_respond"),
-    ("llm_zero.finetune.cli", "finetune_classify"),
-    ("llm_zero.finetune.cli", "finetune_instruct"),
-    ("llm_zero.finetune.dpo", "finetune_dpo"),
-    ("llm_zero.train.config", "check"),
-    ("llm_zero.tokenizer.wordpiece", "train_wordpiece"),
-    ("llm_zero.tokenizer.bpe", "load"),
-    ("llm_zero.tokenizer.unigram", "UnigramTokenizer.train"),
-    ("llm_zero.tokenizer.unigram", "_train_pieces"),
-    ("llm_zero.eval.report", "report_markdown"),
 }
 
 
