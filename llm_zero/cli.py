@@ -35,8 +35,9 @@ from .train.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 # %% auto #0
 __all__ = ['BUG_REPORT_URL', 'OPTIONAL_EXTRAS', 'cmd_train', 'cmd_generate', 'cmd_eval', 'cmd_prepare', 'cmd_tokenizer_train',
-           'cmd_export', 'cmd_serve', 'cmd_chat', 'ranged', 'device_name', 'Parser', 'build_parser',
-           'parse_command_line', 'main']
+           'cmd_export', 'cmd_serve', 'cmd_chat', 'ranged', 'device_name', 'Parser', 'add_train_parser',
+           'add_generate_parser', 'add_eval_parser', 'add_prepare_parser', 'add_tokenizer_parser', 'add_export_parser',
+           'add_serve_parser', 'add_chat_parser', 'build_parser', 'parse_command_line', 'main']
 
 # %% ../nbs/05h_cli.ipynb #822e21ec
 def cmd_train(args) -> int:
@@ -299,15 +300,9 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-# %% ../nbs/05h_cli.ipynb #ae72162b
-def build_parser() -> argparse.ArgumentParser:
-    "The `llm-zero` argument parser with all subcommands."
-    p = Parser(
-        prog="llm-zero",
-        description="Train, evaluate and sample GPT models built from scratch.",
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+# %% ../nbs/05h_cli.ipynb #0821b14f
+def add_train_parser(sub) -> None:
+    "`llm-zero train`: a YAML config and its overrides."
     t = sub.add_parser(
         "train",
         help="train a model from a YAML config",
@@ -333,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(func=cmd_train)
 
+# %% ../nbs/05h_cli.ipynb #9bd4cfc9
+def add_generate_parser(sub) -> None:
+    "`llm-zero generate`: sampling options, each checked by the parser."
     g = sub.add_parser("generate", help="stream text from a trained checkpoint")
     g.add_argument(
         "--checkpoint",
@@ -376,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_option(g)
     g.set_defaults(func=cmd_generate)
 
+# %% ../nbs/05h_cli.ipynb #3a17bda8
+def add_eval_parser(sub) -> None:
+    "`llm-zero eval`: which text to score, and how much of it."
     e = sub.add_parser(
         "eval", help="loss, perplexity and bits per byte on held-out text"
     )
@@ -412,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_option(e)
     e.set_defaults(func=cmd_eval)
 
+# %% ../nbs/05h_cli.ipynb #882e53df
+def add_prepare_parser(sub) -> None:
+    "`llm-zero prepare`: the corpus, the tokenizer and the split."
     pr = sub.add_parser(
         "prepare", help="tokenize a corpus once into memory-mapped token files"
     )
@@ -448,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.set_defaults(func=cmd_prepare)
 
+# %% ../nbs/05h_cli.ipynb #0d39acef
+def add_tokenizer_parser(sub) -> None:
+    "`llm-zero tokenizer train`: the corpus, the kind and the vocabulary size."
     tk = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(
         dest="tokenizer_command", required=True, metavar="COMMAND"
     )
@@ -474,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tt.set_defaults(func=cmd_tokenizer_train)
 
+# %% ../nbs/05h_cli.ipynb #0f549f2e
+def add_export_parser(sub) -> None:
+    "`llm-zero export`: the format, the dtype and a safe `--out`."
     x = sub.add_parser(
         "export", help="export a trained run: ONNX for the browser, or compact weights"
     )
@@ -513,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     x.set_defaults(func=cmd_export)
 
+# %% ../nbs/05h_cli.ipynb #0a2e0203
+def add_serve_parser(sub) -> None:
+    "`llm-zero serve`: where to listen, who may call, how many may wait."
     sv = sub.add_parser(
         "serve",
         help="serve a checkpoint behind an OpenAI-compatible API",
@@ -566,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_option(sv)
     sv.set_defaults(func=cmd_serve)
 
+# %% ../nbs/05h_cli.ipynb #7190d927
+def add_chat_parser(sub) -> None:
+    "`llm-zero chat`: one instruction, or one per line of stdin."
     ch = sub.add_parser(
         "chat", help="talk to an instruction-tuned checkpoint (chapter 08d_chat)"
     )
@@ -588,6 +604,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_threads_option(ch)
     ch.set_defaults(func=cmd_chat)
+
+# %% ../nbs/05h_cli.ipynb #ae72162b
+def build_parser() -> argparse.ArgumentParser:
+    "The `llm-zero` argument parser with all subcommands."
+    p = Parser(
+        prog="llm-zero",
+        description="Train, evaluate and sample GPT models built from scratch.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_parser(sub)
+    add_generate_parser(sub)
+    add_eval_parser(sub)
+    add_prepare_parser(sub)
+    add_tokenizer_parser(sub)
+    add_export_parser(sub)
+    add_serve_parser(sub)
+    add_chat_parser(sub)
 
     # Fine-tuning (chapters 6 and 7) lives in its own subpackage, imported here rather
     # than at the top so that `llm_zero.finetune` may itself build on the training

@@ -3,7 +3,7 @@
 Every `import` of an llm_zero module is read with `ast`, at the top of a module or inside a
 function: a lazy import is allowed only downward. Floors: core; tokenizer, data, model; train, eval;
 finetune, export, serve; cli. Also: each generated module names the notebook it comes from, and
-that notebook exports to it.
+that notebook exports to it; and no function is longer than MAX_LINES without a reason.
 """
 import ast
 import json
@@ -118,3 +118,39 @@ def test_module_comes_from_a_notebook_that_exports_it(name):
     cells = ["".join(c["source"]) for c in json.loads(nb.read_text(encoding="utf-8"))["cells"]]
     assert any(re.match(rf"#\|\s*(default_exp|export)\s+{re.escape(target)}\s*$", c.splitlines()[0])
                for c in cells if c), f"{nb.name} does not export {target}"
+
+
+# Readable functions: none over MAX_LINES lines (from `def` to its last line) unless its def line
+# says why with a `# long: REASON` comment, e.g. `def report_markdown(r: dict) -> str:  # long: ...`.
+MAX_LINES = 60
+# Left to other work, each with why: (module, qualified name).
+LONG_ALLOWED: set = set()  # nothing: every long function states its reason
+
+
+def long_functions(source: str) -> list[tuple[str, int, str]]:
+    "(qualified name, lines, def line) of each function in `source`, nested ones included."
+    lines, out = source.splitlines(), []
+    def visit(node, prefix):
+        for n in ast.iter_child_nodes(node):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + n.name
+                if not isinstance(n, ast.ClassDef):
+                    out.append((name, n.end_lineno - n.lineno + 1, lines[n.lineno - 1]))
+                visit(n, name + ".")
+    visit(ast.parse(source), "")
+    return out
+
+
+def test_long_functions_are_measured():
+    src = "def f():\n" + "    x = 1\n" * 60 + "\n\ndef g():  # long: a table\n    pass\n"
+    got = {name: (n, "# long:" in line) for name, n, line in long_functions(src)}
+    assert got == {"f": (61, False), "g": (2, True)}
+
+
+def test_no_function_over_60_lines_without_a_reason():
+    long = [f"{name}.{f} ({n} lines)" for name, path in MODULES.items() if name not in EXEMPT
+            for f, n, line in long_functions(path.read_text(encoding="utf-8"))
+            if n > MAX_LINES and not re.search(r"#\s*long:\s*\S", line)
+            and (name, f) not in LONG_ALLOWED]
+    assert not long, (f"functions over {MAX_LINES} lines: split them into named steps or write "
+                      "`# long: REASON` on the def line:\n" + "\n".join(long))

@@ -463,6 +463,83 @@ def evaluate_run(
     return {"checkpoint": ck.name, "step": meta.get("step"), **r}
 
 # %% ../../nbs/07d_report.ipynb #ba4db622
+def _bits_per_byte_lines(bpb: dict) -> list[str]:
+    "The report's table of bits per byte, a row per corpus."
+    lines = [
+        "## Bits per byte (held-out 10% of each corpus)",
+        "",
+        "| corpus | bits per byte | tokens | bytes |",
+        "|---|---|---|---|",
+    ]
+    for name, b in bpb.items():
+        lines.append(
+            f"| {name} | skipped: {b['skipped']} | | |"
+            if "skipped" in b
+            else (
+                f"| {name} | {b['bits_per_byte']:.4f} | {b['tokens']:,} |"
+                f" {b['bytes']:,} |"
+            )
+        )
+    return [*lines, ""]
+
+
+def _classifier_lines(c: dict) -> list[str]:
+    "The report's classifier metrics and confusion matrix."
+    return [
+        f"## Classifier, test split ({c['n']} messages)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(
+            f"| {k.replace('_', ' ')} | {c[k]:.4f} |"
+            for k in ("accuracy", "precision", "recall", "majority_baseline")
+        ),
+        "",
+        "Confusion matrix (rows: true class, columns: predicted):",
+        "",
+        "| | " + " | ".join(c["labels"]) + " |",
+        "|---" * (len(c["labels"]) + 1) + "|",
+        *(
+            f"| {c['labels'][i]} | " + " | ".join(map(str, row)) + " |"
+            for i, row in enumerate(c["confusion"])
+        ),
+        "",
+    ]
+
+
+def _instruction_lines(s: dict) -> list[str]:
+    "The report's instruction-following scores, generated tasks and example answers."
+    lines = [
+        f"## Instruction following, held-out test records ({s['n']})",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| ROUGE-L | {s['rouge_l']:.4f} |",
+        f"| exact match | {s['exact_match']:.4f} |",
+        f"| format adherence | {s['format_adherence']:.4f} |",
+        *(f"| failure: {k} | {s['failure_rate'][k]:.4f} |" for k in FAILURES),
+        "",
+        "## Generated tasks (seeded, checkable)",
+        "",
+        "| task | accuracy | chance | items |",
+        "|---|---|---|---|",
+        *(
+            f"| {k} | {t['accuracy']:.4f} | {t['chance']:.2e} | {t['n']} |"
+            for k, t in s["tasks"].items()
+        ),
+        "",
+        "## Example answers",
+        "",
+    ]
+    for e in s["examples"]:
+        lines += [
+            f"- **{e['instruction']}**",
+            f"  - reference: {e['output']!r}",
+            f"  - model: {e['model_response']!r}",
+        ]
+    return [*lines, ""]
+
+
 def report_markdown(r: dict) -> str:
     "The report of `evaluate_run`'s results as Markdown."
     lines = [f"# Evaluation report: {r['task']} model", ""]
@@ -476,75 +553,11 @@ def report_markdown(r: dict) -> str:
             "",
         ]
     if "bits_per_byte" in r:
-        lines += [
-            "## Bits per byte (held-out 10% of each corpus)",
-            "",
-            "| corpus | bits per byte | tokens | bytes |",
-            "|---|---|---|---|",
-        ]
-        for name, b in r["bits_per_byte"].items():
-            lines.append(
-                f"| {name} | skipped: {b['skipped']} | | |"
-                if "skipped" in b
-                else (
-                    f"| {name} | {b['bits_per_byte']:.4f} | {b['tokens']:,} |"
-                    f" {b['bytes']:,} |"
-                )
-            )
-        lines.append("")
+        lines += _bits_per_byte_lines(r["bits_per_byte"])
     if "classifier" in r:
-        c = r["classifier"]
-        lines += [
-            f"## Classifier, test split ({c['n']} messages)",
-            "",
-            "| metric | value |",
-            "|---|---|",
-            *(
-                f"| {k.replace('_', ' ')} | {c[k]:.4f} |"
-                for k in ("accuracy", "precision", "recall", "majority_baseline")
-            ),
-            "",
-            "Confusion matrix (rows: true class, columns: predicted):",
-            "",
-            "| | " + " | ".join(c["labels"]) + " |",
-            "|---" * (len(c["labels"]) + 1) + "|",
-            *(
-                f"| {c['labels'][i]} | " + " | ".join(map(str, row)) + " |"
-                for i, row in enumerate(c["confusion"])
-            ),
-            "",
-        ]
+        lines += _classifier_lines(r["classifier"])
     if "instruction" in r:
-        s = r["instruction"]
-        lines += [
-            f"## Instruction following, held-out test records ({s['n']})",
-            "",
-            "| metric | value |",
-            "|---|---|",
-            f"| ROUGE-L | {s['rouge_l']:.4f} |",
-            f"| exact match | {s['exact_match']:.4f} |",
-            f"| format adherence | {s['format_adherence']:.4f} |",
-            *(f"| failure: {k} | {s['failure_rate'][k]:.4f} |" for k in FAILURES),
-            "",
-            "## Generated tasks (seeded, checkable)",
-            "",
-            "| task | accuracy | chance | items |",
-            "|---|---|---|---|",
-            *(
-                f"| {k} | {t['accuracy']:.4f} | {t['chance']:.2e} | {t['n']} |"
-                for k, t in s["tasks"].items()
-            ),
-            "",
-            "## Example answers",
-            "",
-        ]
-        for e in s["examples"]:
-            lines += [
-                f"- **{e['instruction']}**",
-                f"  - reference: {e['output']!r}",
-                f"  - model: {e['model_response']!r}",
-            ]
-        lines.append("")
+        lines += _instruction_lines(r["instruction"])
     return "\n".join(lines)
 
 

@@ -50,7 +50,15 @@ from llm_zero.train.checkpoint import (
     load_run,
     read_meta,
 )
-from ..train.config import ConfigError, load_config, save_config
+from llm_zero.train.config import (
+    ConfigError,
+    DeviceConfig,
+    check_device_section,
+    load_config,
+    require,
+    require_counts,
+    save_config,
+)
 from llm_zero.train.engine import (
     MetricsLog,
     TrainingLoop,
@@ -65,15 +73,16 @@ from ..train.pretrain import evaluate_model as evaluate_lm
 from ..train.tokenizers import GPT2Tokenizer, write_json
 
 # %% auto #0
-__all__ = ['TINY_BASE', 'FinetuneTrainConfig', 'FinetuneRunConfig', 'check_run_sections', 'check_finetune', 'ClassifyModelConfig',
-           'ClassifyDataConfig', 'ClassifyTrainConfig', 'LoraConfig', 'ClassifyRunConfig', 'ClassifyConfig',
-           'InstructModelConfig', 'InstructDataConfig', 'GenerateConfig', 'InstructRunConfig', 'InstructConfig',
-           'load_base', 'epoch_order', 'seen', 'finished_results', 'finetune_classify', 'finetune_instruct',
-           'cmd_finetune_classify', 'cmd_finetune_instruct', 'add_finetune_task', 'add_finetune_commands']
+__all__ = ['TINY_BASE', 'FinetuneLoopConfig', 'FinetuneTrainConfig', 'FinetuneRunConfig', 'check_run_sections', 'check_finetune',
+           'ClassifyModelConfig', 'ClassifyDataConfig', 'ClassifyTrainConfig', 'LoraConfig', 'ClassifyRunConfig',
+           'ClassifyConfig', 'InstructModelConfig', 'InstructDataConfig', 'GenerateConfig', 'InstructRunConfig',
+           'InstructConfig', 'load_base', 'epoch_order', 'seen', 'finished_results', 'finetune_classify',
+           'finetune_instruct', 'cmd_finetune_classify', 'cmd_finetune_instruct', 'add_finetune_task',
+           'add_finetune_commands']
 
 # %% ../../nbs/07b_finetune_cli.ipynb #911b790a
 @dataclass
-class FinetuneTrainConfig:
+class FinetuneLoopConfig:
     "The optimisation of a fine-tuning run (the book's AdamW at a constant rate)."
 
     epochs: int = 2
@@ -82,11 +91,11 @@ class FinetuneTrainConfig:
     eval_freq: int = 5  # evaluate every this many steps (and at the end)
     eval_iter: int = 5  # batches per evaluation
     seed: int = 123
-    device: str = (
-        "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps", as for llm-zero train
-    )
-    bf16: bool = False  # bfloat16 autocast for the forward pass
-    threads: int | None = None  # CPU threads for PyTorch; None keeps its default
+
+
+@dataclass
+class FinetuneTrainConfig(DeviceConfig, FinetuneLoopConfig):
+    "A fine-tuning `train` section: its loop, then where it computes (as pretraining's)."
 
 
 @dataclass
@@ -100,31 +109,27 @@ class FinetuneRunConfig:
     keep_last: int = 2
 
 
-def _need(ok: bool, key: str, rule: str):
-    if not ok:
-        raise ConfigError(f"{key} {rule}.")
-
-
 def check_run_sections(c):
     """The range checks of the `train` and `run` sections (and the batch size) of every
     fine-tuning config."""
     t, r = c.train, c.run
-    for key, v in [
-        ("train.epochs", t.epochs),
-        ("train.eval_freq", t.eval_freq),
-        ("train.eval_iter", t.eval_iter),
-        ("data.batch_size", c.data.batch_size),
-        ("run.keep_last", r.keep_last),
-        ("train.threads", 1 if t.threads is None else t.threads),
-    ]:
-        _need(v >= 1, key, f"must be at least 1, got {v}")
-    _need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
-    _need(
+    require_counts(
+        [
+            ("train.epochs", t.epochs),
+            ("train.eval_freq", t.eval_freq),
+            ("train.eval_iter", t.eval_iter),
+            ("data.batch_size", c.data.batch_size),
+            ("run.keep_last", r.keep_last),
+        ]
+    )
+    check_device_section(t)
+    require(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
+    require(
         t.weight_decay >= 0,
         "train.weight_decay",
         f"must be non-negative, got {t.weight_decay}",
     )
-    _need(
+    require(
         r.checkpoint_interval >= 0,
         "run.checkpoint_interval",
         f"must be non-negative, got {r.checkpoint_interval}",
@@ -136,13 +141,13 @@ def check_finetune(c):
     then the data."""
     check_run_sections(c)
     d = c.data
-    _need(
+    require(
         d.max_length is None or d.max_length >= 1,
         "data.max_length",
         f"must be at least 1 or null, got {d.max_length}",
     )
     # Fewer than 10 records leave the 10% part of the split (test or validation) empty.
-    _need(
+    require(
         d.limit is None or d.limit >= 10,
         "data.limit",
         "must be at least 10 (each part of the split needs a record) or null for all,"
@@ -423,25 +428,22 @@ def _run(
 def _evals(loop: TrainingLoop, key: str) -> list:
     return [r[key] for r in loop.metrics.records if key in r]
 
-# %% ../../nbs/07b_finetune_cli.ipynb #a3514c85
-def finetune_classify(
-    cfg: ClassifyConfig, out=None, progress: bool = True, resume: bool = False
-) -> dict:
-    """Run chapter 6's fine-tuning as configured; returns the metrics (also written to
-    the run folder)."""
-    run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data", "lora"))
-    d, t = cfg.data, cfg.train
+# %% ../../nbs/07b_finetune_cli.ipynb #94e185ba
+def _spam_splits(d: ClassifyDataConfig) -> tuple[list, list, list]:
+    "The balanced SMS spam records, split 70/10/20 (the first `data.limit`, if set)."
     records = create_balanced_dataset(load_sms_spam(), seed=d.seed)
     train_r, val_r, test_r = random_split(records, 0.7, 0.1, seed=d.seed)
-    if d.limit:  # the same proportions, from the front of each (already shuffled) split
-        n_tr, n_va = int(d.limit * 0.7), int(d.limit * 0.1)
-        train_r, val_r, test_r = (
-            train_r[:n_tr],
-            val_r[:n_va],
-            test_r[: d.limit - n_tr - n_va],
-        )
-    model, tok = load_base(cfg.model.base)
-    context = _context_length(model)
+    if not d.limit:
+        return train_r, val_r, test_r
+    # The same proportions, from the front of each (already shuffled) split.
+    n_tr, n_va = int(d.limit * 0.7), int(d.limit * 0.1)
+    return train_r[:n_tr], val_r[:n_va], test_r[: d.limit - n_tr - n_va]
+
+# %% ../../nbs/07b_finetune_cli.ipynb #e89feb99
+def _spam_loaders(splits, tok, d: ClassifyDataConfig, context: int) -> dict:
+    """A DataLoader per split, padded to the longest training message (or
+    `data.max_length`), at most the model's context."""
+    train_r, val_r, test_r = splits
     train_ds = SpamDataset(
         train_r, tok, max_length=d.max_length, pad_token_id=tok.pad_id
     )
@@ -453,30 +455,28 @@ def finetune_classify(
         SpamDataset(r, tok, max_length=train_ds.max_length, pad_token_id=tok.pad_id)
         for r in (val_r, test_r)
     )
-    loaders = {
+    return {
         k: DataLoader(ds, batch_size=d.batch_size)
         for k, ds in [("train", train_ds), ("validation", val_ds), ("test", test_ds)]
     }
-    meta = {
+
+# %% ../../nbs/07b_finetune_cli.ipynb #c2591633
+def _classify_meta(cfg: ClassifyConfig, model, tok, max_length: int) -> dict:
+    "What a classifier checkpoint records besides its weights (read by `classifier_of`)."
+    return {
         "task": "classify",
         "model": config_of(model),
         "labels": list(LABELS),
-        "max_length": train_ds.max_length,
+        "max_length": max_length,
         "pad_token_id": tok.pad_id,
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha},
         "trainable_blocks": cfg.model.trainable_blocks,
     }
-    torch.manual_seed(t.seed)
-    model = classifier_of(model, meta).to(device)
-    n_train = count_trainable(model)
-    per_epoch, order = epoch_order(len(train_ds), d.batch_size, t.seed)
-    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "metrics.json"):
-        return done
 
-    def batch(step):
-        items = [train_ds[int(i)] for i in order(step)]
-        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
 
+def _classify_evaluator(model, loaders: dict, device, t) -> tuple:
+    """The loop's `evaluate(step)`: chapter 6's losses and accuracies on `t.eval_iter`
+    batches; and the dict that holds the latest of them."""
     scores = {}
 
     def evaluate(step):
@@ -491,6 +491,84 @@ def finetune_classify(
         scores.update(val_loss=vl, train_eval_loss=tl, train_acc=ta, val_acc=va)
         return dict(scores)
 
+    return evaluate, scores
+
+# %% ../../nbs/07b_finetune_cli.ipynb #62fec505
+def _classify_report(
+    result: dict,
+    model,
+    loaders: dict,
+    splits,
+    loop: TrainingLoop,
+    per_epoch: int,
+    cfg: ClassifyConfig,
+    device,
+) -> dict:
+    """The finished run's accuracy on each split next to the bag-of-words baseline's,
+    written to metrics.json, with the accuracy curves in accuracy.png."""
+    run_dir = Path(result["run_dir"])
+    with autocast_for(device, cfg.train.bf16):
+        acc = {k: calc_accuracy_loader(v, model, device) for k, v in loaders.items()}
+    train_r = splits[0]
+    bow = BagOfWordsBaseline().fit(
+        [r["Text"] for r in train_r], [LABELS.index(r["Label"]) for r in train_r]
+    )
+    ta, va = _evals(loop, "train_acc"), _evals(loop, "val_acc")
+    metrics = {
+        **result,
+        "accuracy": acc,
+        "bag_of_words_accuracy": {
+            k: bow.accuracy(r) for k, r in zip(("train", "validation", "test"), splits)
+        },
+        "train_losses": _evals(loop, "train_eval_loss"),
+        "val_losses": _evals(loop, "val_loss"),
+        "train_accs": ta,
+        "val_accs": va,
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    steps = torch.tensor(
+        [r["step"] for r in loop.metrics.records if "val_acc" in r], dtype=torch.float
+    )
+    fig = plot_values(
+        steps / per_epoch,
+        steps * min(cfg.data.batch_size, len(loaders["train"].dataset)),
+        ta,
+        va,
+        label="accuracy",
+        baseline=metrics["bag_of_words_accuracy"]["validation"],
+        baseline_label="bag-of-words (validation)",
+        path=run_dir / "accuracy.png",
+    )
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return metrics
+
+# %% ../../nbs/07b_finetune_cli.ipynb #1bd5404a
+def finetune_classify(
+    cfg: ClassifyConfig, out=None, progress: bool = True, resume: bool = False
+) -> dict:
+    """Run chapter 6's fine-tuning as configured; returns the metrics (also written to
+    the run folder)."""
+    run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data", "lora"))
+    d, t = cfg.data, cfg.train
+    splits = _spam_splits(d)
+    model, tok = load_base(cfg.model.base)
+    loaders = _spam_loaders(splits, tok, d, _context_length(model))
+    train_ds = loaders["train"].dataset
+    meta = _classify_meta(cfg, model, tok, train_ds.max_length)
+    torch.manual_seed(t.seed)
+    model = classifier_of(model, meta).to(device)
+    n_train = count_trainable(model)
+    per_epoch, order = epoch_order(len(train_ds), d.batch_size, t.seed)
+    if done := finished_results(run_dir, latest, t.epochs * per_epoch, "metrics.json"):
+        return done
+
+    def batch(step):
+        items = [train_ds[int(i)] for i in order(step)]
+        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+    evaluate, scores = _classify_evaluator(model, loaders, device, t)
     s, loop = _run(
         cfg,
         model,
@@ -517,51 +595,13 @@ def finetune_classify(
     }
     if s["interrupted"]:
         return result
-    with autocast_for(device, t.bf16):
-        acc = {k: calc_accuracy_loader(v, model, device) for k, v in loaders.items()}
-    bow = BagOfWordsBaseline().fit(
-        [r["Text"] for r in train_r], [LABELS.index(r["Label"]) for r in train_r]
-    )
-    ta, va = _evals(loop, "train_acc"), _evals(loop, "val_acc")
-    metrics = {
-        **result,
-        "accuracy": acc,
-        "bag_of_words_accuracy": {
-            "train": bow.accuracy(train_r),
-            "validation": bow.accuracy(val_r),
-            "test": bow.accuracy(test_r),
-        },
-        "train_losses": _evals(loop, "train_eval_loss"),
-        "val_losses": _evals(loop, "val_loss"),
-        "train_accs": ta,
-        "val_accs": va,
-    }
-    write_json(run_dir / "metrics.json", metrics)
-    steps = torch.tensor(
-        [r["step"] for r in loop.metrics.records if "val_acc" in r], dtype=torch.float
-    )
-    fig = plot_values(
-        steps / per_epoch,
-        steps * min(d.batch_size, len(train_ds)),
-        ta,
-        va,
-        label="accuracy",
-        baseline=metrics["bag_of_words_accuracy"]["validation"],
-        baseline_label="bag-of-words (validation)",
-        path=run_dir / "accuracy.png",
-    )
-    import matplotlib.pyplot as plt
+    return _classify_report(result, model, loaders, splits, loop, per_epoch, cfg, device)
 
-    plt.close(fig)
-    return metrics
-
-# %% ../../nbs/07b_finetune_cli.ipynb #267ebdcf
-def finetune_instruct(
-    cfg: InstructConfig, out=None, progress: bool = True, resume: bool = False
-) -> dict:
-    "Run chapter 7's instruction fine-tuning as configured; returns the offline scores."
-    run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data"))
-    d, t, g = cfg.data, cfg.train, cfg.generate
+# %% ../../nbs/07b_finetune_cli.ipynb #914ae6d5
+def _instruction_splits(cfg: InstructConfig) -> tuple[list, list, list]:
+    """Chapter 7's 85/5/10 split of the instruction data (its first `data.limit`
+    records), with the test part cut to `generate.test_limit`."""
+    d, g = cfg.data, cfg.generate
     data = load_instruction_data(d.path)
     if d.limit:
         data = data[: d.limit]
@@ -573,6 +613,41 @@ def finetune_instruct(
     train_d, val_d, test_d = split_instruction_data(data)
     if g.test_limit is not None:
         test_d = test_d[: g.test_limit]
+    return train_d, val_d, test_d
+
+# %% ../../nbs/07b_finetune_cli.ipynb #1e1a91b6
+def _answer_test_set(
+    result: dict, model, test_d: list, tok, loop: TrainingLoop, cfg: InstructConfig, device
+) -> dict:
+    """Greedy answers to the test records, saved as test-responses.json and scored
+    offline into scores.json."""
+    run_dir = Path(result["run_dir"])
+    answered = generate_responses(
+        model.eval(),
+        test_d,
+        tok,
+        max_new_tokens=cfg.generate.max_new_tokens,
+        eos_id=tok.eos_id,
+        device=device,
+    )
+    save_responses(answered, run_dir / "test-responses.json")
+    scores = {
+        **result,
+        **score_responses(answered),
+        "train_losses": _evals(loop, "train_eval_loss"),
+        "val_losses": _evals(loop, "val_loss"),
+    }
+    write_json(run_dir / "scores.json", scores)
+    return scores
+
+# %% ../../nbs/07b_finetune_cli.ipynb #103e484e
+def finetune_instruct(
+    cfg: InstructConfig, out=None, progress: bool = True, resume: bool = False
+) -> dict:
+    "Run chapter 7's instruction fine-tuning as configured; returns the offline scores."
+    run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data"))
+    d, t = cfg.data, cfg.train
+    train_d, val_d, test_d = _instruction_splits(cfg)
     model, tok = load_base(cfg.model.base)
     check_language_model(model)
     context = _context_length(model)
@@ -620,23 +695,7 @@ def finetune_instruct(
     result = {**s, "run_dir": str(run_dir)}
     if s["interrupted"]:
         return result
-    answered = generate_responses(
-        model.eval(),
-        test_d,
-        tok,
-        max_new_tokens=g.max_new_tokens,
-        eos_id=tok.eos_id,
-        device=device,
-    )
-    save_responses(answered, run_dir / "test-responses.json")
-    scores = {
-        **result,
-        **score_responses(answered),
-        "train_losses": _evals(loop, "train_eval_loss"),
-        "val_losses": _evals(loop, "val_loss"),
-    }
-    write_json(run_dir / "scores.json", scores)
-    return scores
+    return _answer_test_set(result, model, test_d, tok, loop, cfg, device)
 
 # %% ../../nbs/07b_finetune_cli.ipynb #2c96550d
 def _stopped(s: dict) -> int:

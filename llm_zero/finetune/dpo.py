@@ -21,14 +21,13 @@ from llm_zero.data.dataset import (
     InstructionDataError,
     RESPONSE_HEADING,
     format_input,
-    load_instruction_data,
-    split_instruction_data,
     validate_instruction_records,
 )
 from ..eval.report import FAILURES, answer_scores, generate_answers, judge_score
 from llm_zero.finetune.cli import (
     FinetuneRunConfig,
     FinetuneTrainConfig,
+    _instruction_splits,
     _run,
     _say_finished,
     _start,
@@ -40,7 +39,7 @@ from llm_zero.finetune.cli import (
 )
 from ..model.generation import _context_length
 from ..train.checkpoint import MODEL_FILE, find_checkpoint, load_language_model
-from ..train.config import ConfigError, load_config
+from ..train.config import load_config, require, require_counts
 from ..train.engine import threads_override
 from ..train.tokenizers import write_json
 
@@ -377,15 +376,49 @@ class DPOConfig:
 
     def check(self):
         check_run_sections(self)
-        t, d, g = self.train, self.data, self.generate
-        for key, v in [
-            ("data.max_new_tokens", d.max_new_tokens),
-            ("generate.max_new_tokens", g.max_new_tokens),
-        ]:
-            if v < 1:
-                raise ConfigError(f"{key} must be at least 1, got {v}.")
-        if not t.beta > 0:
-            raise ConfigError(f"train.beta must be positive, got {t.beta}.")
+        require_counts(
+            [
+                ("data.max_new_tokens", self.data.max_new_tokens),
+                ("generate.max_new_tokens", self.generate.max_new_tokens),
+            ]
+        )
+        beta = self.train.beta
+        require(beta > 0, "train.beta", f"must be positive, got {beta}")
+
+# %% ../../nbs/07c_dpo.ipynb #4432f9a3
+def _dpo_loss(pairs, collate, reference, beta: float):
+    """The loop's loss: the engine's batches are tensors, so a step's batch is its pairs'
+    indices, collated here."""
+
+    def loss(model, idx, _):
+        batch = collate([pairs[int(i)] for i in idx])
+        return dpo_loss_batch(batch, model, reference, beta)["loss"]
+
+    return loss
+
+
+def _dpo_evaluator(sets: dict, collate, policy, reference, cfg: DPOConfig):
+    """The loop's `evaluate(step)`: the DPO loss, reward margin and accuracy of the policy
+    on `train.eval_iter` batches of the training and validation pairs."""
+    t = cfg.train
+    loaders = {
+        k: DataLoader(v, batch_size=cfg.data.batch_size, collate_fn=collate)
+        for k, v in sets.items()
+    }
+
+    def evaluate(step):
+        tr, va = (
+            evaluate_dpo_loader(loaders[k], policy, reference, t.beta, t.eval_iter)
+            for k in ("train", "validation")
+        )
+        return {
+            "val_loss": va.pop("loss"),
+            "train_eval_loss": tr.pop("loss"),
+            **{f"train_{k}": v for k, v in tr.items()},
+            **{f"val_{k}": v for k, v in va.items()},
+        }
+
+    return evaluate
 
 # %% ../../nbs/07c_dpo.ipynb #235a523d
 def _dpo_history(records: list[dict]) -> dict:
@@ -396,16 +429,6 @@ def _dpo_history(records: list[dict]) -> dict:
         k for k in (evals[0] if evals else {}) if k != "elapsed_s"
     ]  # timing is no history
     return {k: [r.get(k) for r in evals] for k in keys}
-
-
-def _instruction_splits(cfg: DPOConfig) -> tuple[list, list, list]:
-    "Chapter 7's train, validation and test records under the run's data settings."
-    d, g = cfg.data, cfg.generate
-    data = load_instruction_data(d.path)
-    train_d, val_d, test_d = split_instruction_data(
-        data[: d.limit] if d.limit else data
-    )
-    return train_d, val_d, test_d if g.test_limit is None else test_d[: g.test_limit]
 
 
 def pairs_made_from(cfg: DPOConfig) -> dict:
@@ -550,8 +573,7 @@ def finetune_dpo(
         )
     run_dir, ckpts, latest, device = _start(cfg, out, resume, ("model", "data"))
     sft, tok, _ = load_language_model(cfg.model.sft, device)
-    # Rebuilt from the SFT base on every start (resume too): never trained, never
-    # checkpointed.
+    # Rebuilt from the SFT weights on every start (resume too): never trained or saved.
     reference = frozen_copy(sft)
     train_d, val_d, test_d = _instruction_splits(cfg)
     eos, context = getattr(tok, "eos_id", None) or 50256, _context_length(sft)
@@ -563,30 +585,8 @@ def finetune_dpo(
     collate = partial(
         preference_collate, pad_token_id=eos, allowed_max_length=context, device=device
     )
-    loaders = {
-        k: DataLoader(v, batch_size=cfg.data.batch_size, collate_fn=collate)
-        for k, v in sets.items()
-    }
     torch.manual_seed(t.seed)
     policy = copy.deepcopy(sft).train()
-
-    # The engine's batches are tensors: a step's batch is its pairs' indices, collated
-    # in the loss.
-    def loss(model, idx, _):
-        batch = collate([sets["train"][int(i)] for i in idx])
-        return dpo_loss_batch(batch, model, reference, t.beta)["loss"]
-
-    def evaluate(step):
-        tr, va = (
-            evaluate_dpo_loader(loaders[k], policy, reference, t.beta, t.eval_iter)
-            for k in ("train", "validation")
-        )
-        return {
-            "val_loss": va.pop("loss"),
-            "train_eval_loss": tr.pop("loss"),
-            **{f"train_{k}": v for k, v in tr.items()},
-            **{f"val_{k}": v for k, v in va.items()},
-        }
 
     meta = {"task": "dpo", "model": dict(policy.cfg), "prompt_format": "alpaca"}
     s, loop = _run(
@@ -598,14 +598,14 @@ def finetune_dpo(
         device,
         lambda step: (order(step), order(step)),
         per_epoch,
-        evaluate,
+        _dpo_evaluator(sets, collate, policy, reference, cfg),
         lambda step: meta,
         tok,
         order,
         lambda i: sum(
             min(len(sets["train"][i][k]), context) for k in ("chosen", "rejected")
         ),
-        loss=loss,
+        loss=_dpo_loss(sets["train"], collate, reference, t.beta),
         progress=progress,
         resume=resume,
     )

@@ -70,23 +70,8 @@ _ROPE_FREQ_KEYS = (
 )
 
 
-def _validate_llama_style(
-    cfg: Mapping, required, optional, model: str, example: str
-) -> dict:
-    cfg = check_config_keys(cfg, required, optional, model, example)
-    check_positive_ints(
-        cfg,
-        (
-            "vocab_size",
-            "context_length",
-            "emb_dim",
-            "n_heads",
-            "n_layers",
-            "hidden_dim",
-            "n_kv_groups",
-        ),
-        model,
-    )
+def _check_llama_heads(cfg: Mapping, model: str):
+    "Query heads share the key/value groups evenly, and each head's width suits RoPE."
     if cfg["n_heads"] % cfg["n_kv_groups"]:
         raise ValueError(
             f"{model} config key 'n_heads' ({cfg['n_heads']}) must be divisible by "
@@ -112,6 +97,10 @@ def _validate_llama_style(
                 f"{model} config key {key!r} must be a positive number, got"
                 f" {cfg[key]!r}."
             )
+
+
+def _llama_dtype(cfg: Mapping, model: str) -> torch.dtype:
+    "The config's `dtype` (a torch dtype or its name), which must be floating-point."
     dtype = (
         getattr(torch, cfg["dtype"], None)
         if isinstance(cfg["dtype"], str)
@@ -122,6 +111,11 @@ def _validate_llama_style(
             f"{model} config key 'dtype' must be a floating-point torch dtype such as "
             f"torch.float32 or 'bfloat16', got {cfg['dtype']!r}."
         )
+    return dtype
+
+
+def _check_llama_options(cfg: Mapping, model: str):
+    "The optional keys: Llama 3's RoPE scaling, the implementation and two switches."
     freq = cfg.get("rope_freq")
     if freq is not None and (
         not isinstance(freq, Mapping) or set(freq) != set(_ROPE_FREQ_KEYS)
@@ -139,6 +133,28 @@ def _validate_llama_style(
             raise ValueError(
                 f"{model} config key {key!r} must be True or False, got {cfg[key]!r}."
             )
+
+
+def _validate_llama_style(
+    cfg: Mapping, required, optional, model: str, example: str
+) -> dict:
+    cfg = check_config_keys(cfg, required, optional, model, example)
+    check_positive_ints(
+        cfg,
+        (
+            "vocab_size",
+            "context_length",
+            "emb_dim",
+            "n_heads",
+            "n_layers",
+            "hidden_dim",
+            "n_kv_groups",
+        ),
+        model,
+    )
+    _check_llama_heads(cfg, model)
+    dtype = _llama_dtype(cfg, model)
+    _check_llama_options(cfg, model)
     return {**cfg, "dtype": dtype}
 
 # %% ../../nbs/04e_llama3_qwen3.ipynb #efdef8c0

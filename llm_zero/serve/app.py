@@ -11,6 +11,7 @@ import secrets
 import socket
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -169,7 +170,7 @@ async def _unless_disconnected(request: Request, work):
         return None
     return job.result()
 
-# %% ../../nbs/08c_serve_app.ipynb #308d6c9c
+# %% ../../nbs/08c_serve_app.ipynb #25d7d02c
 def _choice(kind: str, text: str, finish_reason: str | None, stream: bool) -> dict:
     "One entry of a reply's `choices`: a chat message (or delta), or a completion text."
     if kind == "completion":
@@ -192,6 +193,62 @@ def _choice(kind: str, text: str, finish_reason: str | None, stream: bool) -> di
     }
 
 
+def _usage(n_prompt: int, p: Piece) -> dict:
+    "A reply's `usage`, from the prompt's length and the last piece's token count."
+    return {
+        "prompt_tokens": n_prompt,
+        "completion_tokens": p.tokens,
+        "total_tokens": n_prompt + p.tokens,
+    }
+
+# %% ../../nbs/08c_serve_app.ipynb #2921ea73
+async def _reply(request: Request, job, head: dict, kind: str, n_prompt: int):
+    "The whole reply as one JSON body, once the job is done (499 if the client left)."
+
+    async def collect():
+        return [p async for p in job]
+
+    try:
+        got = await _unless_disconnected(request, collect())
+    except Exception as e:
+        raise _as_api_error(e) from None
+    finally:
+        job.cancel()
+    if got is None:
+        return Response(status_code=499)  # nobody is left to read it
+    text = "".join(p.text for p in got)
+    return {
+        **head,
+        "choices": [_choice(kind, text, got[-1].finish_reason, False)],
+        "usage": _usage(n_prompt, got[-1]),
+    }
+
+# %% ../../nbs/08c_serve_app.ipynb #a4649313
+async def _events(job, chunk: dict, kind: str, n_prompt: int, include_usage: bool):
+    "The reply as server-sent events: a chunk per piece, the end, `[DONE]`."
+    try:
+        if kind == "chat":
+            first = {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "finish_reason": None,
+            }
+            yield _sse({**chunk, "choices": [first]})
+        async for p in job:
+            if p.text:
+                yield _sse({**chunk, "choices": [_choice(kind, p.text, None, True)]})
+            if p.finish_reason is not None:
+                end = _choice(kind, "", p.finish_reason, True)
+                yield _sse({**chunk, "choices": [end]})
+                if include_usage:
+                    yield _sse({**chunk, "choices": [], "usage": _usage(n_prompt, p)})
+        yield "data: [DONE]\n\n"
+    except Exception as e:  # the status line has gone out: say it in the stream
+        yield _sse(_as_api_error(e).body())
+    finally:
+        job.cancel()
+
+# %% ../../nbs/08c_serve_app.ipynb #e1c37972
 async def _respond(
     request: Request,
     req: _Sampling,
@@ -216,63 +273,14 @@ async def _respond(
         "created": int(time.time()),
         "model": name,
     }
-
-    def usage(p: Piece):
-        return {
-            "prompt_tokens": len(ids),
-            "completion_tokens": p.tokens,
-            "total_tokens": len(ids) + p.tokens,
-        }
-
     if not req.stream:
-
-        async def collect():
-            return [p async for p in job]
-
-        try:
-            got = await _unless_disconnected(request, collect())
-        except Exception as e:
-            raise _as_api_error(e) from None
-        finally:
-            job.cancel()
-        if got is None:
-            return Response(status_code=499)  # nobody is left to read it
-        text = "".join(p.text for p in got)
-        return {
-            **head,
-            "choices": [_choice(kind, text, got[-1].finish_reason, False)],
-            "usage": usage(got[-1]),
-        }
-
+        return await _reply(request, job, head, kind, len(ids))
     chunk = {**head, "object": head["object"] + ".chunk"} if kind == "chat" else head
-
-    async def events():
-        try:
-            if kind == "chat":
-                first = {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": ""},
-                    "finish_reason": None,
-                }
-                yield _sse({**chunk, "choices": [first]})
-            async for p in job:
-                if p.text:
-                    yield _sse(
-                        {**chunk, "choices": [_choice(kind, p.text, None, True)]}
-                    )
-                if p.finish_reason is not None:
-                    end = _choice(kind, "", p.finish_reason, True)
-                    yield _sse({**chunk, "choices": [end]})
-                    if (req.stream_options or {}).get("include_usage"):
-                        yield _sse({**chunk, "choices": [], "usage": usage(p)})
-            yield "data: [DONE]\n\n"
-        except Exception as e:  # the status line has gone out: say it in the stream
-            yield _sse(_as_api_error(e).body())
-        finally:
-            job.cancel()
-
+    usage = bool((req.stream_options or {}).get("include_usage"))
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        _events(job, chunk, kind, len(ids), usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
     )
 
 # %% ../../nbs/08c_serve_app.ipynb #de710248
@@ -309,82 +317,69 @@ def _max_token_bytes(tok) -> int:
     "The most UTF-8 bytes a token stands for: a text with more per token cannot fit."
     return max(len(tok.decode([i]).encode()) for i in range(tok.vocab_size))
 
-# %% ../../nbs/08c_serve_app.ipynb #ddcdb251
-def create_app(
-    model,
-    tok,
-    name: str,
-    prompt_format: str | None = None,
-    *,
-    allowed_hosts=LOOPBACK_HOSTS,
-    api_key: str | None = None,
-    max_body: int = MAX_BODY_BYTES,
-    max_queue: int = 64,
-) -> FastAPI:
-    "An OpenAI-compatible FastAPI app serving `model` (tokenizer `tok`) as `name`."
-    context, created = _context_length(model), int(time.time())
-    max_chars = context * _max_token_bytes(tok)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        app.state.worker = ModelWorker(model, tok, max_queue)
-        yield
-        app.state.worker.close()
-
-    app = FastAPI(title="llm-zero", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.add_middleware(Gate, hosts=allowed_hosts, api_key=api_key, max_body=max_body)
-    _openai_errors(app)
-
-    def card():
-        return {
-            "id": name,
-            "object": "model",
-            "created": created,
-            "owned_by": "llm-zero",
-        }
-
-    def check_model(model_id: str):
-        if model_id != name:
-            raise APIError(
-                f"The model {model_id!r} does not exist; this server serves "
-                f"{name!r} (see GET /v1/models).",
-                404,
-                param="model",
-                code="model_not_found",
-            )
-
-    async def encode(text: str, param: str) -> list[int]:
-        "Token ids of request text, special tokens' text as plain text, off the loop."
-        if (
-            len(text) > max_chars
-        ):  # cannot fit: refuse before spending time tokenizing it
-            raise APIError(
-                f"This model's maximum context length is {context} tokens and "
-                f"the {param} has {len(text):,} characters, more than that "
-                "many tokens can hold; shorten it.",
-                param=param,
-                code="context_length_exceeded",
-            )
-        try:
-            ids = await asyncio.to_thread(tok.encode_ordinary, text)
-        except ValueError as e:
-            raise APIError(str(e), param=param) from None
-        if not ids:
-            raise APIError(f"The {param} is empty; give some text.", param=param)
-        return ids
+# %% ../../nbs/08c_serve_app.ipynb #05c515f2
+def _model_routes(app: FastAPI, name: str):
+    "GET /v1/models and /v1/models/{id} (the one model), and the chat page at /."
+    card = {
+        "id": name,
+        "object": "model",
+        "created": int(time.time()),
+        "owned_by": "llm-zero",
+    }
 
     @app.get("/v1/models")
     async def list_models():
-        return {"object": "list", "data": [card()]}
+        return {"object": "list", "data": [card]}
 
     @app.get("/v1/models/{model_id}")
     async def get_model(model_id: str):
-        check_model(model_id)
-        return card()
+        _check_model(model_id, name)
+        return card
+
+    @app.get("/", response_class=HTMLResponse)
+    async def chat_page():
+        return CHAT_PAGE
+
+
+def _check_model(model_id: str, name: str):
+    "Refuse a request for a model this server does not serve."
+    if model_id != name:
+        raise APIError(
+            f"The model {model_id!r} does not exist; this server serves "
+            f"{name!r} (see GET /v1/models).",
+            404,
+            param="model",
+            code="model_not_found",
+        )
+
+# %% ../../nbs/08c_serve_app.ipynb #049061f7
+async def _encode(tok, text: str, param: str, context: int, max_chars: int) -> list[int]:
+    "Token ids of request text, special tokens' text as plain text, off the loop."
+    if len(text) > max_chars:  # cannot fit: refuse before spending time tokenizing it
+        raise APIError(
+            f"This model's maximum context length is {context} tokens and "
+            f"the {param} has {len(text):,} characters, more than that "
+            "many tokens can hold; shorten it.",
+            param=param,
+            code="context_length_exceeded",
+        )
+    try:
+        ids = await asyncio.to_thread(tok.encode_ordinary, text)
+    except ValueError as e:
+        raise APIError(str(e), param=param) from None
+    if not ids:
+        raise APIError(f"The {param} is empty; give some text.", param=param)
+    return ids
+
+
+def _completion_routes(app: FastAPI, tok, name: str, prompt_format, context: int):
+    "POST /v1/completions and /v1/chat/completions."
+    max_chars = context * _max_token_bytes(tok)
+    encode = partial(_encode, tok, context=context, max_chars=max_chars)
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
-        check_model(req.model)
+        _check_model(req.model, name)
         text = isinstance(req.prompt, str)
         ids = await encode(req.prompt, "prompt") if text else req.prompt
         max_tokens = _budget(len(ids), req.max_tokens, 16, context)
@@ -400,7 +395,7 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
-        check_model(req.model)
+        _check_model(req.model, name)
         prompt, stops = render_chat(
             [m.model_dump() for m in req.messages], prompt_format
         )
@@ -415,10 +410,31 @@ def create_app(
         stops += req.stop
         return await _respond(request, req, ids, stops, max_tokens, "chat", name)
 
-    @app.get("/", response_class=HTMLResponse)
-    async def chat_page():
-        return CHAT_PAGE
+# %% ../../nbs/08c_serve_app.ipynb #83dae6c8
+def create_app(
+    model,
+    tok,
+    name: str,
+    prompt_format: str | None = None,
+    *,
+    allowed_hosts=LOOPBACK_HOSTS,
+    api_key: str | None = None,
+    max_body: int = MAX_BODY_BYTES,
+    max_queue: int = 64,
+) -> FastAPI:
+    "An OpenAI-compatible FastAPI app serving `model` (tokenizer `tok`) as `name`."
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        app.state.worker = ModelWorker(model, tok, max_queue)
+        yield
+        app.state.worker.close()
+
+    app = FastAPI(title="llm-zero", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(Gate, hosts=allowed_hosts, api_key=api_key, max_body=max_body)
+    _openai_errors(app)
+    _model_routes(app, name)
+    _completion_routes(app, tok, name, prompt_format, _context_length(model))
     return app
 
 # %% ../../nbs/08c_serve_app.ipynb #84700a9c

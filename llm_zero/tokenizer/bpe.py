@@ -660,19 +660,9 @@ def save(self: BPETokenizer, path: str | os.PathLike) -> Path:
     return path
 
 
-@patch(cls_method=True)
-def load(cls: BPETokenizer, path: str | os.PathLike) -> BPETokenizer:
-    """Read a tokenizer written by `save`; raise `BPEFileError` naming the problem if it
-    is not one."""
-    path = Path(path)
-
-    def fail(msg, line=None):
-        raise BPEFileError(f"{path}{f', line {line}' if line else ''}: {msg}")
-
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError:
-        fail("not a BPETokenizer file (not UTF-8 text)")
+def _bpe_header(cls, lines: list[str], fail) -> tuple[str, dict]:
+    """The pattern and special tokens of a saved tokenizer's first three lines, after its
+    format and version."""
     magic = f"#{cls.FORMAT} "
     if not lines[0].startswith(magic):
         fail(
@@ -706,6 +696,11 @@ def load(cls: BPETokenizer, path: str | os.PathLike) -> BPETokenizer:
             "the pattern must be a JSON string and the special tokens a JSON object of"
             " str to int"
         )
+    return header["pattern"], special
+
+
+def _bpe_ranks(lines: list[str], fail) -> dict[bytes, int]:
+    "The ranks of a saved tokenizer's token lines (4 on): its bytes, then its merges."
     ranks = {}
     for lineno, line in enumerate(lines[3:], start=4):
         if not line and lineno == len(lines):
@@ -727,8 +722,26 @@ def load(cls: BPETokenizer, path: str | os.PathLike) -> BPETokenizer:
         if token in ranks:
             fail(f"token {line!r} repeats line {ranks[token] + 4}", lineno)
         ranks[token] = len(ranks)
+    return ranks
+
+
+@patch(cls_method=True)
+def load(cls: BPETokenizer, path: str | os.PathLike) -> BPETokenizer:
+    """Read a tokenizer written by `save`; raise `BPEFileError` naming the problem if it
+    is not one."""
+    path = Path(path)
+
+    def fail(msg, line=None):
+        raise BPEFileError(f"{path}{f', line {line}' if line else ''}: {msg}")
+
     try:
-        return cls(ranks, header["pattern"], special)
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError:
+        fail("not a BPETokenizer file (not UTF-8 text)")
+    pattern, special = _bpe_header(cls, lines, fail)
+    ranks = _bpe_ranks(lines, fail)
+    try:
+        return cls(ranks, pattern, special)
     except ValueError as e:
         fail(str(e))
 

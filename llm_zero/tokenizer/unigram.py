@@ -314,14 +314,7 @@ class UnigramTokenizer:
     ) -> UnigramTokenizer:
         """Learn `vocab_size` pieces (specials included) from a text or texts by EM and
         pruning, as SentencePiece does."""
-        texts = _as_texts(text_or_texts)
-        words, last = Counter(), Counter()  # every word, and the words that end a text
-        for t in texts:
-            ws = metaspace_split(t)
-            words.update(ws)
-            last.update(ws[-1:])
-        if not words:
-            raise ValueError("No text to train on: text_or_texts is empty.")
+        words, last = _count_words(text_or_texts)
         specials = [unk_piece] + (
             [f"<0x{b:02X}>" for b in range(256)] if byte_fallback else []
         )
@@ -677,6 +670,30 @@ def _prune(lat, plat, owner, alive, score, freqs, is_char, target):
     return kept
 
 # %% ../../nbs/02c_unigram.ipynb #2ce8c65a
+def _em_step(lat, alive, score, freqs, is_char) -> tuple:
+    """One EM iteration over the pieces alive: (alive, score, loss) after it. A piece
+    expected less than half a time dies; a character never does."""
+    sub = lat.subset(alive[lat.piece])
+    post, logz = sub.marginals(score[sub.piece], freqs)  # E-step
+    expected = np.bincount(sub.piece, weights=post, minlength=len(is_char))
+    loss = float(-(freqs @ logz) / freqs.sum())
+    alive = alive & ((expected >= 0.5) | is_char)  # M-step
+    expected = np.where(
+        is_char, np.maximum(expected, 0.5), np.where(alive, expected, 1.0)
+    )
+    score = np.where(
+        alive, _digamma(expected) - _digamma(expected[alive].sum()), -np.inf
+    )
+    return alive, score, loss
+
+
+def _best_pieces(score, alive, is_char, n: int):
+    "Indices of the `n` best pieces alive, characters first, then best first."
+    keep = np.flatnonzero(alive)
+    keep = keep[np.lexsort((keep, -score[keep], ~is_char[keep]))][:n]
+    return keep[np.lexsort((keep, -score[keep]))]
+
+
 def _train_pieces(
     word_counts: Counter,
     last_counts: Counter,
@@ -713,23 +730,9 @@ def _train_pieces(
     tick = lambda: bar.update(min(bar.total, len(pieces) - int(alive.sum())) - bar.n)
     while True:
         for _ in range(num_sub_iterations):
-            sub = lat.subset(alive[lat.piece])
-            post, logz = sub.marginals(score[sub.piece], freqs)  # E-step
-            expected = np.bincount(sub.piece, weights=post, minlength=len(pieces))
-            history.append(
-                dict(
-                    step=len(history),
-                    pieces=int(alive.sum()),
-                    loss=float(-(freqs @ logz) / freqs.sum()),
-                )
-            )
-            alive &= (expected >= 0.5) | is_char  # M-step
-            expected = np.where(
-                is_char, np.maximum(expected, 0.5), np.where(alive, expected, 1.0)
-            )
-            score = np.where(
-                alive, _digamma(expected) - _digamma(expected[alive].sum()), -np.inf
-            )
+            n_alive = int(alive.sum())
+            alive, score, loss = _em_step(lat, alive, score, freqs, is_char)
+            history.append(dict(step=len(history), pieces=n_alive, loss=loss))
             tick()
         if alive.sum() <= desired:
             break
@@ -745,11 +748,7 @@ def _train_pieces(
         )
         tick()
     bar.close()
-    keep = np.flatnonzero(alive)
-    keep = keep[np.lexsort((keep, -score[keep], ~is_char[keep]))][
-        : max(n_pieces, n_chars)
-    ]  # characters first
-    keep = keep[np.lexsort((keep, -score[keep]))]
+    keep = _best_pieces(score, alive, is_char, max(n_pieces, n_chars))
     return [(pieces[k], float(score[k])) for k in keep], history
 
 # %% ../../nbs/02c_unigram.ipynb #d0dabe43
@@ -772,3 +771,15 @@ def _as_texts(text_or_texts) -> list[str]:
     raise TypeError(
         f"Expected a str or an iterable of str, got {type(text_or_texts).__name__}."
     )
+
+
+def _count_words(text_or_texts) -> tuple[Counter, Counter]:
+    "Every word of the texts (split as Metaspace does), and the words that end a text."
+    words, last = Counter(), Counter()
+    for t in _as_texts(text_or_texts):
+        ws = metaspace_split(t)
+        words.update(ws)
+        last.update(ws[-1:])
+    if not words:
+        raise ValueError("No text to train on: text_or_texts is empty.")
+    return words, last

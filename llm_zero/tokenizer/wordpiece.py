@@ -124,17 +124,10 @@ def _merge_word(word: list[int], a: int, b: int, new: int) -> list[int]:
             i += 1
     return out
 
-# %% ../../nbs/02b_wordpiece.ipynb #360f77a6
-def train_wordpiece(
-    word_counts: dict[str, int],
-    vocab_size: int,
-    special_tokens: Iterable[str] = (),
-    min_frequency: int = 2,
-    prefix: str = "##",
-    progress: bool = False,
-):
-    """Likelihood-scored WordPiece training on `word_counts`; returns (vocabulary,
-    merges as (a, b, score))."""
+# %% ../../nbs/02b_wordpiece.ipynb #8a671283
+def _wordpiece_start(word_counts, vocab_size, special_tokens, prefix: str) -> list[str]:
+    """The first tokens: the specials, then each character of the words alone and after
+    `prefix`."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TypeError(f"vocab_size must be an int, not {vocab_size!r}.")
     alphabet = sorted({c for w in word_counts for c in w})
@@ -148,13 +141,14 @@ def train_wordpiece(
             f" '{prefix}c') already take {len(tokens)} entries; pass vocab_size >="
             f" {len(tokens)}."
         )
-    ids = {t: i for i, t in enumerate(tokens)}
-    words = [[ids[w[0]], *(ids[prefix + c] for c in w[1:])] for w in word_counts]
-    freqs = list(word_counts.values())
+    return tokens
+
+# %% ../../nbs/02b_wordpiece.ipynb #06976fe6
+def _pair_stats(words: list[list[int]], freqs: list[int]) -> tuple:
+    """Counts of the pieces and adjacent pairs in the words, the words each pair is in,
+    and the pairs each piece is part of."""
     piece_count, pair_count = Counter(), Counter()
-    where, partners = defaultdict(set), defaultdict(
-        set
-    )  # pair -> word indices, piece -> its pairs
+    where, partners = defaultdict(set), defaultdict(set)
     for i, (w, f) in enumerate(zip(words, freqs)):
         for p in w:
             piece_count[p] += f
@@ -163,6 +157,67 @@ def train_wordpiece(
             where[pair].add(i)
             partners[pair[0]].add(pair)
             partners[pair[1]].add(pair)
+    return piece_count, pair_count, where, partners
+
+# %% ../../nbs/02b_wordpiece.ipynb #4a07b100
+def _merge_in_words(words, freqs, where, a: int, b: int, new: int) -> tuple:
+    """Merge (a, b) into `new` in every word that has the pair, keeping `where` up to
+    date; returns the changes of the piece and pair counts."""
+    dpieces, dpairs = Counter(), Counter()
+    for i in list(where[(a, b)]):
+        old, f = words[i], freqs[i]
+        w = words[i] = _merge_word(old, a, b, new)
+        for p in {a, b, new}:
+            dpieces[p] += f * (w.count(p) - old.count(p))
+        for p in zip(old, old[1:]):
+            dpairs[p] -= f
+        for p in zip(w, w[1:]):
+            dpairs[p] += f
+        old_pairs, new_pairs = set(zip(old, old[1:])), set(zip(w, w[1:]))
+        for p in old_pairs - new_pairs:
+            where[p].discard(i)
+        for p in new_pairs - old_pairs:
+            where[p].add(i)
+    return dpieces, dpairs
+
+# %% ../../nbs/02b_wordpiece.ipynb #c0dd2d4e
+def _apply_counts(stats: tuple, dpieces: Counter, dpairs: Counter) -> set:
+    "Add the changes to the counts of `_pair_stats`; returns the pairs that changed."
+    piece_count, pair_count, where, partners = stats
+    for p, d in dpieces.items():
+        piece_count[p] += d
+    touched = set()
+    for p, d in dpairs.items():
+        if d == 0:
+            continue
+        pair_count[p] += d
+        touched.add(p)
+        if pair_count[p] == 0:
+            del pair_count[p], where[p]
+            partners[p[0]].discard(p)
+            partners[p[1]].discard(p)
+        else:
+            partners[p[0]].add(p)
+            partners[p[1]].add(p)
+    return touched
+
+# %% ../../nbs/02b_wordpiece.ipynb #bde4c686
+def train_wordpiece(
+    word_counts: dict[str, int],
+    vocab_size: int,
+    special_tokens: Iterable[str] = (),
+    min_frequency: int = 2,
+    prefix: str = "##",
+    progress: bool = False,
+):
+    """Likelihood-scored WordPiece training on `word_counts`; returns (vocabulary,
+    merges as (a, b, score))."""
+    tokens = _wordpiece_start(word_counts, vocab_size, special_tokens, prefix)
+    ids = {t: i for i, t in enumerate(tokens)}
+    words = [[ids[w[0]], *(ids[prefix + c] for c in w[1:])] for w in word_counts]
+    freqs = list(word_counts.values())
+    stats = _pair_stats(words, freqs)
+    piece_count, pair_count, where, partners = stats
 
     def entry(pair):
         a, b = pair
@@ -188,42 +243,11 @@ def train_wordpiece(
             tokens.append(merged)
             bar.update()
         merges.append((tokens[a], tokens[b], -e[0]))
-        dpairs, dpieces = Counter(), Counter()
-        for i in list(where[pair]):
-            old, f = words[i], freqs[i]
-            w = words[i] = _merge_word(old, a, b, new)
-            for p in {a, b, new}:
-                dpieces[p] += f * (w.count(p) - old.count(p))
-            for p in zip(old, old[1:]):
-                dpairs[p] -= f
-            for p in zip(w, w[1:]):
-                dpairs[p] += f
-            old_pairs, new_pairs = set(zip(old, old[1:])), set(zip(w, w[1:]))
-            for p in old_pairs - new_pairs:
-                where[p].discard(i)
-            for p in new_pairs - old_pairs:
-                where[p].add(i)
-        for p, d in dpieces.items():
-            piece_count[p] += d
-        touched = set()
-        for p, d in dpairs.items():
-            if d == 0:
-                continue
-            pair_count[p] += d
-            touched.add(p)
-            if pair_count[p] == 0:
-                del pair_count[p], where[p]
-                partners[p[0]].discard(p)
-                partners[p[1]].discard(p)
-            else:
-                partners[p[0]].add(p)
-                partners[p[1]].add(p)
-        for p in touched | partners[a] | partners[b] | partners[new]:
+        changed = _apply_counts(stats, *_merge_in_words(words, freqs, where, a, b, new))
+        for p in changed | partners[a] | partners[b] | partners[new]:
             if pair_count.get(p, 0) >= min_frequency:
                 heapq.heappush(heap, entry(p))
-        if (
-            len(heap) > 4 * len(pair_count) + 1000
-        ):  # drop stale entries now and then to bound memory
+        if len(heap) > 4 * len(pair_count) + 1000:  # drop stale entries, bound memory
             heap = [entry(p) for p, c in pair_count.items() if c >= min_frequency]
             heapq.heapify(heap)
     bar.close()

@@ -17,9 +17,10 @@ from ..model.gpt import upgrade_impl_key
 from ..model.llama import arch_config
 
 # %% auto #0
-__all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'Config', 'ConfigError',
-           'check_choices', 'check_model_section', 'config_from_dict', 'config_to_dict', 'apply_overrides',
-           'read_config_file', 'load_config', 'save_config']
+__all__ = ['ModelConfig', 'DataConfig', 'OptimizerConfig', 'ScheduleConfig', 'DeviceConfig', 'TrainLoopConfig', 'TrainConfig',
+           'RunConfig', 'Config', 'ConfigError', 'check_choices', 'check_model_section', 'require', 'require_counts',
+           'check_device_section', 'config_from_dict', 'config_to_dict', 'apply_overrides', 'read_config_file',
+           'load_config', 'save_config']
 
 # %% ../../nbs/05b_config.ipynb #b828bacd
 @dataclass
@@ -99,10 +100,21 @@ class ScheduleConfig:
     min_lr: float = 1e-4
     initial_lr: float = 0.0
 
-# %% ../../nbs/05b_config.ipynb #a5e02ff3
+# %% ../../nbs/05b_config.ipynb #1ba0c7d4
 @dataclass
-class TrainConfig:
-    "The optimisation loop."
+class DeviceConfig:
+    "Where a run computes: the `train` keys that pretraining and fine-tuning share."
+
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    bf16: bool = False  # bfloat16 autocast for the forward pass
+    threads: int | None = (
+        None  # CPU threads for PyTorch; None keeps its default (one per core)
+    )
+
+# %% ../../nbs/05b_config.ipynb #38b020ba
+@dataclass
+class TrainLoopConfig:
+    "The optimisation loop of pretraining."
 
     max_steps: int = 1000  # optimiser steps
     batch_size: int = 16  # sequences per micro-batch, summed over all processes
@@ -111,14 +123,14 @@ class TrainConfig:
         250  # evaluate (and sample) every this many steps; 0: only at the end
     )
     eval_batches: int = 20  # validation batches per evaluation; 0: the whole split
-    bf16: bool = False  # bfloat16 autocast for the forward pass
     compile: bool = False  # torch.compile the model
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
     # under torchrun: "ddp" copies the model to every process, "fsdp" shards it (5g)
     parallel: str = "ddp"
-    threads: int | None = (
-        None  # CPU threads for PyTorch; None keeps its default (one per core)
-    )
+
+# %% ../../nbs/05b_config.ipynb #9bee6d5e
+@dataclass
+class TrainConfig(DeviceConfig, TrainLoopConfig):
+    "The `train` section: the optimisation loop, then where it computes."
 
 # %% ../../nbs/05b_config.ipynb #45cf79bb
 @dataclass
@@ -231,126 +243,156 @@ def check_model_section(model) -> dict:
         raise ConfigError(f"model section: {e}") from None
     return cfg
 
+# %% ../../nbs/05b_config.ipynb #e346dde3
+def require(ok: bool, key: str, rule: str):
+    "Raise a one-line ConfigError naming `key` and its `rule` unless `ok`."
+    if not ok:
+        raise ConfigError(f"{key} {rule}.")
 
-@patch
-def check(c: Config):
-    "Raise ConfigError for the first out-of-range value of `c`."
 
-    def need(ok, key, rule):
-        if not ok:
-            raise ConfigError(f"{key} {rule}.")
+def require_counts(values: typing.Iterable[tuple[str, int]]):
+    "Require each (key, value) to be at least 1."
+    for key, v in values:
+        require(v >= 1, key, f"must be at least 1, got {v}")
 
-    m, d, o, s, t, r = c.model, c.data, c.optimizer, c.schedule, c.train, c.run
-    check_choices(c, _CHOICES)
-    check_model_section(m)
-    for key, v in [
-        ("train.max_steps", t.max_steps),
-        ("train.batch_size", t.batch_size),
-        ("train.grad_accum", t.grad_accum),
-        ("train.threads", 1 if t.threads is None else t.threads),
-        ("run.log_interval", r.log_interval),
-        ("run.checkpoint_interval", r.checkpoint_interval),
-        ("run.keep_last", r.keep_last),
-    ]:
-        need(v >= 1, key, f"must be at least 1, got {v}")
-    need(
+
+def check_device_section(t: DeviceConfig):
+    "The checks of the keys every run's `train` section shares."
+    threads = 1 if t.threads is None else t.threads
+    require(threads >= 1, "train.threads", f"must be at least 1, got {threads}")
+
+# %% ../../nbs/05b_config.ipynb #47b4cd2d
+def _check_data(d: DataConfig):
+    require(
         d.bpe_vocab_size >= 257,
         "data.bpe_vocab_size",
         f"must be at least 257 (256 bytes + 1 merge), got {d.bpe_vocab_size}",
     )
-    need(
+    require(
         0 < d.val_fraction < 1,
         "data.val_fraction",
         f"must be in (0, 1), got {d.val_fraction}",
     )
-    need(
+    require(
         d.stride is None or d.stride >= 1,
         "data.stride",
         f"must be at least 1, got {d.stride}",
     )
-    need(o.lr > 0, "optimizer.lr", f"must be positive, got {o.lr}")
-    need(
+
+
+def _check_optimizer(o: OptimizerConfig):
+    require(o.lr > 0, "optimizer.lr", f"must be positive, got {o.lr}")
+    require(
         o.weight_decay >= 0,
         "optimizer.weight_decay",
         f"must be non-negative, got {o.weight_decay}",
     )
-    need(
+    require(
         0 <= o.beta1 < 1 and 0 <= o.beta2 < 1,
         "optimizer.beta1/beta2",
         f"must be in [0, 1), got {o.beta1}, {o.beta2}",
     )
-    need(
+    require(
         o.grad_clip is None or o.grad_clip > 0,
         "optimizer.grad_clip",
         f"must be positive or null, got {o.grad_clip}",
     )
-    need(o.muon_lr > 0, "optimizer.muon_lr", f"must be positive, got {o.muon_lr}")
-    need(
+    require(o.muon_lr > 0, "optimizer.muon_lr", f"must be positive, got {o.muon_lr}")
+    require(
         0 <= o.muon_momentum < 1,
         "optimizer.muon_momentum",
         f"must be in [0, 1), got {o.muon_momentum}",
     )
-    need(
+    require(
         o.muon_weight_decay >= 0,
         "optimizer.muon_weight_decay",
         f"must be non-negative, got {o.muon_weight_decay}",
     )
-    need(
+    require(
         o.muon_ns_dtype in ("bfloat16", "float32"),
         "optimizer.muon_ns_dtype",
         f"must be bfloat16 or float32, got {o.muon_ns_dtype!r}",
     )
-    need(
+    require(
         1 <= o.muon_ns_steps <= 20,
         "optimizer.muon_ns_steps",
         f"must be 1 to 20, got {o.muon_ns_steps}",
     )
-    need(
-        t.parallel != "fsdp" or o.name != "muon",
-        "train.parallel=fsdp",
-        "cannot run optimizer.name=muon, whose update needs whole matrices; use"
-        " train.parallel=ddp or optimizer.name=adamw",
-    )
-    need(
-        0 <= s.warmup_steps <= t.max_steps,
+
+
+def _check_schedule(s: ScheduleConfig, max_steps: int, lr: float):
+    require(
+        0 <= s.warmup_steps <= max_steps,
         "schedule.warmup_steps",
-        f"must be between 0 and train.max_steps ({t.max_steps}), got {s.warmup_steps}",
+        f"must be between 0 and train.max_steps ({max_steps}), got {s.warmup_steps}",
     )
-    need(
-        0 <= s.min_lr <= o.lr,
+    require(
+        0 <= s.min_lr <= lr,
         "schedule.min_lr",
-        f"must be between 0 and optimizer.lr ({o.lr}), got {s.min_lr}",
+        f"must be between 0 and optimizer.lr ({lr}), got {s.min_lr}",
     )
-    need(
+    require(
         s.initial_lr >= 0,
         "schedule.initial_lr",
         f"must be non-negative, got {s.initial_lr}",
     )
-    need(
-        t.eval_interval >= 0 and t.eval_batches >= 0,
-        "train.eval_interval/eval_batches",
-        "must be non-negative",
-    )
-    need(
+
+
+def _check_samples(r: RunConfig):
+    require(
         r.sample_tokens >= 0,
         "run.sample_tokens",
         f"must be non-negative, got {r.sample_tokens}",
     )
-    need(
+    require(
         r.sample_temperature >= 0,
         "run.sample_temperature",
         f"must be non-negative, got {r.sample_temperature}",
     )
-    need(
+    require(
         r.sample_top_k is None or r.sample_top_k >= 1,
         "run.sample_top_k",
         f"must be at least 1 or null, got {r.sample_top_k}",
     )
-    need(
+    require(
         r.sample_top_p is None or 0 < r.sample_top_p <= 1,
         "run.sample_top_p",
         f"must be in (0, 1] or null, got {r.sample_top_p}",
     )
+
+# %% ../../nbs/05b_config.ipynb #c4e79332
+@patch
+def check(c: Config):
+    "Raise ConfigError for the first out-of-range value of `c`, section by section."
+    t, r = c.train, c.run
+    check_choices(c, _CHOICES)
+    check_model_section(c.model)
+    check_device_section(t)
+    require_counts(
+        [
+            ("train.max_steps", t.max_steps),
+            ("train.batch_size", t.batch_size),
+            ("train.grad_accum", t.grad_accum),
+            ("run.log_interval", r.log_interval),
+            ("run.checkpoint_interval", r.checkpoint_interval),
+            ("run.keep_last", r.keep_last),
+        ]
+    )
+    require(
+        t.eval_interval >= 0 and t.eval_batches >= 0,
+        "train.eval_interval/eval_batches",
+        "must be non-negative",
+    )
+    _check_data(c.data)
+    _check_optimizer(c.optimizer)
+    require(
+        t.parallel != "fsdp" or c.optimizer.name != "muon",
+        "train.parallel=fsdp",
+        "cannot run optimizer.name=muon, whose update needs whole matrices; use"
+        " train.parallel=ddp or optimizer.name=adamw",
+    )
+    _check_schedule(c.schedule, t.max_steps, c.optimizer.lr)
+    _check_samples(r)
 
 # %% ../../nbs/05b_config.ipynb #db87c41c
 def config_from_dict(d: dict | None, cls: type = Config):
