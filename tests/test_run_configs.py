@@ -7,6 +7,7 @@ import yaml
 
 from llm_zero.finetune.cli import ClassifyConfig, FinetuneTrainConfig, InstructConfig
 from llm_zero.finetune.dpo import DPOConfig
+from llm_zero.finetune.zero_to_chat import instruct_config, job_settings, pretrain_config
 from llm_zero.train.config import Config, ConfigError, DeviceConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,14 @@ def test_the_committed_configs_are_found():
 
 @pytest.mark.parametrize("path", COMMITTED)
 def test_every_committed_config_loads(path):
-    cls = kind_of(yaml.safe_load((ROOT / path).read_text(encoding="utf-8")) or {})
+    d = yaml.safe_load((ROOT / path).read_text(encoding="utf-8")) or {}
+    if "pretrain" in d:  # a zero-to-chat job (configs/main.yaml): each stage's config, both sizes
+        for quick in (False, True):
+            job = job_settings(ROOT / path, quick=quick)
+            assert isinstance(pretrain_config(job), Config)
+            assert isinstance(instruct_config(job, "base"), InstructConfig)
+        return
+    cls = kind_of(d)
     assert isinstance(load_config(ROOT / path, cls=cls), cls)
 
 
