@@ -30,7 +30,8 @@ from llm_zero.train.engine import load_model_from_checkpoint, train
 from llm_zero.train.tokenizers import CharTokenizer, GPT2Tokenizer, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = [ROOT / "experiments" / "python-docs-char", ROOT / "experiments" / "base-cpu"]
+COMMITTED = [ROOT / "experiments" / "python-docs-char", ROOT / "experiments" / "base-cpu",
+             ROOT / "experiments" / "finetune-base" / "instruct-model"]
 # One tiny run per architecture, each with another tokenizer kind: every kind is exported.
 TINY = {
     "gpt2": ("{arch: gpt2, context_length: 32, emb_dim: 32, n_heads: 2, n_layers: 2}",
@@ -56,12 +57,12 @@ run: {{log_interval: 1, checkpoint_interval: 2, sample_tokens: 0}}
 """
 
 
-@pytest.fixture(scope="module", params=[*TINY, *(p.name for p in COMMITTED)])
+@pytest.fixture(scope="module", params=[*TINY, *(str(p.relative_to(ROOT / "experiments")) for p in COMMITTED)])
 def exported(request, tmp_path_factory):
     "A run folder and its Hugging Face export."
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp(request.param)
+    d = tmp_path_factory.mktemp(request.param.replace("/", "-"))
     if request.param in TINY:
         (d / "tiny.yaml").write_text(tiny_config(request.param))
         run = d / "run"
