@@ -70,6 +70,9 @@ rm -rf _build/html _build/.doctrees
 jupyter-book build . -W -n --keep-going
 
 step "6/6 the built site in a headless browser"
+# What a reader would see, kept as CI artifacts: _build/reader_check.json (each page's figures and
+# overflows) and _build/site-report/ (screenshots of each chapter's first figure and of each widget
+# in use, and the widgets' speeds in widgets.json).
 python -m pytest tests/browser -q -rs
 
 step "all checks passed"
