@@ -60,6 +60,7 @@ SHORT_OF_FIGURES = {
     "nbs/05f_evaluate", "nbs/05h_cli", "nbs/05i_english_mix",
     "nbs/05k_speedrun", "nbs/05m_ngram", "nbs/07b_finetune_cli",
     "nbs/07d_report",
+    "nbs/07e_zero_to_chat",  # added 2026-12-07 with the page: its report card is one plot so far
 }
 # A progress bar may print a few lines (a final summary, one line per epoch): not a wall of frames.
 MAX_PROGRESS_LINES, MAX_OVERFLOW_SHARE = 5, 0.05
