@@ -127,13 +127,15 @@ def store_float16(path: str | Path) -> int:
         a = numpy_helper.to_array(w)
         finite = a.dtype == np.float32 and np.isfinite(a).all()  # inf: a mask, kept
         half = a.astype(np.float16) if finite else None
-        if half is None or not np.abs(half.astype(np.float32) - a).max(initial=0) <= 2**-24:
+        err = None if half is None else np.abs(half.astype(np.float32) - a).max(initial=0)
+        if err is None or not err <= 2**-24:
             weights.append(w)
             continue
         weights.append(numpy_helper.from_array(half, f"{w.name}.float16"))
-        casts.append(
-            helper.make_node("Cast", [f"{w.name}.float16"], [w.name], to=TensorProto.FLOAT)
+        cast = helper.make_node(
+            "Cast", [f"{w.name}.float16"], [w.name], to=TensorProto.FLOAT
         )
+        casts.append(cast)
     del graph.graph.initializer[:]
     graph.graph.initializer.extend(weights)
     nodes = [*casts, *graph.graph.node]  # each cast before any use of its weight

@@ -617,7 +617,13 @@ def _instruction_splits(cfg: InstructConfig) -> tuple[list, list, list]:
 
 # %% ../../nbs/07b_finetune_cli.ipynb #1e1a91b6
 def _answer_test_set(
-    result: dict, model, test_d: list, tok, loop: TrainingLoop, cfg: InstructConfig, device
+    result: dict,
+    model,
+    test_d: list,
+    tok,
+    loop: TrainingLoop,
+    cfg: InstructConfig,
+    device,
 ) -> dict:
     """Greedy answers to the test records, saved as test-responses.json and scored
     offline into scores.json."""
