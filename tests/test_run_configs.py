@@ -67,3 +67,23 @@ def test_fine_tuning_keys_keep_their_order():
     import dataclasses
     assert [f.name for f in dataclasses.fields(FinetuneTrainConfig)] == [
         "epochs", "lr", "weight_decay", "eval_freq", "eval_iter", "seed", "device", "bf16", "threads"]
+
+
+def finetune_base_runs() -> dict:
+    "experiments/finetune-base/run.py's RUNS (its folder name is not an importable package)."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "finetune_base_run", ROOT / "experiments/finetune-base/run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.RUNS
+
+
+@pytest.mark.parametrize("name", ["classify-last-block", "classify-all-blocks",
+                                  "classify-lora-r8", "instruct", "instruct-masked"])
+def test_the_committed_configs_give_the_reported_runs(name):
+    """Issue 20: what `llm-zero finetune ... --config configs/finetune_*.yaml` runs is what the
+    reported runs ran, so the README's commands reproduce the numbers in results.json."""
+    _, cls, config, overrides = finetune_base_runs()[name]
+    ran = load_config(ROOT / "experiments/finetune-base" / name / "config.yaml", cls=cls)
+    assert load_config(ROOT / "configs" / config, overrides, cls) == ran

@@ -21,25 +21,25 @@ import torch
 
 from llm_zero.core import atomic_write
 from llm_zero.data.corpora import sha256_file
-from llm_zero.finetune.classify import to_classifier
+from llm_zero.model.gpt import to_classifier
 from llm_zero.finetune.cli import ClassifyConfig, InstructConfig, finetune_classify, finetune_instruct, load_base
 from llm_zero.train.checkpoint import base_model_dir, find_checkpoint
 from llm_zero.train.config import load_config
 
 HERE = Path(__file__).resolve().parent
-# Settings chosen on the validation split by the trials in trials.jsonl (see README.md).
-SPAM = ["data.max_length=64", "data.batch_size=8", "train.epochs=3", "train.eval_freq=40"]
-INSTRUCT = ["train.epochs=6", "train.lr=5e-4", "train.eval_freq=40", "generate.max_new_tokens=96"]
+CONFIGS = HERE.parents[1] / "configs"
+# Every run starts from the committed config of its command, which holds the settings chosen on the
+# validation split by the trials in trials.jsonl (see README.md); a run lists only how it differs.
 RUNS = {
-    # name: (runner, config class, overrides)
-    "classify-last-block": (finetune_classify, ClassifyConfig,
-                            [*SPAM, "model.trainable_blocks=1", "train.lr=1e-3"]),
-    "classify-all-blocks": (finetune_classify, ClassifyConfig,
-                            [*SPAM, "model.trainable_blocks=-1", "train.lr=5e-4"]),
-    "classify-lora-r8": (finetune_classify, ClassifyConfig,
-                         [*SPAM, "lora.rank=8", "lora.alpha=16", "train.lr=2e-3"]),
-    "instruct": (finetune_instruct, InstructConfig, INSTRUCT),
-    "instruct-masked": (finetune_instruct, InstructConfig, [*INSTRUCT, "data.mask_instruction=true"]),
+    # name: (runner, config class, config file, overrides)
+    "classify-last-block": (finetune_classify, ClassifyConfig, "finetune_classify.yaml", []),
+    "classify-all-blocks": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
+                            ["model.trainable_blocks=-1", "train.lr=5e-4"]),
+    "classify-lora-r8": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
+                         ["lora.rank=8", "lora.alpha=16", "train.lr=2e-3"]),
+    "instruct": (finetune_instruct, InstructConfig, "finetune_instruct.yaml",
+                 ["data.mask_instruction=false"]),
+    "instruct-masked": (finetune_instruct, InstructConfig, "finetune_instruct.yaml", []),
 }
 KEEP = {"metrics.json", "scores.json", "accuracy.png", "loss.png", "test-responses.json", "config.yaml"}
 
@@ -77,14 +77,14 @@ def main():
     base = base_summary(args.base)
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.runs or list(RUNS):
-            runner, cls, overrides = RUNS[name]
+            runner, cls, config, overrides = RUNS[name]
             overrides = [*overrides, *args.set]
             base_key = [f"model.base={args.base}"] if args.base else []
             t = time.time()
             out = Path(scratch) / name
-            r = runner(load_config(None, [*overrides, *base_key], cls), out, progress=False)
+            r = runner(load_config(CONFIGS / config, [*overrides, *base_key], cls), out, progress=False)
             r.pop("checkpoint", None); r.pop("run_dir", None)
-            row = {"overrides": overrides, "threads": args.threads, "wall_s": round(time.time() - t, 1), **base,
+            row = {"config": f"configs/{config}", "overrides": overrides, "threads": args.threads, "wall_s": round(time.time() - t, 1), **base,
                    **{k: v for k, v in r.items() if not isinstance(v, list)}}
             if args.trial:
                 keep = ("val_accs", "train_accs") if "accuracy" in r else ("val_losses",)
