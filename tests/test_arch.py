@@ -119,6 +119,7 @@ def test_finetune_classify_instruct_and_chat(run):
     assert type(model) is MODELS[arch][1] and model.out_head.out_features == 2
     finetune("finetune", "instruct", "--config", "configs/finetune_instruct.yaml", "--out", d / "ins",
              "--quiet", f"model.base={base}", "data.limit=16", "train.epochs=1", "train.lr=1e-3",
+             "data.mask_instruction=false",  # a 24-token context holds no masked target
              "generate.max_new_tokens=4", "generate.test_limit=2")
     model, tok, _ = load_language_model(d / "ins")
     assert type(model) is MODELS[arch][1]

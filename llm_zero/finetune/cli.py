@@ -77,8 +77,8 @@ __all__ = ['TINY_BASE', 'FinetuneLoopConfig', 'FinetuneTrainConfig', 'FinetuneRu
            'ClassifyModelConfig', 'ClassifyDataConfig', 'ClassifyTrainConfig', 'LoraConfig', 'ClassifyRunConfig',
            'ClassifyConfig', 'InstructModelConfig', 'InstructDataConfig', 'GenerateConfig', 'InstructRunConfig',
            'InstructConfig', 'load_base', 'epoch_order', 'seen', 'finished_results', 'finetune_classify',
-           'finetune_instruct', 'cmd_finetune_classify', 'cmd_finetune_instruct', 'add_finetune_task',
-           'add_finetune_commands']
+           'check_responses_fit', 'finetune_instruct', 'cmd_finetune_classify', 'cmd_finetune_instruct',
+           'add_finetune_task', 'add_finetune_commands']
 
 # %% ../../nbs/07b_finetune_cli.ipynb #911b790a
 @dataclass
@@ -646,6 +646,20 @@ def _answer_test_set(
     write_json(run_dir / "scores.json", scores)
     return scores
 
+# %% ../../nbs/07b_finetune_cli.ipynb #344ba9a1
+def check_responses_fit(ds: InstructionDataset, window: int):
+    """Refuse a masked run in which no training record has a response token within the
+    first `window` tokens (nothing would be left to learn from)."""
+    if not ds.mask_instruction or min(ds.prompt_lengths, default=0) <= window:
+        return
+    raise ConfigError(
+        f"data.mask_instruction is true, but all {len(ds)} training prompts are longer"
+        f" than the {window}-token window (the shortest has {min(ds.prompt_lengths)}), so"
+        " no response token is left to learn; use a base with a longer context (or a"
+        " larger data.max_length), or set data.mask_instruction=false."
+    )
+
+
 # %% ../../nbs/07b_finetune_cli.ipynb #103e484e
 def finetune_instruct(
     cfg: InstructConfig, out=None, progress: bool = True, resume: bool = False
@@ -657,14 +671,12 @@ def finetune_instruct(
     model, tok = load_base(cfg.model.base)
     check_language_model(model)
     context = _context_length(model)
-    collate = partial(
-        custom_collate_fn,
-        pad_token_id=tok.pad_id,
-        allowed_max_length=min(d.max_length or context, context),
-    )
+    window = min(d.max_length or context, context)
+    collate = partial(custom_collate_fn, pad_token_id=tok.pad_id, allowed_max_length=window)
     train_ds, val_ds = (
         InstructionDataset(x, tok, d.mask_instruction) for x in (train_d, val_d)
     )
+    check_responses_fit(train_ds, window)
     train_loader, val_loader = (
         DataLoader(ds, batch_size=d.batch_size, collate_fn=collate)
         for ds in (train_ds, val_ds)
