@@ -100,7 +100,8 @@ def cmd_eval(args) -> int:
     t0 = time.perf_counter()
     device = pick_device(args.device)
     model, tok, meta = load_model_from_checkpoint(args.checkpoint, device)
-    ids, corpus = run_split_ids(tok, meta.get("config"), args.corpus, args.split)
+    config = meta.get("config")
+    ids, corpus = run_split_ids(tok, config, args.corpus, args.split, args.max_tokens)
     r = evaluate_text(
         model,
         tok,

@@ -24,10 +24,15 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 # %% ../../nbs/05d_token_data.ipynb #1952a86c
 def encode_corpus(
-    tok, text: str, chunk_chars: int = 1 << 20, desc: str = "tokenizing"
+    tok,
+    text: str,
+    chunk_chars: int = 1 << 20,
+    desc: str = "tokenizing",
+    max_tokens: int | None = None,
 ) -> np.ndarray:
     """Token ids of `text` as a numpy array of `token_dtype(tok.vocab_size)`, with a
-    progress bar."""
+    progress bar; only the first `max_tokens` if given (what the whole text's would be:
+    the chunks are cut where they always are, and tokenizing stops after enough)."""
     pieces, start = [], 0
     while start < len(text):
         end = min(len(text), start + chunk_chars)
@@ -38,11 +43,14 @@ def encode_corpus(
         pieces.append((start, end))
         start = end
     dtype = token_dtype(tok.vocab_size)
-    out = [
-        np.asarray(tok.encode(text[a:b]), dtype=dtype)
-        for a, b in progress_bar(pieces, desc=desc, unit="MB", disable=len(pieces) < 4)
-    ]
-    return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
+    out, count = [], 0
+    for a, b in progress_bar(pieces, desc=desc, unit="MB", disable=len(pieces) < 4):
+        out.append(np.asarray(tok.encode(text[a:b]), dtype=dtype))
+        count += len(out[-1])
+        if max_tokens is not None and count >= max_tokens:
+            break
+    ids = np.concatenate(out) if out else np.zeros(0, dtype=dtype)
+    return ids if max_tokens is None else ids[:max_tokens]
 
 # %% ../../nbs/05d_token_data.ipynb #1f2a0874
 def split_tokens(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
