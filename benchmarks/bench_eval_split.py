@@ -1,11 +1,11 @@
-"""`llm-zero eval --checkpoint experiments/base-cpu --corpus english-mix --max-tokens 20000` on a
-cold cache (issue 26): the whole command in a fresh process, on a data cache that holds only what
-set-up leaves there (the registries' package files and austen.txt), against the same command on a
-warm cache (the validation text already built) and, as the baseline, version 1's path:
-`--corpus english-mix-v1` on a cold cache, which builds the whole mix and tokenizes all of it
-before it knows where the validation tokens are (what every english-mix eval did before version
-2; it needs tinyshakespeare.txt in the cache). Rounds are interleaved; medians are reported, as
-wall and CPU seconds of the child process.
+"""`llm-zero eval --checkpoint experiments/base-cpu --corpus english-mix --max-tokens 20000`
+on a cold cache (issue 26): the whole command in a fresh process, on a data cache that holds
+only what set-up leaves there (the registries' package files and austen.txt), against the
+same command on a warm cache (the validation text already built) and, as the baseline,
+version 1's path: `--corpus english-mix-v1` on a cold cache, which builds the whole mix and
+tokenizes all of it before it knows where the validation tokens are (what every english-mix
+eval did before version 2; it needs tinyshakespeare.txt in the cache). Rounds are
+interleaved; medians are reported, as wall and CPU seconds of the child process.
 Not a test: run by hand, copy the output into benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/bench_eval_split.py [--rounds 3] [--no-baseline]
@@ -30,13 +30,14 @@ CLI = "import sys; from llm_zero.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def run_eval(cache: Path, corpus: str) -> tuple[float, float, str]:
-    "Wall and CPU seconds of one `eval` in a fresh process on `cache`, and its output line."
+    "Wall and CPU seconds of one `eval` in a new process on `cache`, and its output."
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(
         [sys.executable, "-c", CLI, "eval", "--checkpoint", "experiments/base-cpu",
          "--corpus", corpus, "--max-tokens", "20000"],
-        cwd=ROOT, env={**os.environ, "LLM_ZERO_CACHE": str(cache)}, capture_output=True, text=True)
+        cwd=ROOT, env={**os.environ, "LLM_ZERO_CACHE": str(cache)},
+        capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode:
@@ -65,7 +66,8 @@ def main():
     cases = {"cold: english-mix (version 2)": ("english-mix", [], True),
              "warm: english-mix (validation text built)": ("english-mix", [], False)}
     if not args.no_baseline:
-        cases["cold: english-mix-v1 (version 1's path)"] = ("english-mix-v1", shakespeare, True)
+        cases["cold: english-mix-v1 (version 1's path)"] = (
+            "english-mix-v1", shakespeare, True)
     times, lines = {name: [] for name in cases}, {}
     with tempfile.TemporaryDirectory() as d:
         warm = fresh_cache(Path(d), [])
@@ -79,8 +81,9 @@ def main():
                     shutil.rmtree(cache)
     for name, runs in times.items():
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        each = ", ".join(f"{w:.1f}" for w in walls)
         print(f"{name}: median {statistics.median(walls):.1f} s wall, "
-              f"{statistics.median(cpus):.1f} s CPU (walls {', '.join(f'{w:.1f}' for w in walls)})")
+              f"{statistics.median(cpus):.1f} s CPU (walls {each})")
         print(f"  {lines[name]}")
     print(f"load after: {os.getloadavg()}")
 

@@ -166,6 +166,16 @@ def test_held_out_is_a_fixed_tenth_of_all_names():
     assert [english.held_out("toy", n) for n in names] != [english.held_out("other", n) for n in names]
 
 
+def test_version_2_holds_out_the_documents_version_1_held_out(index):
+    """The base model (trained on version 1) never trained on version 2's held-out documents:
+    for Brown, the first source (cleaned from an empty `seen` set in both), exactly."""
+    docs = brown_documents()
+    english._clean(docs, set(), english.contamination_index())
+    names = {english._rank("brown", d): d for d, _ in docs}
+    _, val = split_documents("brown", docs, "\n")
+    assert sorted(names[r] for r, _ in val) == sorted(d for d, _ in docs if english.held_out("brown", d))
+
+
 def test_mix_split_per_source(mix):
     # version 2 holds out documents (Brown, Austen, Python's docs) or files (nlp-corpus) by name
     for name, s in mix["sources"].items():

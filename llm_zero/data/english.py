@@ -37,10 +37,10 @@ from llm_zero.data.corpora import (
 
 # %% auto #0
 __all__ = ['AUSTEN_NOVELS', 'AUSTEN_SHA256', 'MIX_SOURCES', 'MIX_V1_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM',
-           'MIN_EXACT_WORDS', 'CONTAMINATION_FILES', 'CONTAMINATION_SHA256', 'VAL_FRACTION', 'MIX_NAME', 'MIX_VERSION',
-           'MIX_FILES', 'MIX_V1_FILES', 'normalise_whitespace', 'detokenize', 'brown_words', 'fix_brown_punctuation',
-           'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents', 'austen_novels',
-           'sha256_text', 'austen_text', 'austen_documents', 'words', 'dedup_units', 'split_sentences',
+           'MIN_EXACT_WORDS', 'CONTAMINATION_FILES', 'CONTAMINATION_SHA256', 'VAL_FRACTION', 'VAL_RANK_BELOW',
+           'MIX_NAME', 'MIX_VERSION', 'MIX_FILES', 'MIX_V1_FILES', 'normalise_whitespace', 'detokenize', 'brown_words',
+           'fix_brown_punctuation', 'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents',
+           'austen_novels', 'sha256_text', 'austen_text', 'austen_documents', 'words', 'dedup_units', 'split_sentences',
            'contamination_references', 'word_key', 'run_keys', 'run_key', 'ContaminationIndex',
            'contamination_fingerprint_path', 'contamination_index', 'held_out', 'split_documents', 'charset',
            'english_mix_dir', 'build_english_mix', 'english_mix_stats', 'english_mix', 'english_mix_val',
@@ -161,23 +161,26 @@ def brown_documents(
     return [(name, _brown_paragraphs(text)) for _, (name, text) in sorted(texts.items())]
 
 # %% ../../nbs/05i_english_mix.ipynb #655a07ec
+def _kept(docs: list, keep) -> list:
+    return [d for d in docs if keep is None or keep(d[0])]
+
+
 def nlp_corpus_documents(
     path: str | Path | None = None, per_doc: int = 100, keep=None
 ) -> list:
     """nlp-corpus's sentences, a paragraph each, `per_doc` to a document named
-    `doc-FILE/PART`; only the files `doc-FILE` that `keep` accepts, if it is given."""
+    `doc-FILE/PART`; only those `keep` accepts, if it is given."""
     docs, files = [], {}
     with tarfile.open(path or fetch("nlp-corpus")) as tar:
         for m in tar:  # in the archive's order: a gzip stream reads fastest forwards
             if found := re.fullmatch(r"package/builds/(doc-\d+)\.json", m.name):
-                if keep is None or keep(found[1]):
-                    files[found[1]] = json.load(tar.extractfile(m))
+                files[found[1]] = json.load(tar.extractfile(m))
     for name in sorted(files, key=lambda f: int(f[4:])):  # doc-0, doc-1, ..., doc-99
         sentences = [s for s in map(normalise_whitespace, files[name]) if s]
         for k in range(0, len(sentences), per_doc):
             part = [[s] for s in sentences[k : k + per_doc]]
             docs.append((f"{name}/{k // per_doc}", part))
-    return docs
+    return _kept(docs, keep)
 
 
 def block_documents(text: str, per_doc: int) -> list:
@@ -277,10 +280,6 @@ def austen_text() -> str:
 BUILT_CORPORA["austen"] = austen_text
 
 # %% ../../nbs/05i_english_mix.ipynb #55afaee2
-def _kept(docs: list, keep) -> list:
-    return [d for d in docs if keep is None or keep(d[0])]
-
-
 def austen_documents(keep=None, per_doc: int = 40) -> list:
     """Jane Austen's paragraphs (corpus `austen`, section 5i.5), each on one line,
     `per_doc` to a document named `NOVEL/PART`; those `keep` accepts, if it is given."""
@@ -507,10 +506,16 @@ def _rank(source: str, name: str) -> str:
     return hashlib.sha256(f"{source}/{name}".encode()).hexdigest()
 
 
-def held_out(source: str, name: str, val_fraction: float = VAL_FRACTION) -> bool:
-    """Whether document (or file) `name` of `source` is held out for validation: a
-    fixed share `val_fraction` of all possible names, by their rank as a number."""
-    return int(_rank(source, name), 16) < val_fraction * 16**64
+# A document is held out when its rank sorts below its source's cut: "1a" keeps 26/256 of
+# all names. The others fall between version 1's last held-out document and its first
+# training one, so version 2 holds out the very same documents of those sources.
+VAL_RANK_BELOW = {"brown": "15", "nlp-corpus": "18cb", "python-docs": "25e"}
+
+
+def held_out(source: str, name: str) -> bool:
+    """Whether document `name` of `source` is held out for validation: its rank sorts
+    below the source's cut (`VAL_RANK_BELOW`, else about a tenth of all names)."""
+    return _rank(source, name) < VAL_RANK_BELOW.get(source, "1a")
 
 
 def split_documents(
@@ -559,7 +564,8 @@ def _mix_key(version: int = MIX_VERSION) -> str:
 
 def english_mix_dir(version: int = MIX_VERSION) -> Path:
     "The cache folder of the prepared mix (of version 1, the base model's, if asked)."
-    return cache_dir() / (MIX_NAME if version == MIX_VERSION else f"{MIX_NAME}-v{version}")
+    name = MIX_NAME if version == MIX_VERSION else f"{MIX_NAME}-v{version}"
+    return cache_dir() / name
 
 # %% ../../nbs/05i_english_mix.ipynb #c12771e8
 def _clean(docs: list, seen: set, index: ContaminationIndex) -> tuple[int, Counter]:
@@ -588,7 +594,9 @@ def _build_split(split: str, seen: set, index: ContaminationIndex, out_dir: Path
         docs = documents(keep=lambda d, s=name: held_out(s, d) == (split == "val"))
         sentences = sum(len(p) for _, paras in docs for p in paras)
         dups, contaminated = _clean(docs, seen, index)
-        texts = [(_rank(name, d), sep.join(" ".join(p) for p in ps if p)) for d, ps in docs]
+        texts = [
+            (_rank(name, d), sep.join(" ".join(p) for p in ps if p)) for d, ps in docs
+        ]
         texts = sorted((r, t) for r, t in texts if t)
         ranked += texts
         if split == "val":
