@@ -322,9 +322,9 @@ def test_offline_mix_names_every_missing_file_and_the_command(tmp_path, monkeypa
     assert f"d.fetch_all({needed!r})" in str(e.value)
 
 
-def test_held_out_corpora_are_cut_by_their_own_split(monkeypatch):
-    """Training and evaluation take a held-out corpus's own split (not a token fraction), and
-    `eval --max-tokens N` tokenizes only the first of it."""
+def test_held_out_corpora_are_cut_by_their_own_split(monkeypatch, tmp_path):
+    """Training, `prepare` and evaluation take a held-out corpus's own split (not a token
+    fraction), and `eval --max-tokens N` tokenizes only the first of it."""
     from llm_zero.data import corpora
     from llm_zero.train.config import config_from_dict
     from llm_zero.train.data import encode_corpus
@@ -344,6 +344,11 @@ def test_held_out_corpora_are_cut_by_their_own_split(monkeypatch):
     assert name == "toy-split" and ids.tolist() == tok.encode(texts["val"])[:100]
     small = encode_corpus(tok, texts["val"], chunk_chars=64, max_tokens=150)
     assert small.tolist() == encode_corpus(tok, texts["val"], chunk_chars=64)[:150].tolist()
+    from llm_zero.cli import main
+    from llm_zero.train.data import load_prepared
+    assert main(["prepare", "--corpus", "toy-split", "--out", str(tmp_path / "p"), "--tokenizer", "char"]) == 0
+    train, val, ptok, meta = load_prepared(tmp_path / "p")
+    assert (ptok.decode(train.tolist()), ptok.decode(val.tolist())) == (texts["train"], texts["val"])
 
 
 # --- decontamination from the fingerprint that ships with the package (issue 26) ---------------

@@ -60,26 +60,34 @@ def split_tokens(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.n
 
 # %% ../../nbs/05d_token_data.ipynb #f8ba480a
 def prepare_corpus(
-    text: str, tok, out_dir: str | Path, val_fraction: float = 0.1, source: str = ""
+    text: str,
+    tok,
+    out_dir: str | Path,
+    val_fraction: float = 0.1,
+    source: str = "",
+    val_text: str | None = None,
 ) -> dict:
     """Tokenize `text` once into `out_dir/{train,val}.bin` plus tokenizer and meta.json;
-    returns the meta."""
+    returns the meta. With `val_text` (a corpus's own split), `text` is all training
+    text and `val_text` the validation text, and `val_fraction` is not used."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ids = encode_corpus(tok, text)
-    train, val = split_tokens(ids, val_fraction)
+    if val_text is None:
+        train, val = split_tokens(encode_corpus(tok, text), val_fraction)
+    else:
+        train, val = encode_corpus(tok, text), encode_corpus(tok, val_text)
     for name, arr in (("train.bin", train), ("val.bin", val)):
         with atomic_write(out / name) as tmp:
             arr.tofile(tmp)
     save_tokenizer(tok, out)
     meta = {
-        "dtype": str(ids.dtype),
+        "dtype": str(train.dtype),
         "vocab_size": tok.vocab_size,
         "tokenizer": tok.kind,
         "train_tokens": len(train),
         "val_tokens": len(val),
-        "val_fraction": val_fraction,
-        "bytes": len(text.encode("utf-8")),
+        "val_fraction": val_fraction if val_text is None else None,
+        "bytes": len((text + (val_text or "")).encode("utf-8")),
         "source": source,
     }
     write_json(out / "meta.json", meta)
