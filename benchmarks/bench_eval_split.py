@@ -1,61 +1,90 @@
-"""What `llm-zero eval --max-tokens 20000` spends before the model runs, on english-mix with the
-committed base model's tokenizer: the old path (tokenize all 16 MB, keep the first tokens, which
-are training text) against the new one (the run's validation split, its ids read back from the
-cache that the first call fills). Rounds are interleaved; medians are reported. The model's
-forward pass over the 20,000 tokens is the same in both and is timed once, apart.
+"""`llm-zero eval --checkpoint experiments/base-cpu --corpus english-mix --max-tokens 20000`
+on a cold cache (issue 26): the whole command in a fresh process, on a data cache that holds
+only what set-up leaves there (the registries' package files and austen.txt), against the
+same command on a warm cache (the validation text already built) and, as the baseline,
+version 1's path: `--corpus english-mix-v1` on a cold cache, which builds the whole mix and
+tokenizes all of it before it knows where the validation tokens are (what every english-mix
+eval did before version 2; it needs tinyshakespeare.txt in the cache). Rounds are
+interleaved; medians are reported, as wall and CPU seconds of the child process.
 Not a test: run by hand, copy the output into benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/bench_eval_split.py [--rounds 3]
+    .venv/bin/python benchmarks/bench_eval_split.py [--rounds 3] [--no-baseline]
 """
 import argparse
 import os
 import platform
+import resource
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import torch
+from llm_zero.data.corpora import CORPORA, cache_dir
 
-from llm_zero.data import load_text
-from llm_zero.train.data import encode_corpus
-from llm_zero.train.engine import load_model_from_checkpoint
-from llm_zero.train.evaluate import evaluate_text, split_ids
-
-MAX_TOKENS = 20_000
+ROOT = Path(__file__).resolve().parents[1]
+SET_UP = ["npm", "apt", "austen.txt"]  # what set-up leaves in the cache for english-mix
+CLI = "import sys; from llm_zero.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def old_path(tok):
-    return encode_corpus(tok, load_text("english-mix"))[:MAX_TOKENS + 1]
+def run_eval(cache: Path, corpus: str) -> tuple[float, float, str]:
+    "Wall and CPU seconds of one `eval` in a new process on `cache`, and its output."
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [sys.executable, "-c", CLI, "eval", "--checkpoint", "experiments/base-cpu",
+         "--corpus", corpus, "--max-tokens", "20000"],
+        cwd=ROOT, env={**os.environ, "LLM_ZERO_CACHE": str(cache)},
+        capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode:
+        sys.exit(r.stderr)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, r.stdout.strip()
 
 
-def new_path(tok):
-    return split_ids(tok, load_text("english-mix"), "val", 0.1)[:MAX_TOKENS + 1]
+def fresh_cache(root: Path, extra: list[str]) -> Path:
+    "A data cache as set-up leaves it (plus `extra` files), in a new folder under `root`."
+    cache = Path(tempfile.mkdtemp(dir=root))
+    for name in [*SET_UP, *extra]:
+        src = cache_dir() / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, cache / name)
+    return cache
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
-    model, tok, _ = load_model_from_checkpoint("experiments/base-cpu")
-    t0 = time.perf_counter()
-    new_path(tok)  # fills the cache if it is empty
-    print(f"first call of the new path (fills the token cache if empty): {time.perf_counter() - t0:.1f} s")
-    times = {"old: tokenize all, first tokens": [], "new: val split from the cache": []}
-    for _ in range(args.rounds):
-        for runs, fn in zip(times.values(), (old_path, new_path)):
-            t0 = time.perf_counter()
-            fn(tok)
-            runs.append(time.perf_counter() - t0)
+    shakespeare = [CORPORA["tinyshakespeare"].filename]
+    cases = {"cold: english-mix (version 2)": ("english-mix", [], True),
+             "warm: english-mix (validation text built)": ("english-mix", [], False)}
+    if not args.no_baseline:
+        cases["cold: english-mix-v1 (version 1's path)"] = (
+            "english-mix-v1", shakespeare, True)
+    times, lines = {name: [] for name in cases}, {}
+    with tempfile.TemporaryDirectory() as d:
+        warm = fresh_cache(Path(d), [])
+        run_eval(warm, "english-mix")  # builds the validation text once
+        for _ in range(args.rounds):
+            for name, (corpus, extra, cold) in cases.items():
+                cache = fresh_cache(Path(d), extra) if cold else warm
+                wall, cpu, lines[name] = run_eval(cache, corpus)
+                times[name].append((wall, cpu))
+                if cold:
+                    shutil.rmtree(cache)
     for name, runs in times.items():
-        print(f"{name}: median {statistics.median(runs):.2f} s ({', '.join(f'{r:.2f}' for r in runs)})")
-    for name, fn in (("old (training text)", old_path), ("new (validation split)", new_path)):
-        ids = fn(tok)
-        t0 = time.perf_counter()
-        r = evaluate_text(model, tok, ids=ids, max_tokens=MAX_TOKENS)
-        print(f"{name}: {r['bits_per_byte']:.4f} bits per byte over {r['tokens']:,} tokens; "
-              f"forward pass {time.perf_counter() - t0:.1f} s")
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        each = ", ".join(f"{w:.1f}" for w in walls)
+        print(f"{name}: median {statistics.median(walls):.1f} s wall, "
+              f"{statistics.median(cpus):.1f} s CPU (walls {each})")
+        print(f"  {lines[name]}")
     print(f"load after: {os.getloadavg()}")
 
 

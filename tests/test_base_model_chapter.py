@@ -91,7 +91,7 @@ def test_a_rerun_repeats_the_first_steps(cfg, tmp_path):
     # of run.seed and the step). They lie in the warm-up, where the rate is step * peak / warmup_steps;
     # a run of STEPS steps that warms up over all of them, with both peak rates scaled by
     # STEPS / warmup_steps, has the same rates. (`resume` of a folder with no checkpoint reuses its
-    # tokenizer.)
+    # tokenizer.) Its data are english-mix version 1, which needs Tiny Shakespeare (chapter 5i).
     import shutil
 
     from llm_zero.train import load_config, train
@@ -100,6 +100,7 @@ def test_a_rerun_repeats_the_first_steps(cfg, tmp_path):
     assert k <= 1
     for f in ("config.yaml", "tokenizer.json", "bpe.txt"): shutil.copy(BASE / f, tmp_path / f)
     short = load_config(BASE / "config.yaml", [
+        "data.corpus=english-mix-v1",
         f"train.max_steps={STEPS}", f"schedule.warmup_steps={STEPS}", f"optimizer.lr={o['lr'] * k!r}",
         f"optimizer.muon_lr={o['muon_lr'] * k!r}", "train.eval_batches=1", "run.sample_tokens=0",
         f"run.checkpoint_interval={STEPS}"])

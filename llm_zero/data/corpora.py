@@ -19,9 +19,9 @@ from pathlib import Path
 from ..core import InputError, LLMZeroError, atomic_write, progress_bar
 
 # %% auto #0
-__all__ = ['CORPORA', 'DEFAULT_CORPUS', 'BUILT_CORPORA', 'Corpus', 'cache_dir', 'sha256_file', 'DataIntegrityError',
-           'DataUnavailableError', 'UnknownDataError', 'fetch', 'fetch_all', 'registry_corpora', 'tiktoken_cache_dir',
-           'seed_cache', 'load_text']
+__all__ = ['CORPORA', 'DEFAULT_CORPUS', 'BUILT_CORPORA', 'HELD_OUT_CORPORA', 'Corpus', 'cache_dir', 'sha256_file',
+           'DataIntegrityError', 'DataUnavailableError', 'UnknownDataError', 'fetch', 'fetch_all', 'registry_corpora',
+           'tiktoken_cache_dir', 'seed_cache', 'load_text']
 
 # %% ../../nbs/00_datasets.ipynb #73f40bf3
 @dataclass(frozen=True)
@@ -331,6 +331,9 @@ def _python_docs() -> str:
 # %% ../../nbs/00_datasets.ipynb #1d5d39cf
 # name -> the function that builds it; llm_zero.data.english registers 'english-mix'
 BUILT_CORPORA: dict[str, Callable[[], str]] = {}
+# built corpora with a held-out split of their own: name -> the function that returns the
+# text of split 'train' or 'val' (training and evaluation use it instead of a token fraction)
+HELD_OUT_CORPORA: dict[str, Callable[[str], str]] = {}
 
 # %% ../../nbs/00_datasets.ipynb #2f24455c
 def load_text(name: str = DEFAULT_CORPUS) -> str:

