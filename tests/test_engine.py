@@ -99,6 +99,20 @@ def test_sliding_epochs_visit_every_window_once():
         assert sorted(starts.tolist()) == list(range(0, 1000, 10))
 
 
+def test_a_run_reads_its_corpus_ids_from_the_cache(monkeypatch):
+    "Asked again for a corpus it has tokenized with the same tokenizer, a run tokenizes nothing."
+    import llm_zero.train.data as data_module
+    import llm_zero.train.engine as engine_module
+    import llm_zero.train.evaluate as evaluate_module
+    first = engine_module.load_run_data(tiny())
+
+    def tokenize(*args, **kwargs): raise AssertionError("the corpus was tokenized again")
+    for module in (data_module, engine_module, evaluate_module):
+        monkeypatch.setattr(module, "encode_corpus", tokenize, raising=False)
+    again = engine_module.load_run_data(tiny())
+    assert np.array_equal(again.train.ids, first.train.ids) and np.array_equal(again.val.ids, first.val.ids)
+
+
 # ---- loop ---------------------------------------------------------------------------------------
 
 def test_training_learns_and_fills_the_run_folder(tmp_path):
