@@ -113,7 +113,7 @@ def report(browser, site_url):
     for page in toc_pages():
         if not (SITE / f"{page}.html").exists():
             continue  # test_site's page test fails for a missing page
-        load(browser, f"{site_url}/{page}.html")
+        load(browser, f"{site_url}/{page}.html", settle=False)
         pages[page] = browser.execute_script(MEASURE)
     (SITE.parent / "reader_check.json").write_text(json.dumps(pages, indent=1))
     assert pages, "no page of the book was built"
