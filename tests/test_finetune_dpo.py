@@ -20,7 +20,7 @@ from llm_zero.finetune.dpo import DPOConfig, PreferenceError, compare_models, fi
 from llm_zero.train.checkpoint import CheckpointManager, RunExistsError, read_meta
 from llm_zero.train.config import ConfigError, load_config
 
-DPO_SMALL = ["data.limit=120", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3", "train.eval_iter=1",
+DPO_SMALL = ["data.limit=64", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3", "train.eval_iter=1",
              "data.max_new_tokens=12", "generate.max_new_tokens=12", "generate.test_limit=6",
              "run.checkpoint_interval=5"]
 
