@@ -24,8 +24,7 @@ def toc_pages() -> list[str]:
 def load(browser, url: str, settle: bool = True):
     """Open `url`, wait for it to load, and return the browser console entries it produced.
     `settle=False` where no console entry is read: the half second for scripts deferred to after
-    load, spent on each of the book's pages by the console test, need not be spent again by the
-    figure test and the reader's report."""
+    load is spent once a page, by the load whose entries the console test reads."""
     browser.get_log("browser")  # drop entries from earlier pages
     browser.get(url)
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
@@ -49,10 +48,17 @@ def own_errors(entries, site_url: str) -> list[str]:
     return errors
 
 
+def page_title(browser) -> str:
+    "The text of the loaded page's first heading ('' if it has none)."
+    titles = browser.find_elements(By.CSS_SELECTOR, "article h1")
+    return titles[0].text.strip() if titles else ""
+
+
 @pytest.mark.parametrize("page", toc_pages())
-def test_page_loads_without_js_errors(browser, site_url, page):
-    entries = load(browser, f"{site_url}/{page}.html")
-    assert browser.find_element(By.CSS_SELECTOR, "article h1").text.strip(), f"{page} has no title"
+def test_page_loads_without_js_errors(browser, site_url, first_loads, page):
+    entries, title = first_loads.pop(page, None) or (load(browser, f"{site_url}/{page}.html"),
+                                                     page_title(browser))
+    assert title, f"{page} has no title"
     assert not own_errors(entries, site_url), f"JavaScript errors on {page}: {own_errors(entries, site_url)}"
 
 
