@@ -24,19 +24,21 @@ fi
 
 # Reinstall only when the dependency declarations change. The stamp records what was installed:
 # a full install also serves the main job, a main-only one does not serve the tests.
+# --no-compile: pip would byte-compile all ~21,000 installed modules (about 90 s of one core);
+# Python compiles the ones a job imports, on first import (about 15 s for all the suite uses).
 stamp=.venv/.llm_zero-deps
 want=$(cat settings.ini setup.py constraints.txt | sha256sum | cut -d' ' -f1)
 have=$(cat "$stamp" 2>/dev/null || true)
 if [ "$have" != "full $want" ] && [ "$have" != "$mode $want" ]; then
   if [ "$mode" = main ]; then
     echo "setup: installing the library, its CLI and server into .venv (about 1 minute, 1 GB: PyTorch)"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[serve,corpus]"
+    .venv/bin/python -m pip install -q --no-compile --disable-pip-version-check -c constraints.txt -e ".[serve,corpus]"
   else
     echo "setup: installing pinned dependencies into .venv (first run takes a few minutes)"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+    .venv/bin/python -m pip install -q --no-compile --disable-pip-version-check -c constraints.txt -e ".[dev]"
     # The book's own package is a dev-only reference; its declared dependencies (TensorFlow,
     # JupyterLab) are not needed for the parts the tests compare against.
-    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps \
+    .venv/bin/python -m pip install -q --no-compile --disable-pip-version-check -c constraints.txt --no-deps \
       llms-from-scratch
   fi
   echo "$mode $want" > "$stamp"

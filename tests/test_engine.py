@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from llm_zero.data.corpora import cache_dir
 from llm_zero.train.checkpoint import CheckpointError, find_checkpoint
 from llm_zero.train.config import ConfigError, Config, apply_overrides, config_from_dict, config_to_dict, load_config
 from llm_zero.train.data import TokenWindows
@@ -97,6 +98,32 @@ def test_sliding_epochs_visit_every_window_once():
     for epoch in range(2):
         starts = torch.cat([w.batch(s, 0, 4)[0][:, 0] for s in range(epoch * per_epoch, (epoch + 1) * per_epoch)])
         assert sorted(starts.tolist()) == list(range(0, 1000, 10))
+
+
+def test_a_run_reads_its_corpus_ids_from_the_cache(monkeypatch):
+    "Asked again for a corpus it has tokenized with the same tokenizer, a run tokenizes nothing."
+    import llm_zero.train.data as data_module
+    import llm_zero.train.engine as engine_module
+    import llm_zero.train.evaluate as evaluate_module
+    first = engine_module.load_run_data(tiny())
+
+    def tokenize(*args, **kwargs): raise AssertionError("the corpus was tokenized again")
+    for module in (data_module, engine_module, evaluate_module):
+        monkeypatch.setattr(module, "encode_corpus", tokenize, raising=False)
+    again = engine_module.load_run_data(tiny())
+    assert np.array_equal(again.train.ids, first.train.ids) and np.array_equal(again.val.ids, first.val.ids)
+
+
+def test_a_cache_it_cannot_write_only_costs_the_tokenizing(monkeypatch, tmp_path):
+    "A read-only cache (here its tokens folder is a file) must not stop a run that used to work."
+    import llm_zero.train.engine as engine_module
+    (tmp_path / "the-verdict.txt").symlink_to(cache_dir() / "the-verdict.txt")
+    monkeypatch.setenv("LLM_ZERO_CACHE", str(tmp_path))
+    (tmp_path / "tokens").write_text("not a folder")
+    first = engine_module.load_run_data(tiny())
+    again = engine_module.load_run_data(tiny())
+    assert np.array_equal(again.train.ids, first.train.ids) and len(first.val.ids) > 0
+    assert (tmp_path / "tokens").read_text() == "not a folder"
 
 
 # ---- loop ---------------------------------------------------------------------------------------

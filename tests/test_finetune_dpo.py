@@ -20,7 +20,7 @@ from llm_zero.finetune.dpo import DPOConfig, PreferenceError, compare_models, fi
 from llm_zero.train.checkpoint import CheckpointManager, RunExistsError, read_meta
 from llm_zero.train.config import ConfigError, load_config
 
-DPO_SMALL = ["data.limit=120", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3", "train.eval_iter=1",
+DPO_SMALL = ["data.limit=64", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3", "train.eval_iter=1",
              "data.max_new_tokens=12", "generate.max_new_tokens=12", "generate.test_limit=6",
              "run.checkpoint_interval=5"]
 
@@ -98,6 +98,8 @@ def test_sigint_saves_exits_130_and_resumes_bit_identically(dpo_run, tmp_path, m
     "Ctrl-C in the middle of a step: the step finishes, is saved, the command exits 130; --resume ends as a clean run."
     out, cfg, _ = dpo_run
     run, args = tmp_path / "run", ["finetune", "dpo", "--quiet", f"model.sft={cfg.model.sft}", *DPO_SMALL]
+    run.mkdir()
+    shutil.copy(out / "pairs.json", run)  # the fixture's pairs for these very settings: not made again
     loss_batch, calls = dpo.dpo_loss_batch, []
     def interrupting(batch, policy, reference, beta):
         if torch.is_grad_enabled():  # a training step, not an evaluation
@@ -204,6 +206,8 @@ def test_sigkill_then_resume_is_bit_identical(dpo_run, tmp_path):
     from test_resume import _wait_for_step
     out, cfg, _ = dpo_run
     run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(out / "pairs.json", run)  # the fixture's pairs for these very settings: not made again
     args = [str(Path(sys.executable).with_name("llm-zero")), "finetune", "dpo", "--quiet", "--out", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([*args, f"model.sft={cfg.model.sft}", *DPO_SMALL], env=env,

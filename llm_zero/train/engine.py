@@ -41,8 +41,8 @@ from llm_zero.train.checkpoint import (
     read_meta,
 )
 from .config import Config, ConfigError, config_to_dict, save_config
-from .data import TokenWindows, encode_corpus, load_prepared, split_tokens
-from .evaluate import autocast_for, evaluate_batches
+from .data import TokenWindows, load_prepared, split_tokens
+from .evaluate import autocast_for, encoded_corpus, evaluate_batches
 from .muon import MuonWithAdamW, muon_with_adamw
 from .schedule import lr_schedule
 from .tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
@@ -207,9 +207,9 @@ def load_run_data(cfg: Config, run_dir: Path | None = None) -> RunData:
         )
         if d.corpus in HELD_OUT_CORPORA:  # a split of its own: val_fraction is unused
             parts = [HELD_OUT_CORPORA[d.corpus](split) for split in ("train", "val")]
-            train_ids, val_ids = (encode_corpus(tok, part) for part in parts)
+            train_ids, val_ids = (encoded_corpus(tok, part) for part in parts)
         else:
-            train_ids, val_ids = split_tokens(encode_corpus(tok, text), d.val_fraction)
+            train_ids, val_ids = split_tokens(encoded_corpus(tok, text), d.val_fraction)
     return RunData(
         TokenWindows(
             train_ids, T, d.sampling, d.stride, cfg.run.seed, name="training split"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import InputError, atomic_write
+from ..core import InputError, WriteError, atomic_write
 from ..data.corpora import HELD_OUT_CORPORA, cache_dir, load_text
 from ..model.loss import check_targets
 from .config import DataConfig
@@ -158,9 +158,12 @@ def encoded_corpus(tok, text: str) -> np.ndarray:
         except (OSError, ValueError):
             pass  # a damaged copy is simply made again
     ids = encode_corpus(tok, text)
-    with atomic_write(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, ids)
+    try:
+        with atomic_write(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, ids)
+    except WriteError:
+        pass  # a cache we may not write to costs the next call its tokenizing, nothing more
     return ids
 
 # %% ../../nbs/05f_evaluate.ipynb #07527dc8

@@ -67,3 +67,10 @@ def browser():
     drv = start_chromium()
     yield drv
     drv.quit()
+
+
+@pytest.fixture(scope="session")
+def first_loads():
+    """Page -> (console entries, title) of each page the reader's report loaded (test_reader.py
+    runs before test_site.py), so that the console test need not load the page a second time."""
+    return {}

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from .conftest import SITE
-from .test_site import load, toc_pages
+from .test_site import load, page_title, toc_pages
 
 # Runs inside the page: collapsed cells are opened first so that they are measured too.
 MEASURE = r"""
@@ -108,12 +108,13 @@ def test_number_gaps_finds_gaps():
 
 
 @pytest.fixture(scope="module")
-def report(browser, site_url):
+def report(browser, site_url, first_loads):
     pages = {}
     for page in toc_pages():
         if not (SITE / f"{page}.html").exists():
             continue  # test_site's page test fails for a missing page
-        load(browser, f"{site_url}/{page}.html")
+        entries = load(browser, f"{site_url}/{page}.html")
+        first_loads[page] = (entries, page_title(browser))  # for test_site's console test
         pages[page] = browser.execute_script(MEASURE)
     (SITE.parent / "reader_check.json").write_text(json.dumps(pages, indent=1))
     assert pages, "no page of the book was built"
