@@ -18,7 +18,7 @@ from ..core import LLMZeroError, atomic_write
 from ..data.corpora import cache_dir, load_text
 from ..data.dataset import load_instruction_data, split_instruction_data
 from ..data.english import sha256_text
-from ..eval.ngram import ngram_bits_per_byte
+from ..eval.ngram import KneserNey, key_bits, ngram_bits_per_byte
 from ..eval.report import answer_scores, generate_answers
 from ..train.checkpoint import load_language_model
 from llm_zero.train.config import (
@@ -42,10 +42,10 @@ from .cli import InstructConfig, finetune_instruct
 # %% auto #0
 __all__ = ['JOB_SECTIONS', 'WORD', 'JOB_FILE', 'STAGES_FILE', 'REPORT_FILE', 'merged', 'pretrain_config', 'instruct_config',
            'job_settings', 'cached_bpe', 'corpus_words', 'word_share', 'JobError', 'job_folder', 'open_job',
-           'finish_stage', 'last_metric', 'pretrain_stage', 'instruct_stage', 'validation_scores', 'samples',
-           'committed_base', 'instruct_scores', 'report_card', 'card_stage_lines', 'job_seconds', 'card_markdown',
-           'best_tune', 'base_lines', 'plot_card', 'zero_to_chat', 'last_screen', 'cmd_zero_to_chat',
-           'add_zero_to_chat_command']
+           'finish_stage', 'last_metric', 'pretrain_stage', 'instruct_stage', 'strongest_ngram_order',
+           'validation_scores', 'samples', 'committed_base', 'instruct_scores', 'report_card', 'card_stage_lines',
+           'job_seconds', 'ngram_name', 'card_markdown', 'best_tune', 'base_lines', 'plot_card', 'zero_to_chat',
+           'last_screen', 'cmd_zero_to_chat', 'add_zero_to_chat_command']
 
 # %% ../../nbs/07e_zero_to_chat.ipynb #c0d0ad73
 JOB_SECTIONS = ("tokenizer", "pretrain", "instruct", "report", "quick")
@@ -104,6 +104,13 @@ def job_settings(path, quick: bool = False, overrides=()) -> dict:
     d["quick"] = bool(quick)
     pretrain_config(d)  # a typo fails now, not after minutes of pretraining
     instruct_config(d, "pretrain")
+    top = 64 // key_bits(d["tokenizer"]["vocab_size"])  # an n-gram key is 64 bits
+    for n in (d.get("report") or {}).get("ngram_orders", ()):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= top:
+            raise ConfigError(
+                f"report.ngram_orders: {n!r} is not an n-gram order this vocabulary "
+                f"allows; give whole numbers from 1 to {top}."
+            )
     return d
 
 # %% ../../nbs/07e_zero_to_chat.ipynb #f5a76383
@@ -235,6 +242,17 @@ def instruct_stage(job: dict, run: Path, progress: bool) -> dict:
         "val_loss": last_metric(out, "val_loss"),
     }
 
+# %% ../../nbs/07e_zero_to_chat.ipynb #bef078e3
+def strongest_ngram_order(train_ids, vocab_size: int, orders, slice_tokens: int):
+    """The Kneser-Ney order of `orders` with the lowest loss on the last `slice_tokens`
+    training ids when fitted on the ids before them, and each order's loss there."""
+    fit, pick = train_ids[:-slice_tokens], train_ids[-slice_tokens - 1 :]
+    losses = {}
+    for n in orders:
+        lm = KneserNey(n, vocab_size).fit(fit)
+        losses[n] = float(-lm.logprob(pick, start=1).mean())
+    return {"order": min(losses, key=losses.get), "slice_losses": losses}
+
 # %% ../../nbs/07e_zero_to_chat.ipynb #14deb66b
 def validation_scores(job: dict, run: Path, model, tok) -> tuple[dict, str, str]:
     """Bits per byte of the model and the n-gram baseline on the same held-out tokens;
@@ -245,12 +263,16 @@ def validation_scores(job: dict, run: Path, model, tok) -> tuple[dict, str, str]
     train_ids, val_ids = split_tokens(encoded_corpus(tok, text), val_fraction)
     val_ids = val_ids[: r["val_tokens"] + 1]
     mine = evaluate_text(model, tok, ids=val_ids)
-    ngram = ngram_bits_per_byte(train_ids, val_ids, tok, order=r["ngram_order"])
+    chosen = strongest_ngram_order(
+        train_ids, tok.vocab_size, r["ngram_orders"], r["val_tokens"]
+    )
+    ngram = ngram_bits_per_byte(train_ids, val_ids, tok, order=chosen["order"])
     scores = {
         "text": f"{corpus}: the first {len(val_ids) - 1:,} held-out tokens",
         "bytes": mine["bytes"],
         "model": {k: mine[k] for k in ("loss", "bits_per_byte")},
-        "ngram": {k: ngram[k] for k in ("order", "loss", "bits_per_byte")},
+        "ngram": {k: ngram[k] for k in ("order", "loss", "bits_per_byte")}
+        | {"slice_losses": chosen["slice_losses"]},
     }
     return scores, tok.decode(train_ids), tok.decode(val_ids)
 
@@ -368,6 +390,15 @@ def job_seconds(stages: dict) -> float:
     return sum(s["seconds"] for s in stages.values())
 
 # %% ../../nbs/07e_zero_to_chat.ipynb #ba586547
+def ngram_name(ngram: dict) -> str:
+    "The baseline's name on the card: its order, and how the order was chosen."
+    name = f"{ngram['order']}-gram Kneser-Ney"
+    orders = sorted(map(int, ngram.get("slice_losses") or {}))
+    if orders:  # cards of runs made before the order was chosen name it alone
+        name += f", the best of orders {orders[0]}-{orders[-1]} on training text"
+    return name
+
+
 def card_markdown(c: dict) -> str:
     "The report card as Markdown."
     v, ins, base = c["validation"], c["instruct"], c["base"]
@@ -384,7 +415,7 @@ def card_markdown(c: dict) -> str:
         "| measure | this job | baseline |",
         "| --- | --- | --- |",
         f"| bits per byte, {v['text']} | {mine:.3f} | "
-        f"{ng:.3f} ({v['ngram']['order']}-gram Kneser-Ney, same tokens) |",
+        f"{ng:.3f} ({ngram_name(v['ngram'])}, same tokens) |",
         f"| samples at T={c['temperature']}: words in the corpus dictionary | "
         f"{_mean([s['words'] for s in c['samples']]):.1%} | "
         f"{c['held_out_words']:.1%} (the held-out text itself) |",
