@@ -124,6 +124,35 @@ def test_special_token_semantics(pair, data):
 
 
 @settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_max_tokens_is_the_start_of_the_whole_encoding(pair, data):
+    "`encode(text, max_tokens=n)` is `encode(text)[:n]` (what `eval --max-tokens` relies on)."
+    ours, ref = pair
+    text = data.draw(st.one_of(tricky_text, any_text))
+    n = data.draw(st.integers(0, 40))
+    allowed = data.draw(st.sampled_from(["all", set()]))  # special-token text: ids or ordinary text
+    disallowed = "all" if allowed else ()
+    expected = ref.encode(text, allowed_special=allowed, disallowed_special=disallowed)
+    assert ours.encode(text, allowed_special=allowed, disallowed_special=disallowed, max_tokens=n) == expected[:n]
+    assert ours.encode_ordinary(text, max_tokens=n) == ref.encode_ordinary(text)[:n]
+
+
+def test_max_tokens_encodes_only_the_chunks_it_needs(gpt2, monkeypatch):
+    "With `max_tokens`, the chunks after the ones that give the ids are never encoded."
+    from llm_zero.tokenizer import bpe
+    encoded = []
+    monkeypatch.setattr(bpe, "bpe_encode_chunk", lambda b, ranks: encoded.append(b) or [ranks[b[:1]]])
+    ours = BPETokenizer(gpt2[0].ranks, "gpt2", gpt2[0].special_tokens)  # a fresh chunk cache
+    words = [" " + "".join(chr(97 + i // 26**k % 26) for k in range(3)) for i in range(1000)]
+    text = "".join(words[:500]) + "<|endoftext|>" + "".join(words[500:])
+    assert len(ours.encode(text, allowed_special="all", max_tokens=10)) == 10
+    assert encoded == [w.encode() for w in words[:10]]
+    encoded.clear()
+    assert len(ours.encode(text, allowed_special="all", max_tokens=502)) == 502
+    assert encoded == [w.encode() for w in words[10:501]]  # the first ten come from the cache
+
+
+@settings(max_examples=300, deadline=None)
 @given(ids=st.lists(st.integers(0, 50_256), max_size=20))
 def test_decode_parity_on_arbitrary_ids(gpt2, ids):
     ours, ref = gpt2

@@ -351,6 +351,26 @@ def test_held_out_corpora_are_cut_by_their_own_split(monkeypatch, tmp_path):
     assert (ptok.decode(train.tolist()), ptok.decode(val.tolist())) == (texts["train"], texts["val"])
 
 
+def test_eval_max_tokens_encodes_only_the_start_of_the_validation_text():
+    """`eval --max-tokens N` on english-mix: the committed base's tokenizer gives exactly the
+    first N + 1 ids of the whole validation text's encoding, tokenizing only those; every run
+    tokenizer's `encode(text, max_tokens=n)` is `encode(text)[:n]`."""
+    from llm_zero.train.data import encode_corpus
+    from llm_zero.train.evaluate import run_split_ids
+    from llm_zero.train.tokenizers import CharTokenizer, GPT2Tokenizer, load_tokenizer
+    base = Path(__file__).resolve().parents[1] / "experiments" / "base-cpu"
+    tok, val = load_tokenizer(base), english_mix("val")
+    ids, name = run_split_ids(tok, json.loads((base / "meta.json").read_text())["config"], None,
+                              "val", max_tokens=20_000)
+    assert len(tok.bpe._cache) < 10_000  # distinct chunks encoded: ~3,800 in 70 KB; 23,000 in 1 MB
+    assert name == "english-mix" and ids.tolist() == encode_corpus(tok, val)[:20_001].tolist()
+    text = val[:3_000] + "<|endoftext|>" + val[-3_000:]
+    for t in (tok, GPT2Tokenizer(), CharTokenizer.train(text)):
+        whole = t.encode(text)
+        for n in (0, 1, 700, len(whole) - 1, len(whole), len(whole) + 5):
+            assert t.encode(text, max_tokens=n) == whole[:n], (t.kind, n)
+
+
 # --- decontamination from the fingerprint that ships with the package (issue 26) ---------------
 
 def test_shipped_fingerprint_is_the_index_of_the_reference_files(index):

@@ -9,7 +9,6 @@ import os
 import re
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -287,6 +286,8 @@ def plot_values(
 ):
     """Training and validation `label` against epochs (bottom axis) and examples seen
     (top axis)."""
+    import matplotlib.pyplot as plt  # not at the top: ~1 s to load; most commands draw nothing
+
     fig, ax1 = plt.subplots(figsize=(5, 3))
     ax1.plot(epochs_seen, train_values, label=f"Training {label}")
     ax1.plot(epochs_seen, val_values, linestyle="-.", label=f"Validation {label}")

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -538,6 +537,8 @@ def _judge_dpo(
 ) -> dict:
     """Plot the run, answer the test records with both models and judge them; write the
     scores."""
+    import matplotlib.pyplot as plt  # not at the top: ~1 s to load; most commands draw nothing
+
     plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
     answers = {
         name: generate_answers(m, test_d, tok, cfg.generate.max_new_tokens, eos_id=eos)

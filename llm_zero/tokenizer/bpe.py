@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
 from typing import NamedTuple
@@ -138,9 +138,16 @@ class _Chunker:
     def __init__(self, pattern: str):
         self.plain, self.exact = regex.compile(pattern), compile_pattern(pattern)
 
-    def __call__(self, text: str) -> list[str]:
+    def _regex(self, text: str):
         exact = not text.isascii() and not _NEWER_CHARS.isdisjoint(set(text))
-        return (self.exact if exact else self.plain).findall(text)
+        return self.exact if exact else self.plain
+
+    def __call__(self, text: str) -> list[str]:
+        return self._regex(text).findall(text)
+
+    def lazily(self, text: str) -> Iterator[str]:
+        "The same chunks, one at a time: a reader that stops early splits no further."
+        return (m.group() for m in self._regex(text).finditer(text))
 
 # %% ../../nbs/02a_bpe.ipynb #4b8e57dd
 def count_pairs(
@@ -394,6 +401,11 @@ def _scrub_surrogates(text: str) -> str:
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+def _left(max_tokens: int | None, out: list) -> int | None:
+    "How many more ids `max_tokens` allows after `out` (None: no limit)."
+    return None if max_tokens is None else max_tokens - len(out)
+
+
 @functools.lru_cache(maxsize=64)
 def _special_regex(tokens: frozenset[str]):
     """A regex matching any of `tokens`, longest first, or None for no tokens (cached:
@@ -467,18 +479,21 @@ class BPETokenizer:
             f" special={sorted(self.special_tokens)})"
         )
 
-    def encode_ordinary(self, text: str) -> list[int]:
-        "Token ids of `text`, treating special-token text as ordinary text."
+    def encode_ordinary(self, text: str, max_tokens: int | None = None) -> list[int]:
+        """Token ids of `text`, treating special-token text as ordinary text; only the
+        first `max_tokens` if given (the chunks after them are not encoded)."""
         _check_text(text)
         try:
-            return self._encode_chunks(text)
+            return self._encode_chunks(text, max_tokens)
         except UnicodeEncodeError:
-            return self._encode_chunks(_scrub_surrogates(text))
+            return self._encode_chunks(_scrub_surrogates(text), max_tokens)
 
-    def _encode_chunks(self, text: str) -> list[int]:
+    def _encode_chunks(self, text: str, max_tokens: int | None = None) -> list[int]:
         cache = self._cache
         if len(cache) > self.CACHE_SIZE:
             cache.clear()
+        if max_tokens is not None:
+            return self._encode_first(text, max_tokens)
         chunks = self._chunks(text)
         parts = list(map(cache.get, chunks))  # the common case, all hits, stays in C
         if None in parts:
@@ -493,14 +508,27 @@ class BPETokenizer:
                     parts[k] = ids
         return list(chain.from_iterable(parts))
 
+    def _encode_first(self, text: str, max_tokens: int) -> list[int]:
+        out, cache = [], self._cache
+        for chunk in self._chunks.lazily(text):
+            if len(out) >= max_tokens:
+                break
+            ids = cache.get(chunk)
+            if ids is None:
+                ids = cache[chunk] = bpe_encode_chunk(chunk.encode("utf-8"), self.ranks)
+            out += ids
+        return out[:max_tokens]
+
     def encode(
         self,
         text: str,
         allowed_special: Iterable[str] | str = (),
         disallowed_special: Iterable[str] | str = "all",
+        max_tokens: int | None = None,
     ) -> list[int]:
         """Token ids of `text`; special-token text is an error unless allowed
-        (tiktoken's semantics)."""
+        (tiktoken's semantics). Only the first `max_tokens` if given: text after them is
+        not encoded."""
         _check_text(text)
         allowed = (
             set(self.special_tokens)
@@ -520,7 +548,7 @@ class BPETokenizer:
             )
         allowed &= set(self.special_tokens)
         if not allowed:
-            return self.encode_ordinary(text)
+            return self.encode_ordinary(text, max_tokens)
         special_re = (
             self._special_re
             if allowed == set(self.special_tokens)
@@ -528,10 +556,13 @@ class BPETokenizer:
         )
         out, start = [], 0
         for hit in special_re.finditer(text):
-            out += self.encode_ordinary(text[start : hit.start()])
+            if max_tokens is not None and len(out) >= max_tokens:
+                break
+            out += self.encode_ordinary(text[start : hit.start()], _left(max_tokens, out))
             out.append(self.special_tokens[hit.group()])
             start = hit.end()
-        return out + self.encode_ordinary(text[start:])
+        out += self.encode_ordinary(text[start:], _left(max_tokens, out))
+        return out[:max_tokens]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of the tokens `ids` (a list, or a tensor or array, of ints),

@@ -32,7 +32,8 @@ def encode_corpus(
 ) -> np.ndarray:
     """Token ids of `text` as a numpy array of `token_dtype(tok.vocab_size)`, with a
     progress bar; only the first `max_tokens` if given (what the whole text's would be:
-    the chunks are cut where they always are, and tokenizing stops after enough)."""
+    the chunks are cut where they always are, and `tok.encode(chunk, max_tokens=n)`
+    stops after enough)."""
     pieces, start = [], 0
     while start < len(text):
         end = min(len(text), start + chunk_chars)
@@ -45,7 +46,8 @@ def encode_corpus(
     dtype = token_dtype(tok.vocab_size)
     out, count = [], 0
     for a, b in progress_bar(pieces, desc=desc, unit="MB", disable=len(pieces) < 4):
-        out.append(np.asarray(tok.encode(text[a:b]), dtype=dtype))
+        limit = {} if max_tokens is None else {"max_tokens": max_tokens - count}
+        out.append(np.asarray(tok.encode(text[a:b], **limit), dtype=dtype))
         count += len(out[-1])
         if max_tokens is not None and count >= max_tokens:
             break
