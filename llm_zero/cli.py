@@ -405,11 +405,15 @@ def add_eval_parser(sub) -> None:
         default=None,
         help="evaluate only the first N tokens of the split",
     )
+    # 4, not 8: the committed base's logits for 8 windows (8 x 256 x 4,096 floats) are
+    # 32 MiB, past glibc's largest threshold for reusing freed memory, so each batch got
+    # fresh pages that the kernel had to zero (benchmarks/RESULTS.md: 0.3-0.6 s of 20,000
+    # tokens' eval). With 4 the memory is reused; the loss is the same to float rounding.
     e.add_argument(
         "--batch-size",
         type=ranged(int, 1),
-        default=8,
-        help="windows per batch (default 8)",
+        default=4,
+        help="windows per batch (default 4)",
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument(

@@ -1,5 +1,7 @@
 """english-mix (chapter 5i): the npm packs in the registry, Brown tag stripping, deduplication,
 the validation split, contamination, and the size of the prepared mix."""
+import contextlib
+import io
 import json
 import os
 import random
@@ -355,6 +357,7 @@ def test_eval_max_tokens_encodes_only_the_start_of_the_validation_text():
     """`eval --max-tokens N` on english-mix: the committed base's tokenizer gives exactly the
     first N + 1 ids of the whole validation text's encoding, tokenizing only those; every run
     tokenizer's `encode(text, max_tokens=n)` is `encode(text)[:n]`."""
+    from llm_zero.cli import main
     from llm_zero.train.data import encode_corpus
     from llm_zero.train.evaluate import run_split_ids
     from llm_zero.train.tokenizers import CharTokenizer, GPT2Tokenizer, load_tokenizer
@@ -364,6 +367,12 @@ def test_eval_max_tokens_encodes_only_the_start_of_the_validation_text():
                               "val", max_tokens=20_000)
     assert len(tok.bpe._cache) < 10_000  # distinct chunks encoded: ~3,800 in 70 KB; 23,000 in 1 MB
     assert name == "english-mix" and ids.tolist() == encode_corpus(tok, val)[:20_001].tolist()
+    out = io.StringIO()  # the whole command: the numbers the slower path gave (benchmarks/RESULTS.md)
+    with contextlib.redirect_stdout(out):
+        assert main(["eval", "--checkpoint", str(base), "--corpus", "english-mix", "--max-tokens", "20000",
+                     "--json"]) == 0
+    r = json.loads(out.getvalue())
+    assert (r["tokens"], r["bytes"], round(r["bits_per_byte"], 4)) == (19_968, 68_722, 1.7921)
     text = val[:3_000] + "<|endoftext|>" + val[-3_000:]
     for t in (tok, GPT2Tokenizer(), CharTokenizer.train(text)):
         whole = t.encode(text)
