@@ -6,9 +6,11 @@ version 1's path: `--corpus english-mix-v1` on a cold cache, which builds the wh
 tokenizes all of it before it knows where the validation tokens are (what every english-mix
 eval did before version 2; it needs tinyshakespeare.txt in the cache). Rounds are
 interleaved; medians are reported, as wall and CPU seconds of the child process.
+With `--before REV`, the same cold command also runs on the package as it was at git revision
+REV (extracted with `git archive`), interleaved with today's: a before/after of a speed-up.
 Not a test: run by hand, copy the output into benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/bench_eval_split.py [--rounds 3] [--no-baseline]
+    .venv/bin/python benchmarks/bench_eval_split.py [--rounds 3] [--no-baseline] [--before REV]
 """
 import argparse
 import os
@@ -29,14 +31,15 @@ SET_UP = ["npm", "apt", "austen.txt"]  # what set-up leaves in the cache for eng
 CLI = "import sys; from llm_zero.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def run_eval(cache: Path, corpus: str) -> tuple[float, float, str]:
-    "Wall and CPU seconds of one `eval` in a new process on `cache`, and its output."
+def run_eval(cache: Path, corpus: str, src: Path = ROOT) -> tuple[float, float, str]:
+    """Wall and CPU seconds of one `eval` in a new process on `cache`, and its output; `src`
+    holds the llm_zero package that runs (`python -c` imports it from the working folder)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(
-        [sys.executable, "-c", CLI, "eval", "--checkpoint", "experiments/base-cpu",
+        [sys.executable, "-c", CLI, "eval", "--checkpoint", str(ROOT / "experiments/base-cpu"),
          "--corpus", corpus, "--max-tokens", "20000"],
-        cwd=ROOT, env={**os.environ, "LLM_ZERO_CACHE": str(cache)},
+        cwd=src, env={**os.environ, "LLM_ZERO_CACHE": str(cache), "PYTHONPATH": str(src)},
         capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -59,23 +62,32 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--before", metavar="REV", help="also run the package of git revision REV")
     args = ap.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
     shakespeare = [CORPORA["tinyshakespeare"].filename]
-    cases = {"cold: english-mix (version 2)": ("english-mix", [], True),
-             "warm: english-mix (validation text built)": ("english-mix", [], False)}
+    cases = {"cold: english-mix (version 2)": ("english-mix", [], True, ROOT),
+             "warm: english-mix (validation text built)": ("english-mix", [], False, ROOT)}
     if not args.no_baseline:
         cases["cold: english-mix-v1 (version 1's path)"] = (
-            "english-mix-v1", shakespeare, True)
+            "english-mix-v1", shakespeare, True, ROOT)
     times, lines = {name: [] for name in cases}, {}
     with tempfile.TemporaryDirectory() as d:
+        if args.before:
+            old = Path(d) / "before"
+            old.mkdir()
+            archive = subprocess.run(["git", "archive", args.before, "llm_zero"], cwd=ROOT,
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+            name = f"cold: english-mix (version 2), the package at {args.before}"
+            cases[name], times[name] = ("english-mix", [], True, old), []
         warm = fresh_cache(Path(d), [])
         run_eval(warm, "english-mix")  # builds the validation text once
         for _ in range(args.rounds):
-            for name, (corpus, extra, cold) in cases.items():
+            for name, (corpus, extra, cold, src) in cases.items():
                 cache = fresh_cache(Path(d), extra) if cold else warm
-                wall, cpu, lines[name] = run_eval(cache, corpus)
+                wall, cpu, lines[name] = run_eval(cache, corpus, src)
                 times[name].append((wall, cpu))
                 if cold:
                     shutil.rmtree(cache)
