@@ -46,9 +46,12 @@ def test_extras_cover_what_the_optional_commands_import():
 
 
 def test_cli_imports_no_optional_package():
+    """Nor matplotlib: installed by the core, but about a second to load, which only the commands
+    that draw should pay (issue 26: a cold `eval` under 10 s)."""
     code = ("import sys, llm_zero.cli; llm_zero.cli.build_parser(); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'uvicorn', "
-            "'pydantic', 'onnx', 'onnxscript', 'onnxruntime', 'gguf', 'nbdev', 'IPython'}))")
+            "'pydantic', 'onnx', 'onnxscript', 'onnxruntime', 'gguf', 'nbdev', 'IPython', "
+            "'matplotlib'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
