@@ -563,7 +563,7 @@ def report_markdown(r: dict) -> str:
 def plot_report(r: dict, path=None):
     """One figure for the report: bits per byte by corpus, the confusion matrix, or task
     scores against chance."""
-    import matplotlib.pyplot as plt  # not at the top: ~1 s to load; most commands draw nothing
+    import matplotlib.pyplot as plt  # here: ~1 s to load; most commands draw nothing
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     if "classifier" in r:
@@ -610,7 +610,7 @@ def plot_report(r: dict, path=None):
 def write_report(path, **kwargs) -> dict:
     """Evaluate the checkpoint at `path`; write `report.md` and `report.png` into its
     run folder."""
-    import matplotlib.pyplot as plt  # not at the top: ~1 s to load; most commands draw nothing
+    import matplotlib.pyplot as plt  # here: ~1 s to load; most commands draw nothing
 
     r = evaluate_run(path, **kwargs)
     run = _run_folder(find_checkpoint(path))

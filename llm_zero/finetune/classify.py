@@ -286,7 +286,7 @@ def plot_values(
 ):
     """Training and validation `label` against epochs (bottom axis) and examples seen
     (top axis)."""
-    import matplotlib.pyplot as plt  # not at the top: ~1 s to load; most commands draw nothing
+    import matplotlib.pyplot as plt  # here: ~1 s to load; most commands draw nothing
 
     fig, ax1 = plt.subplots(figsize=(5, 3))
     ax1.plot(epochs_seen, train_values, label=f"Training {label}")

@@ -537,7 +537,7 @@ def _judge_dpo(
 ) -> dict:
     """Plot the run, answer the test records with both models and judge them; write the
     scores."""
-    import matplotlib.pyplot as plt  # not at the top: ~1 s to load; most commands draw nothing
+    import matplotlib.pyplot as plt  # here: ~1 s to load; most commands draw nothing
 
     plt.close(plot_dpo_history(history, run_dir / "dpo.png"))
     answers = {

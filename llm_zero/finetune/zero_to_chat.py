@@ -469,7 +469,7 @@ def base_lines(base: dict | None, mine: float) -> list[str]:
 # %% ../../nbs/07e_zero_to_chat.ipynb #d8f0db0f
 def plot_card(c: dict, run: Path, path: Path):
     "The card's figure: pretraining losses beside the n-gram's, and bits per byte."
-    import matplotlib.pyplot as plt  # not at the top: ~1 s to load; most commands draw nothing
+    import matplotlib.pyplot as plt  # here: ~1 s to load; most commands draw nothing
 
     rows = [
         json.loads(x)
