@@ -28,12 +28,22 @@ from llm_zero.data.corpora import CORPORA, cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SET_UP = ["npm", "apt", "austen.txt"]  # what set-up leaves in the cache for english-mix
-CLI = "import sys; from llm_zero.cli import main; sys.exit(main(sys.argv[1:]))"
+# The command, then (on Linux) the nanoseconds its threads waited for a core that another process
+# held: the second field of each thread's /proc schedstat. Wall time less that wait estimates the
+# wall time on a quiet machine, which a shared one never is (eval runs one PyTorch thread).
+CLI = """import atexit, glob, sys
+def waited():
+    ns = sum(int(open(f).read().split()[1]) for f in glob.glob("/proc/self/task/*/schedstat"))
+    print(f"waited {ns / 1e9}", file=sys.stderr)
+atexit.register(waited)
+from llm_zero.cli import main
+sys.exit(main(sys.argv[1:]))"""
 
 
-def run_eval(cache: Path, corpus: str, src: Path = ROOT) -> tuple[float, float, str]:
-    """Wall and CPU seconds of one `eval` in a new process on `cache`, and its output; `src`
-    holds the llm_zero package that runs (`python -c` imports it from the working folder)."""
+def run_eval(cache: Path, corpus: str, src: Path = ROOT) -> tuple[float, float, float, str]:
+    """Wall, CPU and waited-for-a-core seconds of one `eval` in a new process on `cache`, and
+    its output; `src` holds the package that runs (`python -c` imports it from the working
+    folder). The wait is 0 where /proc has no schedstat."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(
@@ -46,7 +56,8 @@ def run_eval(cache: Path, corpus: str, src: Path = ROOT) -> tuple[float, float, 
     if r.returncode:
         sys.exit(r.stderr)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return wall, cpu, r.stdout.strip()
+    waits = [float(x.split()[1]) for x in r.stderr.splitlines() if x.startswith("waited ")]
+    return wall, cpu, sum(waits), r.stdout.strip()
 
 
 def fresh_cache(root: Path, extra: list[str]) -> Path:
@@ -87,15 +98,17 @@ def main():
         for _ in range(args.rounds):
             for name, (corpus, extra, cold, src) in cases.items():
                 cache = fresh_cache(Path(d), extra) if cold else warm
-                wall, cpu, lines[name] = run_eval(cache, corpus, src)
-                times[name].append((wall, cpu))
+                wall, cpu, waited, lines[name] = run_eval(cache, corpus, src)
+                times[name].append((wall, cpu, wall - waited))
                 if cold:
                     shutil.rmtree(cache)
     for name, runs in times.items():
-        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        walls, cpus, quiet = ([r[k] for r in runs] for k in range(3))
         each = ", ".join(f"{w:.1f}" for w in walls)
         print(f"{name}: median {statistics.median(walls):.1f} s wall, "
-              f"{statistics.median(cpus):.1f} s CPU (walls {each})")
+              f"{statistics.median(cpus):.1f} s CPU, {statistics.median(quiet):.1f} s wall less "
+              f"the waits for a core (walls {each}; less the waits "
+              f"{', '.join(f'{q:.1f}' for q in quiet)})")
         print(f"  {lines[name]}")
     print(f"load after: {os.getloadavg()}")
 
