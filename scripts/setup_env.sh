@@ -24,10 +24,11 @@ fi
 
 # Reinstall only when the dependency declarations change. The stamp records what was installed:
 # a full install also serves the main job, a main-only one does not serve the tests.
-# pip --no-compile, then compileall on every core: pip byte-compiles the ~21,000 installed modules
-# on one core (about 90 s), compileall -j 0 in about 48 s on two. Compiled they must be: where
-# PYTHONDONTWRITEBYTECODE is set (this machine's images set it), Python never caches what it
-# compiles on import, and every process (each notebook, each CLI test) would pay 6-10 s again.
+# pip --no-compile: pip byte-compiles the ~21,000 installed modules on one core (about 90 s), while
+# a process compiles only what it imports, once, when Python may cache the result. Where
+# PYTHONDONTWRITEBYTECODE is set (this machine's images set it), Python never caches, and every
+# process (each notebook, each CLI test) would compile torch again (6-10 s): there, compileall
+# does the whole venv on every core instead (about 48 s on two). scripts/test.sh unsets it.
 stamp=.venv/.llm_zero-deps
 want=$(cat settings.ini setup.py constraints.txt | sha256sum | cut -d' ' -f1)
 have=$(cat "$stamp" 2>/dev/null || true)
@@ -44,7 +45,9 @@ if [ "$have" != "full $want" ] && [ "$have" != "$mode $want" ]; then
       llms-from-scratch
   fi
   # It reports the few files written for newer Pythons (torch's py312 tests) and exits 1 for them.
-  .venv/bin/python -m compileall -q -j 0 .venv/lib/python3*/site-packages >/dev/null || true
+  if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ]; then
+    .venv/bin/python -m compileall -q -j 0 .venv/lib/python3*/site-packages >/dev/null || true
+  fi
   echo "$mode $want" > "$stamp"
 fi
 # The main job runs the committed llm_zero/: no site assets, no notebook export. Its data come now,
