@@ -87,3 +87,13 @@ def test_the_committed_configs_give_the_reported_runs(name):
     _, cls, config, overrides = finetune_base_runs()[name]
     ran = load_config(ROOT / "experiments/finetune-base" / name / "config.yaml", cls=cls)
     assert load_config(ROOT / "configs" / config, overrides, cls) == ran
+
+
+def test_the_gpu_config_computes_on_a_gpu_in_bfloat16_compiled():
+    """configs/base-gpu.yaml (chapter 5n, issue 20): the one loader reads it, and it asks for the GPU,
+    bfloat16 and torch.compile, with the base model's data and recipe."""
+    c = load_config(ROOT / "configs/base-gpu.yaml")
+    base = load_config(ROOT / "configs/base-cpu.yaml")
+    assert (c.train.device, c.train.bf16, c.train.compile) == ("cuda", True, True)
+    assert (c.model.arch, c.data, c.optimizer) == ("qwen3", base.data, base.optimizer)
+    assert c.model.emb_dim > base.model.emb_dim  # a GPU-hour buys a larger model than the CPU's

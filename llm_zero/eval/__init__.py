@@ -4,8 +4,9 @@
 __all__ = []
 
 # %% ../../nbs/api/eval.ipynb #e2d24b33
-from . import ngram, report
+from . import ngram, report, scaling
 from .ngram import *
 from .report import *
+from .scaling import *
 
-__all__ = [*ngram.__all__, *report.__all__]
+__all__ = [*ngram.__all__, *report.__all__, *scaling.__all__]
