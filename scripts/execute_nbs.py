@@ -77,12 +77,6 @@ def main(argv=None) -> int:
     paths.sort(key=lambda p: -expected_seconds(cache, p))
     # Threads per kernel: the kernels inherit this, and `workers` of them share the cores.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.workers)))
-    # glibc gives every block over 32 MB fresh pages (mmap) and unmaps it when freed, so each
-    # forward pass through a tiny model's 50,257-way head (100-200 MB of logits) faults its
-    # memory in again: in chapter 7c that was a third of the CPU time, spent in the kernel.
-    # With these thresholds (read by each kernel at start) big blocks stay in the heap for reuse.
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 << 30))
-    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(8 << 30))
     t0, failed = time.perf_counter(), []
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [pool.submit(execute, str(p.resolve()), config["timeout"]) for p in paths]
