@@ -64,8 +64,10 @@ python scripts/execute_nbs.py --workers 2
 
 step "4/6 pytest tests/"
 # A worker per core; a module's tests stay on one worker, so its costly fixtures (a fine-tuned
-# run, an export) are built once, not once per worker.
-python -m pytest tests -q -n 2 --dist loadscope --ignore=tests/browser --durations=15
+# run, an export) are built once, not once per worker. The modules go out longest first
+# (tests/conftest.py's LONGEST_FIRST), not by xdist's count of tests.
+python -m pytest tests -q -n 2 --dist loadscope --no-loadscope-reorder --ignore=tests/browser \
+  --durations=15
 
 step "5/6 book: render the notebooks executed in step 3, fail on any Sphinx warning"
 # Step 3 stored every executed notebook in _build/.jupyter_cache, where the build finds them.

@@ -21,9 +21,28 @@ def pytest_configure(config):
         seed_cache(SHARED_DATA)
 
 
-@pytest.fixture(scope="session", autouse=True)
+# The modules that take longest, longest first (a CI run's --durations, summed per module).
+# scripts/test.sh gives each of its two workers whole modules in collection order
+# (--dist loadscope --no-loadscope-reorder): started first, the long ones run side by side
+# and the many short ones fill in at the end, so both workers finish together. Left to
+# xdist's own order (most tests first) the few-test long modules came last, on one worker.
+LONGEST_FIRST = ["test_finetune_dpo.py", "test_export.py", "test_zero_to_chat.py",
+                 "test_base_model_chapter.py", "test_speedrun.py", "test_fsdp.py",
+                 "test_offline.py", "test_cli.py", "test_wordpiece.py", "test_serve.py",
+                 "test_resume.py", "test_finetune_faults.py", "test_hf_export.py",
+                 "test_report.py"]
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as found
+
+
+@pytest.fixture(autouse=True)
 def one_torch_thread():
-    "The tests' models are tiny: on 2 cores a second thread only adds synchronisation cost."
+    """The tests' models are tiny: on 2 cores a second thread only adds synchronisation cost.
+    Set for every test: a command run in this process sets its config's threads and keeps them."""
     import torch
     n = torch.get_num_threads()
     torch.set_num_threads(1)

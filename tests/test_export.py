@@ -31,14 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "experiments" / "python-docs-char"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("web") / "char"

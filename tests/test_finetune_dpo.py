@@ -94,31 +94,6 @@ def test_resume_reproduces_the_run(dpo_run, tmp_path):
     assert json.loads((run / "metrics.json").read_text()) == json.loads((out / "metrics.json").read_text())
 
 
-def test_sigint_saves_exits_130_and_resumes_bit_identically(dpo_run, tmp_path, monkeypatch):
-    "Ctrl-C in the middle of a step: the step finishes, is saved, the command exits 130; --resume ends as a clean run."
-    out, cfg, _ = dpo_run
-    run, args = tmp_path / "run", ["finetune", "dpo", "--quiet", f"model.sft={cfg.model.sft}", *DPO_SMALL]
-    run.mkdir()
-    shutil.copy(out / "pairs.json", run)  # the fixture's pairs for these very settings: not made again
-    loss_batch, calls = dpo.dpo_loss_batch, []
-    def interrupting(batch, policy, reference, beta):
-        if torch.is_grad_enabled():  # a training step, not an evaluation
-            calls.append(1)
-            if len(calls) == 3: os.kill(os.getpid(), signal.SIGINT)
-        return loss_batch(batch, policy, reference, beta)
-    monkeypatch.setattr(dpo, "dpo_loss_batch", interrupting)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main([*args, "--out", str(run)]) == 130
-    assert read_meta(CheckpointManager(run / "checkpoints").latest())["step"] == 3
-    assert "continue with --resume" in printed.getvalue()
-    monkeypatch.setattr(dpo, "dpo_loss_batch", loss_batch)
-    with contextlib.redirect_stdout(printed):
-        assert main([*args, "--out", str(run), "--resume"]) == 0
-    last = CheckpointManager(out / "checkpoints").latest()
-    assert _same_weights(last, run / "checkpoints" / last.name)
-
-
 def test_refusals(dpo_run, tmp_path):
     out, cfg, _ = dpo_run
     with pytest.raises(RunExistsError, match="pass --resume"):
@@ -199,8 +174,11 @@ def test_equal_pairs_are_dropped_and_none_left_is_refused(dpo_run, tmp_path):
     assert dpo.drop_equal_pairs(pairs["train"][:1] + pairs["validation"][:1], "train") == pairs["validation"][:1]
 
 
-def test_sigkill_then_resume_is_bit_identical(dpo_run, tmp_path):
-    "SIGKILL during `finetune dpo`: the last good checkpoint loads, and --resume ends on the clean run's weights."
+def test_ctrl_c_then_sigkill_then_resume_is_bit_identical(dpo_run, tmp_path, monkeypatch):
+    """One run stopped twice, so that a single continuation to the end checks both stops against
+    the clean run. Ctrl-C in the middle of a step: the step finishes, is saved, the command exits
+    130. Then `--resume` in its own process, killed (SIGKILL) between two checkpoints: the last
+    good checkpoint loads. A last `--resume` ends on the clean run's weights."""
     import subprocess
     import sys
     from test_resume import _wait_for_step
@@ -208,18 +186,32 @@ def test_sigkill_then_resume_is_bit_identical(dpo_run, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(out / "pairs.json", run)  # the fixture's pairs for these very settings: not made again
-    args = [str(Path(sys.executable).with_name("llm-zero")), "finetune", "dpo", "--quiet", "--out", str(run)]
+    args = ["finetune", "dpo", "--quiet", "--out", str(run), f"model.sft={cfg.model.sft}", *DPO_SMALL]
+    loss_batch, calls = dpo.dpo_loss_batch, []
+    def interrupting(batch, policy, reference, beta):
+        if torch.is_grad_enabled():  # a training step, not an evaluation
+            calls.append(1)
+            if len(calls) == 3: os.kill(os.getpid(), signal.SIGINT)
+        return loss_batch(batch, policy, reference, beta)
+    monkeypatch.setattr(dpo, "dpo_loss_batch", interrupting)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(args) == 130
+    assert read_meta(CheckpointManager(run / "checkpoints").latest())["step"] == 3
+    assert "continue with --resume" in printed.getvalue()
+    monkeypatch.setattr(dpo, "dpo_loss_batch", loss_batch)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([*args, f"model.sft={cfg.model.sft}", *DPO_SMALL], env=env,
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("llm-zero")), *args, "--resume"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_step(proc, run, 7, timeout=600)
     assert proc.poll() is None, f"the run finished before it could be killed: {proc.communicate()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     from llm_zero.train.checkpoint import load_language_model
-    assert load_language_model(run)[2]["step"] == 5  # the last good checkpoint loads
-    resumed = subprocess.run([*args, "--resume", f"model.sft={cfg.model.sft}", *DPO_SMALL], env=env,
-                             capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    # the last good checkpoint loads (not the run folder's: that is the best, step 3's, since
+    # the Ctrl-C saved one where an evaluation fell)
+    assert load_language_model(CheckpointManager(run / "checkpoints").latest())[2]["step"] == 5
+    with contextlib.redirect_stdout(printed):
+        assert main([*args, "--resume"]) == 0
     last = CheckpointManager(out / "checkpoints").latest()
     assert _same_weights(last, run / "checkpoints" / last.name)

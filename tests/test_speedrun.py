@@ -74,8 +74,10 @@ def test_ladder_json_covers_every_config():
 
 
 def test_best_trains_end_to_end(tmp_path):
+    # one thread, as every test: the config's two would only fight the other pytest worker
     code, out, err = run_cli("train", "--config", CONFIGS / "best.yaml", "--out", tmp_path / "run", "--quiet",
-                             "train.max_steps=5", "train.eval_interval=5", "schedule.warmup_steps=2")
+                             "train.max_steps=5", "train.eval_interval=5", "schedule.warmup_steps=2",
+                             "train.threads=1")
     assert code == 0, err
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     val = [r["val_loss"] for r in records if "val_loss" in r]

@@ -13,18 +13,34 @@ import llm_zero.finetune.zero_to_chat as z
 CONFIG = ROOT / "configs" / "main.yaml"
 
 
+# One thread, as every test: the job's two would only fight the other pytest worker.
+ONE_THREAD = ["pretrain.train.threads=1", "instruct.train.threads=1"]
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    "One `--quick` job (about a minute on one core): its folder and what it printed."
-    run = tmp_path_factory.mktemp("job") / "run"
-    code, out, err = run_cli("zero-to-chat", "--config", CONFIG, "--quick", "--out", run,
-                             "--quiet")
+    """One `--quick` job (about a minute on one core), stopped once as by Ctrl-C when
+    instruction tuning starts and then continued by the same command: its folder, what the
+    second command printed, and what the stop left."""
+    root = tmp_path_factory.mktemp("jobs")
+    job = z.job_settings(CONFIG, quick=True, overrides=ONE_THREAD)
+    run = z.job_folder(None, job, root)
+    args = ("zero-to-chat", "--config", CONFIG, "--quick", "--out", run, "--quiet", *ONE_THREAD)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(z, "instruct_stage", lambda job, run, progress: {
+            "interrupted": True, "signal": 2})
+        code, out, err = run_cli(*args)
+    stopped = {"code": code, "out": out, "stages": json.loads((run / z.STAGES_FILE).read_text()),
+               "report": (run / z.REPORT_FILE).exists(), "found": z.job_folder(None, job, root)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(z, "pretrain_stage", lambda *a: pytest.fail("pretrained again"))
+        code, out, err = run_cli(*args)
     assert code == 0, err
-    return run, out
+    return run, out, stopped
 
 
 def test_quick_job_writes_the_report_card(quick_run):
-    run, out = quick_run
+    run, out, _ = quick_run
     for name in ("job.yaml", "stages.json", "report.md", "report.png", "report.json"):
         assert (run / name).is_file(), name
     card = json.loads((run / "report.json").read_text())
@@ -53,7 +69,7 @@ def test_quick_job_writes_the_report_card(quick_run):
 
 
 def test_printed_chat_command_works_on_the_run(quick_run):
-    run, out = quick_run
+    run, out, _ = quick_run
     line = next(x for x in out.splitlines() if "llm-zero chat" in x and "--prompt" in x)
     args = shlex.split(line.split("#")[0])
     assert args[:2] == ["llm-zero", "chat"] and args[3] == f"{run}/instruct"
@@ -64,27 +80,18 @@ def test_printed_chat_command_works_on_the_run(quick_run):
 
 
 def test_the_run_records_its_settings(quick_run):
-    run, _ = quick_run
-    assert yaml.safe_load((run / "job.yaml").read_text()) == z.job_settings(CONFIG, True)
+    run, _, _ = quick_run
+    assert yaml.safe_load((run / "job.yaml").read_text()) == z.job_settings(CONFIG, True, ONE_THREAD)
 
 
-def test_an_interrupted_job_continues_where_it_stopped(tmp_path, monkeypatch):
-    job = z.job_settings(CONFIG, quick=True, overrides=["tokenizer.corpus=tinyshakespeare",
-                                                        "tokenizer.vocab_size=384"])
-    run = z.job_folder(None, job, tmp_path)
-    real = z.instruct_stage
-    monkeypatch.setattr(z, "instruct_stage", lambda job, run, progress: {
-        "interrupted": True, "signal": 2})
-    stopped = z.zero_to_chat(job, run, progress=False, say=lambda m: None)
-    assert stopped == {"interrupted": True, "stage": "instruct", "signal": 2}
-    stages = json.loads((run / z.STAGES_FILE).read_text())
-    assert set(stages) == {"tokenizer", "pretrain"} and not (run / z.REPORT_FILE).exists()
-    assert z.job_folder(None, job, tmp_path) == run  # the next run picks it up
-    monkeypatch.setattr(z, "instruct_stage", real)
-    monkeypatch.setattr(z, "pretrain_stage", lambda *a: pytest.fail("pretrained again"))
-    card = z.zero_to_chat(job, run, progress=False, say=lambda m: None)
-    assert card["stages"]["pretrain"] == stages["pretrain"]
-    assert (run / z.REPORT_FILE).is_file()
+def test_an_interrupted_job_continues_where_it_stopped(quick_run):
+    "The fixture's job stopped when instruction tuning began; the same command continued it."
+    run, _, stopped = quick_run
+    assert stopped["code"] == 130 and "Stopped during instruct" in stopped["out"]
+    assert set(stopped["stages"]) == {"tokenizer", "pretrain"} and not stopped["report"]
+    assert stopped["found"] == run  # a run without --out picks it up
+    card = json.loads((run / "report.json").read_text())
+    assert card["stages"]["pretrain"] == stopped["stages"]["pretrain"]  # not pretrained again
 
 
 def test_bad_job_config_is_one_line(tmp_path):
