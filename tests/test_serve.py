@@ -308,8 +308,11 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(served, pat
           else {"json": body})
     r = httpx.post(f"{url}/v1/{path}", timeout=60, **kw)
     _assert_openai_error(r, status, param, code, contains)
-    ok = httpx.post(f"{url}/v1/completions", timeout=60,  # fields switched off are fine
-                    json={**X, "prompt": "The", "max_tokens": 3, "presence_penalty": 0, "user": "u"})
+    # Fields switched off are fine. A seed: unseeded, the tiny model sometimes samples its
+    # end-of-text token first and answers no tokens (seen once in a fresh-clone CI).
+    ok = httpx.post(f"{url}/v1/completions", timeout=60,
+                    json={**X, "prompt": "The", "max_tokens": 3, "presence_penalty": 0, "user": "u",
+                          "seed": 0})
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] >= 1
 
 
@@ -329,7 +332,7 @@ def test_a_client_that_hangs_up_does_not_stop_the_server(served):
     with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as r:
         next(r.iter_lines())
     client = served["base"][3]
-    r = client.completions.create(model="base", prompt="The", max_tokens=3)
+    r = client.completions.create(model="base", prompt="The", max_tokens=3, seed=0)  # no EOS first
     assert r.usage.completion_tokens >= 1
 
 
