@@ -672,7 +672,8 @@ def finetune_instruct(
     check_language_model(model)
     context = _context_length(model)
     window = min(d.max_length or context, context)
-    collate = partial(custom_collate_fn, pad_token_id=tok.pad_id, allowed_max_length=window)
+    collate = partial(custom_collate_fn, pad_token_id=tok.pad_id,
+                      allowed_max_length=window)
     train_ds, val_ds = (
         InstructionDataset(x, tok, d.mask_instruction) for x in (train_d, val_d)
     )

@@ -163,7 +163,7 @@ def encoded_corpus(tok, text: str) -> np.ndarray:
             with open(tmp, "wb") as f:
                 np.save(f, ids)
     except WriteError:
-        pass  # a cache we may not write to costs the next call its tokenizing, nothing more
+        pass  # an unwritable cache costs the next call its tokenizing, nothing more
     return ids
 
 # %% ../../nbs/05f_evaluate.ipynb #07527dc8
