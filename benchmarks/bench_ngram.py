@@ -17,7 +17,7 @@ from nltk.lm import KneserNeyInterpolated
 from nltk.util import everygrams
 
 from llm_zero.eval.ngram import KneserNey
-from llm_zero.train import base_model_dir, load_config, load_run_data
+from llm_zero.train import EXPERIMENTS, load_config, load_run_data
 
 
 def timed(f):
@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--slice", type=int, default=2000, help="training tokens for the NLTK race")
     args = ap.parse_args()
-    base = base_model_dir()
+    base = EXPERIMENTS / "base-cpu"  # the tokens benchmarks/RESULTS.md was measured on
     data = load_run_data(load_config(base / "config.yaml", ["data.prepared=null"]), base)
     train, val = np.asarray(data.train.ids), np.asarray(data.val.ids)
     # The slice ends with its first two tokens again, so that its opening n-grams have a token

@@ -1,6 +1,7 @@
 """Issue 12, the library side of the committed base model: compact bf16/fp16 exports (`llm-zero export
---format safetensors`), their SHA256SUMS, the registry of `experiments/base-cpu`, and `llm-zero finetune`
-defaulting to it. Every test runs on a tiny Qwen3 with a BPE tokenizer, pretrained for a few steps."""
+--format safetensors`), their SHA256SUMS, the registry of the committed base (`BASE_MODEL`, now
+`experiments/base-2core`), and `llm-zero finetune` defaulting to it. Every test runs on a tiny Qwen3
+with a BPE tokenizer, pretrained for a few steps."""
 import json
 
 import pytest
@@ -139,7 +140,7 @@ def test_the_bpe_end_of_text_ends_each_instruction_example(registry):
 
 
 @pytest.mark.skipif(not (EXPERIMENTS / BASE_MODEL).is_dir(),
-                    reason=f"{EXPERIMENTS / BASE_MODEL} is not committed yet (issue 12: the base-model pretraining)")
+                    reason=f"{EXPERIMENTS / BASE_MODEL} is not committed yet (issues 12 and 20: the base models)")
 def test_the_committed_base_model():
     d = base_model_dir()
     assert sha256_file(d / MODEL_FILE) == BASE_MODEL_SHA256

@@ -18,7 +18,7 @@ from llm_zero.data.english import CONTAMINATION_FILES, MIX_FILES
 ROOT = Path(__file__).resolve().parents[1]
 # english-mix version 2's validation text (Brown, nlp-corpus, Jane Austen, Python's docs)
 VAL_SHA256 = "457d48afda5d75e6b12d97349076e30002c89fb48293cec68c4ed0130335dd88"
-# version 1's, as built before the fingerprint from the reference files: the committed base model
+# version 1's, as built before the fingerprint from the reference files: the first base model
 # (experiments/base-cpu) was trained on this mix
 V1_VAL_SHA256 = "cd8a4502d8b5f4865517f0aa891f2a35cc5c39889ddbd11b11d66de81e13112d"
 

@@ -1,5 +1,5 @@
-"""Fine-tuning runs from the committed CPU base model (experiments/base-cpu), whose results chapters 6,
-7 and appendix E show. Run from the repository root:
+"""Fine-tuning runs from the committed base model (llm_zero.train.checkpoint.base_model_dir), whose
+results chapters 6, 7 and appendix E show. Run from the repository root:
 
     python experiments/finetune-base/run.py [--base PATH] [--threads N] [RUN ...]
 
@@ -48,7 +48,7 @@ def base_summary(base) -> dict:
     "What a run started from: the base's folder, its weights' SHA-256 and parameter counts."
     model, _ = load_base(base)
     ck = find_checkpoint(base or base_model_dir())
-    return {"base": str(base) if base else "committed (experiments/base-cpu)",
+    return {"base": str(base) if base else f"committed (experiments/{ck.name})",
             "base_sha256": sha256_file(ck / "model.safetensors"),
             "base_parameters": sum(p.numel() for p in model.parameters()),
             # the 2-class model's own weights: the denominator of a trained share

@@ -304,7 +304,7 @@ MIX_SOURCES = {  # name: (paragraph separator, its documents: those `keep` accep
         lambda keep=None: _kept(block_documents(load_text("python-docs"), 20), keep),
     ),
 }
-# version 1's sources (the committed base model's data): Tiny Shakespeare, not Austen
+# version 1's sources (the first base model's data): Tiny Shakespeare, not Austen
 MIX_V1_SOURCES = {
     **{k: v for k, v in MIX_SOURCES.items() if k != "austen"},
     "tinyshakespeare": (

@@ -434,9 +434,9 @@ def checkpoint_tokenizer(ck: str | Path):
     return load_tokenizer(ck if (ck / TOKENIZER_FILE).is_file() else ck.parent.parent)
 
 # %% ../../nbs/05e_checkpoint.ipynb #8fdbe8d8
-BASE_MODEL = "base-cpu"  # the committed base model: experiments/base-cpu
+BASE_MODEL = "base-2core"  # the committed base model: experiments/base-2core
 BASE_MODEL_SHA256 = (  # SHA-256 of its model.safetensors
-    "76f2a302b83d411b818dc7f263e02d430c64d45d501f47ca7e961ea79d9aa836"
+    "d37cb9e20d35429cfb2e627686855d6dc5e7cc0bb4cc1d7cd9c0176f95935e3f"
 )
 EXPERIMENTS = Path(llm_zero.__file__).resolve().parent.parent / "experiments"
 
@@ -444,8 +444,8 @@ EXPERIMENTS = Path(llm_zero.__file__).resolve().parent.parent / "experiments"
 def base_model_dir(
     experiments: str | Path | None = None, sha256: str | None = None
 ) -> Path:
-    """The folder of the committed base model (`experiments/base-cpu`), its weights
-    checked."""
+    """The folder of the committed base model (`experiments/` + `BASE_MODEL`), its
+    weights checked."""
     d = Path(experiments or EXPERIMENTS) / BASE_MODEL
     weights, sha256 = d / MODEL_FILE, sha256 or BASE_MODEL_SHA256
     if not weights.is_file():
