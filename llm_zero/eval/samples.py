@@ -20,7 +20,7 @@ from ..train.engine import sample_text
 
 # %% auto #0
 __all__ = ['WORD', 'MARGIN', 'PROMPTS', 'corpus_words', 'word_share', 'SampleJudgeError', 'mix_documents', 'GenreClassifier',
-           'segments', 'genres', 'mix_judges', 'judge_samples']
+           'mix_judges', 'segments', 'genres', 'judge_samples']
 
 # %% ../../nbs/05l_base_model.ipynb #11b8b9f5
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -93,6 +93,14 @@ class GenreClassifier:
         second, first = np.argsort(s)[-2:]
         return self.labels[first], float(s[first] - s[second])
 
+# %% ../../nbs/05l_base_model.ipynb #d83ee6a2
+def mix_judges(docs: dict[str, dict[str, list[str]]]) -> tuple[set[str], GenreClassifier]:
+    """The dictionary (their words) and the genre classifier (labelled by source) of the
+    training documents of `docs`, as `mix_documents` returns them."""
+    train = {name: d["train"] for name, d in docs.items()}
+    words = corpus_words("\n".join(t for texts in train.values() for t in texts))
+    return words, GenreClassifier(train)
+
 # %% ../../nbs/05l_base_model.ipynb #8ae71c4e
 def segments(words: list, size: int = 30) -> list[list]:
     """`words` cut into consecutive windows of `size`; a last window shorter than half of
@@ -131,14 +139,6 @@ def genres(
         "margins": [round(float(np.diff(np.sort(s)[-2:])[0]), 2) for s in scores],
         "switch": switch,
     }
-
-# %% ../../nbs/05l_base_model.ipynb #d83ee6a2
-def mix_judges(docs: dict[str, dict[str, list[str]]]) -> tuple[set[str], GenreClassifier]:
-    """The dictionary (their words) and the genre classifier (labelled by source) of the
-    training documents of `docs`, as `mix_documents` returns them."""
-    train = {name: d["train"] for name, d in docs.items()}
-    words = corpus_words("\n".join(t for texts in train.values() for t in texts))
-    return words, GenreClassifier(train)
 
 # %% ../../nbs/05l_base_model.ipynb #6fa7795a
 PROMPTS = ("It was", "The history of the city", "She had", "The for statement in Python")
