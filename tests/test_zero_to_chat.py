@@ -9,6 +9,7 @@ import yaml
 from conftest import ROOT, run_cli
 
 import llm_zero.finetune.zero_to_chat as z
+from llm_zero.eval.samples import corpus_words
 
 CONFIG = ROOT / "configs" / "main.yaml"
 
@@ -118,7 +119,7 @@ def test_committed_base_is_scored_on_the_same_text():
     job["report"] |= {"compare": str(ROOT / "experiments" / "base-cpu"),
                       "compare_finetunes": str(ROOT / "experiments/finetune-base/results.json")}
     text = "It was a truth universally acknowledged that she had not been to the ball. " * 40
-    base = z.committed_base(job, text, z.corpus_words(text))
+    base = z.committed_base(job, text, corpus_words(text))
     assert 0 < base["bits_per_byte"] < 8 and len(base["samples"]) == 3
     assert base["fine_tunes"]["instruct-masked"]["rouge_l"] == pytest.approx(0.288, abs=1e-3)
     assert base["tokens"] > 1_000_000 and base["seconds"] > 60

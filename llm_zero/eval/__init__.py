@@ -4,9 +4,10 @@
 __all__ = []
 
 # %% ../../nbs/api/eval.ipynb #e2d24b33
-from . import ngram, report, scaling
+from . import ngram, report, samples, scaling
 from .ngram import *
 from .report import *
+from .samples import *
 from .scaling import *
 
-__all__ = [*ngram.__all__, *report.__all__, *scaling.__all__]
+__all__ = [*ngram.__all__, *report.__all__, *samples.__all__, *scaling.__all__]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import time
 from functools import partial
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..data.dataset import load_instruction_data, split_instruction_data
 from ..data.english import sha256_text
 from ..eval.ngram import KneserNey, key_bits, ngram_bits_per_byte
 from ..eval.report import answer_scores, generate_answers
+from ..eval.samples import corpus_words, word_share
 from ..train.checkpoint import load_language_model
 from llm_zero.train.config import (
     Config,
@@ -39,12 +39,12 @@ from llm_zero.train.tokenizers import (
 from .cli import InstructConfig, finetune_instruct
 
 # %% auto #0
-__all__ = ['JOB_SECTIONS', 'WORD', 'JOB_FILE', 'STAGES_FILE', 'REPORT_FILE', 'merged', 'pretrain_config', 'instruct_config',
-           'job_settings', 'cached_bpe', 'corpus_words', 'word_share', 'JobError', 'job_folder', 'open_job',
-           'finish_stage', 'last_metric', 'pretrain_stage', 'instruct_stage', 'strongest_ngram_order',
-           'validation_scores', 'samples', 'committed_base', 'instruct_scores', 'report_card', 'card_stage_lines',
-           'job_seconds', 'ngram_name', 'card_markdown', 'best_tune', 'base_lines', 'plot_card', 'zero_to_chat',
-           'last_screen', 'cmd_zero_to_chat', 'add_zero_to_chat_command']
+__all__ = ['JOB_SECTIONS', 'JOB_FILE', 'STAGES_FILE', 'REPORT_FILE', 'merged', 'pretrain_config', 'instruct_config',
+           'job_settings', 'cached_bpe', 'JobError', 'job_folder', 'open_job', 'finish_stage', 'last_metric',
+           'pretrain_stage', 'instruct_stage', 'strongest_ngram_order', 'validation_scores', 'samples',
+           'committed_base', 'instruct_scores', 'report_card', 'card_stage_lines', 'job_seconds', 'ngram_name',
+           'card_markdown', 'best_tune', 'base_lines', 'plot_card', 'zero_to_chat', 'last_screen', 'cmd_zero_to_chat',
+           'add_zero_to_chat_command']
 
 # %% ../../nbs/07e_zero_to_chat.ipynb #c0d0ad73
 JOB_SECTIONS = ("tokenizer", "pretrain", "instruct", "report", "quick")
@@ -126,20 +126,6 @@ def cached_bpe(corpus: str, vocab_size: int, say=print) -> tuple[Path, bool]:
     folder.mkdir(parents=True, exist_ok=True)
     save_tokenizer(build_tokenizer("bpe", text, vocab_size), folder)
     return folder, False
-
-# %% ../../nbs/07e_zero_to_chat.ipynb #c05e682c
-WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-
-
-def corpus_words(text: str) -> set[str]:
-    "The lowercase words of `text`: the dictionary the samples are checked against."
-    return set(WORD.findall(text.lower()))
-
-
-def word_share(text: str, words: set[str]) -> float:
-    "The share of the words of `text` found in `words` (0 when `text` has none)."
-    found = WORD.findall(text.lower())
-    return sum(w in words for w in found) / len(found) if found else 0.0
 
 # %% ../../nbs/07e_zero_to_chat.ipynb #bfc16df2
 class JobError(LLMZeroError, ValueError):
