@@ -74,3 +74,19 @@ def test_instruct_from_each_base_with_foreign_characters(base):
     # The end of a response is the tokenizer's own end-of-text id: in range for every kind.
     assert tok.eos_id is not None and tok.eos_id < model.cfg["vocab_size"]
     assert isinstance(chat_reply(model, tok, f"Où est {FOREIGN}?", max_new_tokens=3), str)
+
+
+def test_dpo_from_each_base(base):
+    """DPO's pairs are the SFT model's answers, which stop at the tokenizer's own end-of-text id: a
+    4,096-token BPE base once failed here, asked for GPT-2's id 50256 (issue 20)."""
+    kind, d = base
+    common = [f"data.path={d / 'data.json'}", "data.batch_size=4", "train.epochs=1",
+              "train.eval_freq=1", "train.eval_iter=1", "generate.max_new_tokens=3",
+              "generate.test_limit=1"]
+    cli("finetune", "instruct", "--out", d / "sft", "--quiet", f"model.base={d / 'run'}", *common)
+    cli("finetune", "dpo", "--out", d / "dpo", "--quiet", f"model.sft={d / 'sft'}",
+        "data.max_new_tokens=3", *common)
+    pairs = json.loads((d / "dpo" / "pairs.json").read_text())
+    scores = json.loads((d / "dpo" / "scores.json").read_text())
+    assert len(pairs["train"]) and len(pairs["validation"]) and scores["sft"]["n"] == 1
+    assert sum(scores["preference_dpo_vs_sft"][k] for k in ("wins", "ties", "losses")) == 1
