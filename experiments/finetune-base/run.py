@@ -45,9 +45,9 @@ RUNS = {
     # name: (runner, config class, config file, overrides)
     "classify-last-block": (finetune_classify, ClassifyConfig, "finetune_classify.yaml", []),
     "classify-all-blocks": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
-                            ["model.trainable_blocks=-1", "train.lr=5e-4"]),
+                            ["model.trainable_blocks=-1", "train.lr=1e-3"]),
     "classify-lora-r8": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
-                         ["lora.rank=8", "lora.alpha=16", "train.lr=2e-3"]),
+                         ["lora.rank=8", "lora.alpha=16", "train.lr=5e-3"]),
     "instruct": (finetune_instruct, InstructConfig, "finetune_instruct.yaml",
                  ["data.mask_instruction=false"]),
     "instruct-masked": (finetune_instruct, InstructConfig, "finetune_instruct.yaml", []),
