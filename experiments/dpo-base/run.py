@@ -9,7 +9,8 @@ writes results.json, dpo.png, pairs.json, test-answers.json, scores.json, metric
 config.yaml next to this file (checkpoints go to a scratch folder; --keep DIR: to DIR, kept).
 --pairs reuses the pairs.json an earlier run made from the same SFT weights (making them means
 answering all 990 training and validation prompts). --set adds overrides to the settings below.
-With --trial NAME it instead appends one line to trials.jsonl and keeps no files.
+Every run appends one line to trials.jsonl (named by --trial NAME, else "final"); with --trial
+NAME it keeps no other files (a settings trial).
 
 Besides the test judging that `finetune_dpo` does (110 items), the DPO model is judged against the
 SFT model on the 55 validation records by the same judge with the same answer length
@@ -33,10 +34,9 @@ from llm_zero.train.config import load_config
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parents[1] / "configs" / "finetune_dpo.yaml"
-# Starting point: experiments/dpo-tiny's settings (320 pairs, one epoch at 5e-5, beta 0.1);
-# the runs' own settings and the trials behind them are in README.md and trials.jsonl.
-DPO = ["data.max_pairs=320", "train.lr=5e-5", "train.epochs=1", "train.beta=0.1",
-       "train.eval_freq=8", "train.eval_iter=2"]
+# The settings are configs/finetune_dpo.yaml's, chosen on validation by the trials in trials.jsonl
+# (their rows list every setting they changed; the first ones started from experiments/dpo-tiny's).
+DPO = []
 KEEP = {"dpo.png", "pairs.json", "test-answers.json", "scores.json", "metrics.json", "config.yaml"}
 
 
@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--pairs", help="a pairs.json made earlier from the same SFT weights")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides to DPO's")
-    ap.add_argument("--trial", metavar="NAME", help="record a settings trial in trials.jsonl instead")
+    ap.add_argument("--trial", metavar="NAME", help="a settings trial: only its line in trials.jsonl")
     ap.add_argument("--keep", metavar="DIR", help="the run folder to keep (checkpoints, pairs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,10 +79,9 @@ def main():
                "pairs_reused": bool(args.pairs), **scores,
                "validation_preference_dpo_vs_sft": validation_preference(out, cfg),
                "validation_judging_s": round(time.time() - t, 1)}
-        if args.trial:
-            with open(HERE / "trials.jsonl", "a") as f:
-                f.write(json.dumps({"trial": args.trial, **row}) + "\n")
-        else:
+        with open(HERE / "trials.jsonl", "a") as f:
+            f.write(json.dumps({"trial": args.trial or "final", **row}) + "\n")
+        if not args.trial:
             for f in out.iterdir():
                 if f.name in KEEP:
                     shutil.copy2(f, HERE / f.name)
