@@ -74,3 +74,33 @@ def test_instruct_from_each_base_with_foreign_characters(base):
     # The end of a response is the tokenizer's own end-of-text id: in range for every kind.
     assert tok.eos_id is not None and tok.eos_id < model.cfg["vocab_size"]
     assert isinstance(chat_reply(model, tok, f"Où est {FOREIGN}?", max_new_tokens=3), str)
+
+
+
+@pytest.fixture(scope="module", params=["char", "bpe"])
+def long_base(request, tmp_path_factory):
+    """A tiny base of each kind whose vocabulary lacks GPT-2's 50,256 ids, with a context that
+    holds a whole Alpaca-format pair (64 tokens do not)."""
+    d = tmp_path_factory.mktemp(f"long-base-{request.param}")
+    (d / "data.json").write_text(json.dumps(RECORDS, ensure_ascii=False), encoding="utf-8")
+    cli("train", "--config", "configs/default.yaml", "--out", d / "run", "--quiet", "data.corpus=the-verdict",
+        f"data.tokenizer={request.param}", "data.bpe_vocab_size=300", "model.context_length=320",
+        "model.emb_dim=32", "model.n_heads=2", "model.n_layers=1", "train.max_steps=2", "train.batch_size=2",
+        "train.eval_batches=1", "schedule.warmup_steps=1", "run.sample_tokens=0", "train.threads=1")
+    return request.param, d
+
+
+def test_dpo_from_each_base(long_base):
+    """DPO's pairs are the SFT model's answers, which stop at the tokenizer's own end-of-text id: a
+    4,096-token BPE base once failed here, asked for GPT-2's id 50256 (issue 20)."""
+    kind, d = long_base
+    common = [f"data.path={d / 'data.json'}", "data.batch_size=4", "train.epochs=1",
+              "train.eval_freq=1", "train.eval_iter=1", "generate.max_new_tokens=3",
+              "generate.test_limit=1"]
+    cli("finetune", "instruct", "--out", d / "sft", "--quiet", f"model.base={d / 'run'}", *common)
+    cli("finetune", "dpo", "--out", d / "dpo", "--quiet", f"model.sft={d / 'sft'}",
+        "data.max_new_tokens=3", *common)
+    pairs = json.loads((d / "dpo" / "pairs.json").read_text())
+    scores = json.loads((d / "dpo" / "scores.json").read_text())
+    assert len(pairs["train"]) and len(pairs["validation"]) and scores["sft"]["n"] == 1
+    assert sum(scores["preference_dpo_vs_sft"][k] for k in ("wins", "ties", "losses")) == 1

@@ -37,6 +37,7 @@ from llm_zero.finetune.cli import (
     finished_results,
 )
 from ..model.generation import _context_length
+from ..model.llama import config_of
 from ..train.checkpoint import MODEL_FILE, find_checkpoint, load_language_model
 from ..train.config import load_config, require, require_counts
 from ..train.engine import threads_override
@@ -497,7 +498,7 @@ def _preference_sets(cfg: DPOConfig, run_dir, sft, tok, splits, context: int, eo
     pairs_file, made_from = run_dir / "pairs.json", pairs_made_from(cfg)
     if not pairs_file.is_file():
         answered = {
-            k: generate_answers(sft, recs, tok, d.max_new_tokens)
+            k: generate_answers(sft, recs, tok, d.max_new_tokens, eos_id=eos)
             for k, recs in zip(("train", "validation"), splits)
         }
         made = {
@@ -589,7 +590,7 @@ def finetune_dpo(
     torch.manual_seed(t.seed)
     policy = copy.deepcopy(sft).train()
 
-    meta = {"task": "dpo", "model": dict(policy.cfg), "prompt_format": "alpaca"}
+    meta = {"task": "dpo", "model": config_of(policy), "prompt_format": "alpaca"}
     s, loop = _run(
         cfg,
         policy,
