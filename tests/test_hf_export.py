@@ -31,7 +31,8 @@ from llm_zero.train.tokenizers import CharTokenizer, GPT2Tokenizer, load_tokeniz
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = [ROOT / "experiments" / "python-docs-char", ROOT / "experiments" / "base-cpu",
-             ROOT / "experiments" / "finetune-base" / "instruct-model"]
+             ROOT / "experiments" / "finetune-base" / "instruct-model",
+             ROOT / "experiments" / "base-2core"]
 # One tiny run per architecture, each with another tokenizer kind: every kind is exported.
 TINY = {
     "gpt2": ("{arch: gpt2, context_length: 32, emb_dim: 32, n_heads: 2, n_layers: 2}",

@@ -117,7 +117,7 @@ def test_committed_base_is_scored_on_the_same_text():
     "The card's comparison: the committed base on the job's held-out text (another tokenizer)."
     job = z.job_settings(CONFIG, quick=True, overrides=["report.sample_tokens=5"])
     job["report"] |= {"compare": str(ROOT / "experiments" / "base-cpu"),
-                      "compare_finetunes": str(ROOT / "experiments/finetune-base/results.json")}
+                      "compare_finetunes": str(ROOT / "experiments/finetune-base/results-base-cpu.json")}
     text = "It was a truth universally acknowledged that she had not been to the ball. " * 40
     base = z.committed_base(job, text, corpus_words(text))
     assert 0 < base["bits_per_byte"] < 8 and len(base["samples"]) == 3
