@@ -53,7 +53,8 @@ CORPORA: dict[str, Corpus] = {
         Corpus(
             "tinyshakespeare",
             "tinyshakespeare.txt",
-            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+            "tinyshakespeare/input.txt",
             "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
             "1.1 MB of Shakespeare's plays (the char-rnn corpus)",
         ),
@@ -332,7 +333,8 @@ def _python_docs() -> str:
 # name -> the function that builds it; llm_zero.data.english registers 'english-mix'
 BUILT_CORPORA: dict[str, Callable[[], str]] = {}
 # built corpora with a held-out split of their own: name -> the function that returns the
-# text of split 'train' or 'val' (training and evaluation use it instead of a token fraction)
+# text of split 'train' or 'val'
+# (training and evaluation use it instead of a token fraction)
 HELD_OUT_CORPORA: dict[str, Callable[[str], str]] = {}
 
 # %% ../../nbs/00_datasets.ipynb #2f24455c
