@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from llm_zero.data.corpora import sha256_file
-from llm_zero.data.dataset import load_instruction_data, split_instruction_data
+from llm_zero.data.dataset import instruction_splits
 from llm_zero.eval.report import generate_answers
 from llm_zero.finetune.dpo import DPOConfig, compare_models, finetune_dpo
 from llm_zero.train.checkpoint import CheckpointManager, find_checkpoint, load_language_model
@@ -43,8 +43,7 @@ KEEP = {"dpo.png", "pairs.json", "test-answers.json", "scores.json", "metrics.js
 
 def validation_preference(out: Path, cfg: DPOConfig) -> dict:
     "The judge's verdicts on the DPO model's validation answers against the SFT model's."
-    data = load_instruction_data(cfg.data.path)
-    _, val_d, _ = split_instruction_data(data[: cfg.data.limit] if cfg.data.limit else data)
+    _, val_d, _ = instruction_splits(cfg.data.path, cfg.data.limit)
     answers = {}
     for name, path in (("sft", cfg.model.sft), ("dpo", CheckpointManager(out / "checkpoints").latest())):
         model, tok, _ = load_language_model(path)

@@ -28,7 +28,7 @@ import torch
 
 from llm_zero.core import atomic_write
 from llm_zero.data.corpora import sha256_file
-from llm_zero.data.dataset import load_instruction_data, split_instruction_data
+from llm_zero.data.dataset import instruction_splits
 from llm_zero.eval.report import score_responses
 from llm_zero.model.gpt import to_classifier
 from llm_zero.finetune.cli import (ClassifyConfig, InstructConfig, epoch_order, finetune_classify,
@@ -69,8 +69,7 @@ def base_summary(base) -> dict:
 def validation_rouge_l(checkpoint, cfg: InstructConfig) -> float:
     "Mean ROUGE-L of a checkpoint's greedy answers to the validation records (as the test's)."
     model, tok, _ = load_language_model(checkpoint)
-    data = load_instruction_data(cfg.data.path)
-    _, val_d, _ = split_instruction_data(data[: cfg.data.limit] if cfg.data.limit else data)
+    _, val_d, _ = instruction_splits(cfg.data.path, cfg.data.limit)
     answered = generate_responses(model, val_d, tok, max_new_tokens=cfg.generate.max_new_tokens,
                                   eos_id=tok.eos_id)
     return score_responses(answered)["rouge_l"]
@@ -80,8 +79,7 @@ def epochs_overrides(cfg: InstructConfig, epochs: list[int]) -> list[str]:
     "Overrides that save (and keep) a checkpoint after every epoch of an instruction run."
     if not epochs:
         return []
-    data = load_instruction_data(cfg.data.path)
-    n_train = len(split_instruction_data(data[: cfg.data.limit] if cfg.data.limit else data)[0])
+    n_train = len(instruction_splits(cfg.data.path, cfg.data.limit)[0])
     per_epoch, _ = epoch_order(n_train, cfg.data.batch_size, cfg.train.seed)
     return [f"run.checkpoint_interval={per_epoch}", f"run.keep_last={cfg.train.epochs}"]
 

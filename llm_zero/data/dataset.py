@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 # %% auto #0
-__all__ = ['GPTDatasetV1', 'create_dataloader_v1', 'LABELS', 'load_sms_spam', 'create_balanced_dataset', 'random_split', 'SpamDataset', 'INSTRUCTION_KEYS', 'PREAMBLE', 'RESPONSE_HEADING', 'InstructionDataError', 'validate_instruction_records', 'load_instruction_data', 'format_input', 'split_instruction_data']
+__all__ = ['GPTDatasetV1', 'create_dataloader_v1', 'LABELS', 'load_sms_spam', 'create_balanced_dataset', 'random_split', 'SpamDataset', 'INSTRUCTION_KEYS', 'PREAMBLE', 'RESPONSE_HEADING', 'InstructionDataError', 'validate_instruction_records', 'load_instruction_data', 'format_input', 'split_instruction_data', 'instruction_splits']
 
 # %% ../../nbs/02_sliding_windows.ipynb #373e0410
 class GPTDatasetV1(Dataset):
@@ -287,3 +287,20 @@ def split_instruction_data(
     test, then validation."""
     n_train, n_test = int(len(data) * train_frac), int(len(data) * test_frac)
     return data[:n_train], data[n_train + n_test :], data[n_train : n_train + n_test]
+
+# %% ../../nbs/07_instruction.ipynb #2aecb0df
+def instruction_splits(
+    path: str | os.PathLike | None = None, limit: int | None = None
+) -> tuple[list, list, list]:
+    """(train, validation, test) of the first `limit` records (all when None) of the
+    instruction file at `path` (default: the book's), split 85/5/10 in file order."""
+    data = load_instruction_data(path)
+    if limit:
+        data = data[:limit]
+    if len(data) < 10:
+        raise InstructionDataError(
+            f"The instruction data {path or 'instruction-data.json'} has {len(data)}"
+            " records; the 85/5/10 train/validation/test split needs at least 10 (use a"
+            " longer file or a limit of 10 or more)."
+        )
+    return split_instruction_data(data)

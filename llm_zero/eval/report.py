@@ -20,10 +20,9 @@ from llm_zero.data.dataset import (
     SpamDataset,
     create_balanced_dataset,
     format_input,
-    load_instruction_data,
+    instruction_splits,
     load_sms_spam,
     random_split,
-    split_instruction_data,
     validate_instruction_records,
 )
 from ..data.english import english_mix, english_mix_dir
@@ -450,14 +449,11 @@ def evaluate_run(
                 " split's seed and limit)."
             )
         records = classifier_test_split(cfg)
-    else:
+    elif task in ("instruct", "dpo"):
         d = cfg.get("data", {})
-        data = (
-            load_instruction_data(d.get("path")) if task in ("instruct", "dpo") else []
-        )
-        records = split_instruction_data(
-            data[: d["limit"]] if d.get("limit") else data
-        )[2][:test_limit]
+        records = instruction_splits(d.get("path"), d.get("limit"))[2][:test_limit]
+    else:  # a language model is scored on the corpora only
+        records = []
     r = evaluate_for_task(model, tok, task, records, meta, max_tokens, n_tasks)
     return {"checkpoint": ck.name, "step": meta.get("step"), **r}
 

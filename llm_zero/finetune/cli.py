@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.dataset import load_instruction_data, split_instruction_data
+from ..data.dataset import instruction_splits
 from llm_zero.data.dataset import (
     LABELS,
     SpamDataset,
@@ -599,20 +599,11 @@ def finetune_classify(
 
 # %% ../../nbs/07b_finetune_cli.ipynb #914ae6d5
 def _instruction_splits(cfg: InstructConfig) -> tuple[list, list, list]:
-    """Chapter 7's 85/5/10 split of the instruction data (its first `data.limit`
-    records), with the test part cut to `generate.test_limit`."""
-    d, g = cfg.data, cfg.generate
-    data = load_instruction_data(d.path)
-    if d.limit:
-        data = data[: d.limit]
-    if len(data) < 10:
-        raise ConfigError(
-            f"The instruction data {d.path or 'instruction-data.json'} has {len(data)}"
-            " records; the 85/5/10 train/validation/test split needs at least 10."
-        )
-    train_d, val_d, test_d = split_instruction_data(data)
-    if g.test_limit is not None:
-        test_d = test_d[: g.test_limit]
+    """`instruction_splits` of the configured data, with the test part cut to
+    `generate.test_limit`."""
+    train_d, val_d, test_d = instruction_splits(cfg.data.path, cfg.data.limit)
+    if cfg.generate.test_limit is not None:
+        test_d = test_d[: cfg.generate.test_limit]
     return train_d, val_d, test_d
 
 # %% ../../nbs/07b_finetune_cli.ipynb #1e1a91b6

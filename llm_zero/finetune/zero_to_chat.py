@@ -14,7 +14,7 @@ import yaml
 
 from ..core import LLMZeroError, atomic_write
 from ..data.corpora import cache_dir, load_text
-from ..data.dataset import load_instruction_data, split_instruction_data
+from ..data.dataset import instruction_splits
 from ..data.english import sha256_text
 from ..eval.ngram import KneserNey, key_bits, ngram_bits_per_byte
 from ..eval.report import answer_scores, generate_answers
@@ -301,8 +301,7 @@ def instruct_scores(job: dict, run: Path) -> dict:
     "ROUGE-L and stops at end-of-text of the tuned model on the whole test split."
     model, tok, _ = load_language_model(run / "instruct")
     cfg = instruct_config(job, run / "pretrain")
-    data = load_instruction_data(cfg.data.path)
-    test = split_instruction_data(data[: cfg.data.limit] if cfg.data.limit else data)[2]
+    test = instruction_splits(cfg.data.path, cfg.data.limit)[2]
     test = test[: job["report"].get("test_limit") or len(test)]
     answered = generate_answers(
         model, test, tok, cfg.generate.max_new_tokens, eos_id=tok.eos_id
