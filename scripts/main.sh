@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job (chapter 7e): set up what it needs, then go from zero to a chat model in about ten
+# The main job (chapter 7e): set up what it needs, then go from zero to a chat model in about seven
 # minutes on a 2-core CPU: a BPE on Jane Austen's novels, pretraining with the speedrun's recipe,
 # instruction tuning, a report card; it ends by printing the commands to talk to the model.
 #   bash scripts/main.sh [--quick] [STAGE.SECTION.KEY=VALUE ...]     (settings: configs/main.yaml)

@@ -733,9 +733,9 @@ def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
             tokens_per_s=tps,
             elapsed_s=self.elapsed(),
         )
-        self.bar.set_postfix(
-            loss=f"{res['loss']:.3f}", lr=f"{res['lr']:.2e}", tok_s=f"{tps:,.0f}"
-        )
+        # Fine-tuning batches vary in length: its loop knows no tokens per step.
+        rate = {"tok_s": f"{tps:,.0f}"} if self.tokens_per_step else {}
+        self.bar.set_postfix(loss=f"{res['loss']:.3f}", lr=f"{res['lr']:.2e}", **rate)
     val = None
     if self.evaluate is not None and (
         (self.eval_interval and done % self.eval_interval == 0) or last
