@@ -1,7 +1,10 @@
-"""Fine-tuning runs from the committed CPU base model (experiments/base-cpu), whose results chapters 6,
-7 and appendix E show. Run from the repository root:
+"""Fine-tuning runs from the committed base model, whose results chapters 6, 7 and appendix E show.
+The base is the library's (experiments/base-2core since issue 20; the runs from the first base,
+experiments/base-cpu, are kept in results-base-cpu.json). Run from the repository root (a trial
+names its RUN first: --set and --val-epochs take every word after them):
 
     python experiments/finetune-base/run.py [--base PATH] [--threads N] [RUN ...]
+    python experiments/finetune-base/run.py RUN --trial NAME [--set KEY=VALUE ...] [--val-epochs E ...]
 
 writes results.json and each run's small files (metrics, plots, test responses, config) next to this
 file; checkpoints go to a scratch folder (--keep DIR: to DIR/RUN, kept). --set KEY=VALUE ... adds
@@ -43,11 +46,11 @@ CONFIGS = HERE.parents[1] / "configs"
 # validation split by the trials in trials.jsonl (see README.md); a run lists only how it differs.
 RUNS = {
     # name: (runner, config class, config file, overrides)
-    "classify-last-block": (finetune_classify, ClassifyConfig, "finetune_classify.yaml", []),
+    "classify-last-block": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
+                            ["lora.rank=null", "train.lr=1e-3"]),
     "classify-all-blocks": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
-                            ["model.trainable_blocks=-1", "train.lr=1e-3"]),
-    "classify-lora-r8": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
-                         ["lora.rank=8", "lora.alpha=16", "train.lr=5e-3"]),
+                            ["lora.rank=null", "model.trainable_blocks=-1", "train.lr=1e-3"]),
+    "classify-lora-r8": (finetune_classify, ClassifyConfig, "finetune_classify.yaml", []),
     "instruct": (finetune_instruct, InstructConfig, "finetune_instruct.yaml",
                  ["data.mask_instruction=false"]),
     "instruct-masked": (finetune_instruct, InstructConfig, "finetune_instruct.yaml", []),
