@@ -601,6 +601,11 @@ class TrainingLoop:
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t0
 
+    def tokens_at(self, step: int) -> dict:
+        # Fine-tuning batches vary in length: its loop knows no tokens per step, and
+        # records none rather than a wrong 0 (the fine-tuning results count them).
+        return {"tokens": step * self.tokens_per_step} if self.tokens_per_step else {}
+
     def diverged(self, what: str, step: int) -> TrainingDiverged:
         """The error for a blow-up at `step`, naming the checkpoint that is kept and how
         to go on."""
@@ -703,7 +708,7 @@ def save(self: TrainingLoop, done: int, val_loss: float | None, train_loss: floa
                 **self.meta(done),
                 "val_loss": val_loss,
                 "train_loss": train_loss,
-                "tokens": done * self.tokens_per_step,
+                **self.tokens_at(done),
                 "elapsed_s": self.elapsed(),
             },
         )
@@ -714,7 +719,7 @@ def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
     """After step `done`: log, evaluate and checkpoint when their intervals (or the end,
     or a signal) say so."""
     last = done == self.max_steps
-    base = {"step": done, "tokens": done * self.tokens_per_step}
+    base = {"step": done, **self.tokens_at(done)}
     if self.main and (done % self.log_interval == 0 or last):
         now = time.perf_counter()
         tps = (
@@ -724,18 +729,18 @@ def log_eval_checkpoint(self: TrainingLoop, done: int, res: dict):
         )
         self.window_t0, self.window_step = now, done
         epoch = {"epoch": self.epoch_at(done)} if self.epoch_at else {}
+        rate = {"tokens_per_s": tps} if self.tokens_per_step else {}
         self.metrics.log(
             **base,
             **epoch,
             train_loss=res["loss"],
             lr=res["lr"],
             grad_norm=res["grad_norm"],
-            tokens_per_s=tps,
+            **rate,
             elapsed_s=self.elapsed(),
         )
-        # Fine-tuning batches vary in length: its loop knows no tokens per step.
-        rate = {"tok_s": f"{tps:,.0f}"} if self.tokens_per_step else {}
-        self.bar.set_postfix(loss=f"{res['loss']:.3f}", lr=f"{res['lr']:.2e}", **rate)
+        postfix = {"tok_s": f"{tps:,.0f}"} if rate else {}
+        self.bar.set_postfix(loss=f"{res['loss']:.3f}", lr=f"{res['lr']:.2e}", **postfix)
     val = None
     if self.evaluate is not None and (
         (self.eval_interval and done % self.eval_interval == 0) or last
@@ -810,7 +815,7 @@ def run(self: TrainingLoop) -> dict:
         "step": step,
         "train_loss": res["loss"],
         "val_loss": self.last_val,
-        "tokens": step * self.tokens_per_step,
+        **self.tokens_at(step),
         "elapsed_s": time.perf_counter() - self.t0,
         "interrupted": bool(res.get("interrupted")),
         "signal": self.stop_signal,
