@@ -20,9 +20,11 @@ from llm_zero.finetune.dpo import DPOConfig, PreferenceError, compare_models, fi
 from llm_zero.train.checkpoint import CheckpointManager, RunExistsError, read_meta
 from llm_zero.train.config import ConfigError, load_config
 
-DPO_SMALL = ["data.limit=64", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3", "train.eval_iter=1",
-             "data.max_new_tokens=12", "generate.max_new_tokens=12", "generate.test_limit=6",
-             "run.checkpoint_interval=5", "run.keep_last=3"]  # keeps steps 5, 10 and 12
+TEST_LIMIT = 3  # test answers per model
+DPO_SMALL = ["data.limit=32", "data.batch_size=4", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3",
+             "train.eval_iter=1", "data.max_new_tokens=12", "generate.max_new_tokens=12",
+             f"generate.test_limit={TEST_LIMIT}", "run.checkpoint_interval=5",
+             "run.keep_last=3"]  # 12 steps; the step-5 checkpoint is kept
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +54,11 @@ def test_outputs_and_measurement(dpo_run):
     assert scores["pairs"] == {"train": len(pairs["train"]), "validation": len(pairs["validation"])}
     assert scores["pairs"]["train"] > 0
     answers = json.loads((out / "test-answers.json").read_text())
-    assert len(answers["sft"]) == len(answers["dpo"]) == 6
+    assert len(answers["sft"]) == len(answers["dpo"]) == TEST_LIMIT
     # the stored verdict is the judge's verdict on the stored answers
     assert scores["preference_dpo_vs_sft"] == compare_models(answers["dpo"], answers["sft"])
     p = scores["preference_dpo_vs_sft"]
-    assert p["wins"] + p["ties"] + p["losses"] == 6
+    assert p["wins"] + p["ties"] + p["losses"] == TEST_LIMIT
     history = json.loads((out / "metrics.json").read_text())
     assert history["step"] == sorted(history["step"]) and len(set(history["step"])) == len(history["step"])
     assert history["val_margin"] and len(history["val_margin"]) == len(history["step"])
