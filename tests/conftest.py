@@ -26,7 +26,7 @@ def pytest_configure(config):
 # (--dist loadscope --no-loadscope-reorder): started first, the long ones run side by side
 # and the many short ones fill in at the end, so both workers finish together. Left to
 # xdist's own order (most tests first) the few-test long modules came last, on one worker.
-LONGEST_FIRST = ["test_finetune_dpo.py", "test_export.py", "test_zero_to_chat.py",
+LONGEST_FIRST = ["test_export.py", "test_finetune_dpo.py", "test_zero_to_chat.py",
                  "test_base_model_chapter.py", "test_speedrun.py", "test_fsdp.py",
                  "test_offline.py", "test_cli.py", "test_wordpiece.py", "test_serve.py",
                  "test_resume.py", "test_finetune_faults.py", "test_hf_export.py",

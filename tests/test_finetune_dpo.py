@@ -20,9 +20,11 @@ from llm_zero.finetune.dpo import DPOConfig, PreferenceError, compare_models, fi
 from llm_zero.train.checkpoint import CheckpointManager, RunExistsError, read_meta
 from llm_zero.train.config import ConfigError, load_config
 
-DPO_SMALL = ["data.limit=64", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3", "train.eval_iter=1",
-             "data.max_new_tokens=12", "generate.max_new_tokens=12", "generate.test_limit=6",
-             "run.checkpoint_interval=5"]
+TEST_LIMIT = 3  # test answers per model
+DPO_SMALL = ["data.limit=32", "data.batch_size=4", "train.epochs=2", "train.lr=1e-4", "train.eval_freq=3",
+             "train.eval_iter=1", "data.max_new_tokens=12", "generate.max_new_tokens=12",
+             f"generate.test_limit={TEST_LIMIT}", "run.checkpoint_interval=5",
+             "run.keep_last=3"]  # 12 steps; the step-5 checkpoint is kept
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,8 @@ def sft_run(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("sft")
     cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=60", "train.epochs=1", "train.lr=1e-3",
-                             "generate.test_limit=1", "generate.max_new_tokens=4"], InstructConfig)
+                             "train.eval_iter=1", "generate.test_limit=1", "generate.max_new_tokens=4"],
+                      InstructConfig)
     finetune_instruct(cfg, out, progress=False)
     return out
 
@@ -51,11 +54,11 @@ def test_outputs_and_measurement(dpo_run):
     assert scores["pairs"] == {"train": len(pairs["train"]), "validation": len(pairs["validation"])}
     assert scores["pairs"]["train"] > 0
     answers = json.loads((out / "test-answers.json").read_text())
-    assert len(answers["sft"]) == len(answers["dpo"]) == 6
+    assert len(answers["sft"]) == len(answers["dpo"]) == TEST_LIMIT
     # the stored verdict is the judge's verdict on the stored answers
     assert scores["preference_dpo_vs_sft"] == compare_models(answers["dpo"], answers["sft"])
     p = scores["preference_dpo_vs_sft"]
-    assert p["wins"] + p["ties"] + p["losses"] == 6
+    assert p["wins"] + p["ties"] + p["losses"] == TEST_LIMIT
     history = json.loads((out / "metrics.json").read_text())
     assert history["step"] == sorted(history["step"]) and len(set(history["step"])) == len(history["step"])
     assert history["val_margin"] and len(history["val_margin"]) == len(history["step"])
@@ -77,21 +80,6 @@ def test_pairs_follow_the_rule(dpo_run):
 def _same_weights(a, b):
     a, b = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_resume_reproduces_the_run(dpo_run, tmp_path):
-    out, cfg, scores = dpo_run
-    run = tmp_path / "resumed"
-    shutil.copytree(out, run)
-    ckpts = CheckpointManager(run / "checkpoints")
-    last = ckpts.latest()
-    shutil.rmtree(last)  # as if the run had been killed after its last step-checkpoint
-    assert ckpts.latest() is not None and ckpts.latest() != last
-    resumed = finetune_dpo(cfg, run, progress=False, resume=True)
-    assert ckpts.latest().name == last.name
-    assert _same_weights(out / "checkpoints" / last.name, ckpts.latest())
-    assert resumed["preference_dpo_vs_sft"] == scores["preference_dpo_vs_sft"]
-    assert json.loads((run / "metrics.json").read_text()) == json.loads((out / "metrics.json").read_text())
 
 
 def test_refusals(dpo_run, tmp_path):
@@ -174,19 +162,27 @@ def test_equal_pairs_are_dropped_and_none_left_is_refused(dpo_run, tmp_path):
     assert dpo.drop_equal_pairs(pairs["train"][:1] + pairs["validation"][:1], "train") == pairs["validation"][:1]
 
 
-def test_ctrl_c_then_sigkill_then_resume_is_bit_identical(dpo_run, tmp_path, monkeypatch):
-    """One run stopped twice, so that a single continuation to the end checks both stops against
-    the clean run. Ctrl-C in the middle of a step: the step finishes, is saved, the command exits
-    130. Then `--resume` in its own process, killed (SIGKILL) between two checkpoints: the last
-    good checkpoint loads. A last `--resume` ends on the clean run's weights."""
+def test_stopped_twice_then_resumed_reproduces_the_run(dpo_run, tmp_path, monkeypatch):
+    """The clean run's folder cut back to its step-5 checkpoint (as if killed after it; the
+    finished run's files stay), then resumed and stopped twice, so that a single continuation
+    to the end checks both stops against the clean run. Ctrl-C in the middle of a step: the
+    step finishes, is saved, the command exits 130. Then `--resume` in its own process,
+    killed (SIGKILL) between two checkpoints: the last good checkpoint loads. A last
+    `--resume` ends on the clean run's weights, metrics and verdict."""
     import subprocess
     import sys
     from test_resume import _wait_for_step
-    out, cfg, _ = dpo_run
+    from llm_zero.train.checkpoint import load_language_model
+    out, cfg, scores = dpo_run
     run = tmp_path / "run"
-    run.mkdir()
-    shutil.copy(out / "pairs.json", run)  # the fixture's pairs for these very settings: not made again
-    args = ["finetune", "dpo", "--quiet", "--out", str(run), f"model.sft={cfg.model.sft}", *DPO_SMALL]
+    shutil.copytree(out, run)  # its pairs.json too: made for these very settings, not made again
+    ckpts = CheckpointManager(run / "checkpoints")
+    for ck in ckpts.steps():
+        if read_meta(ck)["step"] > 5:
+            shutil.rmtree(ck)
+    assert read_meta(ckpts.latest())["step"] == 5
+    args = ["finetune", "dpo", "--quiet", "--out", str(run), f"model.sft={cfg.model.sft}", *DPO_SMALL,
+            "--resume"]
     loss_batch, calls = dpo.dpo_loss_batch, []
     def interrupting(batch, policy, reference, beta):
         if torch.is_grad_enabled():  # a training step, not an evaluation
@@ -197,21 +193,25 @@ def test_ctrl_c_then_sigkill_then_resume_is_bit_identical(dpo_run, tmp_path, mon
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert main(args) == 130
-    assert read_meta(CheckpointManager(run / "checkpoints").latest())["step"] == 3
+    assert read_meta(ckpts.latest())["step"] == 8
     assert "continue with --resume" in printed.getvalue()
     monkeypatch.setattr(dpo, "dpo_loss_batch", loss_batch)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("llm-zero")), *args, "--resume"], env=env,
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("llm-zero")), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_step(proc, run, 7, timeout=600)
+    _wait_for_step(proc, run, 11, timeout=600)  # step 10's checkpoint is written, 12's not yet
     assert proc.poll() is None, f"the run finished before it could be killed: {proc.communicate()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    from llm_zero.train.checkpoint import load_language_model
-    # the last good checkpoint loads (not the run folder's: that is the best, step 3's, since
-    # the Ctrl-C saved one where an evaluation fell)
-    assert load_language_model(CheckpointManager(run / "checkpoints").latest())[2]["step"] == 5
+    # the last good checkpoint loads (not the run folder's: that is the best evaluation's)
+    assert load_language_model(ckpts.latest())[2]["step"] == 10
+    for name in ("scores.json", "metrics.json"):  # the clean run's: this resume must write its own
+        (run / name).unlink()
     with contextlib.redirect_stdout(printed):
-        assert main([*args, "--resume"]) == 0
+        assert main(args) == 0
     last = CheckpointManager(out / "checkpoints").latest()
-    assert _same_weights(last, run / "checkpoints" / last.name)
+    assert ckpts.latest().name == last.name
+    assert _same_weights(last, ckpts.latest())
+    assert json.loads((run / "metrics.json").read_text()) == json.loads((out / "metrics.json").read_text())
+    resumed = json.loads((run / "scores.json").read_text())
+    assert resumed["preference_dpo_vs_sft"] == scores["preference_dpo_vs_sft"]

@@ -78,8 +78,10 @@ def fit_scaling_law(N, D, L, delta: float = 1e-3, n_starts: int = 10) -> Scaling
     fits = []
     for theta in starts:
         theta = theta.clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([theta], max_iter=500, tolerance_grad=1e-12,
-                                tolerance_change=1e-15, line_search_fn="strong_wolfe")
+        # five unknowns: 20 past steps make the same fits as the default 100, 3x sooner
+        opt = torch.optim.LBFGS([theta], max_iter=500, history_size=20,
+                                tolerance_grad=1e-12, tolerance_change=1e-15,
+                                line_search_fn="strong_wolfe")
 
         def closure(opt=opt, theta=theta):  # bound now: L-BFGS calls it within this pass
             opt.zero_grad()
