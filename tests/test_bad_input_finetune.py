@@ -95,6 +95,7 @@ def test_finetune_resume_of_a_folder_without_a_run(runs, tmp_path):
     ("train.epochs=0", "train.epochs must be at least 1"),
     ("data.batch_size=0", "data.batch_size must be at least 1"),
     ("model.trainable_blocks=0", "model.trainable_blocks must be at least 1, or -1 for all"),
+    ("model.readout=first", "model.readout must be one of last, last_token, mean; got 'first'"),
     ("train.device=cuda", "CUDA is not available"),
     ("train.device=gpu", "train.device='gpu' is not a device"),
 ])

@@ -10,9 +10,9 @@ from llms_from_scratch import ch06 as book6
 from torch.utils.data import DataLoader
 
 from llm_zero.data.dataset import LABELS, SpamDataset, create_balanced_dataset, load_sms_spam, random_split
-from llm_zero.finetune.classify import (BagOfWordsBaseline, calc_accuracy_loader, calc_loss_loader, classify_review,
-                                        plot_values, train_classifier_simple)
-from llm_zero.model.gpt import to_classifier
+from llm_zero.finetune.classify import (BagOfWordsBaseline, calc_accuracy_loader, calc_loss_batch, calc_loss_loader,
+                                        classify_review, plot_values, train_classifier_simple)
+from llm_zero.model.gpt import READOUTS, classifier_logits, message_lengths, set_readout, to_classifier
 from llm_zero.model.gpt import GPTModel
 
 TINY = {"vocab_size": 50257, "context_length": 32, "emb_dim": 16, "n_heads": 2, "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}
@@ -140,6 +140,48 @@ def test_classify_review_matches_book_and_rejects_language_models(tok):
     torch.manual_seed(0)
     with pytest.raises(ValueError, match="needs a 2-class classifier.*language model"):
         classify_review("hi", GPTModel(TINY), tok, "cpu")
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 298), min_size=1, max_size=12), min_size=1, max_size=5),
+       st.integers(0, 4), st.sampled_from(READOUTS))
+def test_readouts_of_a_padded_batch(messages, extra, readout):
+    "last_token and mean read a right-padded row as its message alone, unpadded; last reads the last position."
+    pad, width = 299, max(map(len, messages)) + extra
+    m = set_readout(_tiny_classifier(seed=1).eval(), readout, pad)
+    batch = torch.tensor([ids + [pad] * (width - len(ids)) for ids in messages])
+    with torch.no_grad():
+        got = classifier_logits(m, batch)
+        alone = [m(torch.tensor([ids]))[0] for ids in messages]
+        padded = m(batch)
+    want = {"last": padded[:, -1], "last_token": torch.stack([a[-1] for a in alone]),
+            "mean": torch.stack([a.mean(0) for a in alone])}[readout]
+    torch.testing.assert_close(got, want)
+    assert message_lengths(batch, pad).tolist() == [len(ids) for ids in messages]
+
+
+def test_loss_accuracy_and_classify_review_use_the_reading(tok):
+    "The loss, the accuracy and classify_review all read through classifier_logits."
+    pad = tok.eot_token
+    m = set_readout(_tiny_classifier(vocab=50257, seed=2).eval(), "last_token", pad)
+    texts = ["WIN a free prize now!!!", "see you at dinner", "call me", "ok"]
+    x = torch.tensor([ids + [pad] * (10 - len(ids)) for ids in map(tok.encode, texts)])
+    y = torch.tensor([1, 0, 0, 1])
+    with torch.no_grad():
+        last_tokens = torch.stack([m(torch.tensor([tok.encode(t)]))[0, -1] for t in texts])
+        assert calc_loss_batch(x, y, m, "cpu").item() == pytest.approx(
+            torch.nn.functional.cross_entropy(last_tokens, y).item(), abs=1e-5)
+    loader = DataLoader(list(zip(x, y)), batch_size=3)
+    assert calc_accuracy_loader(loader, m, "cpu") == (last_tokens.argmax(-1) == y).float().mean().item()
+    for text in texts:  # the answer no longer depends on how far the message is padded
+        answers = {classify_review(text, m, tok, "cpu", max_length=ml) for ml in (len(tok.encode(text)), 20, 32)}
+        assert answers == {"spam" if m(torch.tensor([tok.encode(text)]))[0, -1].argmax() == 1 else "not spam"}
+    with pytest.raises(ValueError, match="reads id 50256 as padding, not 0; pass pad_token_id=50256"):
+        classify_review("hi", m, tok, "cpu", max_length=8, pad_token_id=0)
+    with pytest.raises(ValueError, match="readout must be one of last, last_token, mean; got 'first'"):
+        set_readout(m, "first", pad)
+    with pytest.raises(ValueError, match="readout 'mean' needs the pad_token_id"):
+        set_readout(m, "mean")
 
 
 def test_bag_of_words_baseline_reaches_the_optimum(records):

@@ -9,6 +9,7 @@ from rouge_score import rouge_scorer
 
 from llm_zero.finetune.cli import ClassifyConfig, InstructConfig, finetune_classify, finetune_instruct
 from llm_zero.train.config import load_config
+from llm_zero.train.checkpoint import load_classifier
 from llm_zero.eval.report import evaluate_run, rouge_l, write_report
 
 TINY_LM = """
@@ -61,9 +62,14 @@ def test_same_checkpoint_same_report(instruct_run):
     assert "## Generated tasks" in first["report.md"].decode()
 
 
-def test_classifier_numbers_match_finetuning(tmp_path):
-    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=60", "train.epochs=1", "train.eval_freq=100"], ClassifyConfig)
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_classifier_numbers_match_finetuning(tmp_path, readout):
+    "The report reloads the classifier and reads its outputs as fine-tuning did (`model.readout`)."
+    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=60", "train.epochs=1", "train.eval_freq=100",
+                             f"model.readout={readout}"], ClassifyConfig)
     metrics = finetune_classify(cfg, tmp_path, progress=False)
+    model, tok, _ = load_classifier(tmp_path)
+    assert model.readout == (readout, tok.pad_id)
     c = evaluate_run(tmp_path)["classifier"]
     assert sum(map(sum, c["confusion"])) == c["n"] == 60 - int(60 * 0.7) - int(60 * 0.1)
     assert c["accuracy"] == pytest.approx(metrics["accuracy"]["test"], abs=1e-12)

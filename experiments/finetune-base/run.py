@@ -47,7 +47,7 @@ CONFIGS = HERE.parents[1] / "configs"
 RUNS = {
     # name: (runner, config class, config file, overrides)
     "classify-last-block": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
-                            ["lora.rank=null", "train.lr=1e-3"]),
+                            ["lora.rank=null", "train.lr=2e-3"]),
     "classify-all-blocks": (finetune_classify, ClassifyConfig, "finetune_classify.yaml",
                             ["lora.rank=null", "model.trainable_blocks=-1", "train.lr=1e-3"]),
     "classify-lora-r8": (finetune_classify, ClassifyConfig, "finetune_classify.yaml", []),

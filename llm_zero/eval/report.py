@@ -27,6 +27,7 @@ from llm_zero.data.dataset import (
 )
 from ..data.english import english_mix, english_mix_dir
 from ..model.generation import _context_length, generate, left_pad
+from ..model.gpt import classifier_logits
 from ..train.checkpoint import find_checkpoint, load_run
 from ..train.config import read_config_file
 from ..train.engine import add_threads_option, use_threads
@@ -286,7 +287,8 @@ def classifier_test_split(cfg: dict) -> list[dict]:
 def evaluate_classifier(
     model: nn.Module, tok, meta: dict, records: list[dict], batch_size: int = 32
 ) -> dict:
-    "Confusion matrix and scores of a `finetune classify` model on `records`."
+    """Confusion matrix and scores of a `finetune classify` model on `records` (read as
+    it was trained: `classifier_logits`)."""
     ds = SpamDataset(
         records, tok, max_length=meta["max_length"], pad_token_id=meta["pad_token_id"]
     )
@@ -294,7 +296,7 @@ def evaluate_classifier(
     with torch.no_grad():
         for i in range(0, len(ds), batch_size):
             x = torch.stack([ds[j][0] for j in range(i, min(i + batch_size, len(ds)))])
-            preds += model(x)[:, -1, :].argmax(-1).tolist()
+            preds += classifier_logits(model, x).argmax(-1).tolist()
     c = confusion_matrix(ds.labels, preds, len(LABELS))
     return {
         "n": len(ds),

@@ -17,7 +17,7 @@ from ..core import atomic_write, progress_bar
 from ..data.dataset import _label_index
 from ..data.corpora import cache_dir, load_text
 from ..model.generation import _context_length
-from ..model.gpt import GPTModel
+from ..model.gpt import GPTModel, classifier_logits
 from ..model.hf import gpt_from_hf
 from ..train.checkpoint import CheckpointManager
 from ..train.engine import MetricsLog, TrainingLoop
@@ -109,7 +109,7 @@ def load_base_model(
 def calc_accuracy_loader(
     data_loader, model: nn.Module, device, num_batches: int | None = None
 ) -> float:
-    """Fraction of examples whose last-token argmax equals the label (first
+    """Fraction of examples whose `classifier_logits` argmax equals the label (first
     `num_batches` batches)."""
     was_training = model.training
     model.eval()
@@ -119,7 +119,7 @@ def calc_accuracy_loader(
         for i, (inputs, targets) in enumerate(data_loader):
             if i >= n:
                 break
-            logits = model(inputs.to(device))[:, -1, :]
+            logits = classifier_logits(model, inputs.to(device))
             correct += (logits.argmax(dim=-1) == targets.to(device)).sum().item()
             total += len(targets)
     model.train(was_training)
@@ -129,8 +129,9 @@ def calc_accuracy_loader(
 def calc_loss_batch(
     input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module, device
 ) -> torch.Tensor:
-    "Cross-entropy of the last position's logits against the class labels."
-    logits = model(input_batch.to(device))[:, -1, :]
+    """Cross-entropy of the `classifier_logits` (the last position's, by default)
+    against the class labels."""
+    logits = classifier_logits(model, input_batch.to(device))
     return F.cross_entropy(logits, target_batch.to(device))
 
 
@@ -314,9 +315,10 @@ def classify_review(
     tokenizer,
     device,
     max_length: int | None = None,
-    pad_token_id: int = 50256,
+    pad_token_id: int | None = None,
 ) -> str:
-    "'spam' or 'not spam' for `text`, padded like the training data to `max_length`."
+    """'spam' or 'not spam' for `text`, padded like the training data to `max_length`
+    (with the classifier's pad id; else GPT-2's 50256)."""
     head = getattr(
         model.out_head, "linear", model.out_head
     )  # a LoRA-wrapped head keeps its Linear inside
@@ -326,11 +328,18 @@ def classify_review(
             f" model's out_head has {getattr(head, 'out_features', '?')} outputs. Is it"
             " a language model checkpoint?"
         )
+    reads_pad = getattr(model, "readout", ("last", None))[1]
+    if None not in (reads_pad, pad_token_id) and reads_pad != pad_token_id:
+        raise ValueError(
+            f"The classifier reads id {reads_pad} as padding, not {pad_token_id}; pass"
+            f" pad_token_id={reads_pad} (or leave it out)."
+        )
+    pad_token_id = next((p for p in (pad_token_id, reads_pad) if p is not None), 50256)
     context = _context_length(model)
     max_length = context if max_length is None else min(max_length, context)
     ids = tokenizer.encode(text)[:max_length]
     ids = ids + [pad_token_id] * (max_length - len(ids))
     model.eval()
     with torch.no_grad():
-        logits = model(torch.tensor([ids], device=device))[:, -1, :]
+        logits = classifier_logits(model, torch.tensor([ids], device=device))
     return "spam" if logits.argmax(dim=-1).item() == 1 else "not spam"

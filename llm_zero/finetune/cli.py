@@ -40,6 +40,7 @@ from llm_zero.finetune.instruct import (
     save_responses,
 )
 from ..model.generation import _context_length
+from ..model.gpt import READOUTS
 from ..model.llama import config_of
 from ..model.lora import count_trainable
 from llm_zero.train.checkpoint import (
@@ -163,6 +164,7 @@ class ClassifyModelConfig:
     trainable_blocks: int = (
         1  # top transformer blocks that train (with the head and final norm); -1: all
     )
+    readout: str = "last"  # the output the head reads: last, last_token or mean (ch. 6)
 
 
 @dataclass
@@ -213,6 +215,11 @@ class ClassifyConfig:
         if b != -1 and b < 1:
             raise ConfigError(
                 f"model.trainable_blocks must be at least 1, or -1 for all, got {b}."
+            )
+        if self.model.readout not in READOUTS:
+            raise ConfigError(
+                f"model.readout must be one of {', '.join(READOUTS)}; got"
+                f" {self.model.readout!r}."
             )
         if lora.rank is not None and lora.rank < 1:
             raise ConfigError(
@@ -471,6 +478,7 @@ def _classify_meta(cfg: ClassifyConfig, model, tok, max_length: int) -> dict:
         "pad_token_id": tok.pad_id,
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha},
         "trainable_blocks": cfg.model.trainable_blocks,
+        "readout": cfg.model.readout,
     }
 
 

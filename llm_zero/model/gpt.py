@@ -15,7 +15,7 @@ from .attention import MultiHeadAttention
 from .loss import LogitsWorkspace, check_targets, linear_cross_entropy
 
 # %% auto #0
-__all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'IMPLS', 'upgrade_impl_key', 'check_config_keys', 'check_positive_ints', 'validate_config', 'LayerNorm', 'GELU', 'FeedForward', 'TransformerBlock', 'check_token_ids', 'next_token_loss', 'GPTModel', 'positions_and_mask', 'module_calls', 'draw_calls', 'generate_text_simple', 'to_classifier']
+__all__ = ['GPT_CONFIG_124M', 'GPT_CONFIG_355M', 'GPT_CONFIG_774M', 'GPT_CONFIG_1558M', 'GPT_CONFIGS', 'IMPLS', 'upgrade_impl_key', 'check_config_keys', 'check_positive_ints', 'validate_config', 'LayerNorm', 'GELU', 'FeedForward', 'TransformerBlock', 'check_token_ids', 'next_token_loss', 'GPTModel', 'positions_and_mask', 'module_calls', 'draw_calls', 'generate_text_simple', 'READOUTS', 'to_classifier', 'set_readout', 'message_lengths', 'classifier_logits']
 
 # %% ../../nbs/04_gpt_model.ipynb #7a89d8ef
 GPT_CONFIG_124M = {
@@ -513,3 +513,45 @@ def to_classifier(
         for p in module.parameters():
             p.requires_grad = True
     return model
+
+# %% ../../nbs/06_classification.ipynb #7ddf175b
+READOUTS = ("last", "last_token", "mean")  # what a classifier's head reads (set_readout)
+
+
+def set_readout(
+    model: nn.Module, readout: str = "last", pad_token_id: int | None = None
+) -> nn.Module:
+    """Record which output of each row `classifier_logits` reads: the last position (the
+    book's), the message's last token or the mean over its tokens."""
+    if readout not in READOUTS:
+        raise ValueError(
+            f"readout must be one of {', '.join(READOUTS)}; got {readout!r}."
+        )
+    if readout != "last" and pad_token_id is None:
+        raise ValueError(
+            f"readout {readout!r} needs the pad_token_id the batches are padded with,"
+            " to tell each message from its padding."
+        )
+    model.readout = (readout, pad_token_id)
+    return model
+
+
+def message_lengths(inputs: torch.Tensor, pad_token_id: int) -> torch.Tensor:
+    """Per row of a right-padded batch, the positions before its trailing run of
+    `pad_token_id` (at least 1)."""
+    positions = torch.arange(1, inputs.shape[1] + 1, device=inputs.device)
+    return ((inputs != pad_token_id) * positions).amax(dim=1).clamp(min=1)
+
+
+def classifier_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The class logits `(batch, classes)` of each row of `inputs`, read as
+    `set_readout` recorded (the last position if it never ran)."""
+    out = model(inputs)
+    readout, pad_token_id = getattr(model, "readout", ("last", None))
+    if readout == "last":
+        return out[:, -1, :]
+    n = message_lengths(inputs, pad_token_id)
+    if readout == "last_token":
+        return out[torch.arange(len(out), device=out.device), n - 1]
+    real = torch.arange(out.shape[1], device=out.device) < n[:, None]
+    return (out * real.unsqueeze(-1)).sum(dim=1) / n[:, None]

@@ -465,7 +465,7 @@ def base_model_dir(
 # %% ../../nbs/07b_finetune_cli.ipynb #1bfeb281
 import torch.nn as nn
 
-from ..model.gpt import to_classifier
+from ..model.gpt import set_readout, to_classifier
 from ..model.llama import build_model
 from ..model.lora import merge_lora, to_lora_classifier
 
@@ -474,9 +474,11 @@ def classifier_of(lm: nn.Module, meta: dict) -> nn.Module:
     "The classifier a checkpoint's meta describes, around the language model `lm`."
     lora, n = meta.get("lora") or {}, len(meta["labels"])
     if lora.get("rank"):
-        return to_lora_classifier(lm, lora["rank"], lora["alpha"], num_classes=n)
-    blocks = meta.get("trainable_blocks", 1)
-    return to_classifier(lm, num_classes=n, trainable_blocks=blocks)
+        model = to_lora_classifier(lm, lora["rank"], lora["alpha"], num_classes=n)
+    else:
+        blocks = meta.get("trainable_blocks", 1)
+        model = to_classifier(lm, num_classes=n, trainable_blocks=blocks)
+    return set_readout(model, meta.get("readout", "last"), meta.get("pad_token_id"))
 
 
 def load_run(path, device="cpu") -> tuple:
