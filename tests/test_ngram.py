@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nltk.lm import KneserNeyInterpolated
-from nltk.util import everygrams
 
 from llm_zero.core import InputError, InputTypeError, LLMZeroError
 from llm_zero.eval.ngram import KneserNey, ngram_bits_per_byte
@@ -17,6 +15,9 @@ from llm_zero.train.tokenizers import CharTokenizer
 
 def nltk_model(stream, order, discount):
     "NLTK's interpolated Kneser-Ney counted over one text, without sentence padding."
+    # imported here: NLTK costs ~2 s to import, paid only by the pytest worker that runs this
+    from nltk.lm import KneserNeyInterpolated
+    from nltk.util import everygrams
     words = [str(t) for t in stream]
     lm = KneserNeyInterpolated(order, discount=discount)
     lm.fit([everygrams(words, max_len=order)], vocabulary_text=words)

@@ -1,11 +1,11 @@
 """The offline evaluation report (chapter 7d): ROUGE-L against `rouge-score`, the same report for the same
 checkpoint, classifier numbers equal to fine-tuning's own, corpora a tokenizer cannot encode skipped, `llm-zero report`."""
 import contextlib
+import functools
 import io
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from rouge_score import rouge_scorer
 
 from llm_zero.finetune.cli import ClassifyConfig, InstructConfig, finetune_classify, finetune_instruct
 from llm_zero.train.config import load_config
@@ -20,7 +20,15 @@ train: {max_steps: 10, batch_size: 8, eval_interval: 0, eval_batches: 2}
 run: {log_interval: 5, checkpoint_interval: 10, sample_tokens: 5, sample_prompt: "I had "}
 """
 
-SCORER = rouge_scorer.RougeScorer(["rougeL"])
+
+@functools.cache
+def scorer():
+    """rouge-score's ROUGE-L (imported here: with NLTK it costs ~2 s, paid only by the pytest
+    worker that runs this module)."""
+    from rouge_score import rouge_scorer
+    return rouge_scorer.RougeScorer(["rougeL"])
+
+
 text = st.lists(st.sampled_from(["the", "The", "cat", "sat", "on", "a", "mat", "42", "dog,", "é", "--", "!"]),
                 max_size=12).map(" ".join)
 
@@ -28,7 +36,7 @@ text = st.lists(st.sampled_from(["the", "The", "cat", "sat", "on", "a", "mat", "
 @settings(max_examples=500, deadline=None)
 @given(text, text)
 def test_rouge_l_equals_rouge_score(prediction, reference):
-    expected = SCORER.score(reference, prediction)["rougeL"].fmeasure
+    expected = scorer().score(reference, prediction)["rougeL"].fmeasure
     assert rouge_l(prediction, reference) == pytest.approx(expected, abs=1e-12)
 
 
