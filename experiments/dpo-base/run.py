@@ -35,9 +35,9 @@ from llm_zero.train.config import load_config
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parents[1] / "configs" / "finetune_dpo.yaml"
 # The settings are configs/finetune_dpo.yaml's, chosen on validation by the trials in trials.jsonl
-# (their rows list every setting they changed; the first ones started from experiments/dpo-tiny's),
-# on the first 320 pairs (the config's null, all pairs, is the dataclass default its tests assume).
-DPO = ["data.max_pairs=320"]
+# (their rows list every setting they changed; the first ones started from experiments/dpo-tiny's;
+# until the eighth session this list held data.max_pairs=320, the first trials' pair count).
+DPO = []
 KEEP = {"dpo.png", "pairs.json", "test-answers.json", "scores.json", "metrics.json", "config.yaml"}
 
 

@@ -161,9 +161,11 @@ def generate_answers(
     max_new_tokens: int = 64,
     batch_size: int = 16,
     eos_id: int = 50256,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> list[dict]:
-    """Copies of `records` with the model's greedy `model_response` and whether it
-    `stopped` at end-of-text."""
+    """Copies of `records` with the model's `model_response` (greedy; sampled at a
+    `temperature` above 0) and whether it `stopped` at end-of-text."""
     model.eval()
     context = _context_length(model)  # any architecture
     out = []
@@ -179,9 +181,11 @@ def generate_answers(
             idx,
             max_new_tokens,
             context,
+            temperature=temperature,
             eos_id=eos_id,
             use_cache=True,
             attention_mask=mask,
+            generator=generator,
         )
         for r, row in zip(chunk, new[:, idx.shape[1] :].tolist()):
             stopped = eos_id in row

@@ -44,11 +44,11 @@ from ..train.engine import threads_override
 from ..train.tokenizers import write_json
 
 # %% auto #0
-__all__ = ['PreferenceError', 'compute_dpo_loss', 'sequence_logprobs', 'PreferenceDataset', 'preference_collate',
+__all__ = ['PAIR_RULES', 'PreferenceError', 'compute_dpo_loss', 'sequence_logprobs', 'PreferenceDataset', 'preference_collate',
            'response_logprobs', 'frozen_copy', 'dpo_loss_batch', 'compare_models', 'make_preference_pairs',
-           'evaluate_dpo_loader', 'train_model_dpo', 'plot_dpo_history', 'DPOModelConfig', 'DPODataConfig',
-           'DPOTrainConfig', 'DPOGenerateConfig', 'DPORunConfig', 'DPOConfig', 'pairs_made_from', 'read_pairs',
-           'drop_equal_pairs', 'finetune_dpo', 'cmd_finetune_dpo', 'add_dpo_command']
+           'sample_answers', 'make_sampled_pairs', 'evaluate_dpo_loader', 'train_model_dpo', 'plot_dpo_history',
+           'DPOModelConfig', 'DPODataConfig', 'DPOTrainConfig', 'DPOGenerateConfig', 'DPORunConfig', 'DPOConfig',
+           'pairs_made_from', 'read_pairs', 'drop_equal_pairs', 'finetune_dpo', 'cmd_finetune_dpo', 'add_dpo_command']
 
 # %% ../../nbs/07c_dpo.ipynb #e47969d5
 class PreferenceError(LLMZeroError, ValueError):
@@ -226,6 +226,66 @@ def make_preference_pairs(answered: list[dict]) -> list[dict]:
         < judge_score(r["output"], r["output"])
     ]
 
+# %% ../../nbs/07c_dpo.ipynb #3bf13705
+def sample_answers(
+    model: nn.Module,
+    records: list[dict],
+    tokenizer,
+    samples: int,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    eos_id: int = 50256,
+    seed: int = 123,
+) -> list[list[dict]]:
+    """Each record's answers: the model's greedy one first, then `samples` sampled at
+    `temperature` (from a generator seeded with `seed`)."""
+    device = next(model.parameters()).device
+    g = torch.Generator(device).manual_seed(seed)
+    runs = [generate_answers(model, records, tokenizer, max_new_tokens, eos_id=eos_id)]
+    for _ in range(samples):
+        runs.append(
+            generate_answers(
+                model,
+                records,
+                tokenizer,
+                max_new_tokens,
+                eos_id=eos_id,
+                temperature=temperature,
+                generator=g,
+            )
+        )
+    return [list(answers) for answers in zip(*runs)]
+
+
+def make_sampled_pairs(candidates: list[list[dict]], margin: float = 0.1) -> list[dict]:
+    """The on-policy rule: of each record's answers, chosen = the judge's best, rejected =
+    its worst (the first of equals), kept if the best scores at least `margin` more."""
+    if not margin > 0:
+        raise PreferenceError(
+            f"margin must be positive (chosen must beat rejected), got {margin!r}."
+        )
+    pairs = []
+    for answers in candidates:
+        scores = [
+            judge_score(a["model_response"], a["output"], a.get("stopped", True))
+            for a in answers
+        ]
+        best = max(range(len(scores)), key=scores.__getitem__)
+        worst = min(range(len(scores)), key=scores.__getitem__)
+        if scores[best] - scores[worst] >= margin:
+            pairs.append(
+                {
+                    "instruction": answers[0]["instruction"],
+                    "input": answers[0]["input"],
+                    "chosen": answers[best]["model_response"],
+                    "rejected": answers[worst]["model_response"],
+                    "chosen_score": scores[best],
+                    "rejected_score": scores[worst],
+                }
+            )
+    return pairs
+
+
 # %% ../../nbs/07c_dpo.ipynb #e06ae8c1
 def evaluate_dpo_loader(
     loader,
@@ -339,7 +399,14 @@ class DPODataConfig:
     limit: int | None = None  # use only the first N records
     max_pairs: int | None = None  # train on only the first N training pairs
     batch_size: int = 8
-    max_new_tokens: int = 64  # length budget of the answers that become rejected ones
+    max_new_tokens: int = 64  # length budget of the model's answers in the pairs
+    pairs: str = "reference"  # the pair rule: reference or sampled (on-policy)
+    samples: int = 4  # sampled: answers sampled per prompt, besides the greedy one
+    temperature: float = 1.0  # sampled: their sampling temperature
+    margin: float = 0.1  # sampled: how much more the judge scores chosen than rejected
+
+
+PAIR_RULES = ("reference", "sampled")
 
 
 @dataclass
@@ -376,12 +443,19 @@ class DPOConfig:
 
     def check(self):
         check_run_sections(self)
+        d = self.data
         require_counts(
             [
-                ("data.max_new_tokens", self.data.max_new_tokens),
+                ("data.max_new_tokens", d.max_new_tokens),
+                ("data.samples", d.samples),
                 ("generate.max_new_tokens", self.generate.max_new_tokens),
             ]
         )
+        rules = " or ".join(PAIR_RULES)
+        require(d.pairs in PAIR_RULES, "data.pairs", f"must be {rules}, got {d.pairs!r}")
+        t = d.temperature
+        require(t > 0, "data.temperature", f"must be positive (it samples), got {t}")
+        require(d.margin > 0, "data.margin", f"must be positive, got {d.margin}")
         beta = self.train.beta
         require(beta > 0, "train.beta", f"must be positive, got {beta}")
 
@@ -435,11 +509,21 @@ def pairs_made_from(cfg: DPOConfig) -> dict:
     """What a run's pairs.json comes from: the SFT weights and the data settings that
     shape the pairs."""
     d = cfg.data
-    return {
+    made = {
         "sft_weights_sha256": sha256_file(find_checkpoint(cfg.model.sft) / MODEL_FILE),
         "data.path": d.path,
         "data.limit": d.limit,
         "data.max_new_tokens": d.max_new_tokens,
+    }
+    if d.pairs == "reference":  # as before the sampled rule: older pairs.json stay valid
+        return made
+    return {
+        **made,
+        "data.pairs": d.pairs,
+        "data.samples": d.samples,
+        "data.temperature": d.temperature,
+        "data.margin": d.margin,
+        "train.seed": cfg.train.seed,  # seeds the sampling
     }
 
 
@@ -471,7 +555,8 @@ def read_pairs(path, made_from: dict) -> dict:
             " as it is."
         )
     elif was != made_from:
-        differ = ", ".join(k for k in made_from if was.get(k) != made_from[k])
+        keys = {**was, **made_from}
+        differ = ", ".join(k for k in keys if was.get(k) != made_from.get(k))
         raise PreferenceError(
             f"{path} was made with another {differ} than this run's; {fix}, or "
             "run with the model.sft and data settings it was made with."
@@ -497,14 +582,24 @@ def _preference_sets(cfg: DPOConfig, run_dir, sft, tok, splits, context: int, eo
     d = cfg.data
     pairs_file, made_from = run_dir / "pairs.json", pairs_made_from(cfg)
     if not pairs_file.is_file():
-        answered = {
-            k: generate_answers(sft, recs, tok, d.max_new_tokens, eos_id=eos)
-            for k, recs in zip(("train", "validation"), splits)
-        }
-        made = {
-            k: drop_equal_pairs(make_preference_pairs(a), k)
-            for k, a in answered.items()
-        }
+        made = {}
+        for k, recs in zip(("train", "validation"), splits):
+            if d.pairs == "reference":
+                answered = generate_answers(sft, recs, tok, d.max_new_tokens, eos_id=eos)
+                pairs = make_preference_pairs(answered)
+            else:
+                answers = sample_answers(
+                    sft,
+                    recs,
+                    tok,
+                    d.samples,
+                    d.temperature,
+                    d.max_new_tokens,
+                    eos,
+                    cfg.train.seed,
+                )
+                pairs = make_sampled_pairs(answers, d.margin)
+            made[k] = drop_equal_pairs(pairs, k)
         write_json(pairs_file, {"made_from": made_from, **made})
     pairs = read_pairs(pairs_file, made_from)
     kept = {k: drop_equal_pairs(pairs[k], k) for k in ("train", "validation")}
