@@ -57,3 +57,14 @@ def run_cli(*args):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in args])
     return code, out.getvalue(), err.getvalue()
+
+
+def tiny_instruct_run(out, limit: int, *overrides: str):
+    """The tests' instruction model: the tiny GPT tuned for one epoch on the first `limit`
+    records into `out` (`overrides` win over these settings)."""
+    from llm_zero.finetune.cli import InstructConfig, finetune_instruct
+    from llm_zero.train.config import load_config
+    cfg = load_config(None, ["model.base=tiny-gpt", f"data.limit={limit}", "train.epochs=1", "train.lr=1e-3",
+                             "generate.test_limit=1", "generate.max_new_tokens=4", *overrides], InstructConfig)
+    finetune_instruct(cfg, out, progress=False)
+    return out

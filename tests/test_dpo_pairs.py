@@ -5,13 +5,13 @@ import json
 import shutil
 
 import pytest
+from conftest import tiny_instruct_run
 import torch
 
 from llm_zero.cli import main
 from llm_zero.data.dataset import instruction_splits
 from llm_zero.eval.report import generate_answers, judge_score
 from llm_zero.finetune import dpo
-from llm_zero.finetune.cli import InstructConfig, finetune_instruct
 from llm_zero.finetune.dpo import DPOConfig, finetune_dpo, pairs_made_from, sample_answers
 from llm_zero.train.checkpoint import load_language_model
 from llm_zero.train.config import load_config
@@ -24,11 +24,7 @@ SAMPLED = ["data.pairs=sampled", "data.samples=2", "data.temperature=0.8", "data
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory):
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("sft")
-    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=48", "train.epochs=1", "train.lr=1e-3",
-                             "generate.test_limit=1", "generate.max_new_tokens=4"], InstructConfig)
-    finetune_instruct(cfg, out, progress=False)
-    return out
+    return tiny_instruct_run(tmp_path_factory.mktemp("sft"), 48)
 
 
 def test_sample_answers_greedy_first_then_seeded_samples(sft_run):

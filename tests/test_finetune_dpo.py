@@ -9,10 +9,10 @@ import signal
 from pathlib import Path
 
 import pytest
+from conftest import tiny_instruct_run
 import torch
 from safetensors.torch import load_file
 
-from llm_zero.finetune.cli import InstructConfig, finetune_instruct
 from llm_zero.cli import main
 from llm_zero.finetune import dpo
 from llm_zero.eval.report import judge_score
@@ -30,12 +30,7 @@ DPO_SMALL = ["data.limit=32", "data.batch_size=4", "train.epochs=2", "train.lr=1
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory):
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("sft")
-    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=60", "train.epochs=1", "train.lr=1e-3",
-                             "train.eval_iter=1", "generate.test_limit=1", "generate.max_new_tokens=4"],
-                      InstructConfig)
-    finetune_instruct(cfg, out, progress=False)
-    return out
+    return tiny_instruct_run(tmp_path_factory.mktemp("sft"), 60, "train.eval_iter=1")
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,10 @@ import functools
 import io
 
 import pytest
+from conftest import tiny_instruct_run
 from hypothesis import given, settings, strategies as st
 
-from llm_zero.finetune.cli import ClassifyConfig, InstructConfig, finetune_classify, finetune_instruct
+from llm_zero.finetune.cli import ClassifyConfig, finetune_classify
 from llm_zero.train.config import load_config
 from llm_zero.train.checkpoint import load_classifier
 from llm_zero.eval.report import evaluate_run, rouge_l, write_report
@@ -50,11 +51,7 @@ def cli(*args):
 
 @pytest.fixture(scope="module")
 def instruct_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("instruct")
-    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=60", "train.epochs=1", "train.lr=1e-3",
-                             "generate.test_limit=1", "generate.max_new_tokens=4"], InstructConfig)
-    finetune_instruct(cfg, out, progress=False)
-    return out
+    return tiny_instruct_run(tmp_path_factory.mktemp("instruct"), 60)
 
 
 def test_same_checkpoint_same_report(instruct_run):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import tiny_instruct_run
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,15 +79,12 @@ def test_text_pieces_with_byte_level_bpe(text, data):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     "A tiny base model (the engine, char tokens) and a tiny instruction-tuned one (chapter 7)."
-    from llm_zero.finetune.cli import InstructConfig, finetune_instruct
     from llm_zero.train.config import load_config
     from llm_zero.train.engine import train
     d = tmp_path_factory.mktemp("serve")
     (d / "base.yaml").write_text(BASE_CONFIG)
     train(load_config(d / "base.yaml"), d / "base", progress=False, echo=lambda msg: None)
-    cfg = load_config(None, ["model.base=tiny-gpt", "data.limit=40", "train.epochs=1", "train.lr=1e-3",
-                             "generate.test_limit=1", "generate.max_new_tokens=2"], InstructConfig)
-    finetune_instruct(cfg, d / "instruct", progress=False)
+    tiny_instruct_run(d / "instruct", 40, "generate.max_new_tokens=2")
     return d
 
 

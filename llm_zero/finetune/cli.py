@@ -15,11 +15,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.dataset import instruction_splits
 from llm_zero.data.dataset import (
     LABELS,
     SpamDataset,
     create_balanced_dataset,
+    instruction_splits,
     load_sms_spam,
     random_split,
 )
