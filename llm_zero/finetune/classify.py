@@ -329,12 +329,13 @@ def classify_review(
             " a language model checkpoint?"
         )
     reads_pad = getattr(model, "readout", ("last", None))[1]
-    if None not in (reads_pad, pad_token_id) and reads_pad != pad_token_id:
+    if pad_token_id is None:
+        pad_token_id = 50256 if reads_pad is None else reads_pad
+    elif reads_pad not in (None, pad_token_id):
         raise ValueError(
             f"The classifier reads id {reads_pad} as padding, not {pad_token_id}; pass"
             f" pad_token_id={reads_pad} (or leave it out)."
         )
-    pad_token_id = next((p for p in (pad_token_id, reads_pad) if p is not None), 50256)
     context = _context_length(model)
     max_length = context if max_length is None else min(max_length, context)
     ids = tokenizer.encode(text)[:max_length]

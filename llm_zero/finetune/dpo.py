@@ -241,19 +241,13 @@ def sample_answers(
     `temperature` (from a generator seeded with `seed`)."""
     device = next(model.parameters()).device
     g = torch.Generator(device).manual_seed(seed)
-    runs = [generate_answers(model, records, tokenizer, max_new_tokens, eos_id=eos_id)]
-    for _ in range(samples):
-        runs.append(
-            generate_answers(
-                model,
-                records,
-                tokenizer,
-                max_new_tokens,
-                eos_id=eos_id,
-                temperature=temperature,
-                generator=g,
-            )
+    runs = [  # temperature 0 is greedy and draws nothing from g
+        generate_answers(
+            model, records, tokenizer, max_new_tokens,
+            eos_id=eos_id, temperature=t, generator=g,
         )
+        for t in [0.0] + [temperature] * samples
+    ]
     return [list(answers) for answers in zip(*runs)]
 
 
